@@ -16,13 +16,19 @@ import {
   signNarInfo,
 } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
+import { readAll } from "../store/helpers.js";
 import type { GetResult, ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { pairId } from "./delta-bases.js";
 import { lookupDeltas } from "./delta-lookup.js";
 import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
 import { publishDelta } from "./delta-publish.js";
-import { formatSkipNote, readSkipNote } from "./delta-trust.js";
+import {
+  DELTA_PATH_NARINFO_LIMIT,
+  formatSkipNote,
+  readSignedNarInfo,
+  readSkipNote,
+} from "./delta-trust.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { checkStoredNar, readNarInfo } from "./read.js";
 
@@ -279,6 +285,26 @@ describe("publishDelta believes only what the fleet's keys signed", () => {
     const now = (await readNarInfo(store, other.storePath)) as NarInfo;
     expect(checkNarInfoSignatures(now, [publicKeyOf(key)])).toMatchObject({ ok: true });
     await checkStoredNar(store, now);
+  });
+});
+
+describe("a delta path's narinfo a cache writer made large", () => {
+  it("is read no further than a delta's narinfo can be, refused, and replaced", async () => {
+    const padded = await pair("padded");
+    expect((await publishDelta(store, key, padded)).kind).toBe("published");
+    const deltaPath = deltaPathOf(padded.target, padded.base);
+    // Its signed narinfo, with an unsigned line of 1 MiB (Nix would still take it).
+    const text = (await readAll(store, narInfoKey(deltaPath)))?.toString("utf8") ?? "";
+    await store.put(narInfoKey(deltaPath), Buffer.from(`${text}X-Pad: ${"x".repeat(1 << 20)}\n`));
+    expect(await readSignedNarInfo(store, deltaPath, [publicKeyOf(key)])).toEqual({
+      kind: "refused",
+      reason: expect.stringContaining(`over ${DELTA_PATH_NARINFO_LIMIT} bytes`),
+    });
+    expect(await publishDelta(store, key, padded, { tmpDir: scratch })).toMatchObject({
+      kind: "published",
+      replaced: expect.stringContaining(`over ${DELTA_PATH_NARINFO_LIMIT} bytes`),
+    });
+    expect((await readAll(store, narInfoKey(deltaPath)))?.length).toBeLessThan(2048);
   });
 });
 

@@ -8,7 +8,7 @@ import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { deltaSkipKey } from "./delta-path.js";
+import { deltaSkipKey, deltaTargetHashPart } from "./delta-path.js";
 import { readNarInfoText } from "./read.js";
 
 /** Something the cache holds that the delta step does not believe, and why. */
@@ -25,6 +25,13 @@ export interface SignedNarInfo {
 }
 
 /**
+ * The most read of a delta path's own narinfo: it names no references and few signatures
+ * (about 500 bytes), where one planted by a cache writer could be the 4 MiB any narinfo may be,
+ * read on every plan and deploy.
+ */
+export const DELTA_PATH_NARINFO_LIMIT = 16 * 1024;
+
+/**
  * The narinfo of `path` when a key of `trusted` signed it; refused when it is malformed, names
  * another path, or no trusted key signed it; undefined when the cache has none. Only its
  * signed fields (NarHash, NarSize, References) are believed; the others are checked against
@@ -37,7 +44,8 @@ export async function readSignedNarInfo(
 ): Promise<SignedNarInfo | Refused | undefined> {
   let read: { readonly text: string; readonly info: NarInfo } | undefined;
   try {
-    read = await readNarInfoText(store, path);
+    const limit = deltaTargetHashPart(path) === undefined ? undefined : DELTA_PATH_NARINFO_LIMIT;
+    read = await readNarInfoText(store, path, limit);
   } catch (err) {
     if (err instanceof InputError) return { kind: "refused", reason: err.message };
     throw err;

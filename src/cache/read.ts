@@ -41,9 +41,11 @@ export async function readNarInfo(
 export async function readNarInfoText(
   store: ObjectStore,
   pathOrHash: string,
+  /** The most read of it: NARINFO_LIMIT, or less where the path's narinfo is known small. */
+  limit = NARINFO_LIMIT,
 ): Promise<{ readonly text: string; readonly info: NarInfo } | undefined> {
   const key = narInfoKey(hashPartOf(pathOrHash));
-  const text = await readText(store, key, NARINFO_LIMIT);
+  const text = await readText(store, key, limit);
   if (text === undefined) return undefined;
   const info = parseNarInfo(text, key);
   const described = parseStorePath(info.storePath).hashPart;
