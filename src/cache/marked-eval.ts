@@ -3,12 +3,12 @@
 // fleet's flakes runs here (the fleet, the systems, init's readers); each caller names what
 // failed in its own words from the result.
 import { totalmem } from "node:os";
-import { InterruptedError, OperationError } from "../errors.js";
+import { OperationError } from "../errors.js";
 import { type EvalLocation, type MarkPath, NixEvalTrace } from "../nix/eval-trace.js";
 import { withDeadline } from "../util/deadline.js";
 import { withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
-import { localNixVersion, NEW_CLI, type NixOptions, storeArgs } from "./local-nix.js";
+import { localNixVersion, NEW_CLI, NIX_ERRORS, type NixOptions, storeArgs } from "./local-nix.js";
 
 export interface MarkedEvalOptions {
   /** The marks' name (`nixMarkFunction(mark)` in the expression). */
@@ -17,7 +17,7 @@ export interface MarkedEvalOptions {
   readonly timeoutSeconds: number;
   /** The bytes of JSON it may print: past them the answer is `tooLarge`. */
   readonly jsonLimit: number;
-  /** Stops it (an interrupted command): the run then throws an InterruptedError. */
+  /** Stops it (an interrupted command): the run then throws, saying it was stopped. */
   readonly signal?: AbortSignal;
   readonly nix?: NixOptions;
 }
@@ -101,8 +101,12 @@ export async function markedEval(expr: string, options: MarkedEvalOptions): Prom
   if (r.error !== undefined) {
     throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
   }
+  // Said as a stopped Nix is (the caller that trapped the interrupt says it as one).
   if (options.signal?.aborted) {
-    throw new InterruptedError(`the evaluation was stopped: ${String(options.signal.reason)}`);
+    throw new OperationError(
+      NIX_ERRORS.failed,
+      `the evaluation was stopped: ${String(options.signal.reason)}`,
+    );
   }
   if (r.stopped) return { kind: "timeout" };
   if (r.code !== 0) {
