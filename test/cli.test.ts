@@ -1,9 +1,9 @@
 // The CLI contract: exit codes (0 ok, 1 failed, 2 bad usage or input), errors that name what
 // was wrong, --help, --json errors, and the nar commands against nix-store.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS as ENTRIES, loadCommands } from "../src/cli/commands.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
@@ -579,6 +579,54 @@ describe("nar commands", () => {
       expect(r.status, flag).toBe(0);
       expect(Number(r.stdout.trim()), flag).toBe(lines);
     }
+  });
+
+  it("an interrupt while no command traps one exits 130 saying so (--json: the error object); a trap takes it over", async () => {
+    // The module the executable imports first, then a wait with no trap of its own (as a
+    // command that leaves interrupts to the default, or the rest of nixship still loading).
+    const early = join(dirname(NIXSHIP_BIN), "early-interrupts.js");
+    const run = async (body: string, args: string[]) => {
+      const child = spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `await import(${JSON.stringify(early)}); ${body}`,
+          "--",
+          ...args,
+        ],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => {
+        stdout += d.toString();
+        if (stdout.includes("ready\n")) child.kill("SIGINT");
+      });
+      child.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const code = await new Promise<number | null>((done) => child.on("close", done));
+      return { code, stdout, stderr };
+    };
+    const wait = `console.log("ready"); setTimeout(() => {}, 60_000);`;
+    const plain = await run(wait, []);
+    expect(plain).toEqual({
+      code: 130,
+      stdout: "ready\n",
+      stderr: "error: interrupted (SIGINT)\n",
+    });
+    const json = await run(wait, ["--json"]);
+    expect(json.code).toBe(130);
+    expect(JSON.parse(json.stdout.replace("ready\n", ""))).toEqual({
+      error: { code: "interrupted", message: "interrupted (SIGINT)" },
+    });
+    // A command's own trap has the signal: the early handler leaves it be.
+    const trapped = await run(
+      `process.on("SIGINT", () => { console.log("trapped"); process.exit(7); }); ${wait}`,
+      [],
+    );
+    expect(trapped).toEqual({ code: 7, stdout: "ready\ntrapped\n", stderr: "" });
   });
 
   it("nar restore refuses a malformed NAR with exit 2, leaving nothing", async () => {

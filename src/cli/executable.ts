@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The `nixship` executable: runs the CLI on this process's arguments and streams. The build
 // bundles it, with the modules it imports, into dist/cli/bin.js (scripts/bundle-cli.mjs).
+// First: an interrupt while the rest loads exits 130, as one during a command does.
+import "./early-interrupts.js";
 import "./threadpool.js";
 import { outputClosed } from "./interrupts.js";
 import { main } from "./main.js";
