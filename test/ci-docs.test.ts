@@ -331,7 +331,14 @@ describe("docs/ci.md", () => {
     ]);
     // An `object or null` may be null; when it is an object, its fields are checked.
     const report = section("`nixship fleet from-terraform`").fieldTables[1] as FieldRow[];
-    const done = { out: null, via: "ssm", hosts: 0, notInTerraform: [], knownHosts: null };
+    const done = {
+      out: null,
+      via: "ssm",
+      hosts: 0,
+      notInTerraform: [],
+      dropped: [],
+      knownHosts: null,
+    };
     expect(tableProblems(report, done)).toEqual([]);
     expect(tableProblems(report, { ...done, knownHosts: { file: "k", written: true } })).toEqual([
       "$.knownHosts.hosts: missing",

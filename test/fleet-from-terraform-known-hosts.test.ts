@@ -118,6 +118,7 @@ describe("fleet from-terraform --known-hosts", () => {
       via: "ssh",
       hosts: 3,
       notInTerraform: [],
+      dropped: [],
       knownHosts: {
         file: KNOWN_HOSTS_ARG,
         written: true,

@@ -544,6 +544,39 @@ describe("nixship fleet from-terraform", () => {
     expect(r.stderr).toMatch(message);
   });
 
+  it("says which hosts of the file --out replaces neither the base nor Terraform names, gone now", async () => {
+    const out = join(work, "regenerated.json");
+    const first = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      "--base",
+      baseFile,
+      "--out",
+      out,
+    ]);
+    expect(first.code, first.stderr).toBe(0);
+    // Someone added a host to the generated file, not to the base.
+    const doc = JSON.parse(await readFile(out, "utf8")) as { hosts: Record<string, unknown> };
+    doc.hosts.db1 = { address: "10.0.0.9", delivery: "ssh", system: ".#db1" };
+    await writeFile(out, JSON.stringify(doc));
+    const again = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      "--base",
+      baseFile,
+      "--out",
+      out,
+      "--json",
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ dropped: ["db1"] });
+    expect(again.stderr).toContain(
+      `note: ${out} named hosts that neither the base fleet nor Terraform does, now gone from it: db1 (add them to the base to keep them)`,
+    );
+  });
+
   it("refuses two hosts on one instance, as the fleet's own rules do, and writes nothing", async () => {
     const file = join(work, "one-instance.json");
     await writeFile(

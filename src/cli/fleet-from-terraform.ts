@@ -4,7 +4,7 @@
 
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { InputError, UsageError } from "../errors.js";
-import { DELIVERY_MODES, type DeliveryMode, type Fleet } from "../fleet/fleet.js";
+import { DELIVERY_MODES, type DeliveryMode, type Fleet, type FleetHost } from "../fleet/fleet.js";
 import { parseFleet } from "../fleet/fleet-file.js";
 import { formatJson } from "../fleet/fleet-json.js";
 import {
@@ -108,7 +108,7 @@ Options:
   --replace-host-keys  take a host key that differs from the one FILE (or the base fleet)
                        trusts for that host: only when the host was replaced on purpose
   --json               print what was done as JSON on stdout: {out, via, hosts,
-                       notInTerraform, knownHosts: {file, written, hosts: [{host, names,
+                       notInTerraform, dropped, knownHosts: {file, written, hosts: [{host, names,
                        fingerprint, source, change}], pending: [{host, object}]} | null},
                        and without --out the fleet file as "fleet"
 
@@ -196,6 +196,9 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
     );
     // Everything is read and checked before anything is written: the fleet file's place too.
     if (values.out !== undefined) await checkOutputFile(values.out);
+    // Hosts of the file --out replaces that the new fleet does not name: said, not lost unsaid.
+    const dropped =
+      values.out === undefined ? [] : await hostsDropped(values.out, made.fleet.hosts);
     const known =
       knownHostsFile === undefined
         ? undefined
@@ -203,6 +206,11 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
     if (made.notInTerraform.length > 0) {
       io.stderr.write(
         `note: left out hosts of the base fleet that Terraform does not list: ${made.notInTerraform.join(", ")}\n`,
+      );
+    }
+    if (dropped.length > 0) {
+      io.stderr.write(
+        `note: ${values.out} named hosts that neither the base fleet nor Terraform does, now gone from it: ${dropped.join(", ")} (add them to the base to keep them)\n`,
       );
     }
     if (known !== undefined) {
@@ -222,6 +230,7 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
         via,
         hosts: made.fleet.hosts.length,
         notInTerraform: made.notInTerraform,
+        dropped,
         knownHosts:
           known === undefined
             ? null
@@ -318,4 +327,32 @@ async function readBase(
     file,
   );
   return outDir === undefined ? fleet : relocateFleet(fleet, dirname(resolve(file)), outDir);
+}
+
+/**
+ * The hosts the fleet file at `file` names that `hosts` does not: what replacing it loses. A
+ * file that is not there, or holds no fleet's hosts, loses none.
+ */
+async function hostsDropped(file: string, hosts: readonly FleetHost[]): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readInputText(
+      file,
+      process.stdin,
+      "the fleet file --out replaces",
+      MAX_FLEET_JSON,
+    );
+  } catch {
+    return [];
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const named = (doc as { hosts?: unknown } | null)?.hosts;
+  if (typeof named !== "object" || named === null || Array.isArray(named)) return [];
+  const kept = new Set(hosts.map((h) => h.name));
+  return Object.keys(named).filter((name) => !kept.has(name));
 }
