@@ -234,7 +234,9 @@ describe("deploy, interrupted", () => {
         env(),
         (e) => e.type === "host-phase" && e.host === "di2" && e.phase === "switch",
         "SIGINT",
-        300,
+        // Soon after the first: well before the host answers the abort (a connection, a switch
+        // back), so that the deploy is still at work when the second comes.
+        50,
       );
       expect(r.code, r.stderr).toBe(130);
       expect(r.stderr).toContain("interrupted again (SIGINT)");

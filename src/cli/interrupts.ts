@@ -123,5 +123,10 @@ export function exitSoonAfterInterrupt(): void {
   setTimeout(() => process.exit(INTERRUPTED_EXIT), 1000).unref();
   // Another interrupt meanwhile exits at once, as a second one does, through the exit hooks
   // (a signal's own default would skip them: compressors and staging files would stay).
-  for (const name of INTERRUPT_SIGNALS) process.once(name, () => process.exit(INTERRUPTED_EXIT));
+  for (const name of INTERRUPT_SIGNALS) {
+    process.once(name, () => {
+      process.stderr.write(`interrupted again (${name}): exiting now\n`);
+      process.exit(INTERRUPTED_EXIT);
+    });
+  }
 }
