@@ -662,8 +662,9 @@ describe("docs/ci.md", () => {
       return (await readFile(join(work, `${name}.pub`), "utf8")).split(" ").slice(0, 2).join(" ");
     };
     const [key1, key2] = [await sshKey("web1-key"), await sshKey("web1-key-2")];
+    // One instance a host (the fleet refuses two hosts on one).
     const host = (ip: string, key: string): OutputHost => ({
-      instance_id: "i-0123456789abcdef0",
+      instance_id: `i-0123456789abcdef${ip.slice(-1)}`,
       private_ip: ip,
       public_ip: "",
       ssh_host_public_key: key,
