@@ -61,9 +61,14 @@ async function main(): Promise<void> {
       JSON.stringify({
         cache: { url, publicKeys: [key] },
         hosts: Object.fromEntries(
-          hosts.map((h) => [
+          hosts.map((h, i) => [
             h,
-            { delivery: "ssm", instanceId: "i-0123456789abcdef0", system: SYSTEM },
+            // One instance a host: the fleet refuses two hosts on one.
+            {
+              delivery: "ssm",
+              instanceId: `i-${i.toString(16).padStart(17, "0")}`,
+              system: SYSTEM,
+            },
           ]),
         ),
       }),

@@ -34,7 +34,8 @@ export async function writeDashboardFleet(
   for (let i = 0; i < counts.ssm; i++) {
     hosts[`s${i}`] = {
       delivery: "ssm",
-      instanceId: "i-0123456789abcdef0",
+      // One instance a host: the fleet refuses two hosts on one.
+      instanceId: `i-${i.toString(16).padStart(17, "0")}`,
       system: SYSTEM_V2,
       tags: [i % 2 === 0 ? "web" : "db"],
     };

@@ -55,9 +55,9 @@ beforeAll(async () => {
     }),
   );
   const hosts = Object.fromEntries(
-    ["same", "back", "rebuilt", "failed"].map((h) => [
+    ["same", "back", "rebuilt", "failed"].map((h, i) => [
       h,
-      { delivery: "ssm", instanceId: "i-0123456789abcdef0", system: V2 },
+      { delivery: "ssm", instanceId: `i-0123456789abcdef${i}`, system: V2 },
     ]),
   );
   fleetFile = join(work, "nixship.json");
