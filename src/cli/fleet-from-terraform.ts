@@ -17,6 +17,7 @@ import { MAX_FLEET_JSON } from "../fleet/load-fleet.js";
 import { relocateFleet } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
 import { hostKeyObjectKey } from "../status/host-key-store.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
 import {
@@ -334,14 +335,12 @@ async function readBase(
  * file that is not there, or holds no fleet's hosts, loses none.
  */
 async function hostsDropped(file: string, hosts: readonly FleetHost[]): Promise<string[]> {
+  // The file itself, whatever its name ("-" too): never stdin.
   let text: string;
   try {
-    text = await readInputText(
-      file,
-      process.stdin,
-      "the fleet file --out replaces",
-      MAX_FLEET_JSON,
-    );
+    const bytes = await readFileBounded(file, MAX_FLEET_JSON, () => new Error("too large"));
+    if (bytes === undefined) return [];
+    text = bytes.toString("utf8");
   } catch {
     return [];
   }
