@@ -4,12 +4,17 @@
 // a fleet rollback undoes the v3 rollout alone (all three on v2, host 3 named as left where it
 // is), a second fleet rollback steps back to the v2 rollout (all three on v1), and undoing a
 // rollout that changed no host (host 3 alone, off the network) records it undone. A host that
-// failed in a rollout and went back by itself is in step once that rollout is undone.
-import { readFile } from "node:fs/promises";
+// failed in a rollout and went back by itself is in step once that rollout is undone. A host
+// whose deploy failed before it changed anything there (its realise) is behind, not failed.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseNarInfo } from "../src/nix/narinfo.js";
 import { run } from "../support/cli.js";
 import { dashboardApi, dashboardHost, dashboardText } from "./support/dashboard-api.js";
+import { buildExampleSystems } from "./support/example-systems.js";
 import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { zstdBombNar } from "./support/nar-bytes.js";
 import {
   type RolloutFile,
   rolloutFiles,
@@ -274,5 +279,46 @@ describe("a host that failed in a rollout and went back is in step once the roll
     });
     const metrics = await dashboardText(lab.fleetFile, "/metrics");
     expect(metrics).toMatch(/^nixship_hosts\{state="in-step",mode="ssh"\} 3$/m);
+  });
+});
+
+describe("a host whose deploy failed before it changed anything there is behind, not failed", () => {
+  it("v4 fails in host 2's realise (its NAR swapped): host 2 runs v1, behind that rollout in every view", async () => {
+    const { "web-v4": v4 } = await buildExampleSystems();
+    const cache = join(lab.info.dir, "cache");
+    const pushed = await lab.nixship([
+      "push",
+      v4,
+      "--to",
+      `file://${cache}`,
+      "--key",
+      join(lab.info.dir, "cache.sec"),
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const hash = v4.slice("/nix/store/".length, "/nix/store/".length + 32);
+    const info = parseNarInfo(await readFile(join(cache, `${hash}.narinfo`), "utf8"));
+    await writeFile(join(cache, info.url), zstdBombNar(1024 * 1024));
+    await setExampleSystems(lab.fleetFile, {
+      [H(1)]: "web-v1",
+      [H(2)]: "web-v4",
+      [H(3)]: "web-v1",
+    });
+    const failed = await lab.deploy("--json");
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(summaryOf(failed)[H(2)]).toMatchObject({ status: "failed", phase: "realise" });
+    const rollout = (
+      JSON.parse(failed.stdout.trim().split("\n").at(-1) as string) as { rollout: string }
+    ).rollout;
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    for (const extra of [[], ["--stored"]]) {
+      const { code, rows } = await status(...extra);
+      expect(code, `status ${extra.join(" ")}`).toBe(1);
+      expect(rows.get(H(2))).toMatchObject({
+        inStep: false,
+        hostState: "behind",
+        behindRollout: { rollout, why: expect.stringMatching(/^failed: /) },
+      });
+      expect(rows.get(H(2))).not.toHaveProperty("failed");
+    }
   });
 });

@@ -55,9 +55,11 @@ number of hosts it put there; one that is gone, unreadable or not to be believed
 A host is behind when the newest rollout that named it (among the newest 200 rollout records
 in the store, status/rollouts/…) gave it a system it does not run, and nothing it reported
 since says otherwise: the rollout skipped it as unreachable, never started its wave, or it
-failed. An agent's report of one of the rollout's own releases that only confirms the entry
-the rollout left it on is no such word: every release of an agent rollout names every host of
-the channel (the rollout record names its releases).
+failed. A host that failed (or was interrupted) before anything changed there, in its connect,
+copy or realise, keeps the record it had: it runs what it ran, behind, not failed. An agent's
+report of one of the rollout's own releases that only confirms the entry the rollout left it
+on is no such word: every release of an agent rollout names every host of the channel (the
+rollout record names its releases).
 STATE then says behind, and the note (and --json 'behindRollout') names the rollout, why the
 host did not get its system, and what it should run. It stays behind until a deploy reaches
 it, or a rollback names it again. A rollout record dated more than 5 minutes ahead of this

@@ -78,6 +78,29 @@ describe("push records", () => {
             settling: true,
           },
         },
+        {
+          host: "a7",
+          desired: V2,
+          seconds: 2,
+          outcome: {
+            status: "failed",
+            phase: "copy",
+            message: "interrupted (SIGTERM) while copying",
+            rolledBack: false,
+          },
+        },
+        {
+          host: "a8",
+          desired: V2,
+          seconds: 2,
+          outcome: { status: "failed", phase: "realise", message: "bad sig", rolledBack: false },
+        },
+        {
+          host: "a9",
+          desired: V2,
+          seconds: 2,
+          outcome: { status: "failed", phase: "switch", message: "no", rolledBack: false },
+        },
       ],
       {
         action: "switch",
@@ -88,6 +111,9 @@ describe("push records", () => {
           { host: "a4", current: V1, generation: 4 },
           { host: "a5", current: V1, generation: 4 },
           { host: "a6", current: V1, generation: 4 },
+          { host: "a7", current: V1, generation: 4 },
+          { host: "a8", current: V1, generation: 4 },
+          { host: "a9", current: V1, generation: 4 },
         ],
       },
     );
@@ -106,6 +132,12 @@ describe("push records", () => {
     expect(await read("a5")).toBeUndefined();
     // Left settling: where it ends was not seen, and its record keeps its word (none here).
     expect(await read("a6")).toBeUndefined();
+    // Failed (or interrupted) before anything changed there: it runs what it ran, behind the
+    // rollout, not failed.
+    expect(await read("a7")).toBeUndefined();
+    expect(await read("a8")).toBeUndefined();
+    // A failed switch may have changed what it runs: its record says it failed.
+    expect(await read("a9")).toMatchObject({ state: "failed", phase: "switch", desired: V2 });
   });
 
   it("a rollback's record names the system each host went back to; a failed one writes none", async () => {

@@ -7,6 +7,7 @@ import type { DeliveryMode } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { RollbackOutcome } from "../host/script-outcomes.js";
 import { nextRecord } from "../status/next-record.js";
+import { failedBeforeAnyChange } from "../status/rollout.js";
 import {
   type HostOutcome,
   outcomeFields,
@@ -93,9 +94,10 @@ async function recordResult(
   if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return undefined;
   // A dry run changed nothing there, and asked nothing of it: the record keeps its word.
   if (actionIsDryRun(c.action)) return undefined;
-  // Nor did a deploy that never reached the host (unreachable): the rollout record says it
-  // missed it, and the host is behind that rollout, not failed (status/behind.ts).
-  if (r.outcome.status === "failed" && r.outcome.phase === "connect") return undefined;
+  // Nor did a deploy that never reached the host (unreachable), or failed (or was interrupted)
+  // before it changed anything there (copy, realise): the rollout record says so, and the host
+  // runs what it ran, behind that rollout, not failed (status/behind.ts).
+  if (r.outcome.status === "failed" && failedBeforeAnyChange(r.outcome.phase)) return undefined;
   // Nor of a host left settling: where it ends is not known here; the rollout record says the
   // deploy stopped following it, and a later survey asks it.
   if (r.outcome.status === "failed" && r.outcome.settling === true) return undefined;

@@ -556,8 +556,17 @@ const BEFORE_ANY_CHANGE: ReadonlySet<string> = new Set(["connect", "copy", "real
  * or failed once it could have (a failure to connect, copy or realise changed nothing).
  */
 export function mayHaveChanged(entry: Pick<RolloutHost, "state" | "phase">): boolean {
-  if (entry.state === "failed") return entry.phase === null || !BEFORE_ANY_CHANGE.has(entry.phase);
+  if (entry.state === "failed") return !failedBeforeAnyChange(entry.phase);
   return ACTIVATED_STATES.has(entry.state);
+}
+
+/**
+ * Whether a failure in `phase` left the host as it was (its store aside): it failed to connect,
+ * copy or realise. Such a host did not get the rollout's system and still runs what it ran:
+ * it is behind that rollout, not failed (status/behind.ts).
+ */
+export function failedBeforeAnyChange(phase: string | null): boolean {
+  return phase !== null && BEFORE_ANY_CHANGE.has(phase);
 }
 
 /** The id a rollout record's key ends with, or undefined for a key that is not one. */
