@@ -68,9 +68,10 @@ warning names it.
 
 A rollout paused between two waves (the policy's pauseAfter), among the last 20, is named
 after the table, with since when, until when, and the commands that answer it ('nixship
-rollout resume ID', 'nixship rollout abort ID'); --json: 'pausedRollouts'. One whose deploy is
-gone (its record unwritten for 15 minutes, or past its deadline with no outcome taken) waits
-for nothing and is not named: its hosts still waiting read as never started.
+rollout resume ID', 'nixship rollout abort ID'), or the answer its deploy has not taken yet;
+--json: 'pausedRollouts'. One whose deploy is gone (its record unwritten for 15 minutes, past
+its deadline with no outcome taken, or an answer untaken for 2 minutes) waits for nothing and
+is not named: its hosts still waiting read as never started.
 
 STATE is the host's state in one word, the same the dashboard shows (docs/dashboard.md):
 in-step, drifting, failed, rolled-back, rejected, applying, unconfirmed (a reboot nobody

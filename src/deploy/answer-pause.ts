@@ -5,6 +5,7 @@ import { InterruptedError, UsageError } from "../errors.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import {
+  answerUntaken,
   PAUSE_POLL_MS,
   type RolloutPause,
   type RolloutRecord,
@@ -72,6 +73,13 @@ export async function answerPause(
   const written = await writeAnswer(store, answer);
   if (written.status === "answered") {
     const first = written.answer;
+    const untaken = answerUntaken(pause, first, now());
+    if (untaken !== undefined) {
+      throw new UsageError(
+        `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but ${untaken}: the deploy is gone and nothing waits for an answer`,
+        `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+      );
+    }
     throw new UsageError(
       `${command}: the pause of rollout ${record.id} after wave ${pause.afterWave} was answered already: ${answerText(first)}`,
       "the first answer counts",

@@ -10,6 +10,7 @@ import {
   type PauseAnswer,
   parseAnswer,
 } from "./pause-answer.js";
+import type { RolloutRecord } from "./rollout.js";
 
 /**
  * Writes `answer` unless the pause has one: "written", or the answer that was there first
@@ -49,4 +50,17 @@ export async function readAnswer(
   return bytes === undefined
     ? undefined
     : parseAnswer(bytes, { rollout, afterWave }, `${store.url} ${key}`);
+}
+
+/**
+ * The answer written to the pause `record` waits at, when it says paused and its record has not
+ * taken one (rolloutGone judges by it); undefined otherwise, or when none can be read.
+ */
+export async function untakenAnswer(
+  store: ObjectStore,
+  record: RolloutRecord,
+): Promise<PauseAnswer | undefined> {
+  const pause = record.state === "paused" ? record.pauses?.at(-1) : undefined;
+  if (pause === undefined || pause.answer !== undefined) return undefined;
+  return await readAnswer(store, record.id, pause.afterWave).catch(() => undefined);
 }

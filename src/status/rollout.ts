@@ -106,7 +106,11 @@ export const PAUSE_GONE_AFTER_MS = 5 * PAUSE_POLL_MS + 30_000;
  * (a live deployer writes it every heartbeat, paused too), or it is paused past its pause's
  * deadline by PAUSE_GONE_AFTER_MS (a live deployer takes the deadline's outcome).
  */
-export function rolloutGone(record: RolloutRecord, now: Date): string | undefined {
+export function rolloutGone(
+  record: RolloutRecord,
+  now: Date,
+  written?: WrittenAnswer,
+): string | undefined {
   if (!rolloutLive(record.state)) return undefined;
   const quiet = (now.getTime() - Date.parse(record.updatedAt)) / 1000;
   if (quiet > ROLLOUT_ABANDONED_SECONDS) {
@@ -116,7 +120,32 @@ export function rolloutGone(record: RolloutRecord, now: Date): string | undefine
   if (pause !== undefined && now.getTime() > Date.parse(pause.until) + PAUSE_GONE_AFTER_MS) {
     return `its deadline (${pause.until}) passed and its deployer took no outcome (killed, or its machine stopped)`;
   }
-  return undefined;
+  return pause === undefined ? undefined : answerUntaken(pause, written, now);
+}
+
+/**
+ * How long after an answer to its pause a live deployer has taken it: it reads for one every
+ * PAUSE_POLL_MS; the rest allows for the clocks of the answering machine and this one.
+ */
+export const ANSWER_TAKEN_WITHIN_MS = 60 * PAUSE_POLL_MS;
+
+/** An answer written to a pause (status/pause-answer.ts), which its deployer may not have taken. */
+export type WrittenAnswer = RolloutPauseAnswer & { readonly afterWave: number };
+
+/**
+ * Why `pause`'s deployer is gone at `now`, by the answer written to it (`written`, read from the
+ * store): one its deployer has not taken ANSWER_TAKEN_WITHIN_MS after it was written tells the
+ * deployer stopped reading. Undefined when no such answer tells it.
+ */
+export function answerUntaken(
+  pause: RolloutPause,
+  written: WrittenAnswer | undefined,
+  now: Date,
+): string | undefined {
+  if (pause.answer !== undefined || written === undefined) return undefined;
+  if (written.afterWave !== pause.afterWave) return undefined;
+  if (now.getTime() - Date.parse(written.at) <= ANSWER_TAKEN_WITHIN_MS) return undefined;
+  return `its pause was answered (${written.action} by ${written.by} at ${written.at}) and its deployer has not taken the answer since (killed, or its machine stopped)`;
 }
 
 /** Whether `record` says running or paused but its deployer is gone (rolloutGone). */

@@ -54,6 +54,15 @@ describe("what a pause says", () => {
     expect(pausedRolloutLine(p)).toBe(
       "rollout 0123456789ab is paused after wave 1 since 2026-11-25T10:00:00.000Z, started by ci: 'nixship rollout resume 0123456789ab' lets it go on, 'nixship rollout abort 0123456789ab' stops it and rolls back the hosts it changed (at 2026-11-25T11:00:00.000Z it will resume by itself)",
     );
+    // Answered, and not taken yet: no command to answer it again.
+    expect(
+      pausedRolloutLine({
+        ...p,
+        answer: { rollout: p.id, afterWave: 1, action: "abort", by: "ops@x", at: "T" },
+      }),
+    ).toBe(
+      "rollout 0123456789ab is paused after wave 1 since 2026-11-25T10:00:00.000Z, started by ci: its pause was answered (abort by ops@x at T), and its deploy has not taken the answer yet (a deploy that is there takes it within seconds; one that has not within 120 s is gone, and 'nixship rollback --rollout 0123456789ab' then puts back what it changed)",
+    );
     // With the --fleet the command was given, each command runs as printed.
     expect(pausedRolloutLine(p, "/srv/f.json")).toContain(
       "'nixship rollout resume 0123456789ab --fleet /srv/f.json' lets it go on, 'nixship rollout abort 0123456789ab --fleet /srv/f.json' stops it",

@@ -1,7 +1,10 @@
 // What a paused rollout says on the terminal and in a CI log: that it waits, for whom (the
 // commands that answer it), until when and what then; and how the pause ended.
+
+import { answerText } from "../deploy/answer-pause.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { answerCommands } from "../deploy/rollout-pause.js";
+import { ANSWER_TAKEN_WITHIN_MS } from "../status/rollout.js";
 import type { PausedRollout } from "../views/rollout-watch.js";
 
 export function pauseLine(
@@ -40,6 +43,9 @@ export function pausedRolloutLine(paused: PausedRollout, fleetArg?: string): str
   const { resume, abort } = answerCommands(id, fleetArg);
   const by = paused.by === undefined ? "" : `, started by ${paused.by}`;
   const head = `rollout ${id} is paused after wave ${pause.afterWave} since ${pause.since}${by}`;
+  if (paused.answer !== undefined) {
+    return `${head}: its pause was answered (${answerText(paused.answer)}), and its deploy has not taken the answer yet (a deploy that is there takes it within seconds; one that has not within ${ANSWER_TAKEN_WITHIN_MS / 1000} s is gone, and 'nixship rollback --rollout ${id}' then puts back what it changed)`;
+  }
   const then = pause.onTimeout === "abort" ? "abort (roll back)" : "resume";
   return `${head}: '${resume}' lets it go on, '${abort}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;
 }

@@ -6,9 +6,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import { writeAnswer } from "../status/pause-answer-store.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -89,5 +91,52 @@ describe("a rollback without --rollout", () => {
     await writeRollout(store, rollout("cccccccccccc", HOUR, interrupted, "bbbbbbbbbbbb"), key);
     const read = await readUndo(fleet, {});
     expect(read.record.id).toBe("bbbbbbbbbbbb");
+  });
+});
+
+describe("a rollback of a paused rollout", () => {
+  it("waits while an answer may still be taken, and undoes it once its deploy left the answer untaken", async () => {
+    await twoRollouts();
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const paused: RolloutRecord = {
+      ...rollout("cccccccccccc", 60_000, [host("a", "confirmed", V0, V2)]),
+      state: "paused",
+      waves: [
+        { index: 1, kind: "canary", hosts: [host("a", "confirmed", V0, V2)] },
+        { index: 2, kind: "main", hosts: [host("b", "pending", V0, V2)] },
+      ],
+      pauses: [
+        {
+          afterWave: 1,
+          since,
+          until: new Date(Date.now() + HOUR).toISOString(),
+          onTimeout: "abort",
+        },
+      ],
+    };
+    await writeRollout(store, paused, key);
+    // Unanswered: answer it.
+    await expect(readUndo(fleet, {})).rejects.toThrow(
+      "rollback: rollout cccccccccccc is paused, and its deploy waits for an answer",
+    );
+    const at = new Date().toISOString();
+    await writeAnswer(store, {
+      rollout: "cccccccccccc",
+      afterWave: 1,
+      action: "resume",
+      by: "ops@x",
+      at,
+    });
+    const waiting = await readUndo(fleet, {}).catch((err: unknown) => err as UsageError);
+    expect(waiting).toBeInstanceOf(UsageError);
+    expect((waiting as UsageError).message).toMatch(
+      `its pause was answered (resume by ops@x at ${at}), but its deploy has not taken the answer yet`,
+    );
+    expect((waiting as UsageError).hint).toContain(
+      `one still untaken at ${new Date(Date.parse(at) + 120_000).toISOString()} is gone (killed)`,
+    );
+    const gone = await readUndo(fleet, { now: new Date(Date.parse(at) + 121_000) });
+    expect(gone.record.id).toBe("cccccccccccc");
+    expect(gone.abandoned).toMatch(/^its pause was answered \(resume by ops@x/);
   });
 });

@@ -1,11 +1,16 @@
 // Reads what a rollback of a rollout needs: the rollout's record (the newest to name a
 // selected host, or the one given by id) and what each host it named runs now (ssh hosts
 // asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
+
+import { answerText } from "../deploy/answer-pause.js";
 import { InputError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
+import type { PauseAnswer } from "../status/pause-answer.js";
+import { untakenAnswer } from "../status/pause-answer-store.js";
 import {
+  ANSWER_TAKEN_WITHIN_MS,
   isRolloutKey,
   ROLLOUT_ABANDONED_SECONDS,
   type RolloutRecord,
@@ -69,18 +74,29 @@ export async function readUndo(
   const store = await openStore(fleet.cache.url);
   let found: { key: string; record: RolloutRecord; newer: NewerRollouts } | undefined;
   let future: FutureRollout | undefined;
+  let answer: PauseAnswer | undefined;
   try {
     const keys = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
     if (options.id === undefined) future = await firstFutureRollout(store, Date.now());
     found = await findRecord(store, options.id, selected, keys);
+    answer = await untakenAnswer(store, found.record);
   } finally {
     await store.close();
   }
   const { key, record, newer } = found;
-  const abandoned = rolloutGone(record, options.now ?? new Date());
+  const now = options.now ?? new Date();
+  const abandoned = rolloutGone(record, now, answer);
   if (record.state === "paused" && abandoned === undefined) {
+    const started = `started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}`;
+    if (answer !== undefined) {
+      const gone = new Date(Date.parse(answer.at) + ANSWER_TAKEN_WITHIN_MS).toISOString();
+      throw new UsageError(
+        `rollback: rollout ${record.id} is paused (${started}), and its pause was answered (${answerText(answer)}), but its deploy has not taken the answer yet`,
+        `a deploy that is there takes it within seconds, and goes on as answered; one still untaken at ${gone} is gone (killed), and 'nixship rollback' then undoes the rollout`,
+      );
+    }
     throw new UsageError(
-      `rollback: rollout ${record.id} is paused, and its deploy waits for an answer (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}): undone now, it would go on with its next wave once resumed`,
+      `rollback: rollout ${record.id} is paused, and its deploy waits for an answer (${started}): undone now, it would go on with its next wave once resumed`,
       `answer its pause with 'nixship rollout abort ${record.id}': its deploy then rolls back the hosts it changed, and no later wave starts`,
     );
   }

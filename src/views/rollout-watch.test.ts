@@ -4,12 +4,18 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import { writeAnswer } from "../status/pause-answer-store.js";
+import {
+  type RolloutHost,
+  type RolloutRecord,
+  rolloutGone,
+  rolloutKey,
+} from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads } from "../store/wrap-store.js";
-import { HISTORY_ROLLOUTS, pausedRollout, RolloutWatch } from "./rollout-watch.js";
+import { HISTORY_ROLLOUTS, pausedRollout, RolloutWatch, withAnswers } from "./rollout-watch.js";
 
 const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
 
@@ -217,5 +223,46 @@ describe("the rollout watch", () => {
     const quiet = { ...paused, pauses: [{ ...pause, until: at(23, 0).toISOString() }] };
     expect(pausedRollout(quiet, at(11, 6))).toBeUndefined();
     expect(pausedRollout(quiet, at(11, 0))?.id).toBe("aaaaaaaa");
+  });
+
+  it("says a pause was answered while its deploy has not taken the answer, and not once that says it is gone", async () => {
+    const at = (h: number, m: number, s = 0) => new Date(Date.UTC(2026, 10, 25, h, m, s));
+    const pause = {
+      afterWave: 1,
+      since: at(10, 1).toISOString(),
+      until: at(23, 0).toISOString(),
+      onTimeout: "abort" as const,
+    };
+    const record = rollout("0123456789ab", 0, [[entry("web1")], [entry("web2", "pending")]], {
+      state: "paused",
+      pauses: [pause],
+      updatedAt: at(10, 50).toISOString(),
+    });
+    const paused = pausedRollout(record, at(10, 51));
+    expect(paused).toBeDefined();
+    const list = [paused as NonNullable<typeof paused>];
+    // No answer: the pause as it is.
+    expect(await withAnswers(store, list, at(10, 51))).toEqual(list);
+    const answer = { rollout: "0123456789ab", afterWave: 1, action: "resume" as const };
+    await writeAnswer(store, { ...answer, by: "ops@x", at: at(10, 51).toISOString() });
+    expect(await withAnswers(store, list, at(10, 52))).toEqual([
+      { ...list[0], answer: { ...answer, by: "ops@x", at: at(10, 51).toISOString() } },
+    ]);
+    // Untaken for two minutes: the deploy is gone, and nothing waits.
+    expect(await withAnswers(store, list, at(10, 53, 1))).toEqual([]);
+    expect(
+      rolloutGone(record, at(10, 53, 1), { ...answer, by: "ops@x", at: at(10, 51).toISOString() }),
+    ).toBe(
+      "its pause was answered (resume by ops@x at 2026-11-25T10:51:00.000Z) and its deployer has not taken the answer since (killed, or its machine stopped)",
+    );
+    // An answer to another pause says nothing of this one.
+    expect(
+      rolloutGone(record, at(10, 59), {
+        ...answer,
+        afterWave: 2,
+        by: "ops@x",
+        at: at(10, 51).toISOString(),
+      }),
+    ).toBeUndefined();
   });
 });

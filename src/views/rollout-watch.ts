@@ -3,7 +3,10 @@
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
 import type { Ask } from "../status/fleet-asks.js";
+import type { PauseAnswer } from "../status/pause-answer.js";
+import { readAnswer } from "../status/pause-answer-store.js";
 import {
+  answerUntaken,
   type RolloutHost,
   type RolloutPause,
   type RolloutRecord,
@@ -49,6 +52,28 @@ export interface PausedRollout {
   readonly by?: string;
   readonly startedAt: string;
   readonly pause: RolloutPause;
+  /** An answer written to the pause that its deploy has not taken yet (withAnswers). */
+  readonly answer?: PauseAnswer;
+}
+
+/**
+ * `paused` with the answers written to their pauses: one its deploy has not taken for
+ * ANSWER_TAKEN_WITHIN_MS is gone (rolloutGone), and waits for nothing; one not yet taken says
+ * it was answered. One read a paused rollout.
+ */
+export async function withAnswers(
+  store: ObjectStore,
+  paused: readonly PausedRollout[],
+  now: Date = new Date(),
+): Promise<PausedRollout[]> {
+  const read = await Promise.all(
+    paused.map(async (p) => {
+      const answer = await readAnswer(store, p.id, p.pause.afterWave).catch(() => undefined);
+      if (answer === undefined) return p;
+      return answerUntaken(p.pause, answer, now) === undefined ? { ...p, answer } : undefined;
+    }),
+  );
+  return read.flatMap((p) => (p === undefined ? [] : [p]));
 }
 
 /**

@@ -27,7 +27,12 @@ import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
 import { withRolloutApplying } from "./rollout-applying.js";
-import { type PausedRollout, type RolloutRead, RolloutWatch } from "./rollout-watch.js";
+import {
+  type PausedRollout,
+  type RolloutRead,
+  RolloutWatch,
+  withAnswers,
+} from "./rollout-watch.js";
 import { type StatusPoll, StatusReader } from "./status-reader.js";
 import { liveRow, type StatusRow, type StoredRow, storedRow } from "./status-rows.js";
 
@@ -232,7 +237,7 @@ async function readStore(
     if (newest.status === "none" && noRecord && poll.unreadable.size === 0) {
       await requireCacheInfo(store);
     }
-    const paused = rollouts.pausedNow();
+    const paused = await withAnswers(store, rollouts.pausedNow());
     return { poll, agents, origins, asks, unjudged, undone, paused, future, newest };
   } finally {
     if (kept === undefined) await store.close();
