@@ -372,6 +372,47 @@ describe("activate --secrets on a lab host", () => {
     expect((await status(H1)).secrets).toBe(before.secrets);
   });
 
+  it("restore-secrets installs the kept bundle again after a boot emptied /run, and only then", async () => {
+    const before = await status(H1);
+    const restore = async () => {
+      const r = await run("ssh", ["-F", sshConfig, H1, "sh -s -- restore-secrets"], {
+        input: Buffer.from(scriptInput({})),
+      });
+      return { code: r.code, answer: JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "") };
+    };
+    // What a boot leaves: the disk, and an empty /run.
+    await ssh(H1, `rm -f /run/nixship/secrets ${alpha.path}`);
+    expect(await restore()).toEqual({
+      code: 0,
+      answer: { ok: true, command: "restore-secrets", result: "restored", secrets: 1 },
+    });
+    expect(await installed(H1, alpha.path)).toMatchObject({ content: alpha.plaintext });
+    expect((await status(H1)).secrets).toBe(before.secrets);
+    expect(await restore()).toEqual({
+      code: 0,
+      answer: { ok: true, command: "restore-secrets", result: "unchanged" },
+    });
+    // A kept bundle changed on the disk is refused, naming the secret; nothing is installed.
+    const kept = "/nix/var/nixship/secrets-bundle";
+    await ssh(H1, `cp ${kept} /root/kept && rm -f /run/nixship/secrets ${alpha.path}`);
+    await ssh(
+      H1,
+      `awk 'NR == 2 { $6 = "${"0".repeat(64)}" } { print }' ${kept} > /root/bad && cp /root/bad ${kept}`,
+    );
+    const refused = await restore();
+    expect(refused.code).toBe(ACTIVATE_EXIT.secrets);
+    expect(refused.answer).toMatchObject({
+      ok: false,
+      command: "restore-secrets",
+      phase: "secrets",
+      message: `secret ${alpha.name}: its age file does not match its sha256`,
+    });
+    expect(await installed(H1, alpha.path)).toBeUndefined();
+    expect(await leftovers(H1)).toBe("");
+    await ssh(H1, `cp /root/kept ${kept}`);
+    expect((await restore()).answer).toMatchObject({ result: "restored" });
+  });
+
   it("fetches the bundle from --secrets-url, refused unless its sha256 matches", async () => {
     const theta = plain("theta", { path: "/run/keys/theta" });
     const sent = [await seal(alpha, H2), await seal(theta, H2)];

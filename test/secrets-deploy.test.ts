@@ -2,7 +2,8 @@
 // secrets, one to @web and one to @db, land on exactly their hosts with their owner and mode
 // before the service starts (it reads one); rotation and removal reach the hosts; a tampered
 // file and an unknown owner fail the activation, naming the secret, and change nothing; and
-// the plaintext is in no output, no object of the cache, and no Nix store.
+// the plaintext is in no output, no object of the cache, and no Nix store. A reboot (lab
+// reboot, deploy --reboot) keeps them: the host installs them again at boot.
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
@@ -232,6 +233,26 @@ describe("secrets over ssh", () => {
     editFleet((doc) => {
       delete (doc.secrets as Record<string, unknown>).age;
     });
+  });
+
+  it("a reboot keeps them: installed again at boot, before the service starts", async () => {
+    const rebooted = await cli(["lab", "reboot", "sd1", "--name", LAB]);
+    expect(rebooted.code, rebooted.stderr).toBe(0);
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    // The service read its token as it started at boot.
+    expect(await servedSecret(addressOf("sd1"))).toBe(sha256(TOKEN));
+    // What the host keeps on its disk is the ciphertext, root's alone.
+    expect((await onHost("sd1", "stat -c '%U %a' /nix/var/nixship/secrets-bundle")).stdout).toBe(
+      "root 600\n",
+    );
+    // A deploy with a reboot: the secrets it installs are there after the boot.
+    await setExampleSystems(fleetFile, { sd3: "web-v3" });
+    const r = await deploy("--on", "sd3", "--reboot", "always");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await keptOn(lab.dir, "sd3", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await servedSecret(addressOf("sd3"))).toBe(sha256(TOKEN));
+    const planned = await cli(["plan", "--fleet", fleetFile, "--on", "@web"]);
+    expect(planned.stdout).not.toContain("its secrets change");
   });
 
   it("the plaintext is in no output, no object of the cache, and no Nix store", async () => {

@@ -220,6 +220,21 @@ in
 
     nix.settings.trusted-public-keys = cfg.trustedKeys;
 
+    # At boot (and at each switch, where it finds them installed and does nothing), before
+    # services start: the secrets of the last bundle installed, which the boot's empty /run
+    # lost, installed again from the copy activate.sh keeps on the disk (docs/secrets.md).
+    system.activationScripts.nixship-secrets = {
+      deps = [
+        "specialfs"
+        "users"
+        "groups"
+      ];
+      text = ''
+        ${activate}/bin/nixship-activate restore-secrets --system "$systemConfig" >/dev/null ||
+          echo "nixship: the secrets kept on the disk could not be installed again (see above)" >&2
+      '';
+    };
+
     system.extraSystemBuilderCmds = ''
       mkdir -p $out/nixship
     ''

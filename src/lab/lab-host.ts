@@ -156,6 +156,7 @@ function hostInit(
     ...(boot.system === undefined
       ? []
       : [
+          ...restoreSecrets(boot.system),
           `if ! ${shellQuote(`${boot.system}/init`)}; then`,
           `  echo ${shellQuote(`nixship-lab: ${boot.system} did not boot`)} >&2`,
           `  exit ${DID_NOT_BOOT}`,
@@ -163,6 +164,26 @@ function hostInit(
         ]),
     `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
   ].join("\n");
+}
+
+/**
+ * Lines that install the host's secrets again from what activate.sh kept on its disk, before
+ * the system's init starts its services: the step nixosModules.host adds to a NixOS system's
+ * activation at boot, with the system's own nixship-activate where it has one (a pinned
+ * system), else with the activate.sh of the nixship that runs the lab. (Unlike a NixOS host
+ * without that module, every lab host has it.) A failure is said, and the boot goes on.
+ */
+function restoreSecrets(system: string): string[] {
+  const pinned = shellQuote(`${system}/sw/bin/nixship-activate`);
+  const script = shellQuote(`${HOST_FIRMWARE_DIR}/nixship/dist/host/activate.sh`);
+  const args = `restore-secrets --system ${shellQuote(system)}`;
+  const failed = shellQuote(
+    `nixship-lab: ${system}: the host's secrets could not be installed again`,
+  );
+  return [
+    `if [ -x ${pinned} ]; then ${pinned} ${args}; else sh ${script} ${args}; fi >/dev/null ||`,
+    `  echo ${failed} >&2`,
+  ];
 }
 
 /** Lines that bind the host's own user database and sudoers (writeHostUsers) over the machine's. */

@@ -70,6 +70,11 @@
 #                            the command checks and systemd's failed units again, on the
 #                            running system, as activate's health step runs them; changes
 #                            nothing (a bake repeats it); exit 5 when one fails ("check": which)
+#   restore-secrets [--system PATH]
+#                            at boot, before services start: the secrets of the last bundle
+#                            installed (kept, encrypted, in /nix/var/nixship/secrets-bundle)
+#                            installed again unless they are ("restored", with "secrets": how
+#                            many; else "unchanged"); a failure as the secrets step's (exit 11)
 #   status [--check-paths]   the current, booted and profile systems, recent generations,
 #                            the activation holding the lock, this boot (its id, what
 #                            systemd-bless-boot says of it, a reboot pending confirmation) and
@@ -164,10 +169,16 @@ MAX_SECRETS_BUNDLE=8388608 MAX_SECRETS_URL=4096 SECRETS_TIMEOUT=30
 CHECK_PATHS_LIMIT=2097152
 # The installed activation script of a host with pinned trust (nixship's NixOS module).
 PINNED_ACTIVATOR=/run/current-system/sw/bin/nixship-activate
-# Where the secrets step keeps the bundle, the age files and the list of what it wrote.
-secrets_work=$state_dir/secrets-work
+# Where the secrets step keeps the bundle, the age files and the list of what it wrote; the
+# file it takes the bundle from (restore-secrets), if any.
+secrets_work=$state_dir/secrets-work secrets_file=""
+# The command a failure's JSON names (finish_failed).
+outcome_command=activate
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
+# The last secrets bundle installed (ciphertexts only, root's alone) and the age package it
+# named, on the disk: restore-secrets installs it again after a boot emptied /run.
+saved_secrets=/nix/var/nixship/secrets-bundle saved_age=/nix/var/nixship/secrets-age
 # The highest generation number each profile ever had (see new_generation), on the disk: it
 # must outlive a reboot, as the profile's generations do.
 generations_dir=/nix/var/nixship/generations

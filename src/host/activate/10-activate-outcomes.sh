@@ -90,8 +90,8 @@ finish_failed() {
     write_result "$token" "$outcome" "$message"
     rm -f "$state_dir/abort-$token"
   fi
-  printf '{"ok":false,"command":"activate","result":%s,"phase":%s,"exitCode":%s,"message":%s,"path":%s,"action":%s,"rolledBack":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
-    "$(json_str "$f_result")" "$(json_str "$f_phase")" "$code" "$(json_str "$message")" \
+  printf '{"ok":false,"command":"%s","result":%s,"phase":%s,"exitCode":%s,"message":%s,"path":%s,"action":%s,"rolledBack":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$outcome_command" "$(json_str "$f_result")" "$(json_str "$f_phase")" "$code" "$(json_str "$message")" \
     "$(json_str "$path")" "$(json_str "$action")" "$rolled" "$(json_opt "$prev_system")" \
     "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
   exit "$code"

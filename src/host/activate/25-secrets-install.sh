@@ -100,6 +100,7 @@ commit_secrets() {
     done 3<"$state_dir/secrets"
   fi
   mv -f "$secrets_work/manifest" "$state_dir/secrets"
+  [ -n "$secrets_file" ] || save_secrets
   rm -rf "$secrets_work"
   log "installed $s_what"
   trap 'interrupted INT' INT
@@ -113,7 +114,11 @@ install_secrets() {
   secrets_discard
   { mkdir -p "$state_dir" && mkdir -m 700 "$secrets_work"; } ||
     step_failed secrets 11 "cannot create $secrets_work"
-  if [ -n "$secrets_url" ]; then
+  if [ -n "$secrets_file" ]; then
+    head -c "$((MAX_SECRETS_BUNDLE + 1))" "$secrets_file" >"$secrets_work/bundle" ||
+      step_failed secrets 11 "cannot read $secrets_file"
+    [ "$(($(wc -c <"$secrets_work/bundle")))" -le "$MAX_SECRETS_BUNDLE" ] || bundle_large
+  elif [ -n "$secrets_url" ]; then
     fetch_bundle
   elif [ "$pinned" = 1 ] && [ -z "${NIXSHIP_SECRETS+set}" ]; then
     # A pinned script is started by its wrapper, not piped: the bundle comes on its input.
@@ -146,6 +151,24 @@ install_secrets() {
     done 3<"$secrets_work/manifest"
   fi
   commit_secrets
+}
+
+# Keeps the bundle just installed (its ciphertexts, which only the host key opens) and the age
+# package it named on the disk, root's alone, for restore-secrets after a boot. Best effort: the
+# secrets are installed; a host that cannot keep them gets them again at its next activation.
+save_secrets() {
+  (mkdir -p "$boot_dir" && umask 077 &&
+    cp "$secrets_work/bundle" "$saved_secrets.new" &&
+    printf '%s\n' "$age_path" >"$saved_age.new" &&
+    mv -f "$saved_age.new" "$saved_age" && mv -f "$saved_secrets.new" "$saved_secrets") ||
+    log "could not keep the secrets bundle in $saved_secrets: after a boot they are back only with the next activation"
+}
+
+# Whether the secrets installed are those of the bundle kept on the disk (its manifest is the
+# installed one).
+saved_secrets_installed() {
+  [ -f "$state_dir/secrets" ] || return 1
+  tail -n +2 "$saved_secrets" | cut -d' ' -f1-6 | cmp -s - "$state_dir/secrets"
 }
 
 # --secrets and the options that go with it.

@@ -1,5 +1,5 @@
 
-[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, check, status or closure"
+[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, check, restore-secrets, status or closure"
 command=$1
 shift
 load_pinned_trust
@@ -13,6 +13,7 @@ case $command in
   rollback) cmd_rollback "$@" ;;
   prune) cmd_prune "$@" ;;
   check) cmd_check "$@" ;;
+  restore-secrets) cmd_restore_secrets "$@" ;;
   status) cmd_status "$@" ;;
   closure) cmd_closure "$@" ;;
   *) usage "unknown command '$command'" ;;
