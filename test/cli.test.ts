@@ -35,6 +35,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["agent", "--once", "--config", "/nonexistent/agent.json"],
       /cannot read the agent's config \/nonexistent\/agent.json: no such file or directory \(ENOENT\)\nhint: write the config/,
     ],
+    // Never read whole: a device that never ends is refused before a byte of it is kept.
+    [
+      ["agent", "status", "--config", "/dev/zero"],
+      /cannot read the agent's config \/dev\/zero: not a regular file\nhint: write the config/,
+    ],
     [
       ["plan", "--fleet", "/nonexistent/nixship.json"],
       /cannot read the fleet file \/nonexistent\/nixship.json: no such file\nhint: create it \('nixship init'.*--fleet.*\$NIXSHIP_FLEET/,

@@ -2,12 +2,13 @@
 // (write a temp file, fsync, rename, fsync the directory), so a crash leaves the old or the new
 // state, never half of one. Pausing is a separate flag file, so `nixship agent pause` never
 // races the running agent's writes.
-import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import type { ReleaseHostPolicy } from "../release/release.js";
-import type { StatusRecord } from "../status/status.js";
+import { parseStatusRecord, type StatusRecord } from "../status/status.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import { jsonErrorText } from "../util/text.js";
 
 export interface AgentState {
@@ -94,27 +95,85 @@ export const EMPTY_STATE: AgentState = {
 const STATE_FILE = "state.json";
 const PAUSE_FILE = "paused";
 
+/** The largest state file read: a few status records and a pending reboot's checks. */
+export const STATE_LIMIT = 4 * 1024 * 1024;
+
 export async function loadState(stateDir: string): Promise<AgentState> {
   const file = join(stateDir, STATE_FILE);
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return EMPTY_STATE;
-    throw err;
-  }
+  const bytes = await readFileBounded(file, STATE_LIMIT, (size) =>
+    badState(file, `${size} bytes, larger than the ${STATE_LIMIT} an agent writes`),
+  );
+  if (bytes === undefined) return EMPTY_STATE;
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(bytes.toString("utf8"));
   } catch (err) {
     throw badState(file, `not JSON (${jsonErrorText(err)})`);
   }
-  const v = value as Partial<AgentState> | null;
-  if (typeof v !== "object" || v === null || v.version !== 1) {
+  const v = value as Record<string, unknown> | null;
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v.version !== 1) {
     throw badState(file, "not an agent state of version 1");
   }
-  return { ...EMPTY_STATE, ...v };
+  const wrong = wrongField(v, file);
+  if (wrong !== undefined) throw badState(file, wrong);
+  return { ...EMPTY_STATE, ...(v as Partial<AgentState>) };
 }
+
+/** What is wrong with a field of state `v` (read from `file`), or undefined when none is. */
+function wrongField(v: Record<string, unknown>, file: string): string | undefined {
+  const nullable = (key: string, ok: (x: unknown) => boolean, what: string) =>
+    v[key] === undefined || v[key] === null || ok(v[key])
+      ? undefined
+      : `"${key}" must be ${what} or null`;
+  const text = (x: unknown) => typeof x === "string";
+  const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  const record = (key: string): string | undefined => {
+    const x = v[key];
+    if (x === undefined || x === null) return undefined;
+    try {
+      parseStatusRecord(Buffer.from(JSON.stringify(x)), `${file} "${key}"`);
+      return undefined;
+    } catch (err) {
+      return `"${key}" is not a status record (${(err as Error).message})`;
+    }
+  };
+  const applying = (x: unknown) => {
+    const a = x as Record<string, unknown>;
+    return (
+      typeof a === "object" &&
+      !Array.isArray(a) &&
+      count(a.seq) &&
+      text(a.digest) &&
+      text(a.path) &&
+      text(a.startedAt) &&
+      (a.reboot === undefined || (typeof a.reboot === "object" && a.reboot !== null))
+    );
+  };
+  const refused = (x: unknown) => {
+    const r = x as Record<string, unknown>;
+    return (
+      typeof r === "object" &&
+      !Array.isArray(r) &&
+      (r.seq === null || count(r.seq)) &&
+      text(r.reason) &&
+      text(r.at)
+    );
+  };
+  return (
+    nullable("etag", text, "a string") ??
+    nullable("lastSeq", count, "a whole number") ??
+    nullable("lastDigest", text, "a string") ??
+    nullable("lastResult", (x) => RESULTS.includes(x as string), `one of ${RESULTS.join(", ")}`) ??
+    nullable("bootId", text, "a string") ??
+    nullable("applying", applying, "an activation (seq, digest, path, startedAt)") ??
+    nullable("refused", refused, "a refusal (seq, reason, at)") ??
+    record("unreported") ??
+    record("reported") ??
+    record("beforeRefusal")
+  );
+}
+
+const RESULTS: readonly string[] = ["success", "failed", "no-entry"];
 
 export async function saveState(stateDir: string, state: AgentState): Promise<void> {
   await writeFileAtomically(

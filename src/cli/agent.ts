@@ -1,7 +1,6 @@
 // `nixship agent` (the pull agent on a host), `agent pause`, `agent resume`, `agent status`.
 
 import { realpathSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { ScriptActivator } from "../agent/activator.js";
 import { Agent, type AgentEvent } from "../agent/agent.js";
@@ -21,6 +20,7 @@ import { parsePublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import { errnoWords } from "../util/errno-words.js";
 import { makeDirs } from "../util/make-dirs.js";
 import { withoutControls } from "../util/text.js";
@@ -271,18 +271,24 @@ ${CONFIG_HELP}
   },
 };
 
+/** The largest agent config read (a config is a few hundred bytes). */
+const AGENT_CONFIG_LIMIT = 1024 * 1024;
+
 async function readConfig(file: string | undefined): Promise<AgentConfig> {
   const path = file ?? DEFAULT_AGENT_CONFIG;
-  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError(
-      "agent-config-unreadable",
-      `cannot read the agent's config ${path}: ${errnoWords(err)}`,
-      {
-        hint: "write the config (docs/agent.md) or pass --config FILE",
-      },
-    );
+  const unreadable = (why: string) =>
+    new InputError("agent-config-unreadable", `cannot read the agent's config ${path}: ${why}`, {
+      hint: "write the config (docs/agent.md) or pass --config FILE",
+    });
+  const bytes = await readFileBounded(path, AGENT_CONFIG_LIMIT, (size) =>
+    unreadable(`${size} bytes, more than the ${AGENT_CONFIG_LIMIT} a config holds`),
+  ).catch((err: NodeJS.ErrnoException) => {
+    if (err instanceof InputError) throw err;
+    throw unreadable(err.code === "ENOTFILE" ? "not a regular file" : errnoWords(err));
   });
-  return parseAgentConfig(text, path);
+  if (bytes === undefined)
+    throw unreadable(errnoWords(Object.assign(new Error(), { code: "ENOENT" })));
+  return parseAgentConfig(bytes.toString("utf8"), path);
 }
 
 function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
