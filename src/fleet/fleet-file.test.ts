@@ -612,8 +612,14 @@ describe("parseFleet", () => {
       activationTimeout: 90,
     });
     expect(problemsOf(withPolicy({ health: { commands: [{ run: "true", timeout: 0 }] } }))).toEqual(
-      ["policy.health.commands[0].timeout: must be a whole number >= 1 (got 0)"],
+      ["policy.health.commands[0].timeout: must be a whole number from 1 to 86400 (got 0)"],
     );
+    // Within a day, as every other timeout: no wait a timer cannot hold, no window for years.
+    expect(
+      problemsOf(withPolicy({ health: { http: [{ url: "http://{address}/", timeout: 1e12 }] } })),
+    ).toEqual([
+      "policy.health.http[0].timeout: must be a whole number from 1 to 86400 (got 1000000000000)",
+    ]);
     expect(
       problemsOf(withPolicy({ health: { http: [{ url: "http://h/", expectStatus: 99 }] } })),
     ).toEqual([
@@ -621,7 +627,7 @@ describe("parseFleet", () => {
     ]);
     expect(
       problemsOf(withPolicy({ health: { http: [{ url: "http://h/", timeout: 0 }] } })),
-    ).toEqual(["policy.health.http[0].timeout: must be a whole number >= 1 (got 0)"]);
+    ).toEqual(["policy.health.http[0].timeout: must be a whole number from 1 to 86400 (got 0)"]);
     expect(problemsOf(withPolicy({ health: { commands: [{ run: "" }] } }))).toEqual([
       'policy.health.commands[0].run: must be a non-empty string (got "")',
     ]);

@@ -48,6 +48,12 @@ export const POLICY_RANGES = {
   rebootTimeout: { min: 1, max: 86_400 },
 } as const satisfies Record<string, { readonly min: number; readonly max?: number }>;
 
+/**
+ * The range of a health check's timeout: within a day, as the policy's own timeouts (and the
+ * confirmation window the HTTP checks set, which is their sum: activationSteps).
+ */
+export const CHECK_TIMEOUT_RANGE = { min: 1, max: 86_400 } as const;
+
 export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | undefined {
   const path = ["policy"];
   const policy = readObject(value, path, problems, FLEET_KEYS.policy);
@@ -250,7 +256,7 @@ function readHttpCheck(
   const timeout =
     check.timeout === undefined
       ? shape.defaults?.http.timeout
-      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
+      : readInteger(check.timeout, [...path, "timeout"], problems, CHECK_TIMEOUT_RANGE);
   if (url === undefined || expectStatus === undefined || timeout === undefined) return undefined;
   return { url, expectStatus, timeout, ...readRetry(check, path, problems) };
 }
@@ -268,7 +274,7 @@ function readCommandCheck(
   const timeout =
     check.timeout === undefined
       ? shape.defaults?.command.timeout
-      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
+      : readInteger(check.timeout, [...path, "timeout"], problems, CHECK_TIMEOUT_RANGE);
   if (run === undefined || timeout === undefined) return undefined;
   return { run, timeout, ...readRetry(check, path, problems) };
 }

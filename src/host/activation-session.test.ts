@@ -197,6 +197,9 @@ describe("activationSteps: one decision for every mode", () => {
     expect(steps(0)).toEqual({ httpChecks: true, confirmWindow: 45 });
     expect(steps(0, [])).toEqual({ httpChecks: false, confirmWindow: 0 });
     expect(steps(30, [])).toEqual({ httpChecks: false, confirmWindow: 30 });
+    // Checks of a day each: the window still ends within a day.
+    const long = checks.map((c) => ({ ...c, timeout: 86_400 }));
+    expect(steps(0, long)).toEqual({ httpChecks: true, confirmWindow: 86_400 });
   });
 
   it("opens no window over a transport that cannot come back to confirm (ssm)", () => {

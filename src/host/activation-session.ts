@@ -61,6 +61,9 @@ export type { SessionPhase } from "../fleet/phase.js";
 /** Seconds a confirmation window keeps beyond the HTTP checks' own time. */
 const WINDOW_MARGIN = 10;
 
+/** The longest confirmation window a host is given (POLICY_RANGES.confirmTimeout's). */
+export const MAX_CONFIRM_WINDOW = 86_400;
+
 export function activationSteps(
   request: Pick<DeployRequest, "action" | "httpChecks" | "confirmTimeout">,
   transportConfirms: boolean,
@@ -75,7 +78,8 @@ export function activationSteps(
     return { httpChecks, confirmWindow: request.confirmTimeout };
   }
   const checksTime = request.httpChecks.reduce((sum, c) => sum + c.timeout, 0);
-  return { httpChecks, confirmWindow: checksTime + WINDOW_MARGIN };
+  // Within a day, as any window: several checks of a day each add up past it.
+  return { httpChecks, confirmWindow: Math.min(checksTime + WINDOW_MARGIN, MAX_CONFIRM_WINDOW) };
 }
 
 export type {
