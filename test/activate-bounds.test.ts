@@ -283,8 +283,7 @@ describe("the activation timeout", () => {
 
   it("a failing health check: the profile is back on the previous generation", async () => {
     const r = await activate(host, "web-broken", {
-      healthCommands: ["curl -fsS --max-time 3 http://127.0.0.1/health"],
-      healthTimeout: 10,
+      healthChecks: [{ run: "curl -fsS --max-time 3 http://127.0.0.1/health", timeout: 10 }],
     });
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.health);
     expect(r.result).toMatchObject({ phase: "health", rolledBack: true, generation: 3 });
@@ -654,7 +653,7 @@ describe("command health checks", () => {
     const tries = "/tmp/nixship-slow-check";
     await ssh(host, `rm -f ${tries}`);
     const check = `echo try >> ${tries}; [ "$(wc -l < ${tries})" -gt 3 ]`;
-    const r = await activate(host, "web-v2", { healthCommands: [check], healthTimeout: 60 });
+    const r = await activate(host, "web-v2", { healthChecks: [{ run: check, timeout: 60 }] });
     expect(r.code, r.stderr).toBe(0);
     expect(r.result).toMatchObject({ result: "activated" });
     expect((await ssh(host, `wc -l < ${tries}`)).stdout.trim()).toBe("4");
@@ -662,7 +661,7 @@ describe("command health checks", () => {
   });
 
   it("still fail once their timeout ends", async () => {
-    const r = await activate(host, "web-v3", { healthCommands: ["false"], healthTimeout: 3 });
+    const r = await activate(host, "web-v3", { healthChecks: [{ run: "false", timeout: 3 }] });
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.health);
     expect(r.result).toMatchObject({ result: "failed", phase: "health", rolledBack: true });
     expect(await servedName(host)).toBe("web-v2");

@@ -199,8 +199,11 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       // A command check the system does not declare (web-v1 declares none) is refused once
       // the system is realised and its signature checked, before anything changes.
       for (const args of [
-        activateArgs({ ...base, healthCommands: [`touch ${mark}`] }),
-        activateArgs({ ...base, healthOnce: [`touch ${mark}`], healthCommands: [`touch ${mark}`] }),
+        activateArgs({ ...base, healthChecks: [{ run: `touch ${mark}`, timeout: 30 }] }),
+        activateArgs({
+          ...base,
+          healthChecks: [{ run: `touch ${mark}`, timeout: 30, retry: false }],
+        }),
       ]) {
         const r = await onHost(args);
         expect(r.code).toBe(2);

@@ -322,8 +322,7 @@ describe("activate.sh on a lab host", () => {
 
   it("rolls back when a health check fails", async () => {
     const { code, result } = await activate(`${LAB}1`, "web-broken", {
-      healthCommands: ["curl -fsS --max-time 3 http://127.0.0.1/health"],
-      healthTimeout: 10,
+      healthChecks: [{ run: "curl -fsS --max-time 3 http://127.0.0.1/health", timeout: 10 }],
     });
     expect(code).toBe(ACTIVATE_EXIT.health);
     expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
@@ -540,8 +539,8 @@ describe("activate.sh on a lab host", () => {
   describe("a command check that fails says why", () => {
     // (After the lock tests, LAB3 runs web-v2: each failed check below takes it back there.)
     const host = `${LAB}3`;
-    const failedCheck = async (check: string, healthTimeout = 2) => {
-      const run = await activate(host, "web-v3", { healthCommands: [check], healthTimeout });
+    const failedCheck = async (check: string, timeout = 2) => {
+      const run = await activate(host, "web-v3", { healthChecks: [{ run: check, timeout }] });
       expect(run.code, JSON.stringify(run.result)).toBe(ACTIVATE_EXIT.health);
       expect(run.result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
       expect(await servedName(host)).toBe("web-v2");
@@ -577,7 +576,9 @@ describe("activate.sh on a lab host", () => {
         'health check failed: echo started; sleep 60: still running when the health timeout of 2s ran out; stopped it (1 attempt in 2s); output: "started"',
       );
       // A check that passes still passes, its output logged.
-      const passed = await activate(host, "web-v3", { healthCommands: ["echo healthy"] });
+      const passed = await activate(host, "web-v3", {
+        healthChecks: [{ run: "echo healthy", timeout: 30 }],
+      });
       expect(passed.code, JSON.stringify(passed.result)).toBe(0);
       expect(passed.stderr).toContain("healthy");
       // The output's files went with the activations.
@@ -586,12 +587,27 @@ describe("activate.sh on a lab host", () => {
       expect(listed.stdout).not.toContain("health");
     });
 
+    it("within its own timeout: a check of 2 s after one of 20 s is stopped at 2 s", async () => {
+      const run = await activate(host, "web-v2", {
+        healthChecks: [
+          { run: "echo ok", timeout: 20 },
+          { run: "echo started; sleep 60", timeout: 2 },
+        ],
+      });
+      expect(run.code, JSON.stringify(run.result)).toBe(ACTIVATE_EXIT.health);
+      expect((run.result as { message: string }).message).toBe(
+        'health check failed: echo started; sleep 60: still running when the health timeout of 2s ran out; stopped it (1 attempt in 2s); output: "started"',
+      );
+      expect(await servedName(host)).toBe("web-v3");
+    });
+
     it("once, with retry false: its first failure is final, whatever time is left", async () => {
       // (The host runs web-v3 since the test before.)
       const run = await activate(host, "web-v2", {
-        healthCommands: ["echo ok", "echo 'not ready'; exit 3"],
-        healthOnce: ["echo 'not ready'; exit 3"],
-        healthTimeout: 60,
+        healthChecks: [
+          { run: "echo ok", timeout: 60 },
+          { run: "echo 'not ready'; exit 3", timeout: 60, retry: false },
+        ],
       });
       expect(run.code, JSON.stringify(run.result)).toBe(ACTIVATE_EXIT.health);
       expect((run.result as { message: string }).message).toBe(

@@ -288,7 +288,7 @@ describe("a deploy user bound to the host's pinned trust", () => {
       `sudo -n ${ACTIVATOR} ${activateArgs({
         path: systems["pin-v2"] as string,
         action: "test",
-        healthCommands: ["touch /root/owned"],
+        healthChecks: [{ run: "touch /root/owned", timeout: 30 }],
       })
         .map(shellQuote)
         .join(" ")}`,

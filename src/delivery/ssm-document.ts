@@ -69,7 +69,7 @@ export const SSM_PARAMETERS = {
   HealthChecks: {
     type: "String",
     description:
-      'Base64 of a JSON list of command checks, [{"run": "shell command", "timeout": seconds}], run on the host after the switch; a failing check rolls the host back.',
+      'Base64 of a JSON list of command checks, [{"run": "shell command", "timeout": seconds}], run on the host after the switch, each within its own timeout; a failing check rolls the host back.',
     allowedPattern: "^[A-Za-z0-9+/=]*$",
     default: "",
   },
@@ -163,7 +163,7 @@ const HEREDOC_END = "NIXSHIP_ACTIVATE_SH";
 
 /**
  * The health checks turned into activate.sh arguments on the host: one line with the longest
- * timeout (activate.sh takes one for all), then each check's command. Nix parses the JSON
+ * timeout, then a line for each check with its own timeout and command. Nix parses the JSON
  * because it is the one tool every host has (`nix eval` needs no store paths).
  */
 const CHECKS_EXPR = [
@@ -172,8 +172,8 @@ const CHECKS_EXPR = [
   "    && builtins.isInt (c.timeout or 10) && (c.timeout or 10) > 0",
   "    && builtins.isBool (c.retry or true);",
   "  longest = builtins.head (builtins.sort (a: b: a > b) (map (c: c.timeout or 10) checks ++ [ 1 ]));",
-  // Each check's line starts with "r" (retried) or "o" (run once: retry false).
-  '  line = c: (if c.retry or true then "r" else "o") + c.run;',
+  // Each check's line: "r" (retried) or "o" (run once: retry false), its timeout, ":", its run.
+  '  line = c: (if c.retry or true then "r" else "o") + toString (c.timeout or 10) + ":" + c.run;',
   "in if builtins.isList checks && builtins.all valid checks",
   '  then builtins.concatStringsSep "\\n" ([ (toString longest) ] ++ map line checks)',
   '  else throw "not a list of checks"',
@@ -268,17 +268,21 @@ if [ -n "$health_checks" ] && [ "$with_checks" = 1 ]; then
   old_ifs=$IFS
   IFS='
 '
+  # Each check within its own timeout, then the longest again (activate.sh's health_option).
   for line in $lines; do
     if [ "$first" = 1 ]; then
-      set -- "$@" --health-timeout "$line"
+      longest=$line
       first=0
     else
+      check_timeout=${"$"}{line#?}
+      set -- "$@" --health-timeout "${"$"}{check_timeout%%:*}"
       case $line in
-        o*) set -- "$@" --health-once "${"$"}{line#o}" ;;
-        *) set -- "$@" --health-cmd "${"$"}{line#r}" ;;
+        o*) set -- "$@" --health-once "${"$"}{line#*:}" ;;
+        *) set -- "$@" --health-cmd "${"$"}{line#*:}" ;;
       esac
     fi
   done
+  [ "$first" = 1 ] || set -- "$@" --health-timeout "$longest"
   IFS=$old_ifs
 fi
 # Runs the activation: the secrets' URL (presigned: it carries the sender's access key and

@@ -127,12 +127,12 @@ describe("the other verbs' Parameters", () => {
     expect(statusParameters()).toEqual({ Command: ["status"], ExecutionTimeout: ["60"] });
   });
 
-  it("sends the bake's command checks, each given the longest one's time; none without checks", () => {
+  it("sends the bake's command checks, each within its own time; none without checks", () => {
     const quick = { run: "true", timeout: 5, retry: false };
     expect(checkParameters([CHECK, quick])).toEqual({
       Command: ["check"],
       HealthChecks: [encodeHealthChecks([CHECK, quick])],
-      ExecutionTimeout: [String(2 * 20 + 60)],
+      ExecutionTimeout: [String(20 + 5 + 60)],
     });
     expect(checkParameters([])).toBeUndefined();
   });

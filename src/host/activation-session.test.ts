@@ -243,6 +243,8 @@ describe("runActivationSession, each action", () => {
       "http://cache",
       "--trusted-key",
       "cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I=",
+      "--health-timeout",
+      "7",
       "--health-cmd",
       "true",
       "--health-timeout",

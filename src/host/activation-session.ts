@@ -154,9 +154,7 @@ export async function runActivationSession(
       request,
       {
         action: request.action,
-        healthCommands: request.commandChecks.map((c) => c.run),
-        healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
-        healthTimeout: Math.max(1, ...request.commandChecks.map((c) => c.timeout)),
+        healthChecks: request.commandChecks,
         confirmTimeout: steps.confirmWindow,
         token,
         ...(request.recordBoot ? { bootToken: token } : {}),

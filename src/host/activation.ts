@@ -67,10 +67,8 @@ export interface ActivateOptions {
   /** Substituters the host realises the path from, with signatures required. */
   readonly substituters?: readonly string[];
   readonly trustedKeys?: readonly string[];
-  readonly healthCommands?: readonly string[];
-  /** Of healthCommands, those run once: their first failure is final. */
-  readonly healthOnce?: readonly string[];
-  readonly healthTimeout?: number;
+  /** The command checks, each run as root on the host within its own timeout (healthArgs). */
+  readonly healthChecks?: readonly HealthCommand[];
   /** Seconds the host waits for `confirm` before rolling itself back (0: no window). */
   readonly confirmTimeout?: number;
   readonly token?: string;
@@ -110,14 +108,40 @@ export interface ActivateOptions {
   readonly expectCurrent?: string;
 }
 
+/** A command check as activate.sh takes it: retried until its timeout unless retry is false. */
+export interface HealthCommand {
+  readonly run: string;
+  /** Seconds. */
+  readonly timeout: number;
+  readonly retry?: boolean;
+}
+
+/**
+ * The command checks as activate.sh's options: each preceded by its own --health-timeout, then
+ * the longest again, last: an older script (a pinned host's installed one) takes that last one
+ * for every check, as it always did.
+ */
+export function healthArgs(checks: readonly HealthCommand[] | undefined): string[] {
+  if (checks === undefined || checks.length === 0) return [];
+  const args: string[] = [];
+  for (const c of checks) {
+    args.push("--health-timeout", String(c.timeout));
+    args.push(c.retry === false ? "--health-once" : "--health-cmd", c.run);
+  }
+  args.push("--health-timeout", String(Math.max(...checks.map((c) => c.timeout))));
+  return args;
+}
+
+/** Seconds the command checks may take at most on the host: each within its timeout. */
+export function healthSeconds(checks: readonly HealthCommand[] | undefined): number {
+  return (checks ?? []).reduce((sum, c) => sum + c.timeout, 0);
+}
+
 export function activateArgs(o: ActivateOptions): string[] {
   const args = ["activate", "--path", o.path, "--action", o.action];
   for (const s of o.substituters ?? []) args.push("--substituter", s);
   for (const k of o.trustedKeys ?? []) args.push("--trusted-key", k);
-  const once = new Set(o.healthOnce ?? []);
-  for (const c of o.healthCommands ?? [])
-    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
-  if (o.healthTimeout !== undefined) args.push("--health-timeout", String(o.healthTimeout));
+  args.push(...healthArgs(o.healthChecks));
   if (o.activationTimeout !== undefined) {
     args.push("--activation-timeout", String(o.activationTimeout));
   }
@@ -143,29 +167,16 @@ export const confirmArgs = (token: string) => ["confirm", "--token", token];
 /** After a reboot: what booted, then the command checks (see activateArgs for their options). */
 export function afterBootArgs(
   token: string,
-  checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">,
+  checks: readonly HealthCommand[],
   rebootRollback: boolean,
 ): string[] {
-  const args = ["after-boot", "--token", token];
-  const once = new Set(checks.healthOnce ?? []);
-  for (const c of checks.healthCommands ?? [])
-    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
-  if (checks.healthTimeout !== undefined)
-    args.push("--health-timeout", String(checks.healthTimeout));
+  const args = ["after-boot", "--token", token, ...healthArgs(checks)];
   if (rebootRollback) args.push("--reboot-rollback");
   return args;
 }
 /** `check`: the command checks (see activateArgs for their options) again, changing nothing. */
-export function checkArgs(
-  checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">,
-): string[] {
-  const args = ["check"];
-  const once = new Set(checks.healthOnce ?? []);
-  for (const c of checks.healthCommands ?? [])
-    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
-  if (checks.healthTimeout !== undefined)
-    args.push("--health-timeout", String(checks.healthTimeout));
-  return args;
+export function checkArgs(checks: readonly HealthCommand[]): string[] {
+  return ["check", ...healthArgs(checks)];
 }
 export const confirmBootArgs = (token: string) => ["confirm-boot", "--token", token];
 export const abortBootArgs = (token: string, rebootRollback: boolean) => [
@@ -206,12 +217,12 @@ export type ScriptCommand =
   | { readonly verb: "closure"; readonly path: string }
   | {
       readonly verb: "check";
-      readonly checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">;
+      readonly checks: readonly HealthCommand[];
     }
   | {
       readonly verb: "after-boot";
       readonly token: string;
-      readonly checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">;
+      readonly checks: readonly HealthCommand[];
       readonly rebootRollback: boolean;
     }
   | { readonly verb: "abort-boot"; readonly token: string; readonly rebootRollback: boolean };

@@ -8,7 +8,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { testWait } from "../util/test-waits.js";
-import { type ActivationResult, answerOf, type BootVerbResult } from "./activation.js";
+import {
+  type ActivationResult,
+  answerOf,
+  type BootVerbResult,
+  healthSeconds,
+} from "./activation.js";
 import type {
   ActivationTransport,
   DeployOutcome,
@@ -169,20 +174,15 @@ export async function judgeReboot(
   const { token } = hooks;
   const { generation, previous, into } = begun;
   hooks.phase("health");
-  const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
   const after = await transport.run(
     {
       verb: "after-boot",
       token,
-      checks: {
-        healthCommands: request.commandChecks.map((c) => c.run),
-        healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
-        healthTimeout: longest,
-      },
+      checks: request.commandChecks,
       rebootRollback: reboot.rollback,
     },
     {
-      timeoutSeconds: request.commandChecks.length * longest + SETTLE_TIMEOUT,
+      timeoutSeconds: healthSeconds(request.commandChecks) + SETTLE_TIMEOUT,
       fresh: true,
       onLog,
     },

@@ -103,10 +103,15 @@ describe("check: a request's command checks run again", () => {
     ]);
     expect(command && scriptArgs(command)).toEqual([
       "check",
+      "--health-timeout",
+      "5",
       "--health-cmd",
       "test -e /ok",
+      "--health-timeout",
+      "20",
       "--health-once",
       "curl -f localhost",
+      // The longest again, last: an older script takes it for every check.
       "--health-timeout",
       "20",
     ]);

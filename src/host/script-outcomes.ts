@@ -12,6 +12,8 @@ import {
   type BootState,
   type FailedSystem,
   type Generation,
+  type HealthCommand,
+  healthSeconds,
   type PinnedTrust,
   type RebootState,
   type ScriptCommand,
@@ -90,27 +92,15 @@ export type CheckOutcome =
 
 /**
  * The `check` command of a request's command checks, with the options its activation gives them
- * (each retried until the longest timeout, or run once); undefined when it has none.
+ * (each retried until its timeout, or run once); undefined when it has none.
  */
-export function checkCommand(
-  checks: readonly { readonly run: string; readonly timeout: number; readonly retry?: boolean }[],
-): ScriptCommand | undefined {
-  if (checks.length === 0) return undefined;
-  return {
-    verb: "check",
-    checks: {
-      healthCommands: checks.map((c) => c.run),
-      healthOnce: checks.filter((c) => c.retry === false).map((c) => c.run),
-      healthTimeout: Math.max(1, ...checks.map((c) => c.timeout)),
-    },
-  };
+export function checkCommand(checks: readonly HealthCommand[]): ScriptCommand | undefined {
+  return checks.length === 0 ? undefined : { verb: "check", checks };
 }
 
 /** Seconds a `check` of these options may take on the host, beyond which nobody waits. */
 export function checkDeadline(command: ScriptCommand): number {
-  if (command.verb !== "check") return 60;
-  const n = command.checks.healthCommands?.length ?? 0;
-  return n * (command.checks.healthTimeout ?? 30) + 60;
+  return command.verb === "check" ? healthSeconds(command.checks) + 60 : 60;
 }
 
 /** A `check` run as its outcome; no result is a failure, saying why. */

@@ -25,8 +25,9 @@
 #          highest the profile ever had (recorded in /nix/var/nixship/generations), so that the
 #          number of a generation a failure removed is never made again
 #       4. switch-to-configuration ACTION (through systemd-run where systemd runs)
-#       5. health checks, each within --health-timeout (and no failed systemd units); one that
-#          fails is reported with its exit code and the end of its output
+#       5. health checks, each within its timeout: the --health-timeout given before it (a
+#          check before any takes the last one given), default 30 s; and no failed systemd
+#          units. One that fails is reported with its exit code and the end of its output
 #       6. with --confirm-timeout: a detached watcher waits for `confirm --token T`
 #       7. on a failure, a timeout, an abort or no confirmation: back to the previous
 #          generation (the profile, then the previous system's switch-to-configuration)
@@ -174,6 +175,9 @@ PINNED_ACTIVATOR=/run/current-system/sw/bin/nixship-activate
 secrets_work=$state_dir/secrets-work secrets_file=""
 # The command a failure's JSON names (finish_failed).
 outcome_command=activate
+# The timeout the health checks given next take, and a --health-timeout that is not one
+# (health_option).
+h_next="" h_bad_timeout=""
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
 # The last secrets bundle installed (ciphertexts only, root's alone) and the age package it

@@ -91,19 +91,6 @@ clock_base() {
 # Epoch seconds as UTC ISO 8601.
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || printf '%s' "$1"; }
 
-# The lines of $1 that are not empty, counted (as grep -c . would, by the shell).
-count_lines() {
-  c_rest=$1 c_count=0
-  while [ -n "$c_rest" ]; do
-    [ -z "${c_rest%%"
-"*}" ] || c_count=$((c_count + 1))
-    case $c_rest in *"
-"*) c_rest=${c_rest#*"
-"} ;; *) c_rest="" ;; esac
-  done
-  printf '%s' "$c_count"
-}
-
 # rm -f $1, started only when there is something to remove (most often there is none).
 remove_file() {
   if [ -e "$1" ] || [ -L "$1" ]; then rm -f "$1"; fi

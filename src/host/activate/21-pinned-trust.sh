@@ -87,7 +87,7 @@ undeclared_check() {
   IFS='
 '
   for u_check in $health_cmds; do
-    u_check=${u_check#?}
+    u_check=${u_check#*:}
     if [ ! -f "$u_file" ] || ! head -c 65536 "$u_file" | grep -Fxq -e "$u_check"; then
       IFS=$u_old_ifs
       set +f

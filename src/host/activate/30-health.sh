@@ -1,13 +1,43 @@
-# One health check option ($1, its value $2) into health_cmds (each check one line, "r":
-# retried until health_timeout, or "o": once, before it) or health_timeout.
+# One health check option ($1, its value $2) into health_cmds or health_timeout. Each check is
+# one line: "r" (retried until its timeout) or "o" (once, within it), its timeout, a colon, and
+# the command. A --health-timeout applies to the checks after it; a check before any takes the
+# last one given (health_timeout, empty in its line), as a single --health-timeout always did.
 health_option() {
   case $1 in
-    --health-cmd) health_cmds="${health_cmds}r$2
+    --health-cmd) health_cmds="${health_cmds}r$h_next:$2
 " ;;
-    --health-once) health_cmds="${health_cmds}o$2
+    --health-once) health_cmds="${health_cmds}o$h_next:$2
 " ;;
-    --health-timeout) health_timeout=$2 ;;
+    --health-timeout)
+      health_timeout=$2
+      case $2 in '' | *[!0-9]*) h_bad_timeout=$2 ;; *) h_next=$(decimal "$2") ;; esac ;;
   esac
+}
+
+# The health options' timeouts, for verb $1: whole seconds, or a usage error.
+check_health_timeouts() {
+  case $health_timeout in '' | *[!0-9]*) h_bad_timeout=${h_bad_timeout:-$health_timeout} ;; esac
+  [ -z "$h_bad_timeout" ] || usage "$1: --health-timeout must be whole seconds"
+  health_timeout=$(decimal "$health_timeout")
+}
+
+# The timeout of check line $1 (health_option), in seconds.
+check_timeout() {
+  c_t=${1#?}
+  c_t=${c_t%%:*}
+  printf '%s' "${c_t:-$health_timeout}"
+}
+
+# Seconds the command checks of health_cmds may take at most: each within its own timeout.
+checks_time() {
+  c_sum=0 c_old_ifs=$IFS
+  set -f
+  IFS='
+'
+  for c_line in $health_cmds; do c_sum=$((c_sum + $(check_timeout "$c_line"))); done
+  IFS=$c_old_ifs
+  set +f
+  printf '%s' "$c_sum"
 }
 
 # Why health check $check failed for good (bounded's status h_status, on attempt h_tries): its
@@ -17,15 +47,15 @@ health_option() {
 # message stays far below the 4096 characters the deployer takes.
 health_failure() {
   case $h_status in
-    124) h_why="still running when the health timeout of ${health_timeout}s ran out; stopped it" ;;
-    137) h_why="still running when the health timeout of ${health_timeout}s ran out, and TERM did not stop it; killed it" ;;
+    124) h_why="still running when the health timeout of ${h_timeout}s ran out; stopped it" ;;
+    137) h_why="still running when the health timeout of ${h_timeout}s ran out, and TERM did not stop it; killed it" ;;
     *) h_code=$(cat "$h_dir/code" 2>/dev/null)
       h_why="could not be run"
       ! digits "$h_code" || h_why="exit code $h_code" ;;
   esac
   h_s=s
   [ "$h_tries" != 1 ] || h_s=""
-  h_within="in ${health_timeout}s"
+  h_within="in ${h_timeout}s"
   [ "$h_once" = false ] || h_within="only: retry false"
   # (A UTF-8 continuation byte, where the cut leaves one first; a C1 control in UTF-8.)
   h_cont=$(printf '[\200-\277]') h_c1=$(printf '\302[\200-\237]')
@@ -45,7 +75,7 @@ health_failure() {
   fi
 }
 
-# The health checks of $health_cmds (one per line, "r" retried until $health_timeout, or "o"
+# The health checks of $health_cmds (one per line, "r" retried until its timeout, or "o"
 # once), then systemd's failed units: returns 1 with h_message saying why when one fails.
 run_health_checks() {
   h_message=""
@@ -77,12 +107,13 @@ run_health_checks() {
       IFS=$old_ifs
       h_once=false
       case $check in o*) h_once=true ;; esac
-      check=${check#?}
+      h_timeout=$(check_timeout "$check")
+      check=${check#*:}
       log "health: $check"
       # Retried about every second until it passes or its timeout ends, as HTTP checks are:
       # a service that starts slowly is not rolled back for it. A check given with
       # --health-once (retry false) fails at its first failure.
-      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
+      h_end=$(($(date +%s) + h_timeout)) h_left=$h_timeout h_tries=1
       until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
         h_status=$?
         h_left=$((h_end - $(date +%s) - 1))

@@ -29,11 +29,9 @@ cmd_activate() {
   store_path_form "$path" ||
     usage "activate: --path must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$path'"
   case $action in switch|boot|test|dry-activate) ;; *) usage "activate: unknown action '$action'" ;; esac
-  case $health_timeout in ''|*[!0-9]*) usage "activate: --health-timeout must be whole seconds" ;; esac
   case $confirm_timeout in ''|*[!0-9]*) usage "activate: --confirm-timeout must be whole seconds" ;; esac
   check_activation_timeout activate
-  decimal_set "$health_timeout"
-  health_timeout=$d
+  check_health_timeouts activate
   decimal_set "$confirm_timeout"
   confirm_timeout=$d
   if [ "$confirm_timeout" -gt 0 ]; then
@@ -62,11 +60,11 @@ cmd_activate() {
   now_set
   started=$c_now
   deadline=$((started + activation_timeout))
-  checks=$(count_lines "$health_cmds")
+  checks_seconds=$(checks_time)
   profile_set=0 switch_started=0 prev_gen="" prev_system=""
   # The lock's deadline: the activation's, its health checks, and a rollback after them.
   l_kind=activate l_command="activate $path" l_path=$path l_action=$action l_token=$token
-  l_since=$started l_deadline=$((deadline + checks * health_timeout + SETTLE_TIME)) l_phase=realise
+  l_since=$started l_deadline=$((deadline + checks_seconds + SETTLE_TIME)) l_phase=realise
   # Recorded below, with the generation and system it would go back to.
   lock unrecorded
   trap 'interrupted INT' INT

@@ -9,8 +9,7 @@ cmd_check() {
       *) usage "check: unknown option '$1'" ;;
     esac
   done
-  case $health_timeout in ''|*[!0-9]*) usage "check: --health-timeout must be whole seconds" ;; esac
-  health_timeout=$(decimal "$health_timeout")
+  check_health_timeouts check
   mkdir -p "$state_dir"
   c_current=$(resolve /run/current-system || true)
   h_check=""

@@ -13,8 +13,7 @@ boot_verb_args() {
     esac
   done
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
-  case $health_timeout in ''|*[!0-9]*) usage "$verb: --health-timeout must be whole seconds" ;; esac
-  health_timeout=$(decimal "$health_timeout")
+  check_health_timeouts "$verb"
   mkdir -p "$state_dir"
   read_boot
   if [ "$p_token" != "$token" ]; then
@@ -22,9 +21,9 @@ boot_verb_args() {
       "$verb" "$(json_str "no reboot is pending for token $token")"
     exit 9
   fi
-  checks=$(printf '%s' "$health_cmds" | grep -c . || true)
+  checks_seconds=$(checks_time)
   l_kind=$verb l_command="$verb --token $token" l_path=$p_path l_since=$(now) l_phase=health
-  l_deadline=$((l_since + checks * health_timeout + SETTLE_TIME))
+  l_deadline=$((l_since + checks_seconds + SETTLE_TIME))
   lock
   prev_gen=$p_prev_gen
 }
