@@ -38,6 +38,15 @@ describe("readSystemHealth", () => {
     });
   });
 
+  it("refuses an HTTP check of a host of the system's own choosing: it asks its own host", async () => {
+    await declare(
+      JSON.stringify({ http: [{ url: "http://{name}/ok" }, { url: "http://10.0.0.9/" }] }),
+    );
+    await expect(read()).rejects.toThrow(
+      `${system}/nixship/health.json: http[1].url: http://10.0.0.9/ names a host of its own; a system's own HTTP checks ask the host they run on: its URL's host must be {address} or {name}`,
+    );
+  });
+
   it("finds none in a system without the file", async () => {
     expect(await read()).toBeUndefined();
   });

@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
+import { fixedHost } from "../fleet/health-url.js";
 import { Problems } from "../fleet/json-check.js";
 import { formatJsonPath } from "../fleet/json-path.js";
 import { parseJsonText } from "../fleet/json-text.js";
@@ -53,6 +54,15 @@ export function parseSystemHealth(bytes: Buffer, file: string): HealthChecks | u
   if (first !== undefined) {
     const where = first.path.length === 0 ? "" : `${formatJsonPath(first.path)}: `;
     throw bad(file, `${where}${first.message}`);
+  }
+  // The deployer runs the HTTP checks: a system's own ask its own host, never a place of the
+  // system author's choosing in the deployer's network.
+  const fixed = health?.http.findIndex((c) => fixedHost(c.url) !== undefined) ?? -1;
+  if (health !== undefined && fixed >= 0) {
+    throw bad(
+      file,
+      `http[${fixed}].url: ${health.http[fixed]?.url} names a host of its own; a system's own HTTP checks ask the host they run on: its URL's host must be {address} or {name}`,
+    );
   }
   return health;
 }

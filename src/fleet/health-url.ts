@@ -25,7 +25,42 @@ export function healthUrlProblem(url: string): string | undefined {
   if (credentials !== undefined) {
     return `must hold no credentials (it has ${credentials}): it is recorded and shown as written; a check that needs one is a command check ("run") that reads it on the host`;
   }
+  const host = fixedHost(url);
+  if (host !== undefined && deployersOwn(host)) {
+    return `names ${host}, an address of whatever machine asks (loopback, link-local or unspecified): the deployer runs the HTTP checks, so it would ask itself, not the host; use {address} or {name}, or a command check ("run") to ask the host's own loopback`;
+  }
   return undefined;
+}
+
+/** The host `url` names when it is written out (no placeholder in it), else undefined. */
+export function fixedHost(url: string): string | undefined {
+  const authority = /^[a-z]+:\/\/([^/?#]*)/i.exec(url)?.[1];
+  if (authority === undefined || authority.includes("{")) return undefined;
+  const filled = url.replaceAll("{address}", "192.0.2.1").replaceAll("{name}", "host");
+  if (!URL.canParse(filled)) return undefined;
+  return new URL(filled).hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+}
+
+/**
+ * Whether `host` (a URL's hostname, brackets off) names the asking machine itself or its link,
+ * whichever machine that is: localhost, loopback, link-local (cloud metadata services live
+ * there) or unspecified addresses.
+ */
+function deployersOwn(host: string): boolean {
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  const v4 = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(host);
+  if (v4 !== null) {
+    const [a, b] = [Number(v4[1]), Number(v4[2])];
+    return a === 127 || a === 0 || (a === 169 && b === 254);
+  }
+  if (!host.includes(":")) return false;
+  // An IPv4-mapped address, as URL writes it (::ffff:7f00:1 for 127.0.0.1).
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (mapped !== null) {
+    const high = Number.parseInt(mapped[1] ?? "0", 16);
+    return deployersOwn(`${high >> 8}.${high & 255}.0.0`);
+  }
+  return host === "::1" || host === "::" || /^fe[89ab][0-9a-f]:/.test(host);
 }
 
 export function usesPlaceholder(url: string, placeholder: UrlPlaceholder): boolean {
