@@ -23,6 +23,7 @@ const routes: Record<string, (res: import("node:http").ServerResponse) => void> 
   "/counted": (res) => res.writeHead(503).end("starting\n"),
   "/not-ready": (res) => res.writeHead(503).end("database not ready\n"),
   "/empty": (res) => res.writeHead(500).end(),
+  "/moved": (res) => res.writeHead(302, { location: "/ok" }).end("see /ok\n"),
   // A service that answers, but only after 5.5 s.
   "/slow": (res) => {
     setTimeout(() => res.writeHead(200).end("fine at last\n"), 5500);
@@ -101,6 +102,18 @@ describe("httpCheck", () => {
       status: 503,
       message: `${url}: expected status 200 within 1s, got status 503: "database not ready"`,
     });
+  });
+
+  it("follows no redirect, and says so, naming where it leads", async () => {
+    const url = `${base}/moved`;
+    const okBefore = hits.get("/ok") ?? 0;
+    expect(await httpCheck(url, 200, 1, undefined, { retry: false })).toEqual({
+      ok: false,
+      url,
+      status: 302,
+      message: `${url}: expected status 200, got status 302: redirect to "/ok", not followed; "see /ok" (retry false: the first answer counts)`,
+    });
+    expect(hits.get("/ok") ?? 0).toBe(okBefore);
   });
 
   it("shows a body of several lines on one line, quoted, and an empty body not at all", async () => {

@@ -45,6 +45,10 @@ export async function httpCheck(
         return { ok: true, url, status, message: `${url} answered ${status}` };
       }
       body = bodyStart(answer.bodyStart);
+      // A redirect is an answer: the check asks the URL it names, and follows none.
+      if (answer.location !== undefined) {
+        body = `redirect to ${JSON.stringify(withoutControls(answer.location.slice(0, BODY_SHOWN_CHARS)))}, not followed${body && `; ${body}`}`;
+      }
     } catch (err) {
       lastError =
         (err as Error).cause instanceof Error
@@ -77,7 +81,7 @@ function getOnce(
   url: string,
   signal: AbortSignal,
   expectStatus: number,
-): Promise<{ status: number; bodyStart: Buffer }> {
+): Promise<{ status: number; bodyStart: Buffer; location?: string }> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith("https:") ? getHttps : getHttp;
     // Once an answer came, its end or a failure midway (the deadline's abort among them, which
@@ -89,7 +93,12 @@ function getOnce(
       let size = 0;
       answer = () => {
         res.destroy();
-        resolve({ status, bodyStart: Buffer.concat(chunks).subarray(0, BODY_READ_BYTES) });
+        const location = status >= 300 && status < 400 ? res.headers.location : undefined;
+        resolve({
+          status,
+          bodyStart: Buffer.concat(chunks).subarray(0, BODY_READ_BYTES),
+          ...(location === undefined ? {} : { location }),
+        });
       };
       if (status === expectStatus) return answer();
       res.on("data", (chunk: Buffer) => {
