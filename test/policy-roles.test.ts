@@ -138,6 +138,30 @@ describe("a fleet of two roles, each with its own checks", () => {
     expect(text.stdout).toContain(
       `waves:\n  1 (canary): each role's own: @api: ${LAB}1; @worker: ${LAB}3\n  2: ${LAB}2`,
     );
+    expect(text.stdout).toContain(
+      "  no new wave once a host fails, or a canary does (--max-failures 0)",
+    );
+    // The wave flags a deploy takes, plan takes too: its waves are the deploy's.
+    const flagged = await nixship([
+      "plan",
+      "--fleet",
+      fleetFile,
+      "--json",
+      "--parallel",
+      "1",
+      "--canary",
+      "0",
+      "--max-failures",
+      "2",
+    ]);
+    expect(flagged.code, flagged.stderr).toBe(0);
+    expect(JSON.parse(flagged.stdout)).toMatchObject({
+      waves: [
+        { wave: 1, kind: "main", hosts: [`${LAB}1`, `${LAB}3`] },
+        { wave: 2, kind: "main", hosts: [`${LAB}2`] },
+      ],
+      maxFailures: 2,
+    });
     const r = await deploy();
     expect(r.code, r.stderr).toBe(0);
     const ran = deployEvents(r)

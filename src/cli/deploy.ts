@@ -62,6 +62,9 @@ of hosts with their diff, and the hosts without one with the reason.`;
 export const PLAN_FLAGS = {
   ...FLEET_FLAGS,
   action: { type: "string" },
+  parallel: { type: "string" },
+  canary: { type: "string" },
+  "max-failures": { type: "string" },
   reboot: { type: "string" },
   "serve-cache": { type: "string" },
   diff: { type: "boolean" },
@@ -71,6 +74,9 @@ export const PLAN_FLAGS = {
 const PLAN_VALUES: FlagValues<typeof PLAN_FLAGS> = {
   ...FLEET_VALUES,
   action: "A",
+  parallel: "N",
+  canary: "N",
+  "max-failures": "N",
   reboot: "MODE",
   "serve-cache": "HOST:PORT",
   "build-host": "[USER@]HOST",
@@ -114,6 +120,10 @@ switch, and the range or failureLimit that keeps that out. --json: the plan's "b
 Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate
+  --parallel N, --canary N, --max-failures N
+                     the waves and failure budget of the deploy given them, as deploy takes
+                     them (fleet policy, else 10, 1 and 0); the plan's waves end with when
+                     the rollout stops starting waves (--json: "maxFailures")
   --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)
   --serve-cache H:P  plan the deploy that serves the fleet's cache on H:P (nothing is
                      served): ssh hosts then substitute, so they can get deltas; without

@@ -36,23 +36,36 @@ function plan(): DeployPlan {
 
 describe("planAsRun", () => {
   it("keeps the waves, pauses and bakes of a deploy that watches its rollout", () => {
-    const watched = planAsRun(plan(), PAUSE, {});
+    const watched = planAsRun(plan(), { pause: PAUSE, maxFailures: 1 }, {});
     expect(watched.waves.map((w) => w.hosts)).toEqual([["web1"], ["web2", "web3"], ["web4"]]);
     expect(watched.pauses).toHaveLength(1);
     expect(watched.hosts.filter((h: HostPlan) => h.bake !== undefined)).toHaveLength(4);
     expect(watched.bakeNotes).toBeDefined();
     expect(watched.atOnce).toBeUndefined();
+    // The failure budget, said under the waves.
+    expect(watched.maxFailures).toBe(1);
+    expect(formatPlan(watched)).toContain(
+      "  no new wave once more than 1 host fails, or a canary does (--max-failures 1)",
+    );
+    expect(formatPlan(planAsRun(plan(), { maxFailures: 0 }, {}))).toContain(
+      "  no new wave once a host fails, or a canary does (--max-failures 0)",
+    );
   });
 
   it("--async: one wave of every changing host, no pause or bake, and the plan says so", () => {
-    const published = planAsRun(plan(), PAUSE, {
-      async: true,
-    });
+    const published = planAsRun(
+      plan(),
+      { pause: PAUSE, maxFailures: 0 },
+      {
+        async: true,
+      },
+    );
     expect(published.atOnce).toBe(true);
     expect(published.waves).toEqual([
       { wave: 1, kind: "main", hosts: ["web1", "web2", "web3", "web4"] },
     ]);
     expect(published.pauses).toBeUndefined();
+    expect(published.maxFailures).toBeUndefined();
     expect(published.bakeNotes).toBeUndefined();
     expect(published.hosts.every((h: HostPlan) => h.bake === undefined)).toBe(true);
     const text = formatPlan(published);

@@ -70,14 +70,16 @@ function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StoreP
  */
 export function planAsRun(
   plan: DeployPlan,
-  pause: PausePolicy | undefined,
+  policy: { readonly pause?: PausePolicy | undefined; readonly maxFailures: number },
   options: { readonly rollback?: unknown; readonly async?: boolean },
 ): DeployPlan {
   if (options.async === true) return publishedAtOnce(plan);
-  if (pause === undefined || options.rollback !== undefined) return plan;
+  const { pause, maxFailures } = policy;
+  const watched = plan.waves.length === 0 ? plan : { ...plan, maxFailures };
+  if (pause === undefined || options.rollback !== undefined) return watched;
   const { pauses, unused } = plannedPauses(plan.waves, pause);
   return {
-    ...plan,
+    ...watched,
     ...(pauses.length === 0 ? {} : { pauses }),
     ...(unused.length === 0 ? {} : { unusedPauses: unused }),
   };

@@ -222,7 +222,7 @@ export async function planDeployment(
         : undefined;
     throwIfInterrupted(signal);
     const plan: DeployPlan = {
-      ...planAsRun(planned, options.policy.pause, options),
+      ...planAsRun(planned, options.policy, options),
       diffs,
       ...(connections === undefined ? {} : { connections }),
       ...(deltas === undefined ? {} : { deltas }),

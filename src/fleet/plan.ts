@@ -239,6 +239,11 @@ export interface DeployPlan {
   readonly diffs?: PlanDiffs;
   /** The waves the deploy runs, each role's canaries first (rollout.ts's planWaves). */
   readonly waves: readonly PlannedWave[];
+  /**
+   * Failures the rollout takes before it starts no new wave (a failed canary stops it
+   * whatever this is); set when it has waves to run, and watches them.
+   */
+  readonly maxFailures?: number;
   /** Where the rollout stops for an operator's answer (pause-policy.ts), in wave order. */
   readonly pauses?: readonly PlannedPause[];
   /** `pauseAfter` entries that make no pause in this plan, with why. */

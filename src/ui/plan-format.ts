@@ -213,6 +213,13 @@ function groupTransfer(hosts: readonly HostPlan[]): string {
 const FIRST_WAVES_BIG = 3;
 const FIRST_WAVES = 10;
 
+/** When the rollout stops starting waves (run-rollout.ts's overBudget, and a failed canary). */
+function failureBudget(maxFailures: number): string {
+  const hosts = maxFailures === 1 ? "1 host fails" : `${maxFailures} hosts fail`;
+  const first = maxFailures === 0 ? "a host fails" : `more than ${hosts}`;
+  return `  no new wave once ${first}, or a canary does (--max-failures ${maxFailures})`;
+}
+
 /** The waves the deploy runs, in order (each role's canaries first); nothing when none. */
 function planWaves(plan: DeployPlan): string[] {
   if (plan.atOnce === true && plan.waves.length > 0) {
@@ -234,6 +241,7 @@ function planWaves(plan: DeployPlan): string[] {
   if (shown.length < plan.waves.length) {
     lines.splice(first, 0, `  … ${plan.waves.length - first - 1} more waves`);
   }
+  if (plan.maxFailures !== undefined) lines.push(failureBudget(plan.maxFailures));
   return ["waves:", ...lines.map((l) => withoutControls(l))];
 }
 
