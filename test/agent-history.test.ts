@@ -115,6 +115,22 @@ describe("what passed on each host", () => {
       },
     });
     expect(await servedAll()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    // The fleet file still names web-broken: the plan says the deploy refuses it for ah1 (no
+    // release names it there again without --allow-failed), as the deploy then does.
+    const planned = await nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+    expect(planned.code, planned.stderr).toBe(0);
+    const hosts = (
+      JSON.parse(planned.stdout) as { hosts: { host: string; refusedFailed?: string }[] }
+    ).hosts;
+    const why = `ah1: ${broken} failed on ah1 in release ${failedSeq}`;
+    expect(hosts.find((h) => h.host === "ah1")?.refusedFailed).toBe(why);
+    const text = await nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(text.stdout).toContain(
+      `refused: ${why}; the deploy names it again only with --allow-failed`,
+    );
+    const refused = await deployViaAgent(lab);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(why);
   });
 
   it("rollback twice: to v1, then nothing confirmed before it (never back to broken or v2)", async () => {

@@ -101,7 +101,15 @@ describe("ChannelKeeper: the channel never names a failed system", () => {
     });
     expect((await channelRelease(store)).release.seq).toBe(3);
     expect(k.published).toEqual([]);
+    // What plan would refuse, said before: the plan's refusedFailed.
+    expect(
+      await k.failedOn([
+        { host: "web1", path: sys("c", "web1") },
+        { host: "web1", path: sys("a", "web1") },
+      ]),
+    ).toEqual(new Map([["web1", `web1: ${sys("c", "web1")} failed on web1 in release 2`]]));
     const allowed = keeper({ allowFailed: true });
+    expect(await allowed.failedOn([{ host: "web1", path: sys("c", "web1") }])).toEqual(new Map());
     expect(await allowed.plan([{ host: "web1", path: sys("c", "web1"), runs: false }])).toEqual([]);
     await allowed.publishWave(wave({ web1: sys("c", "web1") }), "switch");
     expect((await channelRelease(store)).release).toMatchObject({

@@ -163,6 +163,23 @@ export class ChannelKeeper {
     return [...this.#notes];
   }
 
+  /**
+   * Of `hosts`, those whose system failed on them, each with why (failedMessage): what `plan`
+   * would refuse. None when the operator allowed them (allowFailed).
+   */
+  async failedOn(
+    hosts: readonly { readonly host: string; readonly path: StorePath }[],
+  ): Promise<ReadonlyMap<string, string>> {
+    const failed = new Map<string, string>();
+    if (this.#o.allowFailed === true || hosts.length === 0) return failed;
+    const history = await this.#readHistory();
+    for (const { host, path } of hosts) {
+      const past = history.hosts.get(host) ?? [];
+      if (hasFailed(past, path)) failed.set(host, failedMessage(host, path, past));
+    }
+    return failed;
+  }
+
   /** Every host's entry as the channel's next release would have it now. */
   async entries(): Promise<Record<string, ReleaseHost>> {
     return (await this.#read()).entries;

@@ -62,6 +62,7 @@ export class AgentDelivery implements Delivery {
       publishOnly: async (hosts) =>
         publishedRelease(await keeper.publishWave(hosts.map(waveEntry), waveAction(hosts))),
       plan: (hosts) => keeper.plan(hosts),
+      failedOn: (hosts) => keeper.failedOn(hosts),
       settle: (action) => keeper.settle(action),
       published: () =>
         keeper.published.map(({ release }) => ({ channel: release.channel, seq: release.seq })),

@@ -131,6 +131,13 @@ export interface ChannelCapability {
    */
   plan(hosts: readonly ChannelHost[]): Promise<readonly string[]>;
   /**
+   * Of `hosts`, those `plan` would refuse: their system failed on them (unless the operator
+   * allowed it), each with why. For the plan to say before the deploy refuses.
+   */
+  failedOn(
+    hosts: readonly { readonly host: string; readonly path: StorePath }[],
+  ): Promise<ReadonlyMap<string, string>>;
+  /**
    * After a rollout that published nothing (every host already ran its system): publishes one
    * release when the channel does not yet state what `plan` planned (an entry the fleet file
    * changed, or one naming a failed system). Resolves with it, or undefined when the channel

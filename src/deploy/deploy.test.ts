@@ -94,6 +94,7 @@ function channel(operations: Partial<ChannelCapability>): ChannelCapability {
       throw new Error("publishOnly is not scripted");
     },
     plan: async () => [],
+    failedOn: async () => new Map(),
     settle: async () => undefined,
     published: () => [],
     refresh: async () => {

@@ -30,6 +30,7 @@ import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
+import { withRefusedFailed } from "./plan-refused-failed.js";
 import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
 import { refusePausesWithoutStore } from "./rollout-pause.js";
@@ -153,9 +154,10 @@ export async function planDeployment(
       }),
       options.policy,
     );
-    const planned = await withBehindRollouts(fleet.cache?.url, surveyed).catch(
-      interruptedBefore(signal),
-    );
+    const planned = await withRefusedFailed(
+      opened.delivery.channel,
+      await withBehindRollouts(fleet.cache?.url, surveyed),
+    ).catch(interruptedBefore(signal));
     // Where neither the deployer nor the cache has a running system, a mode that can ask
     // its hosts at once (ssh) asks one host that runs it.
     const hostClosure = opened.delivery.closure?.bind(opened.delivery);

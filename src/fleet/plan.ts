@@ -217,6 +217,11 @@ export interface HostPlan {
    * it, never started its wave, or it failed there): that rollout, and why.
    */
   readonly behindRollout?: { readonly rollout: string; readonly why: string };
+  /**
+   * Set on an agent host whose desired system failed on it, which the deploy refuses without
+   * --allow-failed: why (channel/failed-systems.ts's failedMessage).
+   */
+  readonly refusedFailed?: string;
 }
 
 /** What a host's request is built from: its system, and whether the deploy reboots it. */

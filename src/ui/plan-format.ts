@@ -170,7 +170,8 @@ export function needsPerson(host: HostPlan): boolean {
     host.busy !== undefined ||
     host.pendingBoot !== undefined ||
     host.bootUnknown === true ||
-    host.behindRollout !== undefined
+    host.behindRollout !== undefined ||
+    host.refusedFailed !== undefined
   );
 }
 
@@ -372,6 +373,13 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
   if (host.behindRollout !== undefined) {
     const { rollout, why } = host.behindRollout;
     notes.push(kind ? "behind its last rollout" : `behind rollout ${rollout} (${why})`);
+  }
+  if (host.refusedFailed !== undefined) {
+    notes.push(
+      kind
+        ? "refused: its system failed there"
+        : `refused: ${host.refusedFailed}; the deploy names it again only with --allow-failed`,
+    );
   }
   if (host.transferBasis === "whole-closure") {
     notes.push("current system unknown: whole closure counted");
