@@ -1378,12 +1378,16 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     ]);
     expect(agent.state).toMatchObject({ etag: null, lastSeq: null, applying: null });
     expect(await loadState(stateDir)).toMatchObject({ etag: null, lastSeq: null, applying: null });
+    // Busy again with the same: not said again.
+    activator.script.push({ status: "busy", message: "another activation holds the lock" });
+    expect(await agent.pollOnce()).toBe("busy");
+    expect(ofType("busy")).toHaveLength(1);
 
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("applied");
     // The retry reads the channel in full (no etag kept), then applies.
     expect(since(mark)[0]).toEqual({ op: "get", key: channelKey(CHANNEL) });
-    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("a")]);
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("a"), sys("a")]);
     expect(await hostRecord()).toMatchObject({ seq: 1, state: "success" });
     expect(await agent.pollOnce()).toBe("unchanged");
   });

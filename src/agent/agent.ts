@@ -161,6 +161,8 @@ export class Agent {
    * host may run it unchecked, so whichever release names it next applies it in full.
    */
   #recovering: string | undefined;
+  /** What the host last said it is busy with, while it is: said once, not at every retry. */
+  #busy: string | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
   #unparsedEtag: string | undefined;
   /** Whether the last poll left such a body to be read again (it said "unchanged"). */
@@ -479,10 +481,15 @@ export class Agent {
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
-      this.#emit({ type: "busy", message: applied.message });
-      await this.#save({ ...this.state, etag: null, applying: null });
+      // The retries of one busy spell are said once, and written once.
+      if (applied.message !== this.#busy) this.#emit({ type: "busy", message: applied.message });
+      this.#busy = applied.message;
+      if (this.state.etag !== null || this.state.applying !== null) {
+        await this.#save({ ...this.state, etag: null, applying: null });
+      }
       return "busy";
     }
+    this.#busy = undefined;
     this.#recovering = undefined;
     return this.#conclude(
       applied,

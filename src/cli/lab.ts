@@ -216,7 +216,9 @@ export const labAgentsCommand: Command = {
 
 Acts on the agents of the named hosts (all of the lab's by default; without --name, the lab is
 the one that holds the first HOST, else the lab called 'lab'):
-  stop     stops them: TERM (an activation in progress finishes first), then KILL after 5 s
+  stop     stops them as their service unit does: TERM, and the agent finishes an activation
+           in progress first; one still running 12 minutes later is killed with every
+           process it started
   start    starts those that do not run, in their hosts, and returns once each has written
            a heartbeat (at most 30 s) to the lab's cache, or to the S3 store its config
            names (read with this machine's credentials); an agent reads its config

@@ -17,11 +17,12 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAgentConfig } from "../agent/config.js";
 import { InputError, OperationError } from "../errors.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import { readHeartbeats } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { PACKAGE_ROOT } from "../util/package-root.js";
-import { type HostBind, stopProcesses } from "./lab-host.js";
+import { descendantsOf, type HostBind, processAlive, stopProcesses } from "./lab-host.js";
 import { type LabState, writeLabState } from "./lab-state.js";
 import { LAB_CHANNEL, type LabEvent, type LabKeys } from "./lab-types.js";
 import type { LabHostLayout, LabLayout } from "./layout.js";
@@ -218,11 +219,38 @@ export async function stopAgents(
   for (const entry of state.hosts) {
     if (hosts !== undefined && !hosts.includes(entry.name)) continue;
     if (entry.agentPid === undefined) continue;
-    if (await isAgentProcess(entry.agentPid)) await stopProcesses([entry.agentPid]);
+    if (await isAgentProcess(entry.agentPid)) await stopAgent(entry.agentPid);
     current = withAgentPid(current, entry.name, undefined);
     await writeLabState(lab.dir, current);
   }
   return current;
+}
+
+/**
+ * How long a stopped agent may take to finish the activation it runs: the activation's own
+ * bound (the lab's agents take the default) and its settling. The service unit allows 30 minutes
+ * (TimeoutStopSec); a lab agent's activation ends well within this.
+ */
+const AGENT_STOP_GRACE_MS = (DEFAULT_ACTIVATION_TIMEOUT + 120) * 1000;
+
+/**
+ * Stops an agent as its service unit does (KillMode=mixed): TERM to the agent, which finishes
+ * the activation in progress, if any, and exits; one still running after AGENT_STOP_GRACE_MS
+ * is killed with every process it started (the activation in its own process group too, as a
+ * unit's cgroup holds it), so that no activation outlives its agent holding the host's lock.
+ */
+async function stopAgent(pid: number): Promise<void> {
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + AGENT_STOP_GRACE_MS;
+  while (processAlive(pid) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!processAlive(pid)) return;
+  await stopProcesses([pid, ...descendantsOf(pid)]);
 }
 
 function withAgentPid(state: LabState, host: string, pid: number | undefined): LabState {

@@ -4,7 +4,7 @@
 // key at /etc/ssh/ssh_host_ed25519_key (what secrets are decrypted with). Everything a deploy
 // runs on the host is a child of that sshd, so it sees the same namespaces.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
@@ -324,16 +324,41 @@ function accepts(address: string, port: number): Promise<boolean> {
 }
 
 /** Stops every process in the host's network namespace: TERM, then KILL after 5 s. */
-export async function stopProcesses(pids: readonly number[]): Promise<void> {
-  // A zombie is dead, only not yet reaped by its parent.
-  const alive = (pid: number) => {
+/** Whether process `pid` runs (a zombie is dead, only not yet reaped by its parent). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Every process `pid` started, and those they started, as /proc tells them now. */
+export function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
     } catch {
-      return false;
+      // gone since the listing
     }
-  };
+  }
+  const found: number[] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const next = queue.shift() as number;
+    found.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return found;
+}
+
+export async function stopProcesses(pids: readonly number[]): Promise<void> {
+  const alive = processAlive;
   const signal = (pid: number, sig: NodeJS.Signals) => {
     try {
       process.kill(pid, sig);

@@ -25,7 +25,7 @@ export function formatAgentEvent(e: AgentEvent): string | undefined {
     case "failed":
       return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
     case "busy":
-      return `another activation is running (${e.message}); trying again shortly`;
+      return `the host is busy: ${e.message}; trying again every poll until it is not (said once)`;
     case "rebooting":
       return `release ${e.seq}: the host reboots into ${e.path}; judged after the boot`;
     case "rebooted":
