@@ -98,4 +98,15 @@ describe("an agent's signed report", () => {
       /missing: no such file$/,
     );
   });
+
+  it("a key file others may read signs nothing: its mode is named, and the fix", async () => {
+    const exposed = await makeHostKey(dir, "web3");
+    await chmod(exposed.file, 0o644);
+    const err = (await loadHostSigningKey(exposed.file).catch((e: unknown) => e)) as Error;
+    expect(err.message).toBe(
+      `${exposed.file} may be read by others (mode 0644), so it signs nothing (chmod 600 ${exposed.file}, as sshd requires of a host key)`,
+    );
+    await chmod(exposed.file, 0o600);
+    await expect(loadHostSigningKey(exposed.file)).resolves.toBeDefined();
+  });
 });

@@ -7,6 +7,7 @@
 // signature is `ssh-ed25519:BASE64` of Ed25519 over a context and the record's text.
 // Pure, but for loadHostSigningKey.
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
+import { stat } from "node:fs/promises";
 import { parseOpenSshPrivateKey, parseSshEd25519PublicKeyLine } from "../age/ssh-ed25519.js";
 import { InputError } from "../errors.js";
 import { readFileBounded } from "../util/bounded-file.js";
@@ -104,6 +105,15 @@ const KEY_FILE_LIMIT = 16 * 1024;
  * are). InputError naming the file and what is wrong, never the key's bytes.
  */
 export async function loadHostSigningKey(file: string): Promise<HostSigningKey> {
+  // A key others may read is no proof of the host: whoever read it can sign as it.
+  const info = await stat(file).catch(() => undefined);
+  if (info !== undefined && (info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+    throw new InputError(
+      "key-exposed",
+      `${file} may be read by others (mode ${mode}), so it signs nothing (chmod 600 ${file}, as sshd requires of a host key)`,
+    );
+  }
   const bytes = await readFileBounded(
     file,
     KEY_FILE_LIMIT,
