@@ -592,6 +592,35 @@ describe("docs/ci.md", () => {
     );
   });
 
+  it("agent status, pause and resume on a host's config", async () => {
+    const config = join(work, "agent.json");
+    await writeFile(
+      config,
+      JSON.stringify({
+        store: `file://${join(work, "agent-store")}`,
+        channel: "prod",
+        releaseKeys: ["release-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="],
+        cacheKeys: ["cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="],
+        stateDir: join(work, "agent-state"),
+      }),
+    );
+    const title =
+      "`nixship agent status --json`, `nixship agent pause --json` and `nixship agent resume --json`";
+    for (const [verb, changed] of [
+      ["pause", true],
+      ["pause", false],
+      ["resume", true],
+      ["resume", false],
+    ] as const) {
+      const { r, value } = await json(["agent", verb, "--config", config, "--json"]);
+      expect(value).toMatchObject({ paused: verb === "pause", changed });
+      expectDocumented(title, r, value, 1);
+    }
+    const { r, value } = await json(["agent", "status", "--config", config, "--json"]);
+    expect(value).toMatchObject({ channel: "prod", paused: false, lastSeq: null });
+    expectDocumented(title, r, value, 0);
+  });
+
   it("terraform vars, in both formats", async () => {
     const title = "`nixship terraform vars`";
     const tfvars = await json(["terraform", "vars", "--fleet", agentFleet]);

@@ -194,40 +194,57 @@ Subcommands (each with its own --help):
 export const agentPauseCommand: Command = {
   path: ["agent", "pause"],
   summary: "stop the agent on this host from applying new releases (it keeps running)",
-  help: `Usage: nixship agent pause [--config FILE]
+  help: `Usage: nixship agent pause [--config FILE] [--json]
 
 Makes the running agent skip its polls until 'nixship agent resume'. An activation already
 in progress finishes. Takes effect at the agent's next poll; survives restarts.
 
 Options:
-${CONFIG_HELP}`,
-  async run(argv, io) {
-    const { values, positionals } = parseFlags(argv, CONFIG_FLAG, "agent pause");
-    refuseArguments(positionals, "agent pause");
-    const config = await readConfig(values.config);
-    await makeDirs(config.stateDir, 0o700);
-    await setPaused(config.stateDir, true);
-    io.stderr.write(`paused (${config.stateDir}/paused); 'nixship agent resume' to undo\n`);
-    return 0;
-  },
+${CONFIG_HELP}
+  --json          one JSON object: {"paused": true, "changed": …, "flag": FILE}`,
+  run: (argv, io) => setAgentPaused(argv, io, true),
 };
 
 export const agentResumeCommand: Command = {
   path: ["agent", "resume"],
   summary: "let a paused agent apply releases again",
-  help: `Usage: nixship agent resume [--config FILE]
+  help: `Usage: nixship agent resume [--config FILE] [--json]
 
 Options:
-${CONFIG_HELP}`,
-  async run(argv, io) {
-    const { values, positionals } = parseFlags(argv, CONFIG_FLAG, "agent resume");
-    refuseArguments(positionals, "agent resume");
-    const config = await readConfig(values.config);
-    await setPaused(config.stateDir, false);
-    io.stderr.write("resumed\n");
-    return 0;
-  },
+${CONFIG_HELP}
+  --json          one JSON object: {"paused": false, "changed": …, "flag": FILE}`,
+  run: (argv, io) => setAgentPaused(argv, io, false),
 };
+
+/** `agent pause` and `agent resume`: the pause flag set or removed, and whether that changed it. */
+async function setAgentPaused(
+  argv: readonly string[],
+  io: CliIO,
+  paused: boolean,
+): Promise<number> {
+  const command = paused ? "agent pause" : "agent resume";
+  const { values, positionals } = parseFlags(
+    argv,
+    { ...CONFIG_FLAG, json: { type: "boolean" } },
+    command,
+  );
+  refuseArguments(positionals, command);
+  const config = await readConfig(values.config);
+  if (paused) await makeDirs(config.stateDir, 0o700);
+  const was = await isPaused(config.stateDir);
+  await setPaused(config.stateDir, paused);
+  const flag = `${config.stateDir}/paused`;
+  if (values.json) {
+    writeJson(io, { paused, changed: was !== paused, flag });
+    return 0;
+  }
+  io.stderr.write(
+    paused
+      ? `${was ? "already paused" : "paused"} (${flag}); 'nixship agent resume' to undo\n`
+      : `${was ? "resumed" : "not paused: nothing to resume"}\n`,
+  );
+  return 0;
+}
 
 export const agentStatusCommand: Command = {
   path: ["agent", "status"],
