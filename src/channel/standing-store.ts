@@ -85,5 +85,6 @@ async function channelSignals(
   const signed = await loadTrustedRelease(store, bytes, keys, channelKey(fleet.releases.channel));
   if (signed === undefined) return NO_CHANNEL;
   const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
-  return { channel: { seq: signed.release.seq, hosts: new Set(entries.keys()) }, entries };
+  const { seq, expires } = signed.release;
+  return { channel: { seq, expires, hosts: new Set(entries.keys()) }, entries };
 }

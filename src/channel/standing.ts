@@ -7,6 +7,8 @@ import type { StatusRecord } from "../status/status.js";
 /** The channel's current release, as far as standing needs it. */
 export interface ChannelHead {
   readonly seq: number;
+  /** When it expires (ISO 8601): past it, an agent that starts afresh refuses it. */
+  readonly expires?: string;
   /** The hosts it names. */
   readonly hosts: ReadonlySet<string>;
 }

@@ -21,6 +21,9 @@ store (status/hosts/<host>.json), which agents write as they apply releases and 
 write for ssh and ssm hosts: state (applying, success, failed, rejected), release, desired
 and current system, generation, the reason for a failure, and when.
 
+A channel whose current release has expired is said (--json: 'expiredChannel'): its hosts keep
+what they applied, but an agent that starts afresh refuses it until 'nixship release refresh'.
+
 Agent hosts also show their agent's liveness, from the heartbeats agents write every
 heartbeatEvery polls (read with LIST calls: 1,000 hosts a call): offline (no heartbeat for
 2 x heartbeatEvery polls), paused, and behind (the channel's current release names the host,
@@ -99,13 +102,18 @@ ${FLEET_HELP}
     refuseArguments(positionals, "status");
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const { rows, warnings, paused, futureRollout } = await readStatusView(fleet, hosts, {
-      stored: values.stored,
-    });
+    const { rows, warnings, paused, futureRollout, expiredChannel } = await readStatusView(
+      fleet,
+      hosts,
+      {
+        stored: values.stored,
+      },
+    );
     if (values.json) {
       writeJson(io, {
         hosts: withHostStates(rows),
         ...(paused.length === 0 ? {} : { pausedRollouts: paused }),
+        ...(expiredChannel === undefined ? {} : { expiredChannel }),
       });
     } else {
       io.stdout.write(formatStatusTable(rows));

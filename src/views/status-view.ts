@@ -73,6 +73,8 @@ export interface StatusViewOptions {
 
 export interface StatusView {
   readonly rows: StatusRow[];
+  /** The agents' channel, when its current release has expired (a warning says so too). */
+  readonly expiredChannel?: ExpiredChannel;
   /** Rollouts that wait at a pause for an operator's answer, among the recent ones. */
   readonly paused: PausedRollout[];
   /** What the view could not judge, beyond what its rows say. */
@@ -84,6 +86,24 @@ export interface StatusView {
   readonly futureRollout?: FutureRollout;
   /** The newest rollout record (none without a store read), whose running hosts are applying. */
   readonly rollout: RolloutRead;
+}
+
+/** A channel whose current release has expired. */
+export interface ExpiredChannel {
+  readonly channel: string;
+  readonly seq: number;
+  readonly expires: string;
+}
+
+/** The fleet's channel when the agents' signals read its current release expired at `now`. */
+function expiredChannel(
+  fleet: Fleet,
+  head: { readonly seq: number; readonly expires?: string } | undefined,
+  now: Date,
+): ExpiredChannel | undefined {
+  if (fleet.releases === undefined || head?.expires === undefined) return undefined;
+  if (now.getTime() < Date.parse(head.expires)) return undefined;
+  return { channel: fleet.releases.channel, seq: head.seq, expires: head.expires };
 }
 
 export async function readStatusView(
@@ -115,6 +135,12 @@ export async function readStatusView(
   if (unjudged.length > 0) {
     warnings.push(
       `${namesShown(unjudged, 5)}: ${unjudged.length === 1 ? "its record is" : "their records are"} older than the newest ${ASK_LOOKBACK} rollouts, none of which names ${unjudged.length === 1 ? "it" : "them"}: whether an older rollout left ${unjudged.length === 1 ? "it" : "them"} behind is not judged (deploy ${unjudged.length === 1 ? "it" : "them"}, or read 'nixship status --on HOST' live)`,
+    );
+  }
+  const expired = expiredChannel(fleet, stored?.agents?.channel, new Date());
+  if (expired !== undefined) {
+    warnings.push(
+      `channel ${expired.channel}'s current release ${expired.seq} expired at ${expired.expires}: its hosts keep what they applied, but an agent that starts afresh (a new or reimaged host, one whose state was lost) refuses it; 'nixship release refresh' renews it (docs/agent.md, "Freeze protection")`,
     );
   }
   const crowded = stored?.agents?.crowded ?? [];
@@ -176,6 +202,7 @@ export async function readStatusView(
     paused: stored?.paused ?? [],
     rollout: stored?.newest ?? { status: "none" },
     ...future,
+    ...(expired === undefined ? {} : { expiredChannel: expired }),
   };
 }
 

@@ -1,0 +1,68 @@
+// The status view over a real directory store: a channel whose current release has expired is
+// said (a warning, and `expiredChannel`), though its hosts keep what they applied; a renewed
+// one is not.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parseFleetValue } from "../fleet/fleet-file.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { publishRelease } from "../release/release-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { readStatusView } from "./status-view.js";
+
+const SYSTEM = `/nix/store/${"a".repeat(32)}-system` as StorePath;
+let dir: string;
+let store: ObjectStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-expired-channel-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+  await store.put("nix-cache-info", Buffer.from("StoreDir: /nix/store\n"));
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("status of agent hosts", () => {
+  it("says when the channel's current release expired, and not once it is renewed", async () => {
+    const key = generateSecretKey("release-1");
+    const publicKey = formatPublicKey(publicKeyOf(key));
+    const fleet = parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [publicKey] },
+        releases: { channel: "prod", publicKeys: [publicKey] },
+        hosts: { web1: { delivery: "agent", system: SYSTEM } },
+      },
+      "status-expired-channel.test.ts",
+    );
+    const publish = (now: Date) =>
+      publishRelease(store, {
+        channel: "prod",
+        hosts: { web1: { path: SYSTEM } },
+        kind: "deploy",
+        action: "switch",
+        health: { http: [], commands: [] },
+        confirmTimeout: 30,
+        key,
+        now,
+        maxAge: 60,
+      });
+    const old = await publish(new Date(Date.now() - 3_600_000));
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(view.expiredChannel).toEqual({
+      channel: "prod",
+      seq: 1,
+      expires: old.release.expires,
+    });
+    expect(view.warnings).toContainEqual(
+      `channel prod's current release 1 expired at ${old.release.expires}: its hosts keep what they applied, but an agent that starts afresh (a new or reimaged host, one whose state was lost) refuses it; 'nixship release refresh' renews it (docs/agent.md, "Freeze protection")`,
+    );
+    await publish(new Date());
+    const renewed = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(renewed.expiredChannel).toBeUndefined();
+    expect(renewed.warnings.join("\n")).not.toContain("expired");
+  });
+});
