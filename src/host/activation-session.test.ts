@@ -368,6 +368,29 @@ describe("runActivationSession, each failure", () => {
     }
   });
 
+  it("a realise that failed after Nix passed over an unsigned substitute names the mend", async () => {
+    for (const warning of [
+      // Nix 2.8's words, then 2.26's.
+      "warning: the substitute for '/nix/store/x' from 'http://cache' is not signed by any of the keys in 'trusted-public-keys'",
+      "warning: ignoring substitute for '/nix/store/x' from 'http://cache', as it's not signed by any of the keys in 'trusted-public-keys'",
+    ]) {
+      const t = new FakeTransport({
+        activate: (_args, o) => {
+          o.onLog?.(warning);
+          return failure("realise", "failed", 3, false);
+        },
+      });
+      const { outcome } = await session(t, request());
+      expect(outcome).toEqual({
+        status: "failed",
+        phase: "realise",
+        message:
+          "realise went wrong; the cache holds a path that no key the host trusts signed (pushed with another key?): 'nixship verify' names it, and 'nixship push PATH --fleet FILE --key KEY --resign' adds the fleet's key to what the cache holds",
+        rolledBack: false,
+      });
+    }
+  });
+
   it("a timed-out switch is a switch failure, as the script reports it", async () => {
     const t = new FakeTransport({ activate: () => failure("switch", "timed-out", 10, true) });
     const { outcome } = await session(t, request({ activationTimeout: 42 }));

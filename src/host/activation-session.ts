@@ -108,16 +108,44 @@ export {
  */
 export function sessionLog(
   hooks: Pick<SessionHooks, "phase" | "log">,
-  seen: { reached?: SessionPhase } = {},
+  seen: SessionSeen = {},
 ): (line: string) => void {
   return (line) => {
     const phase = phaseMarker(line);
-    if (phase === undefined) hooks.log(line.replace(/^activate: /, ""));
-    else if (phase !== null) {
+    if (phase === undefined) {
+      if (line.includes(UNSIGNED_SUBSTITUTE)) seen.unsigned = true;
+      hooks.log(line.replace(/^activate: /, ""));
+    } else if (phase !== null) {
       // `seen.reached`: the last phase it entered, but a rollback (what an abort names).
       if (phase !== "rollback") seen.reached = phase;
       hooks.phase(phase);
     }
+  };
+}
+
+/** What the session saw in the host's log. */
+interface SessionSeen {
+  /** The last phase it entered, but a rollback (what an abort names). */
+  reached?: SessionPhase;
+  /** Nix passed over a substitute that no trusted key signed (UNSIGNED_SUBSTITUTE). */
+  unsigned?: true;
+}
+
+/** What Nix (2.8 and 2.26 alike) says of a path no trusted key signed, which it passes over. */
+const UNSIGNED_SUBSTITUTE = "not signed by any of the keys in 'trusted-public-keys'";
+
+/**
+ * A realise that failed after Nix passed over a substitute no trusted key signed: its message
+ * names what mends that (a path the cache holds that someone pushed with another key).
+ */
+function withUnsignedHint<T extends { readonly phase: string; readonly message: string }>(
+  answer: T,
+  seen: SessionSeen,
+): T {
+  if (answer.phase !== "realise" || seen.unsigned !== true) return answer;
+  return {
+    ...answer,
+    message: `${answer.message}; the cache holds a path that no key the host trusts signed (pushed with another key?): 'nixship verify' names it, and 'nixship push PATH --fleet FILE --key KEY --resign' adds the fleet's key to what the cache holds`,
   };
 }
 
@@ -130,7 +158,7 @@ export async function runActivationSession(
   const { signal } = hooks;
   const steps = activationSteps(request, transport.confirms);
   const token = hooks.token ?? `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
-  const seen: { reached?: SessionPhase } = {};
+  const seen: SessionSeen = {};
   const onLog = sessionLog(hooks, seen);
   const interrupted = () => interruptReason(signal);
 
@@ -201,7 +229,7 @@ export async function runActivationSession(
   if (answer.tookOver) hooks.log(answer.tookOver);
   // A timed-out activation's message names the timeout ("… ran past the activation timeout
   // of 5s; stopped it").
-  if (!answer.ok) return notActivated(answer);
+  if (!answer.ok) return notActivated(withUnsignedHint(answer, seen));
   return finishActivation(
     transport,
     request,

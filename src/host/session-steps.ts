@@ -244,7 +244,8 @@ export function notActivated(
 
 /** The longest the driver waits for `activate` itself. */
 export function activateDeadline(request: DeployRequest): number {
-  // activate.sh gives each command check the longest of their timeouts.
+  // Each command check within its own timeout; an older installed script (a pinned host's)
+  // gives each the longest, which this allows for.
   const longest = Math.max(0, ...request.commandChecks.map((c) => c.timeout));
   return request.activationTimeout + request.commandChecks.length * longest + SESSION_MARGIN;
 }
