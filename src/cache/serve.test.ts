@@ -1,12 +1,16 @@
 import { once } from "node:events";
 import { mkdtemp, rm, symlink } from "node:fs/promises";
-import type { Server } from "node:http";
+import { get as httpGet, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Sha256 } from "../nix/hash.js";
 import { FsStore } from "../store/fs-store.js";
+import { readGot } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { wrapStore } from "../store/wrap-store.js";
 import { NARINFO_LIMIT } from "./read.js";
 import { createCacheServer, logServerFailures } from "./serve.js";
 
@@ -198,6 +202,47 @@ describe("cache server", () => {
       expect(seen).toHaveLength(1);
       expect(seen[0]?.status).toBe(502);
       expect(seen[0]?.error).toBeTruthy();
+    } finally {
+      server.close();
+    }
+  });
+
+  it("tells nothing of a client that closes once it holds every byte (Nix 2.8 may)", async () => {
+    // The store's stream gives every byte at once and ends 300 ms later: the client has the
+    // whole answer, and closes, before the server's pipeline ends.
+    const inner = new FsStore(dir);
+    const late = wrapStore(inner, {
+      get: (async (key: string) => {
+        const got = await inner.get(key);
+        if (got === undefined || !key.startsWith("nar/")) return got;
+        const bytes = await readGot(got, key, 1024 * 1024);
+        const body = new Readable({ read() {} });
+        body.push(bytes);
+        setTimeout(() => body.push(null), 300);
+        return { ...got, body };
+      }) as ObjectStore["get"],
+    });
+    const seen: { status: number; error?: string }[] = [];
+    const server = createCacheServer({ store: late, onRequest: (entry) => seen.push(entry) });
+    const url = new URL(await listen(server));
+    try {
+      const received = await new Promise<number>((resolve, reject) => {
+        const req = httpGet(`${url.origin}/${NAR}`, (res) => {
+          const length = Number(res.headers["content-length"]);
+          let got = 0;
+          res.on("data", (chunk: Buffer) => {
+            got += chunk.length;
+            if (got >= length) {
+              req.destroy();
+              resolve(got);
+            }
+          });
+        });
+        req.on("error", (err) => (err.message === "socket hang up" ? undefined : reject(err)));
+      });
+      expect(received).toBe(300_000);
+      await waitFor(async () => seen.length === 1, 5_000, "the request told");
+      expect(seen).toEqual([{ method: "GET", key: `/${NAR}`, status: 200 }]);
     } finally {
       server.close();
     }

@@ -4,6 +4,7 @@
 
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { InputError } from "../errors.js";
 import { formatCacheInfo } from "../nix/cache-info.js";
@@ -55,6 +56,33 @@ export function logServerFailures(
     if (error === undefined) return;
     write(`${prefix}${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${error}\n`);
   };
+}
+
+/**
+ * Sends `body` through `streams` to `res`. A client that closes its connection once it holds
+ * every byte of an answer of known `length` (Nix 2.8 may, as soon as it has read that many) ends
+ * the pipeline before the server's own end: that is no failure, and none is told.
+ */
+async function send(
+  body: Readable,
+  streams: readonly NodeJS.ReadWriteStream[],
+  res: ServerResponse,
+  length: number | undefined,
+): Promise<void> {
+  let sent = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      sent += chunk.length;
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline([body, ...streams, counted, res]);
+  } catch (err) {
+    const closed = (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE";
+    if (closed && length !== undefined && sent >= length) return;
+    throw err;
+  }
 }
 
 function contentType(key: string): string {
@@ -161,13 +189,14 @@ export function createCacheServer(options: ServeOptions): Server {
     }
     if (bound === undefined) {
       res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });
-      await pipeline(got.body, res);
+      await send(got.body, [], res, got.info.size);
       return 200;
     }
     const streams = boundedNarStreams(key, bound);
-    const length = sentAsStored(bound.compression) ? { "content-length": got.info.size } : {};
+    const asStored = sentAsStored(bound.compression);
+    const length = asStored ? { "content-length": got.info.size } : {};
     res.writeHead(200, { ...headers, ...length, etag: got.info.etag });
-    await pipeline([got.body, ...streams, res]);
+    await send(got.body, streams, res, asStored ? got.info.size : undefined);
     return 200;
   };
   const server = createServer(
