@@ -46,6 +46,13 @@ describe("agentStanding and inStep", () => {
     });
   });
 
+  it("says how far ahead of this machine's clock a heartbeat is, past what clocks may differ", () => {
+    const ahead = agentStanding("a", record(5), { ...beat, at: at(400) }, channel, at(0));
+    expect(ahead).toMatchObject({ liveness: "offline", heartbeatAhead: 400 });
+    const close = agentStanding("a", record(5), { ...beat, at: at(30) }, channel, at(0));
+    expect(close).not.toHaveProperty("heartbeatAhead");
+  });
+
   it("is not in step when offline, paused, failed, or never reported", () => {
     const offline = agentStanding("a", record(5), beat, channel, at(60));
     expect(offline.liveness).toBe("offline");

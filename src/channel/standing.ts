@@ -1,7 +1,7 @@
 // Where a host stands against its channel, from what the store holds: its status record, its
 // agent's newest heartbeat, and the channel's current release. Pure; the status view reads the
 // store (views/status-view.ts) and asks this.
-import { type Heartbeat, type Liveness, livenessOf } from "../status/heartbeat.js";
+import { HEARTBEAT_AHEAD, type Heartbeat, type Liveness, livenessOf } from "../status/heartbeat.js";
 import type { StatusRecord } from "../status/status.js";
 
 /** The channel's current release, as far as standing needs it. */
@@ -17,6 +17,11 @@ export interface AgentStanding {
   readonly liveness: Liveness;
   /** When its agent last wrote a heartbeat (null: never). */
   readonly heartbeatAt: string | null;
+  /**
+   * Seconds that heartbeat is dated ahead of this machine's clock, past what clocks may differ:
+   * a clock is wrong, and the agent reads as offline.
+   */
+  readonly heartbeatAhead?: number;
   /** The channel's current release names the host, and its last report is of an older one. */
   readonly behind: boolean;
   /** The channel's current release (null: no release, or none that verifies). */
@@ -31,9 +36,11 @@ export function agentStanding(
   now: Date,
 ): AgentStanding {
   const behind = channel?.hosts.has(host) === true && (record?.seq ?? 0) < (channel?.seq ?? 0);
+  const ahead = heartbeat === undefined ? 0 : (heartbeat.at.getTime() - now.getTime()) / 1000;
   return {
     liveness: livenessOf(heartbeat, now),
     heartbeatAt: heartbeat?.at.toISOString() ?? null,
+    ...(ahead > HEARTBEAT_AHEAD ? { heartbeatAhead: Math.round(ahead) } : {}),
     behind,
     channelSeq: channel?.seq ?? null,
   };

@@ -53,7 +53,7 @@ describe("heartbeat keys", () => {
     expect(livenessOf(beat, at(-300))).toBe("online");
     expect(livenessOf(beat, at(-301))).toBe("offline");
     expect(agentNotLive("a", beat, at(-400))).toBe(
-      "a's agent is offline: its last heartbeat is dated 400s in the future, which no agent writes",
+      "a's agent is offline: its last heartbeat is dated 400s ahead of this machine's clock: a clock is wrong (this machine's, the host's or the store's: check their time sync)",
     );
   });
 

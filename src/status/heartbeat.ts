@@ -123,7 +123,7 @@ export function agentNotLive(
       return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
     case "offline":
       return age < 0
-        ? `${host}'s agent is offline: its last heartbeat is dated ${-age}s in the future, which no agent writes`
+        ? `${host}'s agent is offline: its last heartbeat is dated ${-age}s ahead of this machine's clock: a clock is wrong (this machine's, the host's or the store's: check their time sync)`
         : `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
     case "online":
       return undefined;

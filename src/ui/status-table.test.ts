@@ -58,6 +58,10 @@ describe("the status table", () => {
       "release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
     );
     expect(storedNote(row({ liveness: "offline", heartbeatAt: null }))).toContain("no heartbeat");
+    // One dated ahead of this machine's clock says which clocks to look at.
+    expect(storedNote(row({ liveness: "offline", heartbeatAhead: 360 }))).toContain(
+      "last heartbeat 2025-01-01T12:01:00.000Z, 360s ahead of this machine's clock: a clock is wrong (this machine's, the host's or the store's: check their time sync)",
+    );
     expect(hostState(row({ liveness: "paused", behind: true }))).toBe("paused");
     const behind = row({ behind: true, channelSeq: 5 });
     expect(hostState(behind)).toBe("behind");

@@ -151,7 +151,7 @@ export function storedNote(r: StoredRow): string {
     r.liveness === undefined || r.liveness === "online"
       ? ""
       : r.heartbeatAt
-        ? `last heartbeat ${r.heartbeatAt}`
+        ? `last heartbeat ${r.heartbeatAt}${r.heartbeatAhead === undefined ? "" : `, ${r.heartbeatAhead}s ahead of this machine's clock: a clock is wrong (this machine's, the host's or the store's: check their time sync)`}`
         : "no heartbeat";
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
   // A boot deploy's success: it boots next a system that no check has seen, as a live row's
