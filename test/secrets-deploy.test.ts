@@ -255,6 +255,29 @@ describe("secrets over ssh", () => {
     expect(planned.stdout).not.toContain("its secrets change");
   });
 
+  it("a host whose secrets went (a boot that installs none) is behind in status until a deploy", async () => {
+    const status = async () => {
+      const r = await cli(["status", "--fleet", fleetFile, "--on", "sd1", "--json"]);
+      return {
+        code: r.code,
+        row: (JSON.parse(r.stdout) as { hosts: Record<string, unknown>[] }).hosts[0],
+      };
+    };
+    expect(await status()).toMatchObject({ code: 0, row: { hostState: "in-step" } });
+    // What a boot leaves on a host whose system does not install them again: /run emptied.
+    await onHost("sd1", "rm -f /run/nixship/secrets /run/keys/web-token");
+    expect(await status()).toMatchObject({
+      code: 1,
+      row: { inStep: false, hostState: "behind", secretsAway: true },
+    });
+    const text = await cli(["status", "--fleet", fleetFile, "--on", "sd1"]);
+    expect(text.stdout).toContain("its secrets are not those its last deploy installed");
+    const r = await deploy("--on", "sd1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await status()).toMatchObject({ code: 0, row: { hostState: "in-step" } });
+  });
+
   it("the plaintext is in no output, no object of the cache, and no Nix store", async () => {
     const all = [TOKEN, TOKEN_ROTATED, PASSWORD];
     for (const text of outputs) for (const secret of all) expect(text).not.toContain(secret);

@@ -29,6 +29,10 @@ heartbeatEvery polls (read with LIST calls: 1,000 hosts a call): offline (no hea
 2 x heartbeatEvery polls), paused, and behind (the channel's current release names the host,
 and the host last reported an older one).
 
+An ssh host whose installed secrets are not those its last deploy gave it (a boot emptied its
+/run, and its system installs none again: docs/secrets.md) is behind until a deploy installs
+them; --json: 'secretsAway'.
+
 A host that runs a system that failed there, and could not go back to an earlier one (a failed
 first deploy, or a failed rollback), shows as failed, with since when and why, until a deploy
 to it succeeds.

@@ -58,14 +58,17 @@ export async function recordResults(
 
 /** What recordResults reads of the plan: its action, and what the survey found on each host. */
 type SurveyedPlan = Pick<DeployPlan, "action"> & {
-  readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
+  readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation" | "secrets">[];
 };
 
 interface RecordContext {
   readonly store: ObjectStore;
   readonly mode: DeliveryMode;
   readonly action: DeployPlan["action"];
-  readonly surveyed: ReadonlyMap<string, Pick<HostPlan, "host" | "current" | "generation">>;
+  readonly surveyed: ReadonlyMap<
+    string,
+    Pick<HostPlan, "host" | "current" | "generation" | "secrets">
+  >;
   readonly rollout: RecordOrigin | undefined;
 }
 
@@ -108,7 +111,16 @@ async function recordResult(
   const moved = current !== undefined && current !== was?.current;
   // Unknown where it is not known (the record keeps its own when it runs what it said).
   const generation = generationAfter(r, was, c.action);
-  const system: RecordParts["system"] = current === undefined ? undefined : { current, generation };
+  // The secrets the deploy gave it: installed by its activation, or already there when it was
+  // up to date (a host whose secrets differ is activated). `status` compares what it has.
+  const gave =
+    was?.secrets !== undefined &&
+    (r.outcome.status === "activated" ||
+      (r.outcome.status === "skipped" && r.outcome.reason === "up-to-date"));
+  const system: RecordParts["system"] =
+    current === undefined
+      ? undefined
+      : { current, generation, ...(gave ? { secrets: was.secrets } : {}) };
   // The system it ran before: after an activation (a new generation, even of the same
   // system; with `boot`, the one it runs until it reboots), the activation's word, else
   // what it ran; after any other move, what it ran; otherwise the record's own.

@@ -175,6 +175,8 @@ export interface HostPlan {
   readonly transferBasis: TransferBasis;
   /** Set when the host runs its system but its secrets differ: it activates for them. */
   readonly secretsChange?: true;
+  /** The digest of the secrets the deploy gives it (its manifest's); absent: it leaves them. */
+  readonly secrets?: string;
   /** Set when the system it runs failed there: it is activated again, never "up to date". */
   readonly failedThere?: string;
   /**
@@ -405,6 +407,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     transfer: running ? NOTHING : closures.measure(closures.missing(desired, holding(state))),
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
+    ...(target.secrets === undefined ? {} : { secrets: target.secrets }),
     ...(failedThere === undefined ? {} : { failedThere }),
     ...(busy === undefined ? {} : { busy }),
     ...(rebootFor === undefined ? {} : { reboot: rebootFor }),

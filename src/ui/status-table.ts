@@ -45,6 +45,11 @@ function liveCells(r: LiveRow): string[] {
   if (r.behind && r.last) {
     note.unshift(behindNote(r.last, r.current, told ? r.behindRollout?.rollout : undefined));
   }
+  if (r.secretsAway) {
+    note.unshift(
+      "its secrets are not those its last deploy installed (a boot emptied /run, and its system installs none again; or someone changed them there): the next deploy installs them",
+    );
+  }
   if (r.failureUndone !== undefined) note.unshift(undoneNote(r.failureUndone));
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));

@@ -49,6 +49,8 @@ export function hostState(row: StatusRow): HostState {
       return row.last.rolledBack === true ? "rolled-back" : "failed";
     }
     if (row.behind === true) return "behind";
+    // It lacks the secrets its last deploy gave it.
+    if (row.secretsAway === true) return "behind";
     // A reboot into a new system that no deploy or rollback judged (docs/reboots.md).
     if (row.boot?.pending) return "unconfirmed";
     return "in-step";

@@ -56,6 +56,11 @@ export type LiveRow = RowBase & {
   readonly last?: LastDeploy;
   /** It runs another system than its last deploy asked of it (a failure, or a boot pending). */
   readonly behind?: true;
+  /**
+   * Its installed secrets are not those its last deploy gave it (its record's `secrets`): a
+   * boot emptied its /run and nothing installed them again, or someone changed them there.
+   */
+  readonly secretsAway?: true;
 } & HostStatus;
 
 export type StoredRow = RowBase & {
@@ -131,6 +136,12 @@ export function liveRow(
     record.desired !== status.current &&
     !setToBoot &&
     !undone;
+  const secretsAway =
+    status.reachable &&
+    typeof record?.secrets === "string" &&
+    status.secrets !== undefined &&
+    status.secrets !== record.secrets &&
+    status.current === record.current;
   return {
     host: host.name,
     mode: host.delivery,
@@ -143,6 +154,7 @@ export function liveRow(
       !status.boot?.pending &&
       drift === undefined &&
       !behind &&
+      !secretsAway &&
       behindRollout === undefined,
     ...status,
     ...(drift === undefined ? {} : { drift }),
@@ -155,6 +167,7 @@ export function liveRow(
       : {}),
     ...(last === undefined ? {} : { last }),
     ...(behind ? { behind: true as const } : {}),
+    ...(secretsAway ? { secretsAway: true as const } : {}),
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(undone ? { failureUndone: failureUndoneIn } : {}),
   };
