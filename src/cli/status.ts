@@ -67,6 +67,9 @@ copy or realise, keeps the record it had: it runs what it ran, behind, not faile
 report of one of the rollout's own releases that only confirms the entry the rollout left it
 on is no such word: every release of an agent rollout names every host of the channel (the
 rollout record names its releases).
+An ssh host asked live that a running rollout still has in flight (its script running there,
+or its checks awaited), yet that runs another system with nothing under way, is behind it too:
+its activation ended and the host went back (its deploy killed, or not written yet).
 STATE then says behind, and the note (and --json 'behindRollout') names the rollout, why the
 host did not get its system, and what it should run. It stays behind until a deploy reaches
 it, or a rollback names it again. A rollout record dated more than 5 minutes ahead of this

@@ -141,6 +141,36 @@ const WHY = {
 } as const satisfies Partial<Record<RolloutHostState, string>>;
 const MISSED: ReadonlySet<RolloutHostState> = new Set(Object.keys(WHY) as RolloutHostState[]);
 
+/** Steps of an entry in flight during which the host's own script runs (and holds its lock). */
+const ON_THE_HOST: ReadonlySet<string> = new Set(["realise", "secrets", "profile", "switch"]);
+
+/**
+ * A host asked live (its answer: `running`, and no activation under way or awaiting its
+ * confirmation) that a rollout still in flight there did not leave on its system: the rollout
+ * says its script runs there (activating, in a step the host's script takes) or awaits its
+ * checks (health), yet the host runs another system with nothing under way. Its activation
+ * ended without its deploy (killed or gone): the host went back by itself (its confirmation
+ * window, its activation timeout). Its deploy, when alive, writes the same soon after. A record
+ * of the host written since the rollout started is the newer word. Else undefined.
+ */
+export function endedWithoutDeploy(
+  ask: Ask | undefined,
+  record: Pick<StatusRecord, "startedAt"> | undefined,
+  running: string | null | undefined,
+): Behind | undefined {
+  if (ask === undefined || running === ask.system) return undefined;
+  const { state, phase } = ask.entry;
+  const onHost = state === "health" || (state === "activating" && ON_THE_HOST.has(phase ?? ""));
+  if (!onHost) return undefined;
+  if (record !== undefined && recordSince(record, ask.rollout.startedAt)) return undefined;
+  return {
+    wants: ask.system,
+    rollout: ask.rollout.id,
+    at: ask.rollout.startedAt,
+    why: `its activation there ended in ${phase ?? state} and the host went back, while the rollout's record still has it in flight: its deploy is gone, or has not written yet`,
+  };
+}
+
 /** One line for a person: "behind rollout ID (why): wants NAME". */
 export function behindText(behind: Behind): string {
   return `behind rollout ${behind.rollout} (${behind.why}): should run ${storeName(behind.wants)}`;

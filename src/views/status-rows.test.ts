@@ -26,6 +26,52 @@ describe("status rows", () => {
     expect(unreachable).not.toHaveProperty("drift");
   });
 
+  it("a live host a rollout still has in flight, that went back with nothing under way, is behind it", () => {
+    // The record (V2, from an earlier deploy) predates the rollout, which gave it V1 and still
+    // says it awaits its checks: its deployer was killed, and the host's window closed.
+    const ask = (state: "health" | "activating", phase: "switch" | "copy" | null) => ({
+      rollout: { id: "r1", key: "k", startedAt: "2026-11-26T00:00:00.000Z" },
+      system: V1,
+      entry: { host: "web1", state, phase, system: V1, message: null },
+    });
+    const row = liveRow(ssh, answer(V2), record(), undefined, ask("health", null));
+    expect(row).toMatchObject({
+      inStep: false,
+      behindRollout: {
+        rollout: "r1",
+        why: "its activation there ended in health and the host went back, while the rollout's record still has it in flight: its deploy is gone, or has not written yet",
+      },
+    });
+    expect(
+      liveRow(ssh, answer(V2), record(), undefined, ask("activating", "switch")),
+    ).toMatchObject({ inStep: false });
+    // Before its script starts there (a copy), nothing says its deploy is not at it.
+    expect(liveRow(ssh, answer(V2), record(), undefined, ask("activating", "copy")).inStep).toBe(
+      true,
+    );
+    // With its confirmation awaited, it is mid-deploy: applying, not behind.
+    const live = answer(V2);
+    if (!live.reachable) throw new Error("unreachable");
+    const waiting = liveRow(
+      ssh,
+      { ...live, pending: "t1" },
+      record(),
+      undefined,
+      ask("health", null),
+    );
+    expect(waiting).not.toHaveProperty("behindRollout");
+    // Once it runs the rollout's system, it got it.
+    expect(
+      liveRow(
+        ssh,
+        answer(V1),
+        record({ current: V1, desired: V1 }),
+        undefined,
+        ask("health", null),
+      ),
+    ).not.toHaveProperty("behindRollout");
+  });
+
   it("a live host with a boot nobody judged is not in step", () => {
     const live = answer(V2);
     if (!live.reachable) throw new Error("unreachable");

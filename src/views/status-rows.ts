@@ -5,7 +5,7 @@
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
-import { type Behind, behindOf } from "../status/behind.js";
+import { type Behind, behindOf, endedWithoutDeploy } from "../status/behind.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { StatusRecord } from "../status/status.js";
@@ -103,11 +103,11 @@ export function liveRow(
       })
     : undefined;
   // One that does not answer is judged by what it last reported running.
-  const behindRollout = behindOf(
-    ask,
-    record,
-    status.reachable ? status.current : (record?.current ?? null),
-  );
+  const behindRollout =
+    behindOf(ask, record, status.reachable ? status.current : (record?.current ?? null)) ??
+    (status.reachable && !midDeploy(status)
+      ? endedWithoutDeploy(ask, record, status.current)
+      : undefined);
   const last: LastDeploy | undefined =
     record === undefined
       ? undefined
