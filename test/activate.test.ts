@@ -587,6 +587,26 @@ describe("activate.sh on a lab host", () => {
       expect(listed.stdout).not.toContain("health");
     });
 
+    it("by its own exit code when a process it started keeps its output open", async () => {
+      // (The host runs web-v3 since the tests before, and again after this one.)
+      const failed = await activate(host, "web-v2", {
+        healthChecks: [{ run: "setsid sleep 302.3 & echo down; exit 3", timeout: 3, retry: false }],
+      });
+      expect(failed.code, JSON.stringify(failed.result)).toBe(ACTIVATE_EXIT.health);
+      expect((failed.result as { message: string }).message).toBe(
+        'health check failed: setsid sleep 302.3 & echo down; exit 3: exit code 3 (1 attempt only: retry false); output: "down"',
+      );
+      const passed = await activate(host, "web-v3", {
+        healthChecks: [{ run: "setsid sleep 301.7 & exit 0", timeout: 10 }],
+      });
+      expect(passed.code, JSON.stringify(passed.result)).toBe(0);
+      expect(passed.stderr).toContain(
+        "health: setsid sleep 301.7 & exit 0: a process it started kept its output open; not waited for",
+      );
+      await run("ssh", ["-F", sshConfig, host, "pkill -f 'sleep 30[12]' || true"]);
+      expect(await servedName(host)).toBe("web-v3");
+    });
+
     it("within its own timeout: a check of 2 s after one of 20 s is stopped at 2 s", async () => {
       const run = await activate(host, "web-v2", {
         healthChecks: [

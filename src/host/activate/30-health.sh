@@ -75,6 +75,12 @@ health_failure() {
   fi
 }
 
+# Says, once per attempt, that the check's last attempt left a process holding its output.
+held_note() {
+  [ ! -e "$h_dir/held" ] || log "health: $check: a process it started kept its output open; not waited for"
+  rm -f "$h_dir/held"
+}
+
 # The health checks of $health_cmds (one per line, "r" retried until its timeout, or "o"
 # once), then systemd's failed units: returns 1 with h_message saying why when one fails.
 run_health_checks() {
@@ -91,9 +97,12 @@ run_health_checks() {
     # stops it (TERM), and tee and tail ignore TERM: they end with its output, which is kept.
     # (A shell's "Terminated" goes to the log, not with it.) The attempt succeeds when the check
     # exits 0.
+    # A process the check leaves running (started in the background) may keep its output open:
+    # once the check's code is written, tee gets a second to see the end of the output, then is
+    # killed ($2/held says so), and the attempt is judged by the check's own exit code.
     # shellcheck disable=SC2016 # expanded by that sh, from its arguments
     # (The quoted script stays on one line: the SSM document drops indentation.)
-    h_run='rm -f "$2/out" "$2/code"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo"); wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
+    h_run='rm -f "$2/out" "$2/code" "$2/held"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo") & p=$!; while [ ! -s "$2/code" ] && kill -0 "$p" 2>/dev/null; do sleep 0.1; done; w=0; while [ "$w" -lt 10 ] && kill -0 "$p" 2>/dev/null; do sleep 0.1; w=$((w + 1)); done; if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; : >"$2/held"; fi; wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
     h_dir=$state_dir/health-$$
     rm -rf "$h_dir"
     if ! { mkdir -m 700 "$h_dir" && mkfifo "$h_dir/fifo"; }; then
@@ -116,6 +125,7 @@ run_health_checks() {
       h_end=$(($(date +%s) + h_timeout)) h_left=$h_timeout h_tries=1
       until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
         h_status=$?
+        held_note
         h_left=$((h_end - $(date +%s) - 1))
         if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then
           h_message=$(health_failure) h_check=$check
@@ -130,6 +140,7 @@ run_health_checks() {
         h_tries=$((h_tries + 1))
         sleep 1
       done
+      held_note
     done
     IFS=$old_ifs
     rm -rf "$h_dir"
