@@ -153,6 +153,10 @@ describe("pages", () => {
     expect(host).toContain("&lt;script&gt;");
     expect(host).not.toContain("<script>window");
     expect((await app.request("/hosts/nope")).status).toBe(404);
+    // The icon every browser asks for: none, and no error in its console.
+    const icon = await app.request("/favicon.ico");
+    expect(icon.status).toBe(204);
+    expect(await icon.text()).toBe("");
     // How the host got the system it runs.
     expect(await (await app.request("/hosts/s3")).text()).toContain(
       "<dt>Fetched</dt><dd>12 paths by delta (40.0 kB for 900.0 kB of NARs), 3 whole</dd>",

@@ -432,6 +432,9 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     return c.body(await metrics.registry.metrics());
   });
 
+  // Browsers ask for an icon on every page: none, and no error for it.
+  app.get("/favicon.ico", (c) => c.body(null, 204));
+
   app.get("/assets/style.css", (c) => {
     c.header("content-type", "text/css; charset=utf-8");
     return c.body(DASHBOARD_CSS);
