@@ -15,7 +15,7 @@ const HOST = "mb1";
 
 beforeAll(async () => {
   lab = await startSshLab("mb", 1);
-  check = await startCheckServer();
+  check = await startCheckServer(`10.231.${lab.info.number}.1`);
 }, 120_000);
 afterAll(async () => {
   check?.close();

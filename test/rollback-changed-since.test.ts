@@ -18,7 +18,7 @@ const H = (i: number) => `rc${i}`;
 
 beforeAll(async () => {
   lab = await startSshLab("rc", 2);
-  check = await startCheckServer();
+  check = await startCheckServer(`10.231.${lab.info.number}.1`);
 }, 120_000);
 afterAll(async () => {
   check?.close();

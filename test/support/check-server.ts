@@ -1,5 +1,6 @@
 // An HTTP health check of a test's own, which the deployer asks for each host (a policy's
-// `http://127.0.0.1:PORT/{name}`): it answers 200, and can first do something, once, when a
+// `http://GATEWAY:PORT/{name}`, on the lab's own address of the deployer: a check's URL may not
+// name the deployer's loopback): it answers 200, and can first do something, once, when a
 // given host's check comes (land another deploy, kill the deployer). What lab tests use to act
 // at an exact point of a rollout.
 import { createServer } from "node:http";
@@ -18,7 +19,8 @@ export interface CheckServer {
   close(): void;
 }
 
-export async function startCheckServer(): Promise<CheckServer> {
+/** Starts the check on `address`: the lab's gateway, the deployer's address on the lab. */
+export async function startCheckServer(address: string): Promise<CheckServer> {
   const asked: string[] = [];
   const actions = new Map<string, () => Promise<void>>();
   // An action under way holds every check of its host until it ends: the deployer gives each
@@ -39,10 +41,10 @@ export async function startCheckServer(): Promise<CheckServer> {
       res.end("ok");
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}/{name}`,
+    url: `http://${address}:${port}/{name}`,
     asked,
     onCheck: (host, action) => actions.set(host, action),
     close: () => {
