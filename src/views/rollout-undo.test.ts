@@ -30,12 +30,13 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-rollout-undo-"));
   store = await openStore(`file://${dir}?fsync=false`);
   key = generateSecretKey("undo-1");
+  // Agent hosts: what each runs is read from the store (none here), never asked of a host
+  // over the network.
   fleet = parseFleetValue(
     {
       cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
-      hosts: Object.fromEntries(
-        ["a", "b", "c"].map((h, i) => [h, { address: `10.0.0.${i + 1}`, system: V2 }]),
-      ),
+      releases: { channel: "prod", publicKeys: [formatPublicKey(publicKeyOf(key))] },
+      hosts: Object.fromEntries(["a", "b", "c"].map((h) => [h, { delivery: "agent", system: V2 }])),
     },
     "rollout-undo.test.ts",
   );
