@@ -230,10 +230,14 @@ describe("nixship secrets", () => {
       stderr += d;
     });
     const code = new Promise<number | null>((resolve) => child.on("close", resolve));
-    for (let i = 0; i < 100 && !existsSync(seen); i++) {
+    // The shell creates the file before printf writes its line: wait for the whole line, or an
+    // empty read gives pid 0, which names this process group and is always "alive".
+    const written = () => existsSync(seen) && readFileSync(seen, "utf8").endsWith("\n");
+    for (let i = 0; i < 100 && !written(); i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const [pid, scratch] = readFileSync(seen, "utf8").trim().split(" ");
+    expect(Number(pid), `the editor's pid line: ${pid}`).toBeGreaterThan(1);
     child.kill("SIGTERM");
     expect(await code, stderr).toBe(130);
     expect(existsSync(scratch as string)).toBe(false);
