@@ -65,6 +65,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "-1"],
       /--jobs must be a whole number ≥ 1, got '-1'/,
     ],
+    // Past the largest exact whole number, the limit it passed is named.
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "99999999999999999999"],
+      /--jobs must be a whole number from 1 to 9007199254740991, got '99999999999999999999'/,
+    ],
     [
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--level", "22"],
       /--level for zstd must be from 1 to 19, got 22/,

@@ -70,7 +70,10 @@ export function parseIntFlag(
 ): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+    // Without a maximum of its own, a number of digits past the largest exact one is told it.
+    const tooLarge = /^[0-9]+$/.test(value) && Number(value) > max;
+    const range =
+      max === Number.MAX_SAFE_INTEGER && !tooLarge ? `≥ ${min}` : `from ${min} to ${max}`;
     throw new UsageError(`${command}: ${flag} must be a whole number ${range}, got '${value}'`);
   }
   return Number(value);

@@ -589,6 +589,10 @@ describe("parseFleet", () => {
     expect(problemsOf(withPolicy({ parallel: 0 }))).toEqual([
       "policy.parallel: must be a whole number >= 1 (got 0)",
     ]);
+    // A whole number past what a double holds exactly is refused with the limit it passed.
+    expect(problemsOf(withPolicy({ parallel: 1e20 }))).toEqual([
+      "policy.parallel: must be a whole number from 1 to 9007199254740991 (got 100000000000000000000)",
+    ]);
     expect(problemsOf(withPolicy({ maxFailures: -1 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ canary: 1.5 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ confirmTimeout: "30" }))).toEqual([

@@ -97,7 +97,13 @@ export function readInteger(
   ) {
     return value;
   }
-  const bounds = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
+  // Without a maximum of its own, a whole number too large to hold exactly is told the one it
+  // passed: ">= 1" would be true of it.
+  const tooLarge = typeof value === "number" && Number.isInteger(value) && value > min;
+  const bounds =
+    max !== undefined || tooLarge
+      ? `from ${min} to ${max ?? Number.MAX_SAFE_INTEGER}`
+      : `>= ${min}`;
   return problems.add(path, `must be a whole number ${bounds} (${got(value)})`);
 }
 
