@@ -38,15 +38,18 @@ describe("what put a host's system there (a record's origin)", () => {
     const first = nextRecord(undefined, deployed(A, { kind: "rollout", key: ROLLOUT }));
     // A later deploy found it up to date: it says nothing of the origin.
     expect(nextRecord(first, deployed(A)).origin).toEqual({ kind: "rollout", key: ROLLOUT });
-    // Something moved it without saying what (a record of a writer that does not know).
-    expect(nextRecord(first, deployed(B)).origin).toBeUndefined();
+    // Something moved it without saying what (a record of a writer that does not know): the
+    // record says it does not know, which a reader tells from a record older than origins.
+    expect(nextRecord(first, deployed(B)).origin).toEqual({ kind: "unknown" });
     // A deploy that moved it names itself.
     expect(nextRecord(first, deployed(B, { kind: "rollout", key: LATER })).origin).toEqual({
       kind: "rollout",
       key: LATER,
     });
     // A writer that knows it does not know (an activation without a rollout record).
-    expect(nextRecord(first, deployed(A, null)).origin).toBeUndefined();
+    expect(nextRecord(first, deployed(A, null)).origin).toEqual({ kind: "unknown" });
+    // A first record that names none (an agent that lost its state and finds its system there).
+    expect(roundTrip(nextRecord(undefined, deployed(A))).origin).toEqual({ kind: "unknown" });
   });
 
   it("is checked: a bad key or release is refused, a kind of a newer nixship reads as none", () => {

@@ -113,7 +113,16 @@ export type RecordOrigin =
   /** An agent applied this release: its origin document (release-origin.ts) names them. */
   | { readonly kind: "release"; readonly channel: string; readonly seq: number }
   /** `nixship rollback` of a push host: who ran it (a rollback has no source of its own). */
-  | { readonly kind: "rollback"; readonly by: string };
+  | { readonly kind: "rollback"; readonly by: string }
+  /**
+   * Its writer does not know (an agent that lost its state, a system moved unexplained). A
+   * record of a writer older than origins has none at all, and a reader may tell it from the
+   * record's own release; this one it may not.
+   */
+  | { readonly kind: "unknown" };
+
+/** An origin that names what put the system there. */
+export type KnownOrigin = Exclude<RecordOrigin, { readonly kind: "unknown" }>;
 
 /** The tail of a host's log: at most LOG_LINES lines of at most LOG_LINE_LENGTH characters. */
 export interface HostLog {
@@ -292,7 +301,7 @@ export function statusRecord(p: RecordParts): StatusRecord {
     ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
     ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
     ...(p.agent === undefined ? {} : { agent: p.agent }),
-    ...(p.origin === undefined || p.origin === null ? {} : { origin: p.origin }),
+    origin: p.origin ?? { kind: "unknown" },
     ...p.what,
     startedAt: p.startedAt,
     updatedAt: p.updatedAt,
@@ -435,6 +444,8 @@ function readOrigin(value: unknown): RecordOrigin | string | undefined {
       return typeof o.by === "string"
         ? { kind: "rollback", by: withoutControls(o.by).slice(0, 300) }
         : `"by" must be a string`;
+    case "unknown":
+      return { kind: "unknown" };
     default:
       return typeof o.kind === "string" ? undefined : `"kind" must be a string`;
   }

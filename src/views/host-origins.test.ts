@@ -128,6 +128,9 @@ describe("who put each host's system there", () => {
           { kind: "release", channel: "prod", seq: 1 },
         ),
       ],
+      // An agent that lost its state, found release 1's system there and reports release 2's
+      // success without having moved: its record says it does not know what put it there.
+      ["ag4", record("ag4", { mode: "agent", channel: "prod", seq: 2 }, { kind: "unknown" })],
       ["web4", record("web4", {}, { kind: "rollback", by: "bob@laptop" })],
       ["web5", record("web5", {}, { kind: "rollout", key: rolloutKey(started, "ffffffffffff") })],
       ["web6", record("web6")],
@@ -161,6 +164,7 @@ describe("who put each host's system there", () => {
     expect(text("ag3")).toBe("released (release prod/1) by ci@runner");
     expect(text("ag2")).toMatch(/^released \(release prod\/2\), by whom unknown: .*does not match/);
     expect(text("ag2")).not.toContain("mallory");
+    expect(shown.has("ag4")).toBe(false);
     expect(text("web4")).toBe("rolled back by bob@laptop");
     expect(text("web5")).toMatch(/by whom unknown: its rollout record .* is gone/);
     expect(shown.has("web6")).toBe(false);

@@ -7,7 +7,7 @@ import type { PublicKey } from "../nix/keys.js";
 import type { OriginSource } from "../release/release-origin.js";
 import { readRelease, readReleaseOrigin } from "../release/release-store.js";
 import { readRollout } from "../status/rollout-store.js";
-import type { RecordOrigin, StatusRecord } from "../status/status.js";
+import type { KnownOrigin, StatusRecord } from "../status/status.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 
@@ -18,7 +18,7 @@ const CACHE_LIMIT = 1000;
 
 /** Who put a host's system there and from what, as a view shows it. */
 export interface ShownOrigin {
-  readonly kind: RecordOrigin["kind"];
+  readonly kind: KnownOrigin["kind"];
   /** The rollout's id, or the release as CHANNEL/SEQ (null for a rollback). */
   readonly ref: string | null;
   /** A CI run or user@machine; null: not known (see problem). */
@@ -31,11 +31,14 @@ export interface ShownOrigin {
 }
 
 /**
- * What put the system a record names there: the record's word, else (a record of an agent older
- * than that word) the release it applied, when it reported success and runs that release's system.
+ * What put the system a record names there: the record's word (none when it says it does not
+ * know), else (a record of an agent older than that word) the release it applied, when it
+ * reported success and runs that release's system.
  */
-export function originOfRecord(record: StatusRecord): RecordOrigin | undefined {
-  if (record.origin !== undefined) return record.origin;
+export function originOfRecord(record: StatusRecord): KnownOrigin | undefined {
+  if (record.origin !== undefined) {
+    return record.origin.kind === "unknown" ? undefined : record.origin;
+  }
   if (
     record.mode === "agent" &&
     record.state === "success" &&
@@ -49,7 +52,7 @@ export function originOfRecord(record: StatusRecord): RecordOrigin | undefined {
   return undefined;
 }
 
-function refOf(origin: RecordOrigin): string {
+function refOf(origin: KnownOrigin): string {
   switch (origin.kind) {
     case "rollout":
       return `rollout ${origin.key}`;
@@ -85,7 +88,7 @@ export async function readHostOrigins(
   cache: OriginCache = new Map(),
   now: number = Date.now(),
 ): Promise<Map<string, ShownOrigin>> {
-  const wanted = new Map<string, RecordOrigin>();
+  const wanted = new Map<string, KnownOrigin>();
   const known = (ref: string) => {
     const hit = cache.get(ref);
     return hit !== undefined && (hit.askAgainAt === undefined || hit.askAgainAt > now);
@@ -117,7 +120,7 @@ export async function readHostOrigins(
 
 async function readOrigin(
   store: ObjectStore,
-  origin: RecordOrigin,
+  origin: KnownOrigin,
   releaseKeys: readonly PublicKey[] | undefined,
 ): Promise<ShownOrigin> {
   const problem = (ref: string | null, why: string): ShownOrigin => ({
