@@ -735,6 +735,66 @@ describe("Agent.pollOnce: applying releases", () => {
   });
 });
 
+describe("Agent.pollOnce: the keys it trusts, as its config changes", () => {
+  const newKey = generateSecretKey("release-2");
+  const NEW_CACHE_KEY = "cache-2:qPHRW3j6GuuUpH2xW+SE8d5lQ4Hd4l+GXDrq8aFcG3M=";
+  const bothKeys = () => ({
+    releaseKeys: [publicKeyOf(releaseKey), publicKeyOf(newKey)],
+    cacheKeys: [NEW_CACHE_KEY],
+  });
+
+  it("stops following a release key dropped from its config at the next poll, without a restart", async () => {
+    let trust: AgentOptions["trustNow"] = async () => undefined;
+    const agent = makeAgent({ trustNow: () => (trust ?? (async () => undefined))() });
+    await publish({ [HOST]: sys("a") });
+    expect(await agent.pollOnce()).toBe("applied");
+    // The rotation: the config now names the new keys only (a NixOS switch rewrote it).
+    trust = async () => ({ releaseKeys: [publicKeyOf(newKey)], cacheKeys: [NEW_CACHE_KEY] });
+    // The channel is read afresh: its current release, the old key's, is no longer followed.
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(ofType("trust-changed")).toEqual([
+      { type: "trust-changed", releaseKeys: ["release-2"], cacheKeys: ["cache-2"] },
+    ]);
+    trust = async () => undefined;
+    // Whoever holds the dropped (leaked) key publishes: refused.
+    await publish({ [HOST]: sys("b") }, releaseKey);
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(agent.state.refused?.reason).toMatch(/signed by key 'release-1', which is not trusted/);
+    expect(activator.requests).toHaveLength(1);
+    // A release of the new key is taken, and its host's Nix is given the new cache key only.
+    await publish({ [HOST]: sys("c") }, newKey);
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.at(-1)?.trustedKeys).toEqual([NEW_CACHE_KEY]);
+  });
+
+  it("takes a release it refused under its old keys once its config trusts the key, with no new release", async () => {
+    let trust: AgentOptions["trustNow"] = async () => undefined;
+    const agent = makeAgent({ trustNow: () => (trust ?? (async () => undefined))() });
+    await publish({ [HOST]: sys("a") }, newKey);
+    expect(await agent.pollOnce()).toBe("rejected");
+    // Unchanged channel, same keys: one conditional GET, still refused.
+    expect(await agent.pollOnce()).toBe("unchanged");
+    trust = async () => bothKeys();
+    // The channel is read afresh, and the release the new key signed applied.
+    expect(await agent.pollOnce()).toBe("applied");
+    expect((await hostRecord()).state).toBe("success");
+  });
+
+  it("started with other keys, reads the channel afresh and judges a refusal again; with the same, it does not", async () => {
+    await publish({ [HOST]: sys("a") }, newKey);
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    // Restarted with the same keys: the channel is unchanged (a conditional GET).
+    const same = makeAgent();
+    const mark = calls.length;
+    expect(await same.pollOnce()).toBe("unchanged");
+    expect(since(mark).find((c) => c.key === channelKey(CHANNEL))?.ifNoneMatch).toBeDefined();
+    // Restarted with a config that trusts the key (the state file keeps the channel's etag).
+    const restarted = makeAgent(bothKeys());
+    expect(await restarted.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+  });
+});
+
 describe("Agent.pollOnce: deltas (an entry's deltaTool)", () => {
   const TOOL = "/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-zstd-1.5.6" as StorePath;
   const REPORT = {

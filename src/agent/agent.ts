@@ -8,7 +8,7 @@
 // share its state (channel, keys, state file, reporter) and its one order of writes; reporting
 // (agent-reporter.ts), records (agent-records.ts), activation (activator.ts) and the verdict on a
 // release head (head-verdict.ts) live apart.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../channel/secrets-store.js";
 import { InputError } from "../errors.js";
@@ -50,18 +50,27 @@ import { AgentReporter } from "./agent-reporter.js";
 import { headVerdict } from "./head-verdict.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
-export interface AgentOptions {
+/** The keys an agent trusts: on the releases it follows, and on what its host's Nix substitutes. */
+export interface AgentTrust {
+  readonly releaseKeys: readonly PublicKey[];
+  /** `name:base64` keys the host's Nix requires on what it substitutes. */
+  readonly cacheKeys: readonly string[];
+}
+
+export interface AgentOptions extends AgentTrust {
   readonly store: ObjectStore;
   readonly channel: string;
   /** This host's name in releases. */
   readonly host: string;
-  readonly releaseKeys: readonly PublicKey[];
+  /**
+   * The keys as the agent's config says them now, asked before each poll (a NixOS switch
+   * rewrites the config and leaves the agent running); undefined: as they were.
+   */
+  readonly trustNow?: () => Promise<AgentTrust | undefined>;
   /** The store path of the nixship package this agent runs, when it runs from the store. */
   readonly package?: string | undefined;
   /** Where the host's Nix substitutes from (the agent's loopback cache proxy). */
   readonly substituters: readonly string[];
-  /** Keys the host's Nix requires on what it substitutes. */
-  readonly cacheKeys: readonly string[];
   readonly stateDir: string;
   readonly activator: Activator;
   /**
@@ -142,6 +151,12 @@ export type AgentEvent =
   | { readonly type: "rebooting"; readonly seq: number; readonly path: string }
   | { readonly type: "rebooted"; readonly seq: number; readonly booted: string | null }
   | { readonly type: "warning"; readonly message: string }
+  /** The config's keys changed: the names of those trusted from now on. */
+  | {
+      readonly type: "trust-changed";
+      readonly releaseKeys: readonly string[];
+      readonly cacheKeys: readonly string[];
+    }
   | {
       readonly type: "store-error";
       readonly message: string;
@@ -154,6 +169,8 @@ const MAX_BACKOFF_SECONDS = 600;
 
 export class Agent {
   readonly #o: AgentOptions;
+  /** The keys trusted now: the options', then the config's as it changes. */
+  #trust: AgentTrust;
   readonly #emit: (event: AgentEvent) => void;
   #state: AgentState | undefined;
   /**
@@ -174,6 +191,7 @@ export class Agent {
 
   constructor(options: AgentOptions) {
     this.#o = options;
+    this.#trust = { releaseKeys: options.releaseKeys, cacheKeys: options.cacheKeys };
     const emit = options.emit ?? (() => {});
     this.#emit = emit;
     this.#report = new AgentReporter({
@@ -202,7 +220,13 @@ export class Agent {
       state = { ...state, etag: null, applying: null };
       await saveState(this.#o.stateDir, state);
     }
-    this.#state = state;
+    // Started with other keys than the channel was last judged under (its config changed while
+    // it was stopped): the first poll reads the channel afresh, and a release refused (or
+    // taken) under those keys is judged again with these.
+    this.#state =
+      state.etag !== null && state.etagTrust !== trustDigest(this.#trust)
+        ? { ...state, etag: null }
+        : state;
     // The record the next is folded from (status/next-record.ts), as this agent last wrote it.
     this.#report.resume(state.unreported ?? state.reported ?? undefined);
     this.#emit({ type: "started", host: this.#o.host, channel: this.#o.channel });
@@ -230,6 +254,7 @@ export class Agent {
     const o = this.#o;
     if (this.#state === undefined) await this.start();
     this.#readAgain = false;
+    await this.#takeTrust();
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
       await this.#report.heartbeat("paused");
@@ -243,6 +268,23 @@ export class Agent {
     const outcome = this.state.applying?.reboot ? await this.#afterReboot() : await this.#poll();
     if (await this.#report.heartbeat("running")) await this.#reportRunning();
     return outcome;
+  }
+
+  /**
+   * The keys the config names now, when they changed: trusted from this poll on, and the
+   * channel read afresh, so that what was taken or refused under the old keys is judged again
+   * (a dropped key's release is no longer followed; a release of a key added is).
+   */
+  async #takeTrust(): Promise<void> {
+    const next = await this.#o.trustNow?.();
+    if (next === undefined || sameTrust(next, this.#trust)) return;
+    this.#trust = next;
+    this.#emit({
+      type: "trust-changed",
+      releaseKeys: next.releaseKeys.map((k) => k.name),
+      cacheKeys: next.cacheKeys.map((k) => k.split(":")[0] ?? k),
+    });
+    if (this.state.etag !== null) await this.#save({ ...this.state, etag: null });
   }
 
   /**
@@ -272,7 +314,7 @@ export class Agent {
     let signed: SignedHead;
     try {
       // A sharded release's head: its signature covers the digests of its shards.
-      signed = verifyReleaseHead(read.bytes, o.releaseKeys, `channels/${o.channel}.json`);
+      signed = verifyReleaseHead(read.bytes, this.#trust.releaseKeys, `channels/${o.channel}.json`);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       // A body that does not parse may be a read torn by a store that is not atomic (the
@@ -316,7 +358,7 @@ export class Agent {
     // holds it to the release files instead, so a replayed channel is not taken (one GET).
     if (
       state.lastSeq === null &&
-      (await successorSigned(o.store, o.channel, o.releaseKeys, release.seq))
+      (await successorSigned(o.store, o.channel, this.#trust.releaseKeys, release.seq))
     ) {
       return this.#reject(
         etag,
@@ -517,7 +559,7 @@ export class Agent {
       path,
       action,
       substituters: o.substituters,
-      trustedKeys: o.cacheKeys,
+      trustedKeys: this.#trust.cacheKeys,
       checks,
       host: { name: o.host, address: "127.0.0.1" },
       activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
@@ -806,6 +848,8 @@ export class Agent {
   }
 
   async #save(state: AgentState): Promise<void> {
+    // The channel's etag is kept with the keys it was judged under.
+    if (state.etag !== null) state = { ...state, etagTrust: trustDigest(this.#trust) };
     await saveState(this.#o.stateDir, state);
     this.#state = state;
   }
@@ -828,4 +872,18 @@ function claimedSeq(bytes: Uint8Array): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether two sets of keys are the same keys (names and bytes), in any order. */
+function sameTrust(a: AgentTrust, b: AgentTrust): boolean {
+  return trustDigest(a) === trustDigest(b);
+}
+
+/** A digest of the keys an agent trusts, the same for the same keys in any order. */
+export function trustDigest(trust: AgentTrust): string {
+  const keys = [
+    ...trust.releaseKeys.map((k) => `release ${k.name}:${Buffer.from(k.bytes).toString("base64")}`),
+    ...trust.cacheKeys.map((k) => `cache ${k}`),
+  ].sort();
+  return `sha256-${createHash("sha256").update(keys.join("\n")).digest("base64")}`;
 }

@@ -15,6 +15,12 @@ export interface AgentState {
   readonly version: 1;
   /** The channel object's ETag when last read: the next poll is a conditional GET on it. */
   readonly etag: string | null;
+  /**
+   * The keys the agent trusted when it read the channel at `etag` (trustDigest): an agent that
+   * starts with other keys reads the channel afresh, so that what it refused, or took, under
+   * those is judged again. Absent in state files of older agents (read afresh too).
+   */
+  readonly etagTrust?: string | null;
   /** The newest release this host acted on (applied, failed, or had no entry in). */
   readonly lastSeq: number | null;
   readonly lastDigest: string | null;
@@ -161,6 +167,7 @@ function wrongField(v: Record<string, unknown>, file: string): string | undefine
   };
   return (
     nullable("etag", text, "a string") ??
+    nullable("etagTrust", text, "a string") ??
     nullable("lastSeq", count, "a whole number") ??
     nullable("lastDigest", text, "a string") ??
     nullable("lastResult", (x) => RESULTS.includes(x as string), `one of ${RESULTS.join(", ")}`) ??

@@ -10,6 +10,7 @@ import {
   parseAgentConfig,
   parseLoopbackListen,
 } from "../agent/config.js";
+import { watchedConfig } from "../agent/config-watch.js";
 import { checkHostNamed } from "../agent/host-check.js";
 import { pollForExit, refusalText } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
@@ -94,7 +95,14 @@ Subcommands (each with its own --help):
         "the subcommands are pause, resume and status",
       );
     }
-    const config = await readConfig(values.config);
+    const emit = eventWriter(io, values.json === true);
+    // Its keys are taken again as the file changes (a NixOS switch rewrites it, and leaves the
+    // agent running): a key dropped is no longer trusted from the next poll on.
+    const { config, trustNow } = await watchedConfig(
+      values.config ?? DEFAULT_AGENT_CONFIG,
+      readConfig,
+      (message) => emit({ type: "warning", message }),
+    );
     const host = values.host ?? config.host ?? hostname().split(".")[0] ?? "";
     if (!NAME_PATTERN.test(host)) {
       throw new InputError(
@@ -132,7 +140,6 @@ Subcommands (each with its own --help):
       listen.host,
       listen.port,
     );
-    const emit = eventWriter(io, values.json === true);
     const agent = new Agent({
       store,
       channel: config.channel,
@@ -141,6 +148,7 @@ Subcommands (each with its own --help):
       package: runningPackage(),
       substituters: [proxy.url],
       cacheKeys: config.cacheKeys,
+      trustNow,
       stateDir: config.stateDir,
       activator: new ScriptActivator(),
       activationTimeout: config.activationTimeout,

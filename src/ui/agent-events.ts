@@ -32,7 +32,13 @@ export function formatAgentEvent(e: AgentEvent): string | undefined {
       return `release ${e.seq}: back from the reboot, booted ${e.booted ?? "no system"}; judging the boot`;
     case "warning":
       return `warning: ${e.message}`;
+    case "trust-changed":
+      return `the config's keys changed: releases signed by ${keyList(e.releaseKeys)} are followed, and substitutes signed by ${keyList(e.cacheKeys)} taken, from this poll on`;
     case "store-error":
       return `store error: ${e.message}${e.retryIn === undefined ? "" : `; retrying in ${Math.round(e.retryIn)}s`}`;
   }
+}
+
+function keyList(names: readonly string[]): string {
+  return names.length === 0 ? "no key" : names.map((n) => `'${n}'`).join(", ");
 }
