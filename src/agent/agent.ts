@@ -325,7 +325,13 @@ export class Agent {
         this.#readAgain = true;
         return "unchanged";
       }
-      return this.#reject(read.etag, err.message, {
+      // A key this agent does not trust: the fix is on this host, which the deploy's operator
+      // reads in the refusal.
+      const message =
+        err.code === "release-untrusted-key"
+          ? `${err.message}; this host follows it once its agent's releaseKeys name that key (services.nixship-agent.releaseKeys; taken at the agent's next poll)`
+          : err.message;
+      return this.#reject(read.etag, message, {
         seq: claimedSeq(read.bytes),
         digest: releaseDigest(read.bytes),
       });
