@@ -127,7 +127,7 @@ export async function readTrustedRollout(
       "rollout-untrusted",
       `rollout ${weighed.record.id}'s record (${store.url} ${key}) is not to be believed: ${weighed.why}; anyone who can write the store could have put it there`,
       {
-        hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, or by a deploy without --key, cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION)",
+        hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, by a deploy without --key, or signed by a key cache.publicKeys no longer lists cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION). A key rotated (not leaked) may be listed again for the undo (docs/keys.md)",
       },
     );
   }
