@@ -159,6 +159,32 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       expect(await shell("readlink /run/current-system")).toBe(pinnedV1);
     });
 
+    it("takes a path fetched before the keys were rotated once a pinned cache holds the new key's signature", async () => {
+      // The host holds pinnedV1 as it fetched it, signed by pinned-1 alone. It now pins other-1.
+      await writeTrust([`substituter ${other.server.url}`, `trusted-key ${other.publicKey}`]);
+      const refused = await onHost(activateArgs({ path: pinnedV1, action: "test" }));
+      expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+      expect((refused.result as { message: string }).message).toBe(
+        `${pinnedV1} is not signed by a key this host pins (its closure must be), here or at the pinned substituters`,
+      );
+      // The rotation's step on the cache: what the host runs signed with the new key.
+      const signed = await nixship([
+        "push",
+        pinnedV1,
+        "--to",
+        other.url,
+        "--key",
+        join(work, "other", "cache.sec"),
+        "--resign",
+      ]);
+      expect(signed.code, signed.stderr).toBe(0);
+      const taken = await onHost(activateArgs({ path: pinnedV1, action: "test" }));
+      expect(taken.result, taken.stderr).toMatchObject({ ok: true, command: "activate" });
+      expect(
+        await shell(`nix --extra-experimental-features nix-command path-info --sigs ${pinnedV1}`),
+      ).toMatch(/other-1:.*pinned-1:|pinned-1:.*other-1:/);
+    });
+
     it("never activates a path in the store that no pinned key signed; unpinned, the same path runs as root", async () => {
       await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
       const mark = "/tmp/nixship-pinned-mark";
@@ -187,7 +213,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       const refused = await onHost(activateArgs({ path: built, action: "test" }));
       expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
       expect((refused.result as { message: string }).message).toBe(
-        `${built} is not signed by a key this host pins (its closure must be)`,
+        `${built} is not signed by a key this host pins (its closure must be), here or at the pinned substituters`,
       );
       expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
     });

@@ -71,8 +71,31 @@ unsigned_by_pins() {
   esac
   remaining_set
   [ "$r" -gt 0 ] || return 0
+  pinned_signed "$1" && return 1
   p_why="$2$1 is not signed by a key this host pins (its closure must be)"
-  ! bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \
+  # Fetched before the keys were rotated, a path keeps here the signatures it had then, and a
+  # valid path is never fetched again: ask the pinned substituters for the signatures they hold
+  # now (a cache re-signed with the new key). Nix takes only those of a NAR with the same hash,
+  # size and references, and only a pinned key's signature counts, as before.
+  [ -n "$pinned_subs" ] || return 0
+  for p_sub in $pinned_subs; do
+    remaining_set
+    [ "$r" -gt 0 ] || return 0
+    bounded quiet "$r" nix --extra-experimental-features nix-command store copy-sigs \
+      --substituter "$p_sub" --recursive "$1" 2>/dev/null || :
+  done
+  remaining_set
+  [ "$r" -gt 0 ] || return 0
+  p_why="$2$1 is not signed by a key this host pins (its closure must be), here or at the pinned substituters"
+  ! pinned_signed "$1"
+}
+
+# Whether store path $1 and its closure carry a pinned key's signature, within what is left of
+# the deadline.
+pinned_signed() {
+  remaining_set
+  [ "$r" -gt 0 ] || return 1
+  bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \
     --no-contents --sigs-needed 1 --option trusted-public-keys "$pinned_keys" "$1"
 }
 
