@@ -30,7 +30,7 @@ import {
   type SignedHead,
 } from "../release/release.js";
 import { releaseDigest } from "../release/release-canonical.js";
-import { verifyReleaseHead } from "../release/release-sign.js";
+import { claimedSeq, verifyReleaseHead } from "../release/release-sign.js";
 import { readChannel } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
 import { successorSigned } from "../release/signed-release-reads.js";
@@ -867,16 +867,6 @@ export class Agent {
 
   #now(): string {
     return (this.#o.now?.() ?? new Date()).toISOString();
-  }
-}
-
-/** The sequence number a refused manifest claims, if it has one; used only to file the report. */
-function claimedSeq(bytes: Uint8Array): number | undefined {
-  try {
-    const seq = (JSON.parse(Buffer.from(bytes).toString("utf8")) as { seq?: unknown }).seq;
-    return Number.isSafeInteger(seq) && (seq as number) > 0 ? (seq as number) : undefined;
-  } catch {
-    return undefined;
   }
 }
 

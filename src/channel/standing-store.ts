@@ -2,8 +2,10 @@
 // pages only) and the channel's current release (one GET), verified with the fleet's release
 // keys: a channel the agents refused says nothing about where they should be.
 
+import { InputError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
-import { parsePublicKey } from "../nix/keys.js";
+import { type PublicKey, parsePublicKey } from "../nix/keys.js";
+import { claimedSeq, verifyReleaseHead } from "../release/release-sign.js";
 import { channelKey, readChannel } from "../release/release-store.js";
 import { loadTrustedRelease } from "../release/shard-store.js";
 import { CrowdedSegments } from "../status/crowded-segments.js";
@@ -21,9 +23,21 @@ export interface AgentSignals {
   readonly entries: ReadonlyMap<string, string>;
   /** Hosts whose heartbeat prefix holds more keys than are read: the rest were skipped. */
   readonly crowded: readonly string[];
+  /**
+   * The channel's current document when it does not verify with the fleet's release keys (a
+   * release signed by a key dropped from them, or a stranger's): why.
+   */
+  readonly untrusted?: UntrustedChannel;
 }
 
-type ChannelSignals = Pick<AgentSignals, "channel" | "entries">;
+/** A channel document that no key of `releases.publicKeys` signed (or whose shards fail). */
+export interface UntrustedChannel {
+  /** The release it claims to be, when it names one. */
+  readonly seq: number | null;
+  readonly problem: string;
+}
+
+type ChannelSignals = Pick<AgentSignals, "channel" | "entries" | "untrusted">;
 
 const NO_CHANNEL: ChannelSignals = { channel: undefined, entries: new Map() };
 
@@ -82,9 +96,28 @@ async function channelSignals(
 ): Promise<ChannelSignals> {
   if (fleet.releases === undefined || bytes === undefined) return NO_CHANNEL;
   const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
-  const signed = await loadTrustedRelease(store, bytes, keys, channelKey(fleet.releases.channel));
-  if (signed === undefined) return NO_CHANNEL;
+  const source = channelKey(fleet.releases.channel);
+  const signed = await loadTrustedRelease(store, bytes, keys, source);
+  if (signed === undefined)
+    return { ...NO_CHANNEL, untrusted: untrustedChannel(bytes, keys, source) };
   const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
   const { seq, expires } = signed.release;
   return { channel: { seq, expires, hosts: new Set(entries.keys()) }, entries };
+}
+
+/** Why the channel's document `bytes` is not believed, and the release it claims to be. */
+function untrustedChannel(
+  bytes: Uint8Array,
+  keys: readonly PublicKey[],
+  source: string,
+): UntrustedChannel {
+  let seq: number | null = null;
+  try {
+    seq = verifyReleaseHead(bytes, keys, source).head.seq;
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return { seq: claimedSeq(bytes) ?? null, problem: err.message };
+  }
+  // The head verifies: a shard is what failed.
+  return { seq, problem: `${source}: a shard of release ${seq} is missing or does not match` };
 }

@@ -21,6 +21,9 @@ store (status/hosts/<host>.json), which agents write as they apply releases and 
 write for ssh and ssm hosts: state (applying, success, failed, rejected), release, desired
 and current system, generation, the reason for a failure, and when.
 
+A channel whose current document no key of releases.publicKeys signed is said, and makes the
+exit code 1 when an agent host is selected (--json: 'untrustedChannel', with why): agents that
+trust only those keys refuse it, and one still trusting a key dropped from them runs it.
 A channel whose current release has expired is said (--json: 'expiredChannel'): its hosts keep
 what they applied, but an agent that starts afresh refuses it until 'nixship release refresh'.
 
@@ -109,18 +112,16 @@ ${FLEET_HELP}
     refuseArguments(positionals, "status");
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const { rows, warnings, paused, futureRollout, expiredChannel } = await readStatusView(
-      fleet,
-      hosts,
-      {
+    const { rows, warnings, paused, futureRollout, expiredChannel, untrustedChannel } =
+      await readStatusView(fleet, hosts, {
         stored: values.stored,
-      },
-    );
+      });
     if (values.json) {
       writeJson(io, {
         hosts: withHostStates(rows),
         ...(paused.length === 0 ? {} : { pausedRollouts: paused }),
         ...(expiredChannel === undefined ? {} : { expiredChannel }),
+        ...(untrustedChannel === undefined ? {} : { untrustedChannel }),
       });
     } else {
       io.stdout.write(formatStatusTable(rows));
@@ -128,6 +129,8 @@ ${FLEET_HELP}
     }
     const passedOver = futureRollout === undefined ? [] : [futureRolloutText(futureRollout)];
     for (const w of [...passedOver, ...warnings]) io.stderr.write(`warning: ${w}\n`);
-    return rows.every((r) => r.inStep) ? 0 : 1;
+    // A channel no trusted key signed puts every agent host in doubt: it may run that release.
+    const doubted = untrustedChannel !== undefined && hosts.some((h) => h.delivery === "agent");
+    return rows.every((r) => r.inStep) && !doubted ? 0 : 1;
   },
 };

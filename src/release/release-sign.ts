@@ -135,3 +135,16 @@ export function trustedHead(
     return undefined;
   }
 }
+
+/**
+ * The sequence number a document that did not verify claims, if it has one: to file a refusal
+ * under, never to act on.
+ */
+export function claimedSeq(bytes: Uint8Array): number | undefined {
+  try {
+    const seq = (JSON.parse(Buffer.from(bytes).toString("utf8")) as { seq?: unknown }).seq;
+    return Number.isSafeInteger(seq) && (seq as number) > 0 ? (seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}

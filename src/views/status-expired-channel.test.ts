@@ -1,6 +1,6 @@
 // The status view over a real directory store: a channel whose current release has expired is
 // said (a warning, and `expiredChannel`), though its hosts keep what they applied; a renewed
-// one is not.
+// one is not. A channel no trusted key signed (a key dropped from the fleet's) is said too.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,5 +64,43 @@ describe("status of agent hosts", () => {
     const renewed = await readStatusView(fleet, fleet.hosts, { stored: true });
     expect(renewed.expiredChannel).toBeUndefined();
     expect(renewed.warnings.join("\n")).not.toContain("expired");
+  });
+
+  it("says when no key of releases.publicKeys signed the channel's current release, and not once one does", async () => {
+    const dropped = generateSecretKey("release-1");
+    const kept = generateSecretKey("release-2");
+    const fleet = parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(kept))] },
+        releases: { channel: "prod", publicKeys: [formatPublicKey(publicKeyOf(kept))] },
+        hosts: { web1: { delivery: "agent", system: SYSTEM } },
+      },
+      "status-expired-channel.test.ts",
+    );
+    const publish = (key: typeof kept) =>
+      publishRelease(store, {
+        channel: "prod",
+        hosts: { web1: { path: SYSTEM } },
+        kind: "deploy",
+        action: "switch",
+        health: { http: [], commands: [] },
+        confirmTimeout: 30,
+        key,
+      });
+    await publish(dropped);
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(view.untrustedChannel).toEqual({
+      channel: "prod",
+      seq: 1,
+      problem:
+        "channels/prod.json: release 1 of channel prod is signed by key 'release-1', which is not trusted (trusted: release-2)",
+    });
+    expect(view.warnings.join("\n")).toContain(
+      "channel prod's current document (release 1) is not to be believed: channels/prod.json: release 1 of channel prod is signed by key 'release-1', which is not trusted (trusted: release-2); agents that trust only releases.publicKeys refuse it",
+    );
+    await publish(kept);
+    const trusted = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(trusted.untrustedChannel).toBeUndefined();
+    expect(trusted.warnings.join("\n")).not.toContain("not to be believed");
   });
 });

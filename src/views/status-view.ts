@@ -10,6 +10,7 @@ import {
   type AgentSignals,
   type AgentSignalsReader,
   readAgentSignals,
+  type UntrustedChannel,
 } from "../channel/standing-store.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { NixshipError, UsageError } from "../errors.js";
@@ -75,6 +76,12 @@ export interface StatusView {
   readonly rows: StatusRow[];
   /** The agents' channel, when its current release has expired (a warning says so too). */
   readonly expiredChannel?: ExpiredChannel;
+  /**
+   * The agents' channel, when its current document is not signed by a key of
+   * releases.publicKeys (a warning says so too): agents that trust only those refuse it, and
+   * one that still trusts a key dropped from them (a leaked one) may run it.
+   */
+  readonly untrustedChannel?: { readonly channel: string } & UntrustedChannel;
   /** Rollouts that wait at a pause for an operator's answer, among the recent ones. */
   readonly paused: PausedRollout[];
   /** What the view could not judge, beyond what its rows say. */
@@ -143,6 +150,16 @@ export async function readStatusView(
       `channel ${expired.channel}'s current release ${expired.seq} expired at ${expired.expires}: its hosts keep what they applied, but an agent that starts afresh (a new or reimaged host, one whose state was lost) refuses it; 'nixship release refresh' renews it (docs/agent.md, "Freeze protection")`,
     );
   }
+  const untrusted = stored?.agents?.untrusted;
+  const untrustedChannel =
+    untrusted === undefined || fleet.releases === undefined
+      ? undefined
+      : { channel: fleet.releases.channel, ...untrusted };
+  if (untrustedChannel !== undefined) {
+    warnings.push(
+      `channel ${untrustedChannel.channel}'s current document${untrustedChannel.seq === null ? "" : ` (release ${untrustedChannel.seq})`} is not to be believed: ${untrustedChannel.problem}; agents that trust only releases.publicKeys refuse it, and one still trusting a key dropped from them runs it: publish a release signed by a trusted key ('nixship release refresh'), and check the agents' releaseKeys (docs/keys.md)`,
+    );
+  }
   const crowded = stored?.agents?.crowded ?? [];
   if (crowded.length > 0) {
     warnings.push(
@@ -203,6 +220,7 @@ export async function readStatusView(
     rollout: stored?.newest ?? { status: "none" },
     ...future,
     ...(expired === undefined ? {} : { expiredChannel: expired }),
+    ...(untrustedChannel === undefined ? {} : { untrustedChannel }),
   };
 }
 
