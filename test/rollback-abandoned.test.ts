@@ -79,7 +79,7 @@ describe("rollback of a rollout left running", () => {
   it("refuses one whose record was written moments ago: its deploy may still run", async () => {
     await leftRunning("aaaaaaaaaaaa", new Date());
     const r = await rollback("aaaaaaaaaaaa");
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toContain("rollback: rollout aaaaaaaaaaaa is still running");
     expect(r.stderr).toContain("15 minutes after its last write it can be rolled back");
   });

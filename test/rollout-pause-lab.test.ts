@@ -121,7 +121,7 @@ describe("a pause after the canary", () => {
     });
     // A rollout that is not paused any more gets a clear error.
     const again = await answer("resume", id);
-    expect(again.code).toBe(2);
+    expect(again.code).toBe(1);
     expect(again.stderr).toContain(`rollout ${id} is not paused: it is succeeded`);
   });
 
@@ -170,7 +170,7 @@ describe("a pause after the canary", () => {
     const rollback = (await rolloutFiles(fleet.cache.url)).find((f) => f.undoes === id);
     expect(rollback?.state).toBe("succeeded");
     const late = await answer("abort", id);
-    expect(late.code).toBe(2);
+    expect(late.code).toBe(1);
     expect(late.stderr).toContain(`rollout ${id} is not paused: it is aborted`);
   });
 
@@ -206,7 +206,46 @@ describe("a pause after the canary", () => {
       pauses: [{ afterWave: 1, answer: { action: "interrupted" } }],
     });
     const late = await answer("resume", id);
-    expect(late.code).toBe(2);
+    expect(late.code).toBe(1);
     expect(late.stderr).toContain(`rollout ${id} is not paused: it is interrupted`);
+  });
+
+  it("another operator's deploy while it is paused: the resumed wave refuses the host it changed, and says so", async () => {
+    await setPause({ pauseAfter: "canary", pauseTimeout: 600 });
+    await systems("web-v4");
+    // Operator B's fleet: the same hosts, pa3 on another system than it runs, no pause.
+    const mine = (await servedBy(lab.info, H(3))) === "web-v1" ? "web-v2" : "web-v1";
+    const other = join(lab.info.dir, "fleet-operator-b.json");
+    const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+      policy: Record<string, unknown>;
+    };
+    const { pauseAfter: _a, pauseTimeout: _t, ...unpaused } = doc.policy;
+    doc.policy = unpaused;
+    await writeFile(other, JSON.stringify(doc));
+    await setExampleSystems(other, { [H(3)]: mine });
+    let byOther: CliRun | undefined;
+    let resumed: CliRun | undefined;
+    const r = await deployPausing(async (paused) => {
+      byOther = await lab.nixship(
+        labDeployArgs(lab.info, other, join(lab.info.dir, "cache.sec"), "--on", H(3)),
+      );
+      resumed = await answer("resume", paused.rollout as string);
+    });
+    expect(byOther?.code, byOther?.stderr).toBe(0);
+    expect(resumed?.code, resumed?.stderr).toBe(0);
+    // pa2 gets the paused rollout's system; pa3 keeps what the other operator gave it.
+    expect(await served()).toEqual(["web-v4", "web-v4", mine]);
+    const summary = summaryOf(r);
+    expect(summary[H(2)]).toMatchObject({ status: "activated" });
+    expect(summary[H(3)]).toMatchObject({
+      status: "skipped",
+      reason: "refused",
+      message: expect.stringMatching(
+        new RegExp(
+          `^it runs /nix/store/\\S+-example-${mine.replace("web-", "web-system-")}, not /nix/store/\\S+, which this activation expected: changed since; nothing was done$`,
+        ),
+      ),
+    });
+    expect(r.code, r.stderr).toBe(1);
   });
 });

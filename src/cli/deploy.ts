@@ -243,7 +243,10 @@ bake or failure limit applies (each agent's own checks still roll its host back)
 A host where another deploy is mid-flight (its activation awaits that deploy's confirmation,
 or holds the host's lock within its deadline) is never up to date: it may yet go back. The
 plan notes it, and deploy refuses to start while any selected host is so, naming each, and
-changes nothing (exit 1).
+changes nothing (exit 1). An ssh host is activated only if it still runs, at its turn, the
+system it answered the plan with: one that another operator's deploy or rollback changed
+meanwhile (while this rollout paused, or before its wave) is refused, left as it is, and
+named ("changed since"; --json: outcome skipped, reason refused), and the exit code is 1.
 
 Options:
 ${FLEET_HELP}

@@ -48,7 +48,8 @@ deploy's --json events) and writes a rollout record of its own
 that names the rollout it undid and every host it left; hosts that stay keep what they run
 (agent hosts: the channel names it for them). As for deploy, a fleet with a cache needs --key
 to sign what is pushed (systems the local store lacks are fetched from the cache first,
-verified). Exit code 1 if a host that should go back did not, or a host was refused.
+verified). Exit code 1 if a host that should go back did not, or a host was refused, or the
+rollout is still running or paused (--json error codes rollout-running, rollout-paused).
 
 With --on (or --to), the selected hosts go back as before, one generation:
 

@@ -57,9 +57,11 @@ and waits up to ${(15 * PAUSE_POLL_MS) / 1000} s for the deploy to take it (its 
 
 ${WHO}
 
-Exit code 0 when the deploy took the answer, 1 when it did not within the wait (the answer
-stays written: a deploy still running takes it at its next read), 2 for bad usage, a rollout
-that is not paused or whose deploy is gone, or a pause answered already.
+Exit code 0 when the deploy took the answer; 1 when it did not within the wait (the answer
+stays written: a deploy still running takes it at its next read), or when another answer or
+the rollout's end got there first: a rollout that is not paused or whose deploy is gone, or
+a pause answered already (--json error codes rollout-not-paused, rollout-gone,
+pause-answered); 2 for bad usage (no such rollout).
 
 ${OPTIONS}`,
     async run(argv, io) {

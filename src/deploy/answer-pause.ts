@@ -1,7 +1,7 @@
 // `nixship rollout resume|abort ID`, from any machine that reaches the fleet's store: finds the
 // rollout's record, checks that it is paused, writes the answer (the first one counts), and
 // waits a bounded time for the paused deployer to take it (its record then says so).
-import { InterruptedError, UsageError } from "../errors.js";
+import { InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import {
@@ -53,9 +53,12 @@ export async function answerPause(
   if (pause === undefined) throw notPaused(command, record);
   const gone = rolloutGone(record, now());
   if (gone !== undefined) {
-    throw new UsageError(
+    throw new OperationError(
+      "rollout-gone",
       `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but ${gone}: the deploy is gone and nothing waits for an answer`,
-      `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+      {
+        hint: `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+      },
     );
   }
   const answer: PauseAnswer = {
@@ -75,14 +78,18 @@ export async function answerPause(
     const first = written.answer;
     const untaken = answerUntaken(pause, first, now());
     if (untaken !== undefined) {
-      throw new UsageError(
+      throw new OperationError(
+        "rollout-gone",
         `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but ${untaken}: the deploy is gone and nothing waits for an answer`,
-        `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+        {
+          hint: `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+        },
       );
     }
-    throw new UsageError(
+    throw new OperationError(
+      "pause-answered",
       `${command}: the pause of rollout ${record.id} after wave ${pause.afterWave} was answered already: ${answerText(first)}`,
-      "the first answer counts",
+      { hint: "the first answer counts" },
     );
   }
   const waited = await awaitTaken(
@@ -110,7 +117,8 @@ export function answerText(answer: Pick<PauseAnswer, "action" | "by" | "at" | "t
     : `${what} by ${answer.by} at ${answer.at}`;
 }
 
-function notPaused(command: string, record: RolloutRecord): UsageError {
+/** Another operator's answer or the rollout's end got there first: an outcome, not a misuse. */
+function notPaused(command: string, record: RolloutRecord): OperationError {
   const id = record.id;
   const last = record.pauses?.at(-1);
   const ended =
@@ -125,9 +133,10 @@ function notPaused(command: string, record: RolloutRecord): UsageError {
         : record.state === "paused"
           ? "its pause was answered: the first answer counts"
           : "a rollout that ended waits for nothing";
-  return new UsageError(
+  return new OperationError(
+    "rollout-not-paused",
     `${command}: rollout ${id} is not paused: it is ${record.state}${ended}`,
-    hint,
+    { hint },
   );
 }
 

@@ -145,7 +145,7 @@ describe("deployRequest", () => {
   it("carries the store path, the policy's limits and the host's own health URLs", () => {
     const [a] = hosts;
     if (a === undefined) throw new Error("no host a");
-    expect(request(a, { desired: V2 })).toEqual({
+    expect(request(a, { desired: V2, current: undefined })).toEqual({
       path: V2,
       action: "switch",
       substituters: [],
@@ -156,6 +156,16 @@ describe("deployRequest", () => {
       activationTimeout: 90,
       keepGenerations: 3,
     });
+  });
+
+  it("expects an ssh host to run what it answered the survey with, and not a record's system", () => {
+    const [a] = hosts;
+    if (a === undefined) throw new Error("no host a");
+    expect(request(a, { desired: V2, current: V1 }).expect).toBe(V1);
+    const stored = { at: "2026-11-30T00:00:00.000Z", why: "not asked" };
+    expect(request(a, { desired: V2, current: V1, stored }).expect).toBeUndefined();
+    const ssm = { ...a, delivery: "ssm", instanceId: "i-0123456789abcdef0", targets: undefined };
+    expect(request(ssm as FleetHost, { desired: V2, current: V1 }).expect).toBeUndefined();
   });
 });
 

@@ -76,8 +76,18 @@ export function deployRequest(
     // The next deploy judges the boot this one sets (docs/reboots.md).
     recordBoot: true,
     deltaTool,
-    expect: options.rollback?.expect?.get(host.name),
+    expect: options.rollback?.expect?.get(host.name) ?? surveyedSystem(host, planned),
   });
+}
+
+/**
+ * The system an ssh host answered the survey with: at its turn the host is activated only if
+ * it still runs it (activate --expect-current), so that a deploy or rollback another operator
+ * ran there meanwhile is not overwritten unseen; the host is refused, "changed since". Hosts
+ * whose system the plan took from a record (ssm, agent) are judged by their own delivery.
+ */
+function surveyedSystem(host: FleetHost, planned: PlannedHost): StorePath | undefined {
+  return host.delivery === "ssh" && planned.stored === undefined ? planned.current : undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { UsageError } from "../errors.js";
+import { OperationError } from "../errors.js";
 import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { readAnswer, writeAnswer } from "../status/pause-answer-store.js";
@@ -284,12 +284,13 @@ describe("answerPause", () => {
       `rollout resume: the pause of rollout ${recorder.id} after wave 1 was answered already: abort by ops at ${answered.answer.at}`,
     );
     // Untaken two minutes on: the deploy is gone, and the rollback that undoes it is named.
-    const gone = await second(121_000).catch((err: unknown) => err as UsageError);
-    expect(gone).toBeInstanceOf(UsageError);
-    expect((gone as UsageError).message).toBe(
+    const gone = await second(121_000).catch((err: unknown) => err as OperationError);
+    expect(gone).toBeInstanceOf(OperationError);
+    expect((gone as OperationError).exitCode).toBe(1);
+    expect((gone as OperationError).message).toBe(
       `rollout resume: rollout ${recorder.id} still says it is paused after wave 1, but its pause was answered (abort by ops at ${answered.answer.at}) and its deployer has not taken the answer since (killed, or its machine stopped): the deploy is gone and nothing waits for an answer`,
     );
-    expect((gone as UsageError).hint).toBe(
+    expect((gone as OperationError).hint).toBe(
       `'nixship rollback --rollout ${recorder.id}' puts back what the hosts it changed ran before`,
     );
   });

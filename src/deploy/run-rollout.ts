@@ -173,12 +173,19 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
   });
 }
 
-/** A deploy succeeds when every host is activated, already up to date, or skipped as told. */
+/**
+ * A deploy succeeds when every host is activated, already up to date, or skipped as told
+ * (unreachable, with --skip-unreachable).
+ */
 export function rolloutSucceeded(results: readonly HostResult[]): boolean {
+  // A host refused (changed since its request was made: another operator's deploy or rollback
+  // got there first) did not get what this rollout asked of it.
   return results.every(
     (r) =>
       r.outcome.status === "activated" ||
-      (r.outcome.status === "skipped" && r.outcome.reason !== "not-started"),
+      (r.outcome.status === "skipped" &&
+        r.outcome.reason !== "not-started" &&
+        r.outcome.reason !== "refused"),
   );
 }
 

@@ -227,7 +227,10 @@ export interface HostPlan {
 }
 
 /** What a host's request is built from: its system, and whether the deploy reboots it. */
-export type PlannedHost = Pick<HostPlan, "desired" | "rebooting" | "pendingBoot">;
+export type PlannedHost = Pick<
+  HostPlan,
+  "desired" | "rebooting" | "pendingBoot" | "current" | "stored"
+>;
 
 export interface DeployPlan {
   readonly action: Action;

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { UsageError } from "../errors.js";
+import { OperationError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
@@ -128,12 +128,13 @@ describe("a rollback of a paused rollout", () => {
       by: "ops@x",
       at,
     });
-    const waiting = await readUndo(fleet, {}).catch((err: unknown) => err as UsageError);
-    expect(waiting).toBeInstanceOf(UsageError);
-    expect((waiting as UsageError).message).toMatch(
+    const waiting = await readUndo(fleet, {}).catch((err: unknown) => err as OperationError);
+    expect(waiting).toBeInstanceOf(OperationError);
+    expect((waiting as OperationError).exitCode).toBe(1);
+    expect((waiting as OperationError).message).toMatch(
       `its pause was answered (resume by ops@x at ${at}), but its deploy has not taken the answer yet`,
     );
-    expect((waiting as UsageError).hint).toContain(
+    expect((waiting as OperationError).hint).toContain(
       `one still untaken at ${new Date(Date.parse(at) + 120_000).toISOString()} is gone (killed)`,
     );
     const gone = await readUndo(fleet, { now: new Date(Date.parse(at) + 121_000) });

@@ -3,7 +3,7 @@
 // asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
 
 import { answerText } from "../deploy/answer-pause.js";
-import { InputError, UsageError } from "../errors.js";
+import { InputError, OperationError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
@@ -90,20 +90,29 @@ export async function readUndo(
     const started = `started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}`;
     if (answer !== undefined) {
       const gone = new Date(Date.parse(answer.at) + ANSWER_TAKEN_WITHIN_MS).toISOString();
-      throw new UsageError(
+      throw new OperationError(
+        "rollout-paused",
         `rollback: rollout ${record.id} is paused (${started}), and its pause was answered (${answerText(answer)}), but its deploy has not taken the answer yet`,
-        `a deploy that is there takes it within seconds, and goes on as answered; one still untaken at ${gone} is gone (killed), and 'nixship rollback' then undoes the rollout`,
+        {
+          hint: `a deploy that is there takes it within seconds, and goes on as answered; one still untaken at ${gone} is gone (killed), and 'nixship rollback' then undoes the rollout`,
+        },
       );
     }
-    throw new UsageError(
+    throw new OperationError(
+      "rollout-paused",
       `rollback: rollout ${record.id} is paused, and its deploy waits for an answer (${started}): undone now, it would go on with its next wave once resumed`,
-      `answer its pause with 'nixship rollout abort ${record.id}': its deploy then rolls back the hosts it changed, and no later wave starts`,
+      {
+        hint: `answer its pause with 'nixship rollout abort ${record.id}': its deploy then rolls back the hosts it changed, and no later wave starts`,
+      },
     );
   }
   if (record.state === "running" && abandoned === undefined) {
-    throw new UsageError(
+    throw new OperationError(
+      "rollout-running",
       `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}; its record was last written ${record.updatedAt})`,
-      `wait for it to end (or interrupt its deploy), then roll it back; a deploy that was killed stops writing its record, and ${ROLLOUT_ABANDONED_SECONDS / 60} minutes after its last write it can be rolled back`,
+      {
+        hint: `wait for it to end (or interrupt its deploy), then roll it back; a deploy that was killed stops writing its record, and ${ROLLOUT_ABANDONED_SECONDS / 60} minutes after its last write it can be rolled back`,
+      },
     );
   }
   const byName = new Map(fleet.hosts.map((h) => [h.name, h]));

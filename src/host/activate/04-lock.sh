@@ -4,7 +4,7 @@
 # the generation it made (its link may exist before the profile is on it).
 locked=0 l_kind="" l_command="" l_path="" l_action="" l_token="" l_prev_gen="" l_prev_system=""
 l_phase="" l_since="" l_deadline="" l_group="" l_group_start="" l_unit="" l_runner="" l_new_gen=""
-took_over="" action="" path="" token="" prev_gen="" prev_system="" profile_set=0 switch_started=0
+took_over="" took_over_from="" action="" path="" token="" prev_gen="" prev_system="" profile_set=0 switch_started=0
 h_dir=""
 self_start=$(proc_start $$)
 
@@ -204,6 +204,8 @@ take_over() {
   t_since="since unknown"
   [ -z "$o_since" ] || t_since="since $(iso "$o_since")"
   took_over="taking over a stale lock: ${o_command:-an unrecorded holder} (pid ${o_pid:-unknown}, $t_since): $o_why; $t_done$t_back"
+  # What the holder was switching to: a caller may have seen the host on it, mid-way.
+  took_over_from=$o_path
   log "$took_over"
   if [ -n "$o_token" ] && [ ! -e "$state_dir/result-$o_token" ]; then
     case $t_back in rolled* | nothing*) t_outcome="rolled-back" ;; *) t_outcome="rollback-failed" ;; esac

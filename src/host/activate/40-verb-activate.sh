@@ -74,7 +74,10 @@ cmd_activate() {
   prev_system=$r_out
   l_prev_gen=$prev_gen l_prev_system=$prev_system
   # Under the lock, before anything changes: the host must still run what the caller expects.
-  [ -z "$expect_current" ] || [ "$prev_system" = "$expect_current" ] || changed_since
+  # After a takeover went back from a stale holder's switch, a caller that saw the host mid-way
+  # (on the holder's new system) expected that one.
+  [ -z "$expect_current" ] || [ "$prev_system" = "$expect_current" ] ||
+    { [ -n "$took_over" ] && [ "$expect_current" = "$took_over_from" ]; } || changed_since
   [ -z "$token" ] || remove_file "$state_dir/result-$token"
   # An activation decides the host's state anew: a reboot left unconfirmed is over.
   remove_file "$boot_file"
