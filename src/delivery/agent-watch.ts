@@ -4,6 +4,8 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
+import { claimedSeq } from "../release/release-sign.js";
+import { readChannel } from "../release/release-store.js";
 import { CrowdedSegments } from "../status/crowded-segments.js";
 import { agentNotLive } from "../status/heartbeat.js";
 import {
@@ -18,6 +20,7 @@ import {
   readJudgedReport,
   readProgress,
   readRecord,
+  readStatus,
 } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { interruptReason } from "../util/interrupt-reason.js";
@@ -125,6 +128,10 @@ export class ReleaseWatcher {
               "failed",
             );
           }
+        }
+        const waiting = [...names].filter((h) => !outcomes.has(h) && !applying.has(h));
+        for (const [host, outcome] of await this.#overtaken(channel, seq, waiting)) {
+          settle(host, outcome, "failed");
         }
         if (outcomes.size === names.size) break;
       }
@@ -237,6 +244,38 @@ export class ReleaseWatcher {
       outcome: outcomes.get(name) as DeployOutcome,
       how: how.get(name) ?? "failed",
     }));
+  }
+
+  /**
+   * The hosts of `waiting` whose agent took a release of the channel newer than `seq` (another
+   * deploy or publisher's, published after this one) without reporting on this one: it never
+   * will, and waiting for it until the offline timeout would call a live agent offline. Their
+   * records say so; read only once the channel names a newer release (one GET, then one a host).
+   * Each is refused, not failed: nothing is rolled back, and the newer release stays.
+   */
+  async #overtaken(
+    channel: string,
+    seq: number,
+    waiting: readonly string[],
+  ): Promise<Map<string, DeployOutcome>> {
+    const found = new Map<string, DeployOutcome>();
+    if (waiting.length === 0) return found;
+    const head = await readChannel(this.#o.store, channel).catch(() => undefined);
+    const newest = head?.status === "found" ? claimedSeq(head.bytes) : undefined;
+    if (newest === undefined || newest <= seq) return found;
+    const records = await mapLimit(waiting, DETAIL_READS, (host) =>
+      readStatus(this.#o.store, host).catch(() => undefined),
+    );
+    waiting.forEach((host, i) => {
+      const record = records[i];
+      if (record?.channel !== channel || record.seq === null || record.seq <= seq) return;
+      found.set(host, {
+        status: "skipped",
+        reason: "refused",
+        message: `its agent took release ${record.seq} of channel ${channel}, published after this one (release ${seq}), and never applied this one: another deploy or publisher got there first`,
+      });
+    });
+    return found;
   }
 
   /**

@@ -374,6 +374,41 @@ describe("AgentDelivery.deployWave", () => {
     });
   });
 
+  it("a host whose agent took a newer release (another deploy's) is refused as overtaken, not waited for as offline, and not rolled back", async () => {
+    let published = false;
+    const started = Date.now();
+    const outcomes = await delivery({ offlineTimeout: 60 }).deployWave(
+      wave({ web1: sys("a", "web1") }),
+      (e) => {
+        // Release 1 is out: another operator publishes release 2 before the agent polls.
+        if (e.type !== "phase" || published) return;
+        published = true;
+        void publishRelease(store, {
+          channel: CHANNEL,
+          hosts: { web1: { path: sys("b", "web1") } },
+          kind: "deploy",
+          action: "switch",
+          health: NO_HEALTH,
+          confirmTimeout: 0,
+          key: releaseKeyPair,
+        }).then(() => startAgents(["web1"]));
+      },
+      CONTEXT,
+    );
+    expect(outcomes).toEqual([
+      {
+        status: "skipped",
+        reason: "refused",
+        message:
+          "its agent took release 2 of channel prod, published after this one (release 1), and never applied this one: another deploy or publisher got there first",
+      },
+    ]);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // The agent runs the newer release's system; the channel still names it (no rollback).
+    expect(activators.get("web1")?.applied).toEqual([sys("b", "web1")]);
+    expect((await channel()).release).toMatchObject({ seq: 2 });
+  });
+
   it("takes no success marker planted under the next release's number for a host's report", async () => {
     // Whoever can write the store plants web9's "success" before release 1 is published: its
     // record names another system, as no one knows the release's system beforehand.
