@@ -216,6 +216,33 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(all.filter((c) => c.status === "fail")).toEqual([]);
   });
 
+  it("doctor fails a pinned host that pins none of cache.publicKeys (the fleet's key rotated away)", async () => {
+    const kept = labKey;
+    await editFleet((doc) => {
+      doc.cache.publicKeys = [other.publicKey];
+    });
+    try {
+      const doctor = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
+      expect(doctor.code).toBe(1);
+      const found = (
+        JSON.parse(doctor.stdout) as {
+          checks: { area: string; name: string; status: string; detail: string; fix?: string }[];
+        }
+      ).checks.find((c) => c.area === "host pin1" && c.name === "pinned");
+      expect(found).toMatchObject({
+        status: "fail",
+        detail: expect.stringContaining(
+          `; none of them is in cache.publicKeys (${other.publicKey.split(":")[0]}): it refuses every path this fleet pushes`,
+        ),
+        fix: expect.stringContaining("services.nixship-host.trustedKeys"),
+      });
+    } finally {
+      await editFleet((doc) => {
+        doc.cache.publicKeys = [kept];
+      });
+    }
+  });
+
   it("rolls a failing canary back, prunes, rolls back by hand and reports status, all as deploy", async () => {
     const rootBefore = await logins("pin1", "root");
     const broken = await deploy({ pin1: "pin-broken", pin2: "pin-broken" }, "--canary", "1");

@@ -379,11 +379,8 @@ async function checkPinning(
       );
     }
     const subs = status.pinned.substituters;
-    return ok(
-      area,
-      "pinned",
-      `reached as ${user} through sudo ${PINNED_ACTIVATOR}: it trusts keys ${status.pinned.keys.join(", ")}${subs.length > 0 ? ` and substitutes from ${subs.join(", ")}` : " and substitutes from nothing"}`,
-    );
+    const detail = `reached as ${user} through sudo ${PINNED_ACTIVATOR}: it trusts keys ${status.pinned.keys.join(", ")}${subs.length > 0 ? ` and substitutes from ${subs.join(", ")}` : " and substitutes from nothing"}`;
+    return pinnedKeysCheck(area, detail, status.pinned.keys, input.fleet.cache?.publicKeys);
   }
   const text = `not pinned: reached as ${user} by the piped script, which takes the deployer's trust`;
   if (activator) {
@@ -403,6 +400,42 @@ async function checkPinning(
     );
   }
   return ok(area, "pinned", `${text} (the host has no nixship-activate)`);
+}
+
+/**
+ * A pinned host's keys against the fleet's `cache.publicKeys`: one that pins none of them
+ * refuses every path the fleet pushes; one that pins a key the fleet no longer lists (rotated,
+ * or leaked) still takes what that key signs (docs/keys.md). Keys are compared by name, as the
+ * host names them.
+ */
+function pinnedKeysCheck(
+  area: string,
+  detail: string,
+  pinned: readonly string[],
+  fleetKeys: readonly string[] | undefined,
+): Check {
+  if (fleetKeys === undefined) return ok(area, "pinned", detail);
+  const listed = new Set(fleetKeys.map((k) => k.slice(0, Math.max(0, k.indexOf(":")))));
+  const dropped = pinned.filter((k) => !listed.has(k));
+  const hint =
+    "its pinned keys come from its system (services.nixship-host.trustedKeys): deploy one that pins the keys of cache.publicKeys, signed with a key it pins now (docs/keys.md)";
+  if (dropped.length === pinned.length) {
+    return fail(
+      area,
+      "pinned",
+      `${detail}; none of them is in cache.publicKeys (${[...listed].join(", ")}): it refuses every path this fleet pushes`,
+      hint,
+    );
+  }
+  if (dropped.length > 0) {
+    return warn(
+      area,
+      "pinned",
+      `${detail}; ${dropped.join(", ")} ${dropped.length === 1 ? "is" : "are"} not in cache.publicKeys (rotated, or leaked?): the host still takes what ${dropped.length === 1 ? "it signs" : "they sign"}`,
+      hint,
+    );
+  }
+  return ok(area, "pinned", detail);
 }
 
 /** Whether the host fetched the substituter's nix-cache-info (`code` as hostProbe reports it). */
