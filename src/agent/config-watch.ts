@@ -5,20 +5,12 @@
 import { stat } from "node:fs/promises";
 import { parsePublicKey } from "../nix/keys.js";
 import type { AgentTrust } from "./agent.js";
-import type { AgentConfig } from "./config.js";
+import { AGENT_CONFIG_KEYS, type AgentConfig } from "./config.js";
 
 /** The fields only a restart applies (the store and channel it follows, where it keeps state…). */
-const RESTART_FIELDS = [
-  "store",
-  "channel",
-  "host",
-  "stateDir",
-  "pollInterval",
-  "jitter",
-  "proxyListen",
-  "activationTimeout",
-  "heartbeatEvery",
-] as const satisfies readonly (keyof AgentConfig)[];
+const RESTART_FIELDS = AGENT_CONFIG_KEYS.filter(
+  (k) => k !== "releaseKeys" && k !== "cacheKeys",
+) as readonly (keyof AgentConfig)[];
 
 /**
  * The config at `path`, and a `trustNow` for the agent: the config's keys once the file changed

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseFleetValue } from "../fleet/fleet-file.js";
-import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -26,30 +26,38 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A fleet of one agent host, web1, whose cache and release key is `key`'s. */
+function agentFleet(key: SecretKey) {
+  const publicKey = formatPublicKey(publicKeyOf(key));
+  return parseFleetValue(
+    {
+      cache: { url: `file://${dir}`, publicKeys: [publicKey] },
+      releases: { channel: "prod", publicKeys: [publicKey] },
+      hosts: { web1: { delivery: "agent", system: SYSTEM } },
+    },
+    "status-expired-channel.test.ts",
+  );
+}
+
+/** The channel's next release, naming web1's system, signed by `key`. */
+function publishWeb1(key: SecretKey, at: { now?: Date; maxAge?: number } = {}) {
+  return publishRelease(store, {
+    channel: "prod",
+    hosts: { web1: { path: SYSTEM } },
+    kind: "deploy",
+    action: "switch",
+    health: { http: [], commands: [] },
+    confirmTimeout: 30,
+    key,
+    ...at,
+  });
+}
+
 describe("status of agent hosts", () => {
   it("says when the channel's current release expired, and not once it is renewed", async () => {
     const key = generateSecretKey("release-1");
-    const publicKey = formatPublicKey(publicKeyOf(key));
-    const fleet = parseFleetValue(
-      {
-        cache: { url: `file://${dir}`, publicKeys: [publicKey] },
-        releases: { channel: "prod", publicKeys: [publicKey] },
-        hosts: { web1: { delivery: "agent", system: SYSTEM } },
-      },
-      "status-expired-channel.test.ts",
-    );
-    const publish = (now: Date) =>
-      publishRelease(store, {
-        channel: "prod",
-        hosts: { web1: { path: SYSTEM } },
-        kind: "deploy",
-        action: "switch",
-        health: { http: [], commands: [] },
-        confirmTimeout: 30,
-        key,
-        now,
-        maxAge: 60,
-      });
+    const fleet = agentFleet(key);
+    const publish = (now: Date) => publishWeb1(key, { now, maxAge: 60 });
     const old = await publish(new Date(Date.now() - 3_600_000));
     const view = await readStatusView(fleet, fleet.hosts, { stored: true });
     expect(view.expiredChannel).toEqual({
@@ -69,24 +77,8 @@ describe("status of agent hosts", () => {
   it("says when no key of releases.publicKeys signed the channel's current release, and not once one does", async () => {
     const dropped = generateSecretKey("release-1");
     const kept = generateSecretKey("release-2");
-    const fleet = parseFleetValue(
-      {
-        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(kept))] },
-        releases: { channel: "prod", publicKeys: [formatPublicKey(publicKeyOf(kept))] },
-        hosts: { web1: { delivery: "agent", system: SYSTEM } },
-      },
-      "status-expired-channel.test.ts",
-    );
-    const publish = (key: typeof kept) =>
-      publishRelease(store, {
-        channel: "prod",
-        hosts: { web1: { path: SYSTEM } },
-        kind: "deploy",
-        action: "switch",
-        health: { http: [], commands: [] },
-        confirmTimeout: 30,
-        key,
-      });
+    const fleet = agentFleet(kept);
+    const publish = (key: SecretKey) => publishWeb1(key);
     await publish(dropped);
     const view = await readStatusView(fleet, fleet.hosts, { stored: true });
     expect(view.untrustedChannel).toEqual({
