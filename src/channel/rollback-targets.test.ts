@@ -194,7 +194,7 @@ describe("ChannelKeeper.publishRollback", () => {
     expect(await rollback(["web1"], { kind: "release", seq: planted })).toEqual([
       {
         host: "web1",
-        why: `release ${planted} of channel prod is not signed by a trusted release key`,
+        why: `release ${planted} of channel prod is not signed by a trusted release key (one since dropped from releases.publicKeys? --to /nix/store/… sends the host to the system it named: docs/keys.md)`,
       },
     ]);
   });
@@ -272,7 +272,7 @@ describe("ChannelKeeper.publishRollback", () => {
     expect(await rollback(["web1"], undefined, k)).toEqual([
       {
         host: "web1",
-        why: `no system was confirmed healthy on web1 before ${sys("c", "web1")} in the releases read (passed over releases 2, 1: not signed by a trusted release key)`,
+        why: `no system was confirmed healthy on web1 before ${sys("c", "web1")} in the releases read (passed over releases 2, 1: not signed by a trusted release key; signed by one since dropped from releases.publicKeys, they name systems --to /nix/store/… still sends the host to: docs/keys.md)`,
       },
     ]);
     expect(k.published).toEqual([]);

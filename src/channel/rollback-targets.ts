@@ -41,7 +41,7 @@ export async function rollbackTarget(
   const passed =
     history.untrusted.length === 0
       ? ""
-      : ` (passed over release${history.untrusted.length === 1 ? "" : "s"} ${history.untrusted.join(", ")}: not signed by a trusted release key)`;
+      : ` (passed over release${history.untrusted.length === 1 ? "" : "s"} ${history.untrusted.join(", ")}: not signed by a trusted release key; signed by one since dropped from releases.publicKeys, they name systems --to /nix/store/… still sends the host to: docs/keys.md)`;
   if (to === undefined) {
     const named = current.hosts[name]?.path;
     if (named === undefined) {
@@ -65,7 +65,7 @@ export async function rollbackTarget(
       if (release === "absent") return { why: `channel ${channel} has no release ${to.seq}` };
       if (release === "untrusted") {
         return {
-          why: `release ${to.seq} of channel ${channel} is not signed by a trusted release key`,
+          why: `release ${to.seq} of channel ${channel} is not signed by a trusted release key (one since dropped from releases.publicKeys? --to /nix/store/… sends the host to the system it named: docs/keys.md)`,
         };
       }
       const path = release.release.hosts[name]?.path;

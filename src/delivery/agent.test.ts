@@ -932,7 +932,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(none).toEqual([
       {
         status: "failed",
-        message: `no system was confirmed healthy on web1 before ${sys("c", "web1")} in the releases read (passed over releases 2, 1: not signed by a trusted release key)`,
+        message: `no system was confirmed healthy on web1 before ${sys("c", "web1")} in the releases read (passed over releases 2, 1: not signed by a trusted release key; signed by one since dropped from releases.publicKeys, they name systems --to /nix/store/… still sends the host to: docs/keys.md)`,
       },
     ]);
     expect(d.published).toEqual([]);
