@@ -915,9 +915,15 @@ describe("docs/ci.md", () => {
       { action: "abort", afterWave: 2, taken: true },
     ]);
     const id = (JSON.parse(answered[0]?.stdout as string) as { rollout: string }).rollout;
+    // Its end got there first: an outcome, not a misuse.
     expectDocumentedError(
       title,
       await nixship(["rollout", "resume", id, "--fleet", fleet, "--json"]),
+      1,
+    );
+    expectDocumentedError(
+      title,
+      await nixship(["rollout", "resume", "000000000000", "--fleet", fleet, "--json"]),
       2,
     );
   });

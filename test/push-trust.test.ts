@@ -209,4 +209,45 @@ describe("a cache poisoned by the wrong key", () => {
     for (const t of (await narinfos(cache)).values())
       expect(t).not.toMatch(/^Sig: fleet-cache-1:/m);
   });
+
+  it("a deploy whose system the cache holds signed only by a key the hosts no longer trust signs it with its own first", async () => {
+    const cache = join(work, "rotated");
+    // Pushed with a key the fleet has since dropped (the hosts trust only the right one now).
+    const old = await nixship(["push", root, "--to", `file://${cache}`, "--key", wrongKey]);
+    expect(old.code, old.stderr).toBe(0);
+    const paths = (await narinfos(cache)).size;
+    const [releaseKey, releasePub] = await makeKey("rotated-release-1");
+    const fleet = join(work, "fleet-rotated-agents.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        cache: { url: `file://${cache}`, publicKeys: [rightPub] },
+        releases: { channel: "prod", publicKeys: [releasePub] },
+        hosts: { web1: { delivery: "agent", system: root } },
+      }),
+    );
+    // An agent host: the deploy publishes its release and returns (no host is reached).
+    const r = await nixship([
+      "deploy",
+      "--fleet",
+      fleet,
+      "--key",
+      rightKey,
+      "--release-key",
+      releaseKey,
+      "--async",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const done = r.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((e) => e.type === "push-done");
+    expect(done).toMatchObject({ pushed: 0, alreadyPresent: paths, resigned: paths });
+    for (const text of (await narinfos(cache)).values()) {
+      expect(text).toMatch(/^Sig: laptop-1:/m);
+      expect(text).toMatch(/^Sig: fleet-cache-1:/m);
+    }
+  });
 });

@@ -4,7 +4,13 @@
 // are kept.
 import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
-import { formatPublicKey, publicKeyOf, type SecretKey, verifyDetached } from "../nix/keys.js";
+import {
+  formatPublicKey,
+  type PublicKey,
+  publicKeyOf,
+  type SecretKey,
+  verifyDetached,
+} from "../nix/keys.js";
 import { fingerprint, formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -83,4 +89,23 @@ function difference(info: NarInfo, local: PathInfo): string | undefined {
   const here = [...local.references].sort().join(" ");
   if (there !== here) return "its references differ from the local store's";
   return undefined;
+}
+
+/**
+ * Whether the cache holds one of `roots` signed by none of `keys`: pushed before the fleet's
+ * keys were rotated, say, which hosts that trust only `keys` refuse. One GET a root present.
+ */
+export async function heldUntrusted(
+  store: ObjectStore,
+  roots: readonly StorePath[],
+  keys: readonly PublicKey[],
+): Promise<boolean> {
+  const found = await mapLimit(roots, RESIGN_JOBS, async (root) => {
+    const info = await readNarInfo(store, root);
+    return (
+      info !== undefined &&
+      !info.sigs.some((sig) => verifyDetached(sig, fingerprint(info), keys).ok)
+    );
+  });
+  return found.some(Boolean);
 }

@@ -117,6 +117,11 @@ export type DeployEvent =
       readonly pushed: number;
       readonly alreadyPresent: number;
       readonly fileBytes: number;
+      /**
+       * Paths already in the cache that the push signed with the deploy's key, since a system
+       * among them was signed by no key of cache.publicKeys (absent: none).
+       */
+      readonly resigned?: number;
       /** The build host the NARs were pushed from; absent: from the deployer. */
       readonly from?: string;
     }

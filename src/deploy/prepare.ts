@@ -8,6 +8,7 @@ import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import type { PathInfo } from "../nix/closure.js";
+import { parsePublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { type BuildResult, buildSystems } from "./build.js";
@@ -158,6 +159,7 @@ export async function prepare(
       store,
       roots,
       key: options.key,
+      trustedKeys: fleet.cache.publicKeys.map((k) => parsePublicKey(k)),
       built,
       pusher,
       hostSsh: where.hostSsh,

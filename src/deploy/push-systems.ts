@@ -5,9 +5,10 @@
 
 import type { NixOptions } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
+import { heldUntrusted } from "../cache/resign.js";
 import type { SshTarget } from "../delivery/ssh-transport.js";
 import type { PathInfo } from "../nix/closure.js";
-import type { SecretKey } from "../nix/keys.js";
+import type { PublicKey, SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { BuildResult } from "./build.js";
@@ -26,6 +27,8 @@ export interface PushSystemsInput {
   /** The closures to push: the systems, and what else the hosts realise from the cache. */
   readonly roots: readonly StorePath[];
   readonly key: SecretKey;
+  /** The keys the hosts trust (the fleet's cache.publicKeys). */
+  readonly trustedKeys: readonly PublicKey[];
   readonly built: Pick<BuildResult, "host" | "leftOnHost">;
   /** Whether the build host pushes (undefined: there is none, or the deploy does not push). */
   readonly pusher: BuildHostPusher | undefined;
@@ -70,13 +73,19 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
         });
   const here = input.roots.filter((p) => remote === undefined || !onHost?.paths.has(p));
   const closure = new Map<StorePath, PathInfo>();
+  // A system the cache holds signed only by keys the hosts no longer trust (pushed before the
+  // fleet's keys were rotated) would be refused at the canary: the push then signs what the
+  // cache holds of the closures with the deploy's key, as push --resign does (only narinfos
+  // that describe what this machine's store holds).
+  const resign = here.length > 0 && (await heldUntrusted(store, here, input.trustedKeys));
   const local =
     here.length === 0
-      ? { pushed: 0, alreadyPresent: 0, fileBytes: 0 }
+      ? { pushed: 0, alreadyPresent: 0, fileBytes: 0, resigned: 0 }
       : await pushClosure({
           store,
           roots: here,
           key: input.key,
+          resign,
           compression: "zstd",
           onClosure: (infos) => {
             for (const info of infos) closure.set(info.path, info);
@@ -90,6 +99,7 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
     pushed: local.pushed + (remote?.committed.length ?? 0),
     alreadyPresent: local.alreadyPresent + (remote?.alreadyPresent ?? 0),
     fileBytes: local.fileBytes + (remote?.fileBytes ?? 0),
+    ...(local.resigned > 0 ? { resigned: local.resigned } : {}),
     ...(fromHost === undefined ? {} : { from: fromHost.target.name }),
   });
   return { closure };

@@ -116,7 +116,12 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "cache-refused":
       return `warning: the served cache answered ${event.method} ${withoutControls(event.key)} with ${event.status}: ${withoutControls(event.error)}`;
     case "push-done": {
-      const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
+      const resigned =
+        event.resigned === undefined
+          ? ""
+          : `, ${event.resigned} of them signed now with the deploy's key (a system there was signed by no key of cache.publicKeys)`;
+      const present =
+        event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there${resigned}` : "";
       const from = event.from === undefined ? "" : ` from ${event.from}`;
       return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)})${from} in ${formatDuration(event.seconds)}${present}`;
     }
