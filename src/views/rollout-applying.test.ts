@@ -78,8 +78,10 @@ describe("hosts a running rollout applies", () => {
 
   it("leaves them once a running rollout's deployer stopped writing its record (killed)", () => {
     const found = { status: "found", key: "k", record: rollout("running") } as const;
-    // Written at 07:00:01; judged abandoned 15 heartbeats later.
-    expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:14:00.000Z"))).not.toBe(rows);
+    // Written at 07:00:01: applying while a live deployer would have written it since (every
+    // heartbeat), not once three heartbeats passed unwritten (its hosts went back long before).
+    expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:02:30.000Z"))).not.toBe(rows);
+    expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:03:30.000Z"))).toBe(rows);
     expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:16:00.000Z"))).toBe(rows);
   });
 });
