@@ -5,7 +5,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "../support/cli.js";
+import { type CliRun, run } from "../support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import {
   type DeployEventLine,
@@ -247,5 +247,51 @@ describe("a pause after the canary", () => {
       ),
     });
     expect(r.code, r.stderr).toBe(1);
+  });
+
+  it("another operator's activation holding a host's lock at its turn: refused, nothing done, the rollout partial, the host not behind it", async () => {
+    await setPause({ pauseAfter: "canary", pauseTimeout: 600 });
+    await systems("web-v3");
+    const before = await served();
+    const onHost = (command: string) =>
+      run("ssh", ["-F", join(lab.info.dir, "ssh_config"), H(3), command]);
+    let resumed: CliRun | undefined;
+    let holder = 0;
+    const r = await deployPausing(async (paused) => {
+      // Another deploy's activation took pa3's lock after the plan (two deploys at once): a
+      // live holder within its deadline, as activate.sh writes the lock (its real refusal).
+      const sleeper = await onHost("setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!");
+      holder = Number(sleeper.stdout.trim());
+      const since = Math.floor(Date.now() / 1000);
+      const planted = await onHost(
+        `start=$(cut -d' ' -f22 /proc/${holder}/stat) && mkdir -p /run/nixship/lock && printf 'pid=${holder}\nstart=%s\nkind=activate\ncommand=activate /nix/store/other-operator\nsince=${since}\ndeadline=${since + 600}\n' "$start" > /run/nixship/lock/info`,
+      );
+      expect(planted.code, planted.stderr).toBe(0);
+      resumed = await answer("resume", paused.rollout as string);
+    });
+    await onHost(`kill ${holder}; rm -rf /run/nixship/lock`);
+    expect(resumed?.code, resumed?.stderr).toBe(0);
+    expect(await served()).toEqual(["web-v3", "web-v3", before[2]]);
+    const summary = summaryOf(r);
+    expect(summary[H(3)]).toMatchObject({
+      status: "skipped",
+      reason: "refused",
+      message: expect.stringMatching(
+        new RegExp(
+          `^another activation is in progress on this host \\(activate /nix/store/other-operator, pid ${holder}, .*; nothing was done$`,
+        ),
+      ),
+    });
+    expect(r.code, r.stderr).toBe(1);
+    const id = deployEvents(r).find((e) => e.type === "paused")?.rollout as string;
+    const recorded = await record(id);
+    expect(recorded.state).toBe("partial");
+    // The other operator's turn there: no view counts pa3 behind this rollout.
+    const status = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+    const rows = JSON.parse(status.stdout) as {
+      hosts: { host: string; hostState: string; behindRollout?: unknown }[];
+    };
+    expect(rows.hosts.find((h) => h.host === H(3))).toMatchObject({ hostState: "in-step" });
+    expect(rows.hosts.find((h) => h.host === H(3))?.behindRollout).toBeUndefined();
   });
 });

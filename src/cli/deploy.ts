@@ -247,6 +247,9 @@ changes nothing (exit 1). An ssh host is activated only if it still runs, at its
 system it answered the plan with: one that another operator's deploy or rollback changed
 meanwhile (while this rollout paused, or before its wave) is refused, left as it is, and
 named ("changed since"; --json: outcome skipped, reason refused), and the exit code is 1.
+So is a host whose lock another activation took after the plan (two deploys started at
+once): the other operator's turn there, not a failure of the host, and no rollout is
+recorded against it.
 
 Options:
 ${FLEET_HELP}

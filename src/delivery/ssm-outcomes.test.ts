@@ -1,7 +1,8 @@
-// ssmFailure: what an operator reads when SSM ran the document but activate.sh left no result.
+// ssmFailure: what an operator reads when SSM ran the document but activate.sh left no result;
+// instanceOutcome: an instance's outcome from activate.sh's answer.
 import { describe, expect, it } from "vitest";
 import { withoutControls } from "../util/text.js";
-import { type FinishedInvocation, ssmFailure } from "./ssm-outcomes.js";
+import { type FinishedInvocation, instanceOutcome, ssmFailure } from "./ssm-outcomes.js";
 
 const settings = { documentName: "nixship-activate", region: "eu-west-1", commandTimeout: 900 };
 
@@ -37,5 +38,26 @@ describe("ssmFailure", () => {
     expect(message).toBe(withoutControls(message));
     expect(message).toContain("\ufffd]52;c;AAAA\ufffd\ufffdweb2: activated");
     expect(message.length).toBeLessThan(700);
+  });
+});
+
+describe("instanceOutcome", () => {
+  it("an instance whose lock another activation holds is refused, nothing done, as over ssh", () => {
+    const message = "another activation is in progress on this host (activate /nix/store/x, pid 7)";
+    const answer = { ok: false, command: "activate", result: "locked", exitCode: 8, message };
+    const inv = { ...failed(`${JSON.stringify(answer)}\n`, ""), responseCode: 8 };
+    expect(instanceOutcome(inv, settings, false).outcome).toEqual({
+      status: "skipped",
+      reason: "refused",
+      message: `${message}; nothing was done`,
+    });
+  });
+
+  it("a usage refusal still fails the instance at connect", () => {
+    const message = "activate: unknown option '--new'";
+    const answer = { ok: false, command: "activate", result: "usage", exitCode: 2, message };
+    expect(
+      instanceOutcome(failed(`${JSON.stringify(answer)}\n`, ""), settings, false).outcome,
+    ).toEqual({ status: "failed", phase: "connect", message, rolledBack: false });
   });
 });

@@ -4,8 +4,13 @@
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
-import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
-import { notActivated } from "../host/activation-session.js";
+import {
+  type ActivationResult,
+  answerOf,
+  isRefusal,
+  parseActivationResult,
+} from "../host/activation.js";
+import { activateNotRun, notActivated } from "../host/activation-session.js";
 import { resultMessage } from "../host/script-outcomes.js";
 import { combinedDeltaReport, type DeltaReport } from "../status/delta-report.js";
 import { withoutControls } from "../util/text.js";
@@ -186,6 +191,11 @@ export function instanceOutcome(
       // Undone without a reboot, it runs the system it booted until it reboots.
       result.rolledBack === true && result.rebooting !== true ? result.booted : undefined,
     );
+  }
+  if (result !== undefined && isRefusal(result)) {
+    // Another activation holds the lock: refused, nothing done (as over ssh).
+    const outcome = activateNotRun(result, "", inv.responseCode ?? null);
+    return { instanceId: inv.instanceId, result, outcome };
   }
   if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));
   const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;

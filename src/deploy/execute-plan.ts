@@ -226,7 +226,9 @@ async function rollOut(
   // An interrupted deploy is no success, even where every host it reached was activated (a bake
   // cut short in the last wave): its summary says so, as its exit code 130 does.
   const ok = rolloutSucceeded(results) && options.signal?.aborted !== true;
-  await record?.finish(ended(ok));
+  // No host failed, though one was refused (another operator's turn there): the record says
+  // partial (rollout-recorder.ts), which leaves that host to the other operator's rollout.
+  await record?.finish(ended(results.every((r) => r.outcome.status !== "failed")));
   // Every host ran its system already: the channel still states the fleet file.
   if (!options.signal?.aborted && (delivery.channel?.published() ?? []).length === 0) {
     const settled = await delivery.channel?.settle(plan.action);

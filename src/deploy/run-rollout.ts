@@ -221,7 +221,6 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
   }
 }
 
-/** What to do about a refused host key. */
 function isFailure(result: HostResult): boolean {
   return result.outcome.status === "failed";
 }

@@ -403,7 +403,7 @@ describe("runActivationSession, each failure", () => {
     expect(t.followUps).toEqual([]);
   });
 
-  it("a locked host fails with the script's message", async () => {
+  it("a host whose lock another activation holds is refused, nothing done, with the script's message", async () => {
     const t = new FakeTransport({
       activate: () =>
         code(8, {
@@ -415,11 +415,11 @@ describe("runActivationSession, each failure", () => {
         }),
     });
     const { outcome } = await session(t, request());
-    expect(outcome).toMatchObject({
-      status: "failed",
-      phase: "connect",
-      message: expect.stringContaining("another activation is in progress"),
-      rolledBack: false,
+    expect(outcome).toEqual({
+      status: "skipped",
+      reason: "refused",
+      message:
+        "another activation is in progress on this host (activate /nix/store/x); nothing was done",
     });
   });
 

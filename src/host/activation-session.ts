@@ -24,6 +24,7 @@ import type {
 import {
   abortUnanswered,
   activateDeadline,
+  activateNotRun,
   activateRequest,
   failed,
   kept,
@@ -96,6 +97,7 @@ export type {
 } from "./session-request.js";
 export {
   activateDeadline,
+  activateNotRun,
   notActivated,
   SESSION_MARGIN,
   SETTLE_TIMEOUT,
@@ -222,10 +224,7 @@ export async function runActivationSession(
     );
   }
   const answer = answerOf(result, "activate");
-  if (answer === undefined) {
-    const message = "message" in result && result.message ? result.message : run.failure;
-    return failed("connect", message || `activate.sh exited with ${run.code}`, false);
-  }
+  if (answer === undefined) return activateNotRun(result, run.failure, run.code);
   if (answer.tookOver) hooks.log(answer.tookOver);
   // A timed-out activation's message names the timeout ("… ran past the activation timeout
   // of 5s; stopped it").

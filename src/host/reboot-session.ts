@@ -26,6 +26,7 @@ import type {
 import {
   abortUnanswered,
   activateDeadline,
+  activateNotRun,
   activateRequest,
   failed,
   kept as keptSystem,
@@ -138,10 +139,7 @@ export async function beginReboot(
     return stop(await abortUnanswered(transport, token, why, steps, request, onLog, hooks));
   }
   const answer = answerOf(result, "activate");
-  if (answer === undefined) {
-    const message = "message" in result && result.message ? result.message : run.failure;
-    return stop(failed("connect", message || `activate.sh exited with ${run.code}`, false));
-  }
+  if (answer === undefined) return stop(activateNotRun(result, run.failure, run.code));
   if (answer.tookOver) hooks.log(answer.tookOver);
   if (!answer.ok) return stop(notActivated(answer));
   if (answer.result !== "rebooting" || answer.bootId === undefined) {

@@ -6,6 +6,7 @@ import { interruptReason } from "../util/interrupt-reason.js";
 import {
   type ActivateOptions,
   type ActivationResult,
+  isRefusal,
   PRUNE_TIMEOUT,
   type ScriptCommand,
 } from "./activation.js";
@@ -240,6 +241,24 @@ export function notActivated(
     return { status: "skipped", reason: "refused", message: answer.message };
   }
   return failed(answer.phase, answer.message, answer.rolledBack);
+}
+
+/**
+ * What an `activate` that did not run comes to (the script refused it, or answered another
+ * verb): another activation holding the host's lock is another operator's turn there, so the
+ * host is refused, nothing done, as a host changed since is; anything else fails at connect.
+ * `failure`: the run's own failure, when the script said nothing.
+ */
+export function activateNotRun(
+  result: ActivationResult,
+  failure: string,
+  exitCode: number | null,
+): DeployOutcome {
+  const said = "message" in result && result.message ? result.message : failure;
+  if (isRefusal(result) && result.result === "locked") {
+    return { status: "skipped", reason: "refused", message: `${said}; nothing was done` };
+  }
+  return failed("connect", said || `activate.sh exited with ${exitCode}`, false);
 }
 
 /** The longest the driver waits for `activate` itself. */
