@@ -1,7 +1,7 @@
 // A deploy started while another is in its health checks on a lab host: the host runs the
 // other deploy's system, unconfirmed, and may yet go back. `status` shows it applying (not
 // drifting), the plan never calls it up to date, and the second deploy refuses to start,
-// naming the host, and changes nothing. Once the first deploy ends, the second finds it up to date.
+// naming the host and the rollout at work there, and changes nothing. Once the first deploy ends, the second finds it up to date.
 import { readFile, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CheckServer, checkedPolicy, startCheckServer } from "./support/check-server.js";
@@ -65,7 +65,11 @@ describe("a deploy while another deploy is in its checks", () => {
       JSON.parse(plan.stdout) as { hosts: { host: string; action: string; busy?: string }[] }
     ).hosts[0];
     expect(planned).toMatchObject({ host: HOST, action: "activate" });
-    expect(planned?.busy).toMatch(/awaits its deploy's confirmation/);
+    // It names the rollout at work there and who started it: the operator to ask.
+    expect(planned?.busy).toMatch(
+      /^an activation awaits its deploy's confirmation \(that deploy is in its checks\): rollout ([0-9a-f]{12}) by \S+@\S+, started \d{4}-\d\d-\d\dT/,
+    );
+    const holder = /rollout ([0-9a-f]{12})/.exec(planned?.busy ?? "")?.[1];
 
     const second = await lab.deploy();
     expect(second.code).toBe(1);
@@ -79,6 +83,7 @@ describe("a deploy while another deploy is in its checks", () => {
     letGo();
     const firstRun = await first;
     expect(firstRun.code, firstRun.stderr).toBe(0);
+    expect(firstRun.stdout).toContain(`"rollout":"${holder}"`);
     const after = await lab.deploy("--json");
     expect(after.code, after.stderr).toBe(0);
     expect(after.stdout).toContain('"reason":"up-to-date"');

@@ -5,6 +5,7 @@
 import { NixshipError } from "../errors.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { behindOf } from "../status/behind.js";
+import type { Ask } from "../status/fleet-asks.js";
 import { readLastAsks } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { readStatus } from "../status/status-store.js";
@@ -46,12 +47,24 @@ export async function withBehindRollouts(
   return {
     ...plan,
     hosts: plan.hosts.map((h) => {
-      const behind = behindOf(asks.get(h.host), records.get(h.host), h.current ?? null);
+      const ask = asks.get(h.host);
+      const busy = h.busy === undefined ? h : { ...h, busy: busyWith(h.busy, ask) };
+      const behind = behindOf(ask, records.get(h.host), h.current ?? null);
       return behind === undefined
-        ? h
-        : { ...h, behindRollout: { rollout: behind.rollout, why: behind.why } };
+        ? busy
+        : { ...busy, behindRollout: { rollout: behind.rollout, why: behind.why } };
     }),
   };
+}
+
+/**
+ * What holds a busy host, with the rollout at work there and who started it, when the fleet's
+ * last ask of the host is a rollout whose deployer is at work: the other operator to ask.
+ */
+function busyWith(busy: string, ask: Ask | undefined): string {
+  if (ask?.rollout.live !== true) return busy;
+  const by = ask.rollout.by === undefined ? "" : ` by ${ask.rollout.by}`;
+  return `${busy}: rollout ${ask.rollout.id}${by}, started ${ask.rollout.startedAt}`;
 }
 
 /** Status records read at once. */

@@ -23,6 +23,10 @@ export interface Ask {
     readonly undoes?: string;
     /** An agent rollout's releases (its record's), where it names them. */
     readonly releases?: RolloutReleases;
+    /** Who started it (its record's `by`), where it says. */
+    readonly by?: string;
+    /** Set while its deployer is at work: running or paused, and not gone. */
+    readonly live?: true;
   };
   /** The system the rollout named for the host. */
   readonly system: string;
@@ -70,6 +74,8 @@ export function lastAsks(
           startedAt: record.startedAt,
           ...(record.undoes === undefined ? {} : { undoes: record.undoes }),
           ...(record.releases === undefined ? {} : { releases: record.releases }),
+          ...(record.by === undefined ? {} : { by: record.by }),
+          ...(ended ? {} : { live: true as const }),
         },
         system: entry.system,
         entry,
