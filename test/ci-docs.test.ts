@@ -315,6 +315,7 @@ describe("docs/ci.md", () => {
       "`nixship release list --json`",
       "`nixship release show --json`",
       "`nixship secrets list --json`",
+      "`nixship secrets set --json`, `nixship secrets edit --json` and `nixship secrets rekey --json`",
       "`nixship doctor --json`",
     ]) {
       const s = section(title);
@@ -981,10 +982,46 @@ describe("docs/ci.md", () => {
       store.put("status/host-keys/db2.pub", Buffer.from(`${pub}\n`));
     await publish(await key("db2"));
     await writeFile(join(dir, "password"), "not-a-real-password");
-    const set = await nixship([
+    const writes =
+      "`nixship secrets set --json`, `nixship secrets edit --json` and `nixship secrets rekey --json`";
+    const set = await json([
       ...["secrets", "set", "db-password", "--from", join(dir, "password"), "--fleet", fleet],
+      "--json",
     ]);
-    expect(set.code, set.stderr).toBe(0);
+    expect(set.r.code, set.r.stderr).toBe(0);
+    expect(set.value).toMatchObject({ name: "db-password", hosts: ["db1", "db2"], recipients: 3 });
+    expectDocumented(writes, set.r, set.value);
+    // An editor that changes nothing: nothing written.
+    const identity = ["--identity", join(dir, "admin.txt")];
+    const edited = await nixship(
+      ["secrets", "edit", "db-password", ...identity, "--fleet", fleet, "--json"],
+      { env: { EDITOR: "true" } },
+    );
+    expect(edited.code, edited.stderr).toBe(0);
+    expect(JSON.parse(edited.stdout)).toMatchObject({ name: "db-password", changed: false });
+    expectDocumented(writes, edited, JSON.parse(edited.stdout));
+    const rekeyed = await json([
+      "secrets",
+      "rekey",
+      "db-password",
+      "--force",
+      ...identity,
+      "--fleet",
+      fleet,
+      "--json",
+    ]);
+    expect(rekeyed.r.code, rekeyed.r.stderr).toBe(0);
+    expect(rekeyed.value).toEqual({
+      secrets: [{ name: "db-password", outcome: "rekeyed", hosts: ["db1", "db2"], recipients: 3 }],
+    });
+    expectDocumented(writes, rekeyed.r, rekeyed.value);
+    expectDocumentedError(
+      writes,
+      await nixship(["secrets", "set", "db-password", "-", "--fleet", fleet, "--json"], {
+        input: Buffer.alloc(0),
+      }),
+      2,
+    );
     const listed = await json(["secrets", "list", "--fleet", fleet, "--json"]);
     expect(listed.r.code).toBe(1);
     expect(listed.value).toMatchObject({

@@ -390,6 +390,41 @@ describe("help for every command and group", () => {
     }
   });
 
+  it("a cache URL given as a word to a command that takes --cache names the flag", async () => {
+    for (const command of ["stats", "gc", "pins"]) {
+      const r = await nixship(["cache", command, "file:///var/cache/x"]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(
+        `error: cache ${command}: unexpected argument 'file:///var/cache/x'\nhint: name the cache with --cache URL (or --fleet FILE)\n`,
+      );
+    }
+  });
+
+  it("key generate and key public --json: the key's name, its public key, and the file", async () => {
+    const file = join(work, "json-key.sec");
+    const made = await nixship([
+      "key",
+      "generate",
+      "--name",
+      "cache.example.org-1",
+      "--out",
+      file,
+      "--json",
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+    const generated = JSON.parse(made.stdout) as Record<string, string>;
+    expect(generated).toEqual({
+      name: "cache.example.org-1",
+      publicKey: expect.stringMatching(/^cache\.example\.org-1:[A-Za-z0-9+/]{43}=$/),
+      file,
+    });
+    const read = await nixship(["key", "public", file, "--json"]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(JSON.parse(read.stdout)).toEqual(generated);
+    const plain = await nixship(["key", "public", file]);
+    expect(plain.stdout).toBe(`${generated.publicKey}\n`);
+  });
+
   it("'nar ls' and 'nar restore' with nothing on stdin say so, and how to give a NAR", async () => {
     const ls = await nixship(["nar", "ls"], { input: Buffer.alloc(0) });
     expect(ls.code).toBe(2);

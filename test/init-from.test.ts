@@ -408,6 +408,10 @@ describe("init --from deploy-rs", () => {
       said: expect.stringContaining("already has a 'nixship' output: that is the fleet"),
     });
     expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
+    const json = await init(dir, "--from", "deploy-rs", "--format", "json");
+    expect(json.code).toBe(2);
+    expect(json.stderr).toContain("beside it would take its place for every command run without --fleet");
+    expect(existsSync(join(dir, "nixship.json"))).toBe(false);
   });
 
   it("is not stopped by a broken configuration no node deploys", async () => {

@@ -213,6 +213,17 @@ describe("nixship init (--format nix)", () => {
       "already has a 'nixship' output",
     );
     expect(await readFile(join(dir, "nixship.nix"), "utf8")).toBe(after);
+
+    // A fleet file beside it would take the flake's fleet's place: refused unless --force.
+    const shadow = await init(dir, ["--key-out", keyOut, "--format", "json"]);
+    expect(shadow.code).toBe(2);
+    expect(shadow.stderr).toContain(
+      `${join(dir, "flake.nix")} already has a 'nixship' output, its fleet: ${join(dir, "nixship.json")} beside it would take its place for every command run without --fleet; nothing written`,
+    );
+    expect(existsSync(join(dir, "nixship.json"))).toBe(false);
+    const forced = await init(dir, ["--key-out", keyOut, "--format", "json", "--force"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(existsSync(join(dir, "nixship.json"))).toBe(true);
   });
 
   it("writes a plain attribute set when no configuration imports the module", async () => {

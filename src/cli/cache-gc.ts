@@ -122,7 +122,7 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
       },
       "cache gc",
     );
-    refuseArguments(positionals, "cache gc");
+    refuseArguments(positionals, "cache gc", "--cache URL (or --fleet FILE)");
     const keepReleases =
       parseIntFlag(values["keep-releases"], "--keep-releases", "cache gc") ?? DEFAULTS.keepReleases;
     const keepDays = parseNumberFlag(values["keep-days"], "--keep-days");

@@ -141,7 +141,7 @@ that holds no cache).`,
       { ...CACHE_FLAGS, json: { type: "boolean" } },
       "cache pins",
     );
-    refuseArguments(positionals, "cache pins");
+    refuseArguments(positionals, "cache pins", "--cache URL (or --fleet FILE)");
     const { url } = await readCacheInput(values, io, "cache pins");
     const store = await openCache(url);
     try {

@@ -38,7 +38,7 @@ Exit codes: 0 reported, 1 failed, 2 bad usage or input.`,
       },
       "cache stats",
     );
-    refuseArguments(positionals, "cache stats");
+    refuseArguments(positionals, "cache stats", "--cache URL (or --fleet FILE)");
     const { fleet, url } = await readCacheInput(values, io, "cache stats");
     const keys = values["trusted-key"] ?? fleet?.cache?.publicKeys;
     const trusted =

@@ -79,11 +79,22 @@ export function parseIntFlag(
   return Number(value);
 }
 
-/** Refuses words a command that takes none was given (`agent pause extra`). */
-export function refuseArguments(positionals: readonly string[], command: string): void {
-  if (positionals.length > 0) {
-    throw new UsageError(`${command}: unexpected argument '${positionals[0]}'`);
-  }
+/**
+ * Refuses words a command that takes none was given (`agent pause extra`). A store URL given
+ * as a word to a command that takes its store as a flag gets the flag named (`cacheFlag`).
+ */
+export function refuseArguments(
+  positionals: readonly string[],
+  command: string,
+  cacheFlag?: string,
+): void {
+  const word = positionals[0];
+  if (word === undefined) return;
+  const url = cacheFlag !== undefined && /^[a-z][a-z0-9+.-]*:\/\//.test(word);
+  throw new UsageError(
+    `${command}: unexpected argument '${word}'`,
+    url ? `name the cache with ${cacheFlag}` : undefined,
+  );
 }
 
 export function writeJson(io: CliIO, value: unknown): void {

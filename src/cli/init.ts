@@ -71,7 +71,8 @@ to add to the flake's outputs, e.g.
   ${DEFAULT_FLEET_OUTPUT} = import ./${NIX_FLEET_FILE} { inherit self; nixshipLib = nixship.lib; };
 flake.nix itself is never rewritten. A flake that already has a '${DEFAULT_FLEET_OUTPUT}' output has its
 fleet: init says so and writes nothing.
---format json: writes DIR/${DEFAULT_FLEET_FILE}, a fleet file.
+--format json: writes DIR/${DEFAULT_FLEET_FILE}, a fleet file; in a flake that has a '${DEFAULT_FLEET_OUTPUT}' output
+it refuses (the file would take the output's place for commands without --fleet) unless --force.
 
 --from colmena: one host per node of the flake's colmena hive: its colmenaHive output (colmena's
 makeHive), else its colmena output, else DIR/hive.nix, evaluated with Nix (raw hives by nixship's
@@ -97,7 +98,7 @@ Options:
 
 Exit codes: 0 written (or the flake has its fleet already), 1 failed, 2 bad usage or input
 (DIR is no flake, the flake has no nixosConfigurations, or no hive or deploy output for --from,
-the fleet file exists, the key would be in the flake).`,
+the fleet file exists or would shadow the flake's fleet, the key would be in the flake).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -144,6 +145,7 @@ the fleet file exists, the key would be in the flake).`,
       refuseExisting(fleetFile, values.force === true);
       const { conversion, flake, hasFleet } = await convertFrom(from, dir, io.env);
       if (format === "nix" && hasFleet) return saidHasFleet(io, dir, format, values.json === true);
+      if (hasFleet) refuseShadowing(dir, fleetFile, values.force === true);
       const settings = { cacheUrl, publicKey };
       // What the fleet could not hold stops init here, before anything is written.
       const problems = conversionProblems(conversion, settings);
@@ -238,6 +240,7 @@ the fleet file exists, the key would be in the flake).`,
     if (format === "nix" && listed.hasFleet) {
       return saidHasFleet(io, dir, format, values.json === true);
     }
+    if (listed.hasFleet) refuseShadowing(dir, fleetFile, values.force === true);
     refuseExisting(fleetFile, values.force === true);
     const skipped = listed.configurations.filter((c) => !validHostName(c.name)).map((c) => c.name);
     const configurations = listed.configurations.filter((c) => validHostName(c.name));
@@ -439,6 +442,21 @@ function refuseExisting(file: string, force: boolean): void {
   throw new InputError("fleet-exists", `${file} already exists; init leaves it as it is`, {
     hint: "pass --force to replace it, or edit it",
   });
+}
+
+/**
+ * A fleet file beside a flake that has its fleet already: commands without --fleet would read
+ * the file first, and so leave the flake's fleet unread.
+ */
+function refuseShadowing(dir: string, file: string, force: boolean): void {
+  if (force) return;
+  throw new InputError(
+    "fleet-exists",
+    `${join(dir, "flake.nix")} already has a '${DEFAULT_FLEET_OUTPUT}' output, its fleet: ${file} beside it would take its place for every command run without --fleet; nothing written`,
+    {
+      hint: "use the flake's fleet as it is, or pass --force to write the fleet file all the same",
+    },
+  );
 }
 
 function validHostName(name: string): boolean {

@@ -131,7 +131,9 @@ Options:
                   previous one (see 'nixship lab reboot --help'); default: no counting
   --pinned        install the hosts with pinned systems, deployed to as deploy through sudo
                   (not with --agents, --fleet, --system or another --nix)
-  --json          print the lab as JSON`,
+  --json          one JSON object on stdout: the lab's state (name, number, hosts with their
+                  name, address, netns and pid), alreadyUp, deployerAddress, dir and files
+                  (the paths written above), and no progress on stderr`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -277,7 +279,13 @@ Stops every process of the lab's hosts, deletes their namespaces, links and the 
 removes the lab's directory (the hosts' /nix included). Idempotent, and it also cleans what a
 crashed run left behind. A lab is owned by its lab directory: a lab of the same name in
 another directory (another NIXSHIP_LAB_DIR) is not touched. --all does this for every lab of
-this lab directory, including leftovers whose state file is gone. ${WHERE}`,
+this lab directory, including leftovers whose state file is gone. ${WHERE}
+
+Options:
+  --name PREFIX   the lab to remove (default lab)
+  --all           every lab of this lab directory
+  --json          one JSON object on stdout: {"labs": [NAME...]}, the labs removed ([] when
+                  there was none by that name)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -311,7 +319,14 @@ export const labListCommand: Command = {
   summary: "list lab hosts, their addresses and whether they run",
   help: `Usage: nixship lab list [--name PREFIX] [--json]
 
-Every host of every lab, or with --name only that lab's. ${WHERE}`,
+Every host of every lab, or with --name only that lab's: name, address, whether it runs, and
+its lab. ${WHERE}
+
+Options:
+  --name PREFIX   only this lab's hosts (an error when there is no such lab)
+  --json          one JSON object on stdout: {"hosts": [{"lab", "name", "address", "netns",
+                  "pid", "running"}...]}: each host's lab, name, address on the lab's bridge,
+                  network namespace, its sshd's pid, and whether that still runs`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -417,7 +432,14 @@ Serve the lab's cache to its hosts there:
 With --serve it prints what to give --serve-cache: ADDRESS:0 (any free port), or for a lab
 started with --pinned the fixed port its hosts' pinned substituter names (20000+L):
   nixship deploy ... --serve-cache "$(nixship lab address --name PREFIX --serve)"
-${WHERE}`,
+${WHERE}
+
+Options:
+  --name PREFIX   the lab (default lab)
+  --serve         print what to give --serve-cache instead of the address
+  --json          one JSON object on stdout: {"lab", "number", "address", "serve"}: the lab's
+                  name and number L, this machine's address on its bridge, and what to give
+                  --serve-cache`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,

@@ -98,7 +98,10 @@ const HINTS: readonly (readonly [readonly string[], string])[] = [
     ["SlowDown", "Throttling", "ThrottlingException", "TooManyRequestsException"],
     "the server is slowing requests down: try again later, or send fewer at once (push --jobs, and the store URL's upload-concurrency=)",
   ],
-  [["NoSuchBucket"], "check the bucket name in the store URL, and its region or endpoint"],
+  [
+    ["NoSuchBucket"],
+    "check the bucket name in the store URL, and its region or endpoint; nixship writes into a bucket and never makes one: make it first (terraform/modules/cache, docs/terraform.md)",
+  ],
   [
     ["PermanentRedirect", "AuthorizationHeaderMalformed"],
     "the bucket is in another region: set ?region= in the store URL",
