@@ -2,6 +2,29 @@
 // schema test checks that nixship.schema.json lists the same.
 import type { KeyShape } from "./json-check.js";
 
+/** Every key of `policy`. */
+const POLICY_KEYS = [
+  "parallel",
+  "maxFailures",
+  "canary",
+  "confirmTimeout",
+  "activationTimeout",
+  "keepGenerations",
+  "reboot",
+  "rebootTimeout",
+  "rebootRollback",
+  "requirePinned",
+  "deltas",
+  "health",
+  "pauseAfter",
+  "pauseTimeout",
+  "onPauseTimeout",
+  "bake",
+  "analysis",
+];
+/** Policy keys of the whole rollout, which a `policies` entry (a role's) cannot set. */
+const ROLLOUT_ONLY_POLICY_KEYS = ["maxFailures", "pauseAfter", "pauseTimeout", "onPauseTimeout"];
+
 /** Every key each object of the fleet file accepts. */
 export const FLEET_KEYS = {
   fleet: {
@@ -28,46 +51,11 @@ export const FLEET_KEYS = {
   ssh: { required: [], optional: ["configFile", "knownHosts", "user", "sudo", "maxConnections"] },
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   build: { required: [], optional: ["builders", "host", "maxJobs"] },
-  policy: {
-    required: [],
-    optional: [
-      "parallel",
-      "maxFailures",
-      "canary",
-      "confirmTimeout",
-      "activationTimeout",
-      "keepGenerations",
-      "reboot",
-      "rebootTimeout",
-      "rebootRollback",
-      "requirePinned",
-      "deltas",
-      "health",
-      "pauseAfter",
-      "pauseTimeout",
-      "onPauseTimeout",
-      "bake",
-      "analysis",
-    ],
-  },
+  policy: { required: [], optional: POLICY_KEYS },
   /** A `policies` entry: every policy key but maxFailures and the pauses (the rollout's alone). */
   policyOverride: {
     required: [],
-    optional: [
-      "parallel",
-      "canary",
-      "confirmTimeout",
-      "activationTimeout",
-      "keepGenerations",
-      "reboot",
-      "rebootTimeout",
-      "rebootRollback",
-      "requirePinned",
-      "deltas",
-      "health",
-      "bake",
-      "analysis",
-    ],
+    optional: POLICY_KEYS.filter((k) => !ROLLOUT_ONLY_POLICY_KEYS.includes(k)),
   },
   health: { required: [], optional: ["http", "commands"] },
   bake: { required: ["seconds"], optional: ["interval"] },
