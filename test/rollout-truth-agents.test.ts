@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
+  agentLog,
   channelRelease,
   deployViaAgent,
   labAgents,
@@ -17,6 +18,7 @@ import {
   waitFor,
 } from "./support/agent-lab.js";
 import { dashboardHost } from "./support/dashboard-api.js";
+import { buildExampleSystems } from "./support/example-systems.js";
 import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 
 const HOSTS = ["rta1", "rta2", "rta3"];
@@ -160,5 +162,45 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     const back = await rollback("--rollout", v2Rollout);
     expect(back.code, back.stderr + back.stdout.slice(-3000)).toBe(0);
     expect(await servedAll()).toEqual(["web-v1", "web-v1", "web-v1"]);
+  });
+
+  it("a host switched by hand since a rollout: its rollback refuses the host and its release leaves it there", async () => {
+    await setSystems(lab, "web-v2");
+    const deployed = await deployViaAgent(lab);
+    expect(deployed.code, deployed.stderr).toBe(0);
+    const v2Again = (await newestRollout())?.id as string;
+    // Someone switches host 1 by hand (as nixos-rebuild would) to v3, which it ran before.
+    const v3 = (await buildExampleSystems())["web-v3"];
+    const hand = await nixship(
+      [
+        ...["lab", "exec", "--name", lab.name, "rta1", "--", "sh", "-c"],
+        `nix-env -p /nix/var/nix/profiles/system --set ${v3} && ${v3}/bin/switch-to-configuration switch`,
+      ],
+      { env: lab.env },
+    );
+    expect(hand.code, hand.stderr).toBe(0);
+    // Its agent's heartbeat writes what it runs now into its record.
+    await waitFor(lab, "rta1", (r) => r.current === v3, 60);
+    const back = await rollback("--rollout", v2Again);
+    expect(back.code).toBe(1);
+    expect(undoPlanOf(back.stdout).steps.map((s) => [s.host, s.kind])).toEqual([
+      ["rta1", "refused"],
+      ["rta2", "back"],
+      ["rta3", "back"],
+    ]);
+    expect(back.stderr).toContain(
+      `rta1: runs ${v3}, not its channel entry ${(await buildExampleSystems())["web-v2"]} (changed since, and left as it is): the release names no entry for it`,
+    );
+    // The rollback's release names no entry for host 1: its agent leaves it on v3.
+    const { release } = await channelRelease(lab);
+    expect(release.hosts.rta1).toBeUndefined();
+    await waitFor(lab, "rta2", (r) => r.state === "success" && r.seq === release.seq, 60);
+    // Host 1's agent acts on the release (it names no entry for it) and changes nothing.
+    const said = `release ${release.seq} has no entry for this host`;
+    for (let tries = 0; !(await agentLog(lab, "rta1")).includes(said); tries++) {
+      if (tries > 120) throw new Error(`rta1's agent never said '${said}'`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(await servedAll()).toEqual(["web-v3", "web-v1", "web-v1"]);
   });
 });

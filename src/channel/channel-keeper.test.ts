@@ -143,6 +143,27 @@ describe("ChannelKeeper: the channel never names a failed system", () => {
     });
   });
 
+  it("a host to leave as it is (a rollback's refused host, changed by hand) gets no entry where its entry names another system", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2"), web3: sys("a", "web3") });
+    // web2 was switched by hand to b; web3 runs its entry still, so nothing moves it anyway.
+    const leave = new Map([
+      ["web2", sys("b", "web2")],
+      ["web3", sys("a", "web3")],
+    ]);
+    const k = keeper({ leave });
+    expect(await k.plan([{ host: "web1", path: sys("c", "web1"), runs: false }])).toEqual([
+      `web2: runs ${sys("b", "web2")}, not its channel entry ${sys("a", "web2")} (changed since, and left as it is): the release names no entry for it, so that its agent leaves it on what it runs; a deploy that selects it gives it one again`,
+    ]);
+    await k.publishWave(wave({ web1: sys("c", "web1") }), "switch");
+    expect((await channelRelease(store)).release.hosts).toEqual({
+      web1: { path: sys("c", "web1") },
+      web3: { path: sys("a", "web3") },
+    });
+    // A later deploy that selects it gives it an entry again.
+    await keeper().publishWave(wave({ web2: sys("a", "web2") }), "switch");
+    expect((await channelRelease(store)).release.hosts.web2).toEqual({ path: sys("a", "web2") });
+  });
+
   it("names a selected host that already runs its system in the first release (the channel is explicit)", async () => {
     await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
     // The channel is moved away from web2's system by hand; web2 keeps running a.

@@ -42,6 +42,12 @@ export interface ChannelKeeperOptions extends EntryChecks {
   readonly reportKeys?: ReadonlyMap<string, string>;
   /** What the operator is told with the plan's notes, whatever the channel holds. */
   readonly notes?: readonly string[];
+  /**
+   * Hosts to leave as they are, each with the system it runs (a rollback's refused hosts,
+   * changed since by hand): a release names no entry for one whose entry names another system
+   * (unless the deploy gives it one), so that its agent leaves it on what it runs.
+   */
+  readonly leave?: ReadonlyMap<string, string>;
 }
 
 /** A selected host's desired system, and whether the host already runs it. */
@@ -393,14 +399,23 @@ export class ChannelKeeper {
     const history = await this.#readHistory();
     const carried = carryOver(trusted?.release, history.hosts);
     const { entries } = carried;
-    const notes =
-      replayed === undefined
-        ? carried.notes
+    const notes = [
+      ...(replayed === undefined
+        ? []
         : [
             `the channel ${this.#o.releases.channel} named release ${replayed.named}, older than release ${replayed.newest}, which is on file and signed: an older release copied over the channel (a replay); built on release ${replayed.newest} instead`,
-            ...carried.notes,
-          ];
+          ]),
+      ...carried.notes,
+    ];
     if (this.#published.length === 0) Object.assign(entries, this.#planned);
+    for (const [host, runs] of this.#o.leave ?? []) {
+      const entry = entries[host];
+      if (entry === undefined || entry.path === runs) continue;
+      delete entries[host];
+      notes.push(
+        `${host}: runs ${runs}, not its channel entry ${entry.path} (changed since, and left as it is): the release names no entry for it, so that its agent leaves it on what it runs; a deploy that selects it gives it one again`,
+      );
+    }
     return { trusted, basis, entries, notes };
   }
 

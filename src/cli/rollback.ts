@@ -46,7 +46,9 @@ reported refused). The plan of the rollback is shown first (with --json, an "und
 line), then it runs as a deploy of those systems in every mode (waves, health checks, the
 deploy's --json events) and writes a rollout record of its own
 that names the rollout it undid and every host it left; hosts that stay keep what they run
-(agent hosts: the channel names it for them). As for deploy, a fleet with a cache needs --key
+(agent hosts: the channel names it for them; a refused agent host that runs another system
+than its channel entry, one switched by hand, gets no entry in the rollback's release, so its
+agent leaves it as it is). As for deploy, a fleet with a cache needs --key
 to sign what is pushed (systems the local store lacks are fetched from the cache first,
 verified). Exit code 1 if a host that should go back did not, or a host was refused, or the
 rollout is still running or paused (--json error codes rollout-running, rollout-paused).

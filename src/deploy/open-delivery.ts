@@ -38,6 +38,8 @@ export interface DeliveryChoice {
   readonly agentPollInterval?: number;
   /** `--allow-failed` (agent): releases may name a system that failed on its host. */
   readonly allowFailed?: boolean;
+  /** Agent hosts to leave on what they run (ChannelKeeperOptions.leave). */
+  readonly leave?: ReadonlyMap<string, string>;
   /**
    * Who publishes agent releases and from what, written beside each (release-origin.ts);
    * default: whoever runs this (deployedBy), from no source (a rollback, a refresh).
@@ -149,6 +151,7 @@ export async function openDelivery(
           ? { pollInterval: choice.agentPollInterval }
           : {}),
         allowFailed: choice.allowFailed === true,
+        ...(choice.leave === undefined ? {} : { leave: choice.leave }),
         origin: choice.origin ?? { by: deployedBy(), sources: [] },
       });
       return { mode, delivery, store, close: () => store.close() };

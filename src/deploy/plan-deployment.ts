@@ -12,6 +12,7 @@ import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import { planDeltaPairs } from "../fleet/plan-deltas.js";
 import { selectHosts } from "../fleet/select.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { RolloutHost } from "../status/rollout.js";
 import { planAsRun, planFromSurvey } from "./assemble-plan.js";
 import { refuseBusyHosts } from "./busy-hosts.js";
 import { leaseCache } from "./cache-lease.js";
@@ -103,6 +104,7 @@ export async function planDeployment(
         ? { agentPollInterval: options.agentPollInterval }
         : {}),
       allowFailed: options.allowFailed === true,
+      ...(options.rollback === undefined ? {} : { leave: refusedRunning(options.rollback.left) }),
     });
     held.push(() => opened.close());
     // A deploy that pushes holds a lease on the cache from before its push until its status
@@ -255,4 +257,17 @@ export async function planDeployment(
     await close();
     throw err;
   }
+}
+
+/**
+ * A rollback's refused hosts, each with what it runs (changed since the rollout it undoes, by
+ * hand or by a later rollout): an agent host among them is left on that system, not moved to
+ * the channel's entry by the rollback's release (ChannelKeeperOptions.leave).
+ */
+function refusedRunning(left: readonly RolloutHost[] | undefined): ReadonlyMap<string, string> {
+  return new Map(
+    (left ?? []).flatMap((h) =>
+      h.state === "refused" && typeof h.before === "string" ? [[h.host, h.before] as const] : [],
+    ),
+  );
 }
