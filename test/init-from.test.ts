@@ -410,7 +410,9 @@ describe("init --from deploy-rs", () => {
     expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
     const json = await init(dir, "--from", "deploy-rs", "--format", "json");
     expect(json.code).toBe(2);
-    expect(json.stderr).toContain("beside it would take its place for every command run without --fleet");
+    expect(json.stderr).toContain(
+      "beside it would take its place for every command run without --fleet",
+    );
     expect(existsSync(join(dir, "nixship.json"))).toBe(false);
   });
 
