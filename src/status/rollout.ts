@@ -577,8 +577,13 @@ const ACTIVATED_STATES: ReadonlySet<RolloutHostState> = new Set([
   "failed",
 ]);
 
-/** Steps a host fails in before anything of it changes (its store aside). */
-const BEFORE_ANY_CHANGE: ReadonlySet<string> = new Set(["connect", "copy", "realise"]);
+/**
+ * Steps a host fails in before anything of it changes (its store aside). `waiting`: an agent
+ * host whose agent had not taken the release when the deploy gave up on it (offline, paused,
+ * interrupted); the rollout's rollback release then withdraws it, so that the host stays on,
+ * or goes back to, what it ran.
+ */
+const BEFORE_ANY_CHANGE: ReadonlySet<string> = new Set(["connect", "waiting", "copy", "realise"]);
 
 /**
  * Whether a rollout may have changed what `entry`'s host runs: it activated something there,
@@ -591,7 +596,7 @@ export function mayHaveChanged(entry: Pick<RolloutHost, "state" | "phase">): boo
 
 /**
  * Whether a failure in `phase` left the host as it was (its store aside): it failed to connect,
- * copy or realise. Such a host did not get the rollout's system and still runs what it ran:
+ * copy or realise, or its agent never took the release. Such a host did not get the rollout's system and still runs what it ran:
  * it is behind that rollout, not failed (status/behind.ts).
  */
 export function failedBeforeAnyChange(phase: string | null): boolean {

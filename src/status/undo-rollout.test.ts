@@ -249,6 +249,22 @@ describe("planUndo with the rollouts started since", () => {
       ["b", "back"],
       ["c", "back"],
     ]);
+    // An agent host whose agent never took the rollback's release (interrupted, and the release
+    // withdrawn for it) was not changed either: it goes back now.
+    const withdrawn = {
+      ...interrupted,
+      mode: "agent" as const,
+      waves: [
+        {
+          index: 1,
+          kind: "main" as const,
+          hosts: [{ ...entry("b", "failed", V3), system: V2, phase: "waiting" as const }],
+        },
+      ],
+    };
+    expect(
+      planUndo(three, now, { newer: { records: [withdrawn], complete: true } })[1],
+    ).toMatchObject({ kind: "back" });
     // A host the rollback failed on once it could have changed it is refused, named.
     const switched = {
       ...interrupted,
