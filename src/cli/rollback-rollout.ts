@@ -52,7 +52,8 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       `${JSON.stringify({ type: "undo-plan", rollout: read.record.id, steps: read.steps, gone: read.gone })}\n`,
     );
   } else io.stderr.write(formatUndoPlan(read));
-  const refused = read.steps.some((s) => s.kind === "refused");
+  // A host the rollout changed that the fleet file has no more is not undone: as a refusal.
+  const refused = read.steps.some((s) => s.kind === "refused") || read.goneChanged.length > 0;
   const back = read.steps.flatMap((s) => (s.kind === "back" ? [s] : []));
   // The hosts it names and does not deploy: the record names each as left (or refused), with why.
   const left: RolloutHost[] = read.steps.flatMap((s) =>

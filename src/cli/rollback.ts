@@ -50,8 +50,10 @@ that names the rollout it undid and every host it left; hosts that stay keep wha
 than its channel entry, one switched by hand, gets no entry in the rollback's release, so its
 agent leaves it as it is). As for deploy, a fleet with a cache needs --key
 to sign what is pushed (systems the local store lacks are fetched from the cache first,
-verified). Exit code 1 if a host that should go back did not, or a host was refused, or the
-rollout is still running or paused (--json error codes rollout-running, rollout-paused).
+verified). A host the rollout changed that the fleet file no longer has (removed, or
+renamed) is named, not undone: add it back to roll it back. Exit code 1 if a host that should
+go back did not, or a host was refused or not undone so, or the rollout is still running or
+paused (--json error codes rollout-running, rollout-paused).
 
 With --on (or --to), the selected hosts go back as before, one generation:
 

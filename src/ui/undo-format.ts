@@ -23,7 +23,13 @@ export function formatUndoPlan(read: UndoRead): string {
         break;
     }
   }
-  for (const host of read.gone) lines.push(`  ${host}: not in the fleet file: left alone`);
+  for (const host of read.gone) {
+    lines.push(
+      read.goneChanged.includes(host)
+        ? `  ${host}: NOT UNDONE: not in the fleet file (removed, or renamed), so left as rollout ${read.record.id} left it; add it back to the fleet file to roll it back`
+        : `  ${host}: not in the fleet file: left alone (rollout ${read.record.id} did not change it)`,
+    );
+  }
   const back = steps.filter((s) => s.kind === "back").length;
   lines.push(
     back === 0

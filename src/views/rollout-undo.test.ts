@@ -95,6 +95,25 @@ describe("a rollback without --rollout", () => {
   });
 });
 
+describe("a rollback of a rollout whose hosts left the fleet file", () => {
+  it("names each host the fleet file has no more, and those of them the rollout changed", async () => {
+    const hosts = [
+      host("a", "confirmed", V2, V1),
+      host("d", "confirmed", V2, V1),
+      { ...host("e", "failed", V2, V1), phase: "connect" },
+    ] as RolloutHost[];
+    await writeRollout(store, rollout("dddddddddddd", HOUR, hosts), key);
+    const read = await readUndo(fleet, { id: "dddddddddddd" });
+    expect(read.gone).toEqual(["d", "e"]);
+    // e failed before anything changed: only d is left as the rollout left it.
+    expect(read.goneChanged).toEqual(["d"]);
+    expect(read.steps.map((s) => s.host)).toEqual(["a"]);
+    // With --on, only hosts of the fleet file are selected: none is gone.
+    const on = fleet.hosts.filter((h) => h.name === "a");
+    expect((await readUndo(fleet, { id: "dddddddddddd", selected: on })).gone).toEqual([]);
+  });
+});
+
 describe("a rollback of a paused rollout", () => {
   it("waits while an answer may still be taken, and undoes it once its deploy left the answer untaken", async () => {
     await twoRollouts();

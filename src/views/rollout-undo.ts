@@ -12,6 +12,7 @@ import { untakenAnswer } from "../status/pause-answer-store.js";
 import {
   ANSWER_TAKEN_WITHIN_MS,
   isRolloutKey,
+  mayHaveChanged,
   ROLLOUT_ABANDONED_SECONDS,
   type RolloutRecord,
   rolloutEntries,
@@ -38,6 +39,8 @@ export interface UndoRead {
   readonly steps: readonly UndoStep[];
   /** Hosts the rollout named that the fleet file no longer has. */
   readonly gone: readonly string[];
+  /** Of `gone`, those the rollout may have changed: the rollback leaves them as it left them. */
+  readonly goneChanged: readonly string[];
   /**
    * Why its deployer is gone, when the record says running or paused (rolloutGone: killed);
    * undefined when the record ended, or its deployer is still at it.
@@ -117,7 +120,12 @@ export async function readUndo(
   }
   const byName = new Map(fleet.hosts.map((h) => [h.name, h]));
   const named = rolloutEntries(record).map((e) => e.host);
-  const gone = named.filter((h) => selected.has(h) && !byName.has(h));
+  // A host the record names that the fleet file has no more (removed, or renamed): without
+  // --on it is named, left alone (with --on, only hosts of the fleet file are selected).
+  const gone = options.selected === undefined ? named.filter((h) => !byName.has(h)) : [];
+  const goneChanged = rolloutEntries(record).flatMap((e) =>
+    gone.includes(e.host) && mayHaveChanged(e) ? [e.host] : [],
+  );
   const hosts = named.flatMap((h) => {
     const host = byName.get(h);
     return host !== undefined && selected.has(h) ? [host] : [];
@@ -135,6 +143,7 @@ export async function readUndo(
     record,
     steps,
     gone,
+    goneChanged,
     abandoned,
     ...(future === undefined ? {} : { futureRollout: future }),
   };
