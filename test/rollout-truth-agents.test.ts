@@ -117,7 +117,7 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     });
   });
 
-  it("host 3's agent, back, confirms the entry the rollout's own release left it on: still behind", async () => {
+  it("host 3's agent, back, confirms the entry the rollout's own release left it on, then a later release's: still behind", async () => {
     await labAgents(lab, "start", "rta3");
     // The rollout's last release names v2 for host 3 (its failure sent its entry back): the
     // agent reports success on it, newer than the rollout, but no newer word on what it asked.
@@ -134,6 +134,19 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
       behindRollout: { rollout: v3Rollout },
     });
     expect(await dashboardHost(lab.fleetFile, "rta3")).toMatchObject({
+      hostState: "behind",
+      behindRollout: { rollout: v3Rollout },
+    });
+    // A release published since (a refresh) carries host 3's entry too: its report on it is no
+    // newer word either.
+    const refreshed = await nixship([
+      ...["release", "refresh", "--fleet", lab.fleetFile, "--release-key", lab.releaseKeyFile],
+    ]);
+    expect(refreshed.code, refreshed.stderr).toBe(0);
+    const next = (await channelRelease(lab)).release.seq;
+    expect(next).toBeGreaterThan(seq);
+    await waitFor(lab, "rta3", (r) => r.state === "success" && r.seq === next, 90);
+    expect((await status()).rows.get("rta3")).toMatchObject({
       hostState: "behind",
       behindRollout: { rollout: v3Rollout },
     });

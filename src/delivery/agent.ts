@@ -15,7 +15,7 @@ import { decideRollback } from "../fleet/rollback-decision.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { ReleaseHost, SignedRelease } from "../release/release.js";
 import { agentNotLive } from "../status/heartbeat.js";
-import { hostStatusKey } from "../status/status.js";
+import { hostStatusKey, type StatusRecord } from "../status/status.js";
 import {
   type Heartbeats,
   readHeartbeats,
@@ -95,16 +95,11 @@ export class AgentDelivery implements Delivery {
       (await this.#heartbeats())?.hosts.get(host.name),
       new Date(),
     );
-    if (notLive !== undefined) return { reachable: false, error: notLive };
-    // A host whose key the fleet knows is known by a record it signed only: another (written by
-    // whoever can write the store) could make the plan leave it out as up to date.
-    const hostKey = this.#o.reportKeys?.get(host.name);
-    const record =
-      hostKey === undefined
-        ? await readStatus(this.#o.store, host.name)
-        : await readJudgedReport(this.#o.store, hostStatusKey(host.name), hostKey, {
-            host: host.name,
-          }).then((r) => (r?.trusted ? r.record : undefined));
+    const record = await this.#record(host.name);
+    if (notLive !== undefined) {
+      const lastKnown = record?.current ?? undefined;
+      return { reachable: false, error: notLive, ...(lastKnown ? { lastKnown } : {}) };
+    }
     return {
       reachable: true,
       current: record?.current ?? undefined,
@@ -129,6 +124,20 @@ export class AgentDelivery implements Delivery {
           }
         : {}),
     };
+  }
+
+  /**
+   * The host's status record. A host whose key the fleet knows is known by a record it signed
+   * only: another (written by whoever can write the store) could make the plan leave it out as
+   * up to date.
+   */
+  async #record(host: string): Promise<StatusRecord | undefined> {
+    const hostKey = this.#o.reportKeys?.get(host);
+    return hostKey === undefined
+      ? await readStatus(this.#o.store, host)
+      : await readJudgedReport(this.#o.store, hostStatusKey(host), hostKey, { host }).then((r) =>
+          r?.trusted ? r.record : undefined,
+        );
   }
 
   async deployWave(

@@ -150,7 +150,7 @@ export class RolloutRecorder {
       case "plan":
         for (const h of event.plan.hosts) {
           this.#systems.set(h.host, h.desired);
-          this.#before.set(h.host, h.current ?? null);
+          this.#before.set(h.host, h.current ?? h.lastKnown ?? null);
           if (h.bake !== undefined) this.#bakes.set(h.host, h.bake);
           if (h.action !== "activate") {
             this.#skipped.push({
@@ -158,7 +158,7 @@ export class RolloutRecorder {
               state: h.action === "skip" ? "up-to-date" : "unreachable",
               phase: null,
               system: h.desired,
-              before: h.current ?? null,
+              before: h.current ?? h.lastKnown ?? null,
               message: h.action === "skip" ? "up to date" : (h.error ?? "unreachable"),
             });
           }

@@ -8,7 +8,7 @@ import type { FleetHost } from "../fleet/fleet.js";
 import type { ClosureInfo, HostState, Pinning } from "../fleet/plan.js";
 import { countsBoots } from "../host/activation.js";
 import { closureWithin, type PathInfo } from "../nix/closure.js";
-import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { isStorePath, parseStorePath, type StorePath } from "../nix/store-path.js";
 import { runningGeneration } from "../status/next-record.js";
 import { mapLimit } from "../util/pool.js";
 import { type bootParts, rebootChanges } from "./boot-parts.js";
@@ -114,6 +114,7 @@ export async function survey(
             kind: "unreachable",
             error: s.error,
             ...(s.hostKey ? { hostKey: true as const } : {}),
+            ...(s.lastKnown === undefined ? {} : lastKnownOf(s.lastKnown)),
           },
           ready: false,
         };
@@ -209,4 +210,9 @@ export function storeLacks(
     }
   });
   return lacks;
+}
+
+/** What an unreachable host last said it runs, when that names a store path. */
+function lastKnownOf(text: string): { lastKnown?: StorePath } {
+  return isStorePath(text) ? { lastKnown: text } : {};
 }

@@ -62,6 +62,8 @@ export type HostState =
       readonly error: string;
       /** ssh refused its host key: not an outage, so never skipped as one. */
       readonly hostKey?: true;
+      /** What it last said it runs (a paused or offline agent's record); undefined: unknown. */
+      readonly lastKnown?: StorePath;
     };
 
 /**
@@ -204,6 +206,11 @@ export interface HostPlan {
   readonly error: string | undefined;
   /** ssh refused its host key (changed, or unknown): a failure even with --skip-unreachable. */
   readonly hostKey?: true;
+  /**
+   * An unreachable host: what it last said it runs (a paused or offline agent's record), what
+   * the rollout leaves it on as far as anyone knows; absent: unknown.
+   */
+  readonly lastKnown?: StorePath;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
   readonly checks?: HealthChecks;
   /** Its role (host-policy.ts's roleOf; "" for the fleet's policy alone), where known. */
@@ -379,6 +386,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       transferBasis: "none",
       error: state.error,
       ...(state.hostKey ? { hostKey: true as const } : {}),
+      ...(state.lastKnown === undefined ? {} : { lastKnown: state.lastKnown }),
     };
   }
   const current = state?.current;

@@ -72,6 +72,11 @@ export type HostStatus =
       readonly error: string;
       /** ssh refused the host's key (changed, or unknown): no outage, maybe an attack. */
       readonly hostKey?: true;
+      /**
+       * What the host last said it runs, where its mode keeps a word of it (a paused or offline
+       * agent's record): what a rollout that skips it leaves it on, as far as anyone knows.
+       */
+      readonly lastKnown?: string;
     };
 
 export type RollbackOutcome =

@@ -110,7 +110,7 @@ describe("the fleet's last ask", () => {
     expect(behindOf(ask, { ...itsFailure, state: "success" }, V2)).toBeUndefined();
   });
 
-  it("an agent's report of the rollout's own release that only confirms the entry it was left on is no newer word", () => {
+  it("an agent's report that only confirms the entry it was left on (the rollout's release, or one since) is no newer word", () => {
     const later = "2026-11-26T11:05:00.000Z";
     // Every release of an agent rollout names every host of the channel: a host of a wave that
     // never started, and one its wave's failure carried back, report success on what they ran.
@@ -155,10 +155,16 @@ describe("the fleet's last ask", () => {
       rollout: "dddddddddddd",
       why: "rolled back: health check failed",
     });
-    // A release published since by another (by hand, another deploy) is the newer word, on the
-    // system it ran as on another,
-    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 7), V2)).toBeUndefined();
+    // A release published since by another (another deploy, of other hosts) carries its entry
+    // too: a report of what it ran before on it confirms only that; it stays behind.
+    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 7), V2)).toMatchObject({
+      rollout: "dddddddddddd",
+      why: "not started",
+    });
+    // A report of another system there is the newer word;
     expect(behindOf(asks.get("a3"), reported(later, V4, "agent", 7), V4)).toBeUndefined();
+    // for a host whose former system the rollout did not know, any release published since is.
+    expect(behindOf(asks.get("a4"), reported(later, V2, "agent", 7), V2)).toBeUndefined();
     // as is a push deploy's record: it is written only for a host it asked something of;
     expect(behindOf(asks.get("a3"), reported(later, V2, "ssh"), V2)).toBeUndefined();
     // and a record of a rollout that does not name its releases (older) is judged by time.

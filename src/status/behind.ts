@@ -103,13 +103,20 @@ export function toldFailure(
 
 /**
  * Whether an agent's record only confirms the entry the rollout left the host on: every release
- * of an agent rollout names every host of the channel, so a host of a later wave, or one a
+ * of an agent rollout names every host of the channel, and so does every release since (another
+ * deploy's, of other hosts), each carrying the entry the host had. A host of a later wave, one a
  * rollback release carried back, or one the survey found unreachable (its agent paused or
- * offline), reports success on one of the rollout's own releases on the system it ran before
- * (`before`, where known), newer than the rollout but no newer word on what it asked.
- * A release published since by another (by hand, another deploy) is such a word; so is any
- * record of a push deploy, written only for a host it asked something of. A record of a
- * rollout that does not name its releases (older) is judged by time alone.
+ * offline) reports success on such a release on the system it ran before: newer than the
+ * rollout, but no newer word on what it asked.
+ * - What it ran before known (`before`): a report of that system on any release of the channel
+ *   is such a confirmation. (A release published since that names the host anew with that very
+ *   system, `release publish --on` it, reads the same: the host stays behind, the safe side,
+ *   until a deploy reaches it.)
+ * - Not known (a host the survey found unreachable): only a report on one of the rollout's own
+ *   releases; a release published since by another is the newer word.
+ * A report of another system is a newer word, as is any record of a push deploy (written only
+ * for a host it asked something of). A record of a rollout that does not name its releases
+ * (older) is judged by time alone.
  */
 function carriedOnly(
   ask: Pick<Ask, "system" | "entry" | "rollout">,
@@ -117,17 +124,17 @@ function carriedOnly(
 ): boolean {
   const before = ask.entry.before;
   const releases = ask.rollout.releases;
-  return (
-    record.mode === "agent" &&
-    releases !== undefined &&
-    record.channel === releases.channel &&
-    record.seq !== null &&
-    releases.seqs.includes(record.seq) &&
-    // What it ran before, when the survey knew it (a host it found unreachable, such as an
-    // agent paused or offline, it did not ask).
-    (before === undefined || before === null || record.desired === before) &&
-    record.desired !== ask.system
-  );
+  if (
+    record.mode !== "agent" ||
+    releases === undefined ||
+    record.channel !== releases.channel ||
+    record.seq === null ||
+    record.desired === ask.system
+  ) {
+    return false;
+  }
+  if (typeof before === "string") return record.desired === before;
+  return releases.seqs.includes(record.seq);
 }
 
 /** What a rollout that left a host without its system says of it, by the host's state there. */
