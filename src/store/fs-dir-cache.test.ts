@@ -72,6 +72,18 @@ describe("the directory store's large directories", () => {
     expect(await store.list("status/big/zz")).toEqual({ objects: [] });
   });
 
+  it("larger than a run: a walk reads it once per run, not once per page, and lists the same pages", async () => {
+    // Runs of 600 children: the walk of the large directory (2,500 of them) reads it about
+    // 2,500 / 600 times, where a page of 100 at a time would read it 25 times.
+    const store = new FsStore(dir, { listRun: 600 });
+    const read = store.listReads;
+    const walked = await pages(store, "status/big/", 100);
+    expect(walked.flat()).toEqual((await pages(new FsStore(dir), "status/big/")).flat());
+    const bigReads = Math.ceil((COUNT + 1) / 600) + 1;
+    expect(store.listReads.entries - read.entries).toBeLessThan((bigReads + 1) * (COUNT + 10));
+    expect(store.listReads.directories - read.directories).toBeLessThan(bigReads + 5);
+  });
+
   it("show an object added, replaced or deleted at the next LIST", async () => {
     const store = new FsStore(dir);
     await pages(store, "status/big/");

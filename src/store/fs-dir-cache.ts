@@ -2,10 +2,14 @@
 // so that listings that enter one again (a poll every few seconds, a walk a page at a time) read
 // and sort its entries once, not once per LIST: a stat says whether it changed since. What a
 // page's objects are (size, etag, time) is kept with them: the store replaces an object by a
-// rename into its directory, which changes the directory too.
+// rename into its directory, which changes the directory too. Of a directory larger than a run
+// (CACHED_HEAD), the run kept is the one a walk is in: from its first child, or from where the
+// walk read the directory last, so that a walk through a million children reads it once per
+// run, not once per page.
 import type { BigIntStats } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { compareKeys } from "./keys.js";
 import type { ObjectInfo } from "./object-store.js";
 
 /** A directory's child as a listing walks it: its key ("a/b" for a file, "a/b/" for a directory). */
@@ -16,7 +20,10 @@ export interface Child {
 
 /** A directory of fewer children is read again each time: reading it costs next to nothing. */
 export const CACHED_DIR_CHILDREN = 1000;
-/** Children kept of one directory: its first ones in byte order, past which it is read again. */
+/**
+ * Children kept of one directory: a run of them in byte order (its first ones, or those after
+ * where a walk is), past which it is read again.
+ */
 export const CACHED_HEAD = 200_000;
 /**
  * Children and objects kept over all directories (about 100 and 200 bytes each); the least
@@ -36,8 +43,13 @@ interface Kept {
   readonly ino: bigint;
   readonly mtimeNs: bigint;
   readonly ctimeNs: bigint;
-  /** The first children in byte order: all of them when `complete`. */
+  /**
+   * A run of the children in byte order: from the first, or (`from` set) every child a walk
+   * after `from` needs (those that sort after it, and a directory it is inside); up to the
+   * last when `complete`.
+   */
   readonly children: readonly Child[];
+  readonly from: string | undefined;
   readonly complete: boolean;
   /** The objects of the directory that listings showed, by key. */
   readonly objects: Map<string, ObjectInfo>;
@@ -56,10 +68,14 @@ export class DirCache {
   readonly #kept = new Map<string, Kept>();
   #held = 0;
 
-  /** A cache of the directories under `root`. */
-  constructor(root: string) {
+  /** A cache of the directories under `root`; `run`: the longest run kept of one (tests). */
+  constructor(root: string, run: number = CACHED_HEAD) {
     this.#root = root;
+    this.#run = run;
   }
+
+  /** The longest run kept of one directory (default CACHED_HEAD). */
+  readonly #run: number;
 
   /** The children kept of directory `dirKey`, if it has not changed since they were read. */
   async get(dirKey: string): Promise<Kept | undefined> {
@@ -97,12 +113,20 @@ export class DirCache {
     return st !== undefined && st.ctimeNs < before && st.mtimeNs < before ? st : undefined;
   }
 
-  /** Keeps `children` (every child of `dirKey`, sorted) with the stat `settled` gave. */
-  keep(dirKey: string, st: BigIntStats, children: readonly Child[]): void {
+  /**
+   * Keeps `children` (every child of `dirKey` a walk after `from` needs, sorted; undefined:
+   * every child) with the stat `settled` gave: a run of them.
+   */
+  keep(
+    dirKey: string,
+    st: BigIntStats,
+    children: readonly Child[],
+    from: string | undefined,
+  ): void {
     const old = this.#kept.get(dirKey);
     if (old !== undefined) this.#drop(dirKey, old);
-    const complete = children.length <= CACHED_HEAD;
-    const head = complete ? children : children.slice(0, CACHED_HEAD);
+    const complete = children.length <= this.#run;
+    const head = complete ? children : children.slice(0, this.#run);
     for (const [p, k] of this.#kept) {
       if (this.#held + head.length <= CACHED_CHILDREN) break;
       this.#drop(p, k);
@@ -113,6 +137,7 @@ export class DirCache {
       mtimeNs: st.mtimeNs,
       ctimeNs: st.ctimeNs,
       children: head,
+      from,
       complete,
       objects: new Map(),
     });
@@ -127,6 +152,15 @@ export class DirCache {
   #path(dirKey: string): string {
     return dirKey === "" ? this.#root : join(this.#root, dirKey);
   }
+}
+
+/**
+ * Whether `kept`'s run holds what a walk after `after` needs first: it starts at the first
+ * child, or at or before `after`.
+ */
+export function covers(kept: Pick<Kept, "from">, after: string | undefined): boolean {
+  if (kept.from === undefined) return true;
+  return after !== undefined && compareKeys(after, kept.from) >= 0;
 }
 
 /** The key of the directory holding `key` ("" or "a/b/"). */

@@ -47,6 +47,8 @@ import type {
 export interface FsStoreOptions {
   /** fsync each object and its directory before reporting it written (default true). */
   readonly fsync?: boolean;
+  /** The longest run of a large directory's children listings keep (default CACHED_HEAD). */
+  readonly listRun?: number;
 }
 
 const FAILED: PutResult = { status: "precondition-failed" };
@@ -97,7 +99,7 @@ export class FsStore implements ObjectStore {
       );
     }
     this.#root = resolve(root);
-    this.#dirs = new DirCache(this.#root);
+    this.#dirs = new DirCache(this.#root, options.listRun);
     this.url = pathToFileURL(this.#root).href;
     this.#fsync = options.fsync ?? true;
     this.#syncer = new FileSystemSyncer(this.#root);

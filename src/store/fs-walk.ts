@@ -4,7 +4,7 @@
 import type { Dirent } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { CACHED_DIR_CHILDREN, type Child, type DirCache } from "./fs-dir-cache.js";
+import { CACHED_DIR_CHILDREN, type Child, covers, type DirCache } from "./fs-dir-cache.js";
 import { compareKeys, isReservedSegment, keyProblem } from "./keys.js";
 
 /**
@@ -24,7 +24,7 @@ export async function* walkKeys(
   // Children up to this one were walked from those kept: the rest come from the directory.
   let past: string | undefined;
   const kept = await dirs?.get(dirKey);
-  if (kept !== undefined) {
+  if (kept !== undefined && covers(kept, after)) {
     yield* walkChildren(root, selected(kept.children, dirKey + namePrefix, after), after, dirs);
     if (kept.complete) return;
     past = kept.children.at(-1)?.key;
@@ -47,13 +47,17 @@ export async function* walkKeys(
       ? await dirs.settled(dirKey, started)
       : undefined;
   if (dirs !== undefined && settled !== undefined) {
-    // Kept whole, then selected from as a kept one is.
-    const all = validChildren(dirKey, entries);
-    sortKeys(all);
-    dirs.keep(dirKey, settled, all);
+    // Kept (a run of it: from where this walk is), then selected from as a kept one is. Only
+    // what sorts after that is checked and sorted: a walk deep into a large directory sorts
+    // what is left of it.
+    const from =
+      past === undefined || (after !== undefined && compareKeys(after, past) > 0) ? after : past;
+    const rest = validChildren(dirKey, entries, from);
+    sortKeys(rest);
+    dirs.keep(dirKey, settled, rest, from);
     yield* walkChildren(
       root,
-      only(selected(all, dirKey + namePrefix, after), unwalked),
+      only(selected(rest, dirKey + namePrefix, after), unwalked),
       after,
       dirs,
     );
