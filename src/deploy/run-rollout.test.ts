@@ -16,6 +16,7 @@ import { planWaves } from "../fleet/rollout.js";
 import { activateScript, DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { DeployEvent } from "./events.js";
+import { HOST_LOG_LINES } from "./host-log-cap.js";
 import { type RolloutInput, rolloutSucceeded, runRollout } from "./run-rollout.js";
 
 const PATH = "/nix/store/00000000000000000000000000000000-system" as StorePath;
@@ -536,6 +537,34 @@ describe("runRollout: interrupts", () => {
     });
     late?.({ type: "log", host: "a", line: "late" });
     expect(events).toHaveLength(before);
+  });
+});
+
+describe("a host's output", () => {
+  it("is passed on up to HOST_LOG_LINES lines per wave, then one line says how much more there was", async () => {
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "unused" }),
+      rollbackHosts: async () => [],
+      deployWave: (wave, emit) =>
+        deployEachHost(wave, emit, async (h): Promise<DeployOutcome> => {
+          for (let i = 0; i < HOST_LOG_LINES + 500; i++) {
+            emit({ type: "log", host: h.name, line: `line ${i}` });
+          }
+          return { status: "activated", generation: 2, previous: undefined };
+        }),
+    };
+    const events: DeployEvent[] = [];
+    await rollOne(delivery, (e) => events.push(e));
+    const lines = ofType(events, "host-log").map((e) => e.line);
+    expect(lines).toHaveLength(HOST_LOG_LINES + 2);
+    expect(lines[HOST_LOG_LINES - 1]).toBe(`line ${HOST_LOG_LINES - 1}`);
+    expect(lines.slice(HOST_LOG_LINES)).toEqual([
+      `more than ${HOST_LOG_LINES} lines of output from a: the rest is not shown`,
+      `500 more line(s) (${[...Array(500).keys()].reduce((n, i) => n + `line ${HOST_LOG_LINES + i}`.length + 1, 0)} bytes) of output from a not shown`,
+    ]);
+    // Said before the host's result.
+    const done = events.findIndex((e) => e.type === "host-done");
+    expect(events.findLastIndex((e) => e.type === "host-log")).toBeLessThan(done);
   });
 });
 

@@ -21,6 +21,7 @@ import type { MetricsSource } from "../metrics/prometheus.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { bakeWave } from "./bake-wave.js";
 import type { DeployEvent, HostResult } from "./events.js";
+import { HostLogCap } from "./host-log-cap.js";
 import { pendingBootLine } from "./pending-boot.js";
 
 /**
@@ -273,6 +274,7 @@ async function runWave(
   }
   const reported = new Map<string, HostResult>();
   const phases = new Map<string, HostPhase>();
+  const logs = new HostLogCap();
   // Once the wave is cut off, what its delivery still says comes after the summary: dropped.
   let listening = true;
   const deployed = input.delivery
@@ -283,14 +285,18 @@ async function runWave(
         if (e.type === "phase") {
           phases.set(e.host, e.phase);
           emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
-        } else if (e.type === "log") emit({ type: "host-log", host: e.host, line: e.line });
-        else if (e.type === "waiting") {
+        } else if (e.type === "log") {
+          const line = logs.pass(e.host, e.line);
+          if (line !== undefined) emit({ type: "host-log", host: e.host, line });
+        } else if (e.type === "waiting") {
           emit({ type: "waiting", hosts: e.hosts, elapsed: e.elapsed });
         } else if (!reported.has(e.host)) {
           const p = wave.hosts.find((h) => h.host === e.host);
           if (p === undefined) return;
           const result = resultOf(p, e.outcome);
           reported.set(e.host, result);
+          const left = logs.done(e.host);
+          if (left !== undefined) emit({ type: "host-log", host: e.host, line: left });
           emit({ type: "host-done", result });
         }
       },
