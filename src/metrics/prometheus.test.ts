@@ -50,6 +50,17 @@ describe("answerOf", () => {
       why: expect.stringMatching(/answered 2 series; .*aggregate it/),
     });
     expect(answerOf(200, vector("NaN"), "e")).toMatchObject({ value: null, why: /NaN/ });
+    // A vector that is not Prometheus' shape says what it is, not "no series" or a TypeError.
+    const malformed = (result: unknown) =>
+      JSON.stringify({ status: "success", data: { resultType: "vector", result } });
+    expect(answerOf(200, malformed({ oops: 1 }), "e")).toEqual({
+      value: null,
+      why: "the answer's data.result is not a list of series (it is an object): not Prometheus' own answer",
+    });
+    expect(answerOf(200, malformed([null]), "e")).toEqual({
+      value: null,
+      why: "the answer's series is not an object (it is null): not Prometheus' own answer",
+    });
     // Not numbers as Prometheus writes them (JavaScript would read 16 and 0).
     for (const odd of ["0x10", "", "1_000", " 1"]) {
       expect(answerOf(200, vector(odd), "e")).toMatchObject({

@@ -139,14 +139,25 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
     case "scalar":
       return sampleValue(data.result);
     case "vector": {
-      const result = Array.isArray(data.result) ? data.result : [];
+      const result = data.result;
+      if (!Array.isArray(result)) {
+        return noValue(
+          `the answer's data.result is not a list of series (it is ${jsonKind(result)}): not Prometheus' own answer`,
+        );
+      }
       if (result.length === 0) return noValue("the query answered no series");
       if (result.length > 1) {
         return noValue(
           `the query answered ${result.length} series; it must answer one value for the host (aggregate it: sum(…), max(…))`,
         );
       }
-      return sampleValue((result[0] as { value?: unknown }).value);
+      const series: unknown = result[0];
+      if (typeof series !== "object" || series === null || Array.isArray(series)) {
+        return noValue(
+          `the answer's series is not an object (it is ${jsonKind(series)}): not Prometheus' own answer`,
+        );
+      }
+      return sampleValue((series as { value?: unknown }).value);
     }
     default:
       return noValue(
@@ -178,6 +189,13 @@ function masked(text: string, token: string | undefined): string {
   const encoded = encodeURIComponent(token);
   const hidden = text.replaceAll(token, () => "[token]");
   return encoded === token ? hidden : hidden.replaceAll(encoded, () => "[token]");
+}
+
+/** What kind of JSON value `value` is, for a message. */
+function jsonKind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 function noValue(why: string): QueryAnswer {
