@@ -29,7 +29,15 @@ export type FetchEvent =
 
 /** Reads the narinfos of `root`'s closure; every one must exist and carry a trusted signature. */
 export async function resolveClosure(source: FetchSource, root: StorePath): Promise<NarInfo[]> {
-  const walk = await walkClosure(source.store, [root]);
+  // A narinfo the cache holds that does not read (malformed, or past its size) is the cache's
+  // fault, not the user's input: the fetch failed (exit 1), as for a NAR that is not its own.
+  const walk = await walkClosure(source.store, [root]).catch((err: unknown) => {
+    if (!(err instanceof InputError)) throw err;
+    throw new OperationError("closure-rejected", `cannot fetch ${root}: ${err.message}`, {
+      hint: "the cache holds something other than what nixship or Nix wrote there: push the closure again",
+      cause: err,
+    });
+  });
   const problems = walk.missing.map((p) => `${p} is not in the cache ${source.store.url}`);
   for (const info of walk.found.values()) {
     const sig = checkNarInfoSignatures(info, source.trusted);
