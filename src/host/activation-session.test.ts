@@ -509,18 +509,35 @@ describe("runActivationSession, each failure", () => {
     expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
   });
 
-  it("no answer and the abort cannot reach the host: says how the host ends by itself", async () => {
+  it("no answer and the abort cannot reach the host: says how the host ends by itself, and leaves it settling", async () => {
     const t = new FakeTransport({
       activate: () => silent("ssh: Connection reset"),
       abort: silent("ssh: Connection refused"),
     });
     const { outcome } = await session(t, request({ httpChecks: [] }));
-    expect(outcome).toMatchObject({
+    // Not switched yet as far as the deployer saw: its activation timeout ends it first.
+    expect(outcome).toEqual({
       status: "failed",
+      phase: "switch",
       rolledBack: false,
-      message: expect.stringMatching(
-        /ssh: Connection reset; could not abort \(ssh: Connection refused\); the host rolls itself back when its 30s confirmation window closes/,
-      ),
+      settling: true,
+      message:
+        "ssh: Connection reset; could not abort (ssh: Connection refused); activate.sh stops it within its 120s activation timeout and goes back (once switched, the host rolls itself back when its 30s confirmation window closes unconfirmed)",
+    });
+    // In its checks, awaiting its deploy's word: its confirmation window ends it.
+    const checking = new FakeTransport({
+      activate: (_args, o) => {
+        o.onLog?.("activate: @phase switch");
+        o.onLog?.("activate: @phase health");
+        return silent("ssh: Connection reset");
+      },
+      abort: silent("ssh: Connection refused"),
+    });
+    const inChecks = await session(checking, request({ httpChecks: [] }));
+    expect(inChecks.outcome).toMatchObject({
+      settling: true,
+      message:
+        "ssh: Connection reset; could not abort (ssh: Connection refused); the host rolls itself back when its 30s confirmation window closes",
     });
   });
 

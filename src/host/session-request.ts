@@ -219,8 +219,9 @@ export type DeployOutcome =
        */
       readonly cause?: FailureCause;
       /**
-       * The deployer stopped following the host (interrupted, and no result within the grace):
-       * it is still settling, and what it runs is not known here.
+       * The deployer stopped following the host (interrupted, and no result within the grace;
+       * or its activation gave no answer and could not be aborted): it is still settling by
+       * its own bounds, and what it runs is not known here.
        */
       readonly settling?: true;
     }

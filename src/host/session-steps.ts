@@ -82,12 +82,26 @@ export async function abortUnanswered(
     // The activation never began (or ended before it recorded itself): nothing to undo.
     return failed("connect", why, false);
   }
+  // What ends it on the host: its activation timeout while it switches, then (once switched,
+  // awaiting its deploy's word) its confirmation window.
+  const switched = reached === "health" || reached === "confirm";
+  const timeout = `activate.sh stops it within its ${request.activationTimeout}s activation timeout and goes back`;
+  const window = `the host rolls itself back when its ${steps.confirmWindow}s confirmation window closes`;
   const settles =
-    steps.confirmWindow > 0
-      ? `the host rolls itself back when its ${steps.confirmWindow}s confirmation window closes`
-      : `activate.sh ends by itself within its ${request.activationTimeout}s activation timeout`;
+    steps.confirmWindow === 0
+      ? timeout
+      : switched
+        ? window
+        : `${timeout} (once switched, ${window} unconfirmed)`;
   const reason = r && "message" in r ? r.message : back.failure;
-  return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
+  // The deployer stops following it here: where it ends, its own bounds decide (settling).
+  return {
+    status: "failed",
+    phase: "switch",
+    message: `${why}; could not abort (${reason}); ${settles}`,
+    rolledBack: false,
+    settling: true,
+  };
 }
 
 /**
