@@ -224,7 +224,8 @@ describe("the fleet's last ask", () => {
       ["h5", "pending", V3],
     ]);
     paused.record = { ...paused.record, state: "paused", updatedAt: "2026-11-26T12:00:10.000Z" };
-    const ask = lastAsks([paused], ["h5"], new Date("2026-11-26T12:05:00.000Z")).get("h5");
+    // Its deployer writes it every heartbeat, paused too: written 110 s ago.
+    const ask = lastAsks([paused], ["h5"], new Date("2026-11-26T12:02:00.000Z")).get("h5");
     expect(behindOf(ask, undefined, V2)?.why).toBe("waiting for its wave");
   });
 
@@ -241,7 +242,7 @@ describe("the fleet's last ask", () => {
     };
     paused.record = { ...paused.record, state: "paused", pauses: [pause] };
     const stopped = (at: string) =>
-      `not started: its deploy stopped at ${at} (killed, or interrupted twice)`;
+      `not started: its deploy stopped writing its record at ${at} (killed, or interrupted twice)`;
     // Written a minute ago, but its deadline passed ten minutes ago and nobody took an outcome
     // (within PAUSE_GONE_AFTER_MS of it, its deployer may be taking the deadline's outcome).
     const late = { ...paused, record: { ...paused.record, updatedAt: "2026-11-26T12:19:00.000Z" } };
@@ -269,11 +270,18 @@ describe("the fleet's last ask", () => {
     killed.record = { ...killed.record, state: "running" };
     const later = new Date("2026-11-26T13:00:00.000Z");
     const asks = lastAsks([killed], ["h1", "h5"], later);
-    const stopped = "its deploy stopped at 2026-11-26T12:00:00.000Z (killed, or interrupted twice)";
+    const stopped =
+      "its deploy stopped writing its record at 2026-11-26T12:00:00.000Z (killed, or interrupted twice)";
     expect(behindOf(asks.get("h5"), undefined, V2)?.why).toBe(`not started: ${stopped}`);
     expect(behindOf(asks.get("h1"), undefined, V2)?.why).toBe(`failed: ${stopped}`);
     // Mid-activation, it came to run its system: not behind.
     expect(behindOf(asks.get("h1"), undefined, V3)).toBeUndefined();
+    // Unwritten for more than three heartbeats (long before it can be undone): the same, so
+    // that no view calls a host it left mid-activation in step meanwhile.
+    const quiet = lastAsks([killed], ["h1"], new Date("2026-11-26T12:03:30.000Z")).get("h1");
+    expect(behindOf(quiet, undefined, V2)?.why).toBe(`failed: ${stopped}`);
+    const recent = lastAsks([killed], ["h1"], new Date("2026-11-26T12:02:30.000Z")).get("h1");
+    expect(recent?.entry.state).toBe("activating");
     // Ended by a second interrupt (its last word): the same, at once.
     const ended = { ...killed, record: { ...killed.record, state: "interrupted" as const } };
     const now = new Date("2026-11-26T12:00:05.000Z");

@@ -10,7 +10,7 @@ import { inFlight, type RolloutHost, type RolloutRecord, rolloutAbandoned } from
  * pending was never started, one mid-activation failed there.
  */
 export function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
-  const stopped = `its deploy stopped at ${lastWritten} (killed, or interrupted twice)`;
+  const stopped = `its deploy stopped writing its record at ${lastWritten} (killed, or interrupted twice)`;
   if (entry.state === "pending") return { ...entry, state: "not-started", message: stopped };
   if (inFlight(entry.state)) return { ...entry, state: "failed", message: stopped };
   return entry;

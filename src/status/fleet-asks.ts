@@ -10,6 +10,7 @@ import {
   rolloutAbandoned,
   rolloutEntries,
   rolloutLive,
+  rolloutQuiet,
   undoneHosts,
 } from "./rollout.js";
 
@@ -60,7 +61,8 @@ export function lastAsks(
     if (record.action === "dry-activate") continue;
     // A record left running by a killed deploy, or one a second interrupt ended with hosts
     // still mid-activation: each of those hosts as it was left.
-    const ended = rolloutAbandoned(record, now) || !rolloutLive(record.state);
+    const ended =
+      rolloutQuiet(record, now) || rolloutAbandoned(record, now) || !rolloutLive(record.state);
     const undoneFor = undone.get(record.id);
     for (const written of rolloutEntries(record)) {
       if (undoneFor?.has(written.host)) continue;

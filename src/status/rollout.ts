@@ -100,6 +100,21 @@ export const PAUSE_POLL_MS = 2000;
  */
 export const PAUSE_GONE_AFTER_MS = 5 * PAUSE_POLL_MS + 30_000;
 
+/** Seconds a running or paused record may go unwritten before the views judge it ended. */
+export const ROLLOUT_QUIET_SECONDS = 3 * ROLLOUT_HEARTBEAT_SECONDS;
+
+/**
+ * Whether `record` says running or paused yet went unwritten for ROLLOUT_QUIET_SECONDS at
+ * `now`: three heartbeats a live deployer would have written. What the views show judges its
+ * hosts as it ended there (asEnded: one mid-activation failed there unless it runs its
+ * system), so that no view calls such a host in step, nor applying; undoing it waits for
+ * rolloutGone, which allows for clocks minutes apart.
+ */
+export function rolloutQuiet(record: RolloutRecord, now: Date): boolean {
+  if (!rolloutLive(record.state)) return false;
+  return (now.getTime() - Date.parse(record.updatedAt)) / 1000 > ROLLOUT_QUIET_SECONDS;
+}
+
 /**
  * Why `record`'s deployer is gone at `now` (undefined: the record ended, or its deployer is
  * still there): it says running or paused but was not written for ROLLOUT_ABANDONED_SECONDS

@@ -1,12 +1,9 @@
 // Hosts a running rollout is applying now, over their status records: a push deploy writes a
 // host's record when the host ends, so between its wave's start and its end the record still
 // says what it did before; the rollout record (written as hosts step) says it applies.
-import { ROLLOUT_HEARTBEAT_SECONDS, rolloutAbandoned } from "../status/rollout.js";
+import { rolloutAbandoned, rolloutQuiet } from "../status/rollout.js";
 import type { RolloutRead } from "./rollout-watch.js";
 import type { StatusRow } from "./status-rows.js";
-
-/** How long a running rollout's record may go unwritten before its hosts are not shown applying. */
-export const APPLYING_QUIET_SECONDS = 3 * ROLLOUT_HEARTBEAT_SECONDS;
 
 /**
  * `rows` with each stored row of a host that the running rollout has activating or in its
@@ -20,11 +17,9 @@ export function withRolloutApplying(
 ): readonly StatusRow[] {
   if (rollout.status !== "found" || rollout.record.state !== "running") return rows;
   // A deploy killed mid-rollout applies nothing: its record stays "running" unwritten. For
-  // what is shown, three heartbeats unwritten tell it (its hosts went back, or were confirmed,
-  // long before): undoing it waits for ROLLOUT_ABANDONED_SECONDS, which allows for clocks
-  // minutes apart; here a clock that far off only shows a host's record a little early.
-  const quiet = (now.getTime() - Date.parse(rollout.record.updatedAt)) / 1000;
-  if (quiet > APPLYING_QUIET_SECONDS || rolloutAbandoned(rollout.record, now)) return rows;
+  // what is shown, three heartbeats unwritten tell it (rolloutQuiet): its hosts are then judged
+  // as it ended (status/fleet-asks.ts), not applying.
+  if (rolloutQuiet(rollout.record, now) || rolloutAbandoned(rollout.record, now)) return rows;
   const steps = new Map<string, { phase: string | null; system: string | null }>();
   for (const wave of rollout.record.waves) {
     for (const h of wave.hosts) {
