@@ -94,7 +94,14 @@ Options:
   --key-out FILE     where the secret signing key is (default: see above); not in DIR
   --key-name NAME    the key's name (default: nixship-DIRNAME-1)
   --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE}
-  --json             print what was written and the next commands as JSON on stdout
+  --json             one JSON object on stdout: flake (DIR), format, from (with --from),
+                     written (the files written), fleet (the fleet file), hosts (their names),
+                     cache {url, created}, key {file, publicKey, created}, outputLine (the
+                     line to add to the flake's outputs, nix format), next (the commands to
+                     run next); without --from also placeholders (what to fill in) and
+                     skipped (configurations that are no host name); with --from, report
+                     (what was carried over, mapped and left behind). A flake that has its
+                     fleet already: {flake, format, written: [], said, next}
 
 Exit codes: 0 written (or the flake has its fleet already), 1 failed, 2 bad usage or input
 (DIR is no flake, the flake has no nixosConfigurations, or no hive or deploy output for --from,
