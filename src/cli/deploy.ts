@@ -380,6 +380,7 @@ bad usage or input, 130 when interrupted.`,
       key,
       serveCache,
       releaseKey,
+      again: againFlags(values),
       ...(json
         ? {
             onSummary: (s: SummaryEvent) => {

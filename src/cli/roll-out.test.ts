@@ -69,4 +69,19 @@ describe("the line a rollback that did not send back every host ends with", () =
     );
     expect(unfinishedUndoLine(report([["web1", V2, activated]]), ID, "")).toBeUndefined();
   });
+
+  it("names a host refused at its turn (changed since) apart, with what sends it back all the same", () => {
+    const refused = { status: "skipped", reason: "refused", message: "changed since" } as Outcome;
+    const raced = report([
+      ["web1", V2, activated],
+      ["web2", V2, refused],
+      ["web3", V2, { status: "skipped", reason: "not-started" } as Outcome],
+    ]);
+    expect(unfinishedUndoLine(raced, ID, " --fleet f.json")).toBe(
+      [
+        `rollout ${ID} still stands for web3, which this rollback did not send back (to finish it: nixship rollback --rollout ${ID} --fleet f.json)`,
+        `rollout ${ID} still stands for web2, changed since (refused at its turn): 'nixship rollback --rollout ${ID} --on web2 --force --fleet f.json' sends it back all the same`,
+      ].join("\n"),
+    );
+  });
 });

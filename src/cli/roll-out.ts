@@ -136,9 +136,26 @@ export function unfinishedUndoLine(
   const back = (r: DeployReport["results"][number]) =>
     r.outcome.status === "activated" ||
     (r.outcome.status === "skipped" && r.outcome.reason === "up-to-date");
-  const left = report.results.filter((r) => !back(r)).map((r) => r.host);
-  if (left.length === 0) return undefined;
-  return `rollout ${undoes} still stands for ${left.join(", ")}, which this rollback did not send back (to finish it: nixship rollback --rollout ${undoes}${again})`;
+  const notBack = report.results.filter((r) => !back(r));
+  // A host refused at its turn was changed since (another operator): running this rollback
+  // again refuses it again, so it is named with what sends it back all the same.
+  const refused = (r: DeployReport["results"][number]) =>
+    r.outcome.status === "skipped" && r.outcome.reason === "refused";
+  const left = notBack.filter((r) => !refused(r)).map((r) => r.host);
+  const changed = notBack.filter(refused).map((r) => r.host);
+  const lines = [
+    ...(left.length === 0
+      ? []
+      : [
+          `rollout ${undoes} still stands for ${left.join(", ")}, which this rollback did not send back (to finish it: nixship rollback --rollout ${undoes}${again})`,
+        ]),
+    ...(changed.length === 0
+      ? []
+      : [
+          `rollout ${undoes} still stands for ${changed.join(", ")}, changed since (refused at its turn): 'nixship rollback --rollout ${undoes} --on ${changed.join(",")} --force${again}' sends ${changed.length === 1 ? "it" : "them"} back all the same`,
+        ]),
+  ];
+  return lines.length === 0 ? undefined : lines.join("\n");
 }
 
 /** The flags a command that acts on this one's rollout needs again: --fleet, --key, --release-key. */
