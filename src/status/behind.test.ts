@@ -151,9 +151,15 @@ describe("the fleet's last ask", () => {
       wants: V3,
       why: "not started",
     });
-    expect(behindOf(asks.get("a1"), reported(later, V2, "agent", 6), V2)).toMatchObject({
+    // A host that failed there and went back: the rollout tells its failure, as an ssh host's
+    // record does.
+    expect(behindOf(asks.get("a1"), reported(later, V2, "agent", 6), V2)).toEqual({
+      wants: V3,
       rollout: "dddddddddddd",
+      at: agents.record.startedAt,
       why: "rolled back: health check failed",
+      failed: true,
+      rolledBack: true,
     });
     // A release published since by another (another deploy, of other hosts) carries its entry
     // too: a report of what it ran before on it confirms only that; it stays behind.

@@ -18,9 +18,14 @@ export interface Behind {
   readonly why: string;
   /**
    * Set when the host's record, written in or since that rollout, tells its failure there
-   * (toldFailure): its state is then the record's (failed, or rolled back), not behind.
+   * (toldFailure): its state is then the record's (failed, or rolled back), not behind. Also
+   * set for an agent host whose record only confirms what it went back to (its agent reports
+   * success on the rollback release that named it): the rollout tells the failure, and
+   * `rolledBack` whether it went back.
    */
   readonly failed?: true;
+  /** With `failed`, from the rollout's word (not the record's): the host went back. */
+  readonly rolledBack?: true;
 }
 
 /**
@@ -43,15 +48,20 @@ export function behindOf(
   const newer = record !== undefined && recordSince(record, ask.rollout.startedAt);
   // An older record's failure is not this rollout's, though it failed on the same system.
   const failed = newer && toldFailure(ask, record);
-  if (newer && !failed && !carriedOnly(ask, record)) return undefined;
+  const carried = newer && !failed && carriedOnly(ask, record);
+  if (newer && !failed && !carried) return undefined;
   if (running === ask.system) return undefined;
   const said = ask.entry.message === null ? "" : `: ${ask.entry.message}`;
+  // An agent host that failed there and went back reports success on the release that named
+  // what it went back to: the rollout's word tells the failure, as an ssh host's record does.
+  const wentBack = carried && ask.entry.state === "rolled-back";
   return {
     wants: ask.system,
     rollout: ask.rollout.id,
     at: ask.rollout.startedAt,
     why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
-    ...(failed ? { failed: true as const } : {}),
+    ...(failed || wentBack ? { failed: true as const } : {}),
+    ...(wentBack ? { rolledBack: true as const } : {}),
   };
 }
 

@@ -95,6 +95,12 @@ describe("hostState", () => {
     }
     const online = { ...onChannel("q", {}, standing()), behindRollout } as StatusRow;
     expect(hostState(online)).toBe("behind");
+    // One that failed in it and went back (the rollout's word): rolled back, as an ssh host.
+    const wentBack = {
+      ...online,
+      behindRollout: { ...behindRollout, failed: true, rolledBack: true },
+    } as StatusRow;
+    expect(hostState(wentBack)).toBe("rolled-back");
   });
 
   it("a host with no record yet that the running rollout applies (its first deploy) is applying", () => {

@@ -43,6 +43,9 @@ export function hostState(row: StatusRow): HostState {
     }
     return "behind";
   }
+  // An agent host that failed in the rollout and went back: its record confirms only what it
+  // went back to, the rollout tells the failure (status/behind.ts).
+  if (row.behindRollout?.rolledBack === true) return "rolled-back";
   if (row.source === "live") {
     // Its last deploy failed, and it runs another system than that deploy asked for.
     if (row.behind === true && row.last?.state === "failed") {
