@@ -72,6 +72,29 @@ describe("status rows", () => {
     ).not.toHaveProperty("behindRollout");
   });
 
+  it("a live host that runs what the fleet's last rollout asked, its record older, is not behind its record's wish", () => {
+    // The rollout (killed before the host's wave) asked HAND of it; it runs HAND (activated by
+    // hand since, or by the killed deploy before it wrote the record): in step with the ask.
+    const ask = {
+      rollout: { id: "r1", key: "k", startedAt: "2026-11-26T00:00:00.000Z" },
+      system: HAND,
+      entry: {
+        host: "web1",
+        state: "not-started" as const,
+        phase: null,
+        system: HAND,
+        message: null,
+      },
+    };
+    const row = liveRow(ssh, answer(HAND), record(), undefined, ask);
+    expect(row).toMatchObject({ inStep: true });
+    expect(row).not.toHaveProperty("behind");
+    expect(row).not.toHaveProperty("drift");
+    // A record written since the rollout is the newer word: its wish stands.
+    const newer = record({ startedAt: "2026-11-26T01:00:00.000Z", desired: V1 });
+    expect(liveRow(ssh, answer(HAND), newer, undefined, ask)).toMatchObject({ inStep: false });
+  });
+
   it("a live host with a boot nobody judged is not in step", () => {
     const live = answer(V2);
     if (!live.reachable) throw new Error("unreachable");

@@ -5,7 +5,7 @@
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
-import { type Behind, behindOf, endedWithoutDeploy } from "../status/behind.js";
+import { type Behind, behindOf, endedWithoutDeploy, recordSince } from "../status/behind.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { StatusRecord } from "../status/status.js";
@@ -128,6 +128,14 @@ export function liveRow(
   // A failure in a rollout since undone asks nothing while it runs what it went back to.
   const undone =
     failureUndoneIn !== undefined && status.reachable && status.current === record?.current;
+  // The fleet's last rollout asked what it runs, and its record is older than that rollout
+  // (its deploy was killed before it wrote it, or it ran it by hand since): the record's wish
+  // is not the last word, as drift judges it too.
+  const asked =
+    ask !== undefined &&
+    status.reachable &&
+    status.current === ask.system &&
+    (record === undefined || !recordSince(record, ask.rollout.startedAt));
   const behind =
     judged &&
     record !== undefined &&
@@ -135,7 +143,8 @@ export function liveRow(
     record.desired !== null &&
     record.desired !== status.current &&
     !setToBoot &&
-    !undone;
+    !undone &&
+    !asked;
   const secretsAway =
     status.reachable &&
     typeof record?.secrets === "string" &&
