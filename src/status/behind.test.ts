@@ -110,7 +110,7 @@ describe("the fleet's last ask", () => {
     expect(behindOf(ask, { ...itsFailure, state: "success" }, V2)).toBeUndefined();
   });
 
-  it("an agent's report that only confirms the entry it was left on (the rollout's release, or one since) is no newer word", () => {
+  it("an agent's report that only confirms the entry it was left on (the rollout's release, or another rollout's since) is no newer word", () => {
     const later = "2026-11-26T11:05:00.000Z";
     // Every release of an agent rollout names every host of the channel: a host of a wave that
     // never started, and one its wave's failure carried back, report success on what they ran.
@@ -161,16 +161,34 @@ describe("the fleet's last ask", () => {
       failed: true,
       rolledBack: true,
     });
-    // A release published since by another (another deploy, of other hosts) carries its entry
-    // too: a report of what it ran before on it confirms only that; it stays behind.
-    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 7), V2)).toMatchObject({
+    // A release published since by hand (no rollout's) is the newer word, on the system it ran
+    // as on another,
+    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 7), V2)).toBeUndefined();
+    expect(behindOf(asks.get("a3"), reported(later, V4, "agent", 7), V4)).toBeUndefined();
+    // but a release of a later agent rollout that did not name the host (a deploy of another)
+    // only carried its entry: a report of what it ran before on it is no newer word.
+    const other = {
+      key: "status/rollouts/0000000000001-eeeeeeeeeeee.json",
+      record: {
+        ...agents.record,
+        id: "eeeeeeeeeeee",
+        startedAt: "2026-11-26T11:02:00.000Z",
+        state: "succeeded" as const,
+        waves: [{ index: 1, kind: "main" as const, hosts: [entry("a9", "confirmed")] }],
+        skipped: [],
+        releases: { channel: "prod", seqs: [7] },
+      },
+    };
+    const since = lastAsks([other, agents], ["a3", "a4"]);
+    expect(behindOf(since.get("a3"), reported(later, V2, "agent", 7), V2)).toMatchObject({
       rollout: "dddddddddddd",
       why: "not started",
     });
-    // A report of another system there is the newer word;
-    expect(behindOf(asks.get("a3"), reported(later, V4, "agent", 7), V4)).toBeUndefined();
-    // for a host whose former system the rollout did not know, any release published since is.
-    expect(behindOf(asks.get("a4"), reported(later, V2, "agent", 7), V2)).toBeUndefined();
+    expect(behindOf(since.get("a3"), reported(later, V4, "agent", 7), V4)).toBeUndefined();
+    // A host whose former system the rollout did not know: the same.
+    expect(behindOf(since.get("a4"), reported(later, V2, "agent", 7), V2)).toMatchObject({
+      rollout: "dddddddddddd",
+    });
     // as is a push deploy's record: it is written only for a host it asked something of;
     expect(behindOf(asks.get("a3"), reported(later, V2, "ssh"), V2)).toBeUndefined();
     // and a record of a rollout that does not name its releases (older) is judged by time.

@@ -113,38 +113,37 @@ export function toldFailure(
 
 /**
  * Whether an agent's record only confirms the entry the rollout left the host on: every release
- * of an agent rollout names every host of the channel, and so does every release since (another
- * deploy's, of other hosts), each carrying the entry the host had. A host of a later wave, one a
- * rollback release carried back, or one the survey found unreachable (its agent paused or
- * offline) reports success on such a release on the system it ran before: newer than the
- * rollout, but no newer word on what it asked.
- * - What it ran before known (`before`): a report of that system on any release of the channel
- *   is such a confirmation. (A release published since that names the host anew with that very
- *   system, `release publish --on` it, reads the same: the host stays behind, the safe side,
- *   until a deploy reaches it.)
- * - Not known (a host the survey found unreachable): only a report on one of the rollout's own
- *   releases; a release published since by another is the newer word.
- * A report of another system is a newer word, as is any record of a push deploy (written only
- * for a host it asked something of). A record of a rollout that does not name its releases
- * (older) is judged by time alone.
+ * names every host of the channel, so a host of a later wave, one a rollback release carried
+ * back, or one the survey found unreachable (its agent paused or offline) reports success on
+ * the rollout's own releases on the system it ran before; and so it does on the releases of a
+ * later agent rollout that did not name it (another deploy, of other hosts: `carriedBy`).
+ * Newer than the rollout, such a report is no newer word on what it asked, when it names what
+ * the host ran before (`before`, where the rollout knew it). A release that belongs to no
+ * rollout read (published by hand, `release publish`) is the newer word, as is a report of
+ * another system, and any record of a push deploy (written only for a host it asked something
+ * of). A record of a rollout that does not name its releases (older) is judged by time alone.
  */
 function carriedOnly(
-  ask: Pick<Ask, "system" | "entry" | "rollout">,
+  ask: Pick<Ask, "system" | "entry" | "rollout" | "carriedBy">,
   record: Pick<StatusRecord, "desired" | "mode" | "channel" | "seq">,
 ): boolean {
   const before = ask.entry.before;
   const releases = ask.rollout.releases;
+  const seq = record.seq;
   if (
     record.mode !== "agent" ||
     releases === undefined ||
     record.channel !== releases.channel ||
-    record.seq === null ||
+    seq === null ||
     record.desired === ask.system
   ) {
     return false;
   }
-  if (typeof before === "string") return record.desired === before;
-  return releases.seqs.includes(record.seq);
+  // What it ran before, when the survey knew it (a host it found unreachable, such as an
+  // agent paused or offline, it did not ask).
+  if (before !== undefined && before !== null && record.desired !== before) return false;
+  const carrying = [releases, ...(ask.carriedBy ?? [])];
+  return carrying.some((r) => r.channel === record.channel && r.seqs.includes(seq));
 }
 
 /** What a rollout that left a host without its system says of it, by the host's state there. */

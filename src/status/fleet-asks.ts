@@ -29,6 +29,11 @@ export interface Ask {
     /** Set while its deployer is at work: running or paused, and not gone. */
     readonly live?: true;
   };
+  /**
+   * The releases of the agent rollouts newer than it (among those read) that did not name the
+   * host: each carried the host's entry, as every release names every host of the channel.
+   */
+  readonly carriedBy?: readonly RolloutReleases[];
   /** The system the rollout named for the host. */
   readonly system: string;
   /** What came of it (or where it is, while the rollout runs). */
@@ -55,6 +60,8 @@ export function lastAsks(
   const wanted = new Set(hosts);
   const asks = new Map<string, Ask>();
   const undone = undoneHosts(records.map(({ record }) => record));
+  // The agent rollouts read so far (newer than the one at hand), with the hosts each named.
+  const newer: { readonly releases: RolloutReleases; readonly named: ReadonlySet<string> }[] = [];
   for (const { key, record } of records) {
     if (asks.size === wanted.size) break;
     // A dry run changes nothing and asks nothing: the asks before it stand.
@@ -69,7 +76,9 @@ export function lastAsks(
       const entry = ended ? asEnded(written, record.updatedAt) : written;
       if (record.state === "aborted" && entry.state === "not-started") continue;
       if (entry.system === null || !wanted.has(entry.host) || asks.has(entry.host)) continue;
+      const carriedBy = newer.flatMap((n) => (n.named.has(entry.host) ? [] : [n.releases]));
       asks.set(entry.host, {
+        ...(carriedBy.length === 0 ? {} : { carriedBy }),
         rollout: {
           id: record.id,
           key,
@@ -81,6 +90,12 @@ export function lastAsks(
         },
         system: entry.system,
         entry,
+      });
+    }
+    if (record.releases !== undefined) {
+      newer.push({
+        releases: record.releases,
+        named: new Set(rolloutEntries(record).map((e) => e.host)),
       });
     }
   }
