@@ -354,12 +354,14 @@ const COLLECTOR: readonly Expectation[] = [
     GC_LOCK,
     "channels/prod.json",
   ]),
-  ...deny("collector", "s3:ListBucket", ["secrets/", "secrets/web1/"]),
+  // The secrets bundles and release shards no kept release names: listed (never read), and
+  // deleted once past the grace period.
+  ...allow("collector", "s3:ListBucket", ["secrets/", "secrets/web1/", "release-shards/"]),
+  ...allow("collector", "s3:DeleteObject", [SECRETS_BUNDLE, SHARD]),
   // What roots the cache, and what is not the cache's, stays whatever it decides.
   ...deny("collector", "s3:DeleteObject", [
-    ...ROOTS,
+    ...ROOTS.filter((key) => key !== SHARD),
     "releases/prod/8.json",
-    SECRETS_BUNDLE,
     PIN,
     "nix-cache-info",
     // Only 32 characters then .narinfo or .ls, at the store's root, is the cache's.
@@ -424,7 +426,7 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
     expect([...new Set(actions)].sort()).toEqual(["s3:GetObject", "s3:ListBucket"]);
   });
 
-  it("the collector deletes narinfos, listings and NARs, holds its lock, tidies leases and keeps its reports, and no more", () => {
+  it("the collector deletes narinfos, listings, NARs, and bundles and shards no release names, holds its lock, tidies leases and keeps its reports, and no more", () => {
     expect(violations(cache, COLLECTOR)).toEqual([]);
     // The lock and its reports are the only keys it may put.
     const puts = cache.policies.collector.Statement.filter((st) =>
@@ -679,7 +681,11 @@ describe("a policy mistake in the module fails these expectations", () => {
       kept.map((e) => `collector (web1): s3:DeleteObject ${e.key} was allow, expected deny`),
     );
     expect(kept.map((e) => e.key)).toEqual(
-      expect.arrayContaining(["releases/prod/7.json", "channels/prod.json", SECRETS_BUNDLE]),
+      expect.arrayContaining([
+        "releases/prod/7.json",
+        "channels/prod.json",
+        "status/hosts/web1.json",
+      ]),
     );
   });
 

@@ -1,6 +1,7 @@
 // What a garbage collection deletes, decided from the listing and the marked closure alone
 // (pure): the rules, in one place, that the collector and its dry run both follow.
 import { HASH_PART_LENGTH, STORE_DIR } from "../nix/store-path.js";
+import type { Tally } from "../store/object-store.js";
 import { deltaTargetHashPart } from "./delta-path.js";
 import { type CacheInventory, type CacheObject, skipNoteTargetOf } from "./inventory.js";
 
@@ -78,6 +79,8 @@ export interface RootsRead {
   readonly refused?: readonly UnreadableRoot[];
   /** Hosts whose record could not be read, kept from what else names them. */
   readonly unreadRecords?: readonly UnreadRecord[];
+  /** Secrets bundles and release shards, and whether what the collection keeps names each. */
+  readonly sideObjects?: readonly SideObject[];
 }
 
 /** Splits what could not be read into what blocks the sweep and what the operator let go. */
@@ -204,23 +207,43 @@ export function groupByPackage(
   return [...groups.values()].sort((a, b) => b.bytes - a.bytes || a.name.localeCompare(b.name));
 }
 
-export const OBJECT_KINDS = ["narinfo", "nar", "listing", "skip"] as const;
+/**
+ * What a collection counts and deletes: the cache's own objects (narinfos, NARs, listings and
+ * delta skip notes); the objects the fleet's reader judges beside them (`SideObject`: secrets
+ * bundles and release shards no kept release names); and what writers that died left in a
+ * directory store (`leftover`: ObjectStore.removeLeftovers).
+ */
+export const OBJECT_KINDS = [
+  "narinfo",
+  "nar",
+  "listing",
+  "skip",
+  "bundle",
+  "shard",
+  "leftover",
+] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
-
-export interface Tally {
-  objects: number;
-  bytes: number;
-}
+export type { Tally };
 
 export type Tallies = Record<ObjectKind, Tally>;
 
 export function emptyTallies(): Tallies {
-  return {
-    narinfo: { objects: 0, bytes: 0 },
-    nar: { objects: 0, bytes: 0 },
-    listing: { objects: 0, bytes: 0 },
-    skip: { objects: 0, bytes: 0 },
-  };
+  return Object.fromEntries(OBJECT_KINDS.map((k) => [k, { objects: 0, bytes: 0 }])) as Tallies;
+}
+
+/** The kinds of SideObject. */
+export const SIDE_KINDS = ["bundle", "shard"] as const;
+
+/**
+ * An object beside the cache's own that only the fleet's reader can judge: a host's secrets
+ * bundle (`secrets/HOST/SHA256`), named when a release the collection reads names it; a
+ * release's shard (`release-shards/CHANNEL/SEQ/…`), named while its release file is there. One
+ * not named goes once older than the grace period, as any object does.
+ */
+export interface SideObject {
+  readonly kind: (typeof SIDE_KINDS)[number];
+  readonly object: CacheObject;
+  readonly named: boolean;
 }
 
 export function tally(tallies: Tallies, kind: ObjectKind, objects: Iterable<CacheObject>): void {

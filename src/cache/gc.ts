@@ -34,8 +34,11 @@ import {
   monthlyCost,
   OBJECT_KINDS,
   type ObjectKind,
+  pastGrace,
   type RootSource,
   type RootsRead,
+  SIDE_KINDS,
+  type SideObject,
   spareDeltas,
   type Tallies,
   tally,
@@ -326,15 +329,35 @@ async function collect(
   const nars = doomedNars(inventory, second.named, cutoff);
   const narsGone = await sweep(options, lock, "nar", nars, deleted, problems);
   requests.delete += narsGone.requests;
+  // Beside the cache's own: the secrets bundles and release shards nothing kept names, and what
+  // writers that died left in a directory store.
+  const side = read.sideObjects ?? [];
+  for (const kind of SIDE_KINDS) {
+    const doomed = side
+      .filter((o) => o.kind === kind && !o.named && pastGrace(o.object, cutoff))
+      .map((o) => o.object);
+    requests.delete += (await sweep(options, lock, kind, doomed, deleted, problems)).requests;
+  }
+  lock?.check();
+  const leftovers = await store.removeLeftovers?.({
+    before: cutoff,
+    dryRun: options.dryRun,
+    ...(signal ? { signal } : {}),
+  });
+  if (leftovers !== undefined) {
+    deleted.leftover = { ...leftovers.removed };
+    problems.push(...leftovers.problems);
+  }
 
   const paths = deletedPaths(inventory, narinfos, doomedInfos, gone.deleted, narsGone.deleted);
   // A dry run says why each path goes and what keeps each root.
   const explained = options.dryRun
     ? explainDryRun(inventory, narinfos, doomedInfos, read, missing, paths.paths)
     : undefined;
-  const kept = keptTallies(inventory, deleted);
+  const kept = keptTallies(inventory, side, deleted);
+  if (leftovers !== undefined) kept.leftover = { ...leftovers.young };
   for (const o of inventory.nars.values()) if (o.modified >= cutoff) young++;
-  const savedBytes = deleted.narinfo.bytes + deleted.nar.bytes + deleted.listing.bytes;
+  const savedBytes = OBJECT_KINDS.reduce((sum, kind) => sum + deleted[kind].bytes, 0);
   return {
     store: store.url,
     dryRun: options.dryRun,
@@ -416,12 +439,23 @@ function countBySource(roots: GcRoots): Record<RootSource, number> {
   return counts;
 }
 
-function keptTallies(inventory: CacheInventory, deleted: Tallies): Tallies {
+function keptTallies(
+  inventory: CacheInventory,
+  side: readonly SideObject[],
+  deleted: Tallies,
+): Tallies {
   const all = emptyTallies();
   tally(all, "narinfo", inventory.narinfos.values());
   tally(all, "nar", inventory.nars.values());
   tally(all, "listing", inventory.listings.values());
   tally(all, "skip", inventory.deltaSkips.values());
+  for (const kind of SIDE_KINDS) {
+    tally(
+      all,
+      kind,
+      side.filter((o) => o.kind === kind).map((o) => o.object),
+    );
+  }
   for (const kind of OBJECT_KINDS) {
     all[kind].objects -= deleted[kind].objects;
     all[kind].bytes -= deleted[kind].bytes;

@@ -13,6 +13,7 @@ import { type Progress, readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
+import { addBundleKeys } from "./secrets-store.js";
 
 /** Releases a history looks back over: the channel's newest ones. */
 export const HISTORY_RELEASES = 50;
@@ -38,6 +39,8 @@ export interface HistoryRead {
    * the status marker it left on each (the record it wrote then), whatever their state.
    */
   readonly entriesOf: Map<string, { entries: ReleaseHost[]; markers: string[] }>;
+  /** The key of every secrets bundle an entry of a release read names (secrets-store.ts). */
+  readonly bundles: ReadonlySet<string>;
   /** LIST calls of the status markers (the listing of release files comes on top). */
   readonly listCalls: number;
   /** GETs of release files. */
@@ -72,6 +75,7 @@ export async function readHistory(
   let listCalls = 0;
   let getCalls = 0;
   let done = 0;
+  const bundles = new Set<string>();
   const wanted = options.entriesOf ?? new Set<string>();
   /** What a release and its markers say of the `entriesOf` hosts. */
   const of = (release: Release | undefined, progress: Progress) =>
@@ -97,6 +101,7 @@ export async function readHistory(
     const known = options.known;
     if (known?.release.seq === seq && known.release.channel === channel) {
       options.onProgress?.(++done, seqs.length);
+      addBundleKeys(bundles, known.release);
       return {
         seq,
         report: { release: slim(known.release, states), states },
@@ -120,7 +125,10 @@ export async function readHistory(
         // Copied under another number: its markers are not about this content.
         const placed = signed.release.seq === seq && signed.release.channel === channel;
         report = placed ? { release: slim(signed.release, states), states } : "untrusted";
-        if (placed) whole = signed.release;
+        if (placed) {
+          whole = signed.release;
+          addBundleKeys(bundles, whole);
+        }
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
         report = "untrusted";
@@ -147,7 +155,15 @@ export async function readHistory(
       if (marker !== undefined) found.markers.push(marker);
     }
   }
-  return { hosts: hostHistories(reports), untrusted, refused, entriesOf, listCalls, getCalls };
+  return {
+    hosts: hostHistories(reports),
+    untrusted,
+    refused,
+    entriesOf,
+    bundles,
+    listCalls,
+    getCalls,
+  };
 }
 
 /** The release as the history needs it: the entries of the hosts that reached `states`. */

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { InputError, NixshipError } from "../errors.js";
 import { MAX_SECRETS_BUNDLE } from "../host/secrets-bundle.js";
+import type { Release } from "../release/release.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 
@@ -34,6 +35,13 @@ export async function putSecretsBundle(
     await store.put(key, bytes, { size: bytes.length, contentType: "text/plain" });
   }
   return sha256;
+}
+
+/** Adds to `into` the key of every bundle the release names. */
+export function addBundleKeys(into: Set<string>, release: Release): void {
+  for (const [host, entry] of Object.entries(release.hosts)) {
+    if (entry.secrets !== undefined) into.add(secretsBundleKey(host, entry.secrets.bundle));
+  }
 }
 
 /** The bundle a release names for the host, refused unless its sha256 is the one named. */

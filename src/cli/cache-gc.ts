@@ -59,9 +59,11 @@ pushes too), narinfos first. The roots:
   pin       the paths of 'nixship cache pin'
   recent    narinfos written within --keep-days D
   grace     narinfos written within the grace period
-The store's own objects (releases/, release-shards/, channels/, status/, secrets/, gc/) are
-never touched, and nothing written within the grace period is deleted but a delta, which
-goes with the path it rebuilds, whatever its age (docs/deltas.md). The collection waits
+Beside the cache's own objects, a host's secrets bundles that no release read names (none
+while a release cannot be read), the shards of a release that has no file, and in a
+directory store the temp and lock files of writers that died, go too. Releases, channels,
+status records and pins are never touched, and nothing written within the grace period is
+deleted but a delta, which goes with the path it rebuilds, whatever its age (docs/deltas.md). The collection waits
 for nixship pushes and deploys in progress to finish (up to --wait), takes its lock, and only
 then reads the roots; pushes and deploys that start meanwhile wait until it is done (see
 docs/cache-gc.md). A root that cannot be read (a release or a shard, a pin, with --fleet an

@@ -62,14 +62,37 @@ function removedAtExit(dir: string): void {
 
 /** Removes, best effort, the staging directories in `parent` but `keep` gone stale. */
 async function removeStale(parent: string, keep: string): Promise<void> {
+  for (const dir of await staleIn(parent, Date.now() - STALE_STAGING_MS)) {
+    if (dir.path !== keep)
+      await rm(dir.path, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * The staging directories of the store at `root` untouched since `before` (ms since the
+ * epoch), the first STALE_SCAN_LIMIT looked at, with the bytes of the files they hold.
+ */
+export function staleStagingDirs(
+  root: string,
+  before: number,
+): Promise<{ path: string; bytes: number }[]> {
+  return staleIn(join(root, STAGING_HOME), before);
+}
+
+async function staleIn(parent: string, before: number): Promise<{ path: string; bytes: number }[]> {
   const names = await readdir(parent).catch(() => [] as string[]);
-  const now = Date.now();
+  const stale: { path: string; bytes: number }[] = [];
   for (const name of names.slice(0, STALE_SCAN_LIMIT)) {
     const dir = join(parent, name);
-    if (dir === keep) continue;
     const st = await lstat(dir).catch(() => undefined);
-    if (st?.isDirectory() && now - st.mtimeMs > STALE_STAGING_MS) {
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    if (!st?.isDirectory() || st.mtimeMs >= before) continue;
+    // A push's workers write their files straight into it: one level holds them all.
+    const files = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    let bytes = 0;
+    for (const f of files) {
+      if (f.isFile()) bytes += (await lstat(join(dir, f.name)).catch(() => undefined))?.size ?? 0;
     }
+    stale.push({ path: dir, bytes });
   }
+  return stale;
 }

@@ -27,6 +27,7 @@ import {
   toInfo,
   writeAll,
 } from "./fs-files.js";
+import { removeLeftovers } from "./fs-leftovers.js";
 import { withLock } from "./fs-lock.js";
 import { newStagingDir, STAGING_HOME } from "./fs-staging.js";
 import { FileSystemSyncer } from "./fs-syncer.js";
@@ -35,6 +36,8 @@ import { pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
   GetOptions,
   GetResult,
+  LeftoverOptions,
+  LeftoversRemoved,
   ListOptions,
   ListPage,
   NotModified,
@@ -319,6 +322,10 @@ export class FsStore implements ObjectStore {
     } finally {
       slot?.settle();
     }
+  }
+
+  removeLeftovers(options: LeftoverOptions): Promise<LeftoversRemoved> {
+    return removeLeftovers(this.#root, options);
   }
 
   async makeStagingDir(): Promise<string> {

@@ -110,6 +110,27 @@ export interface RequestStats {
   readonly retries: number;
 }
 
+/** Objects and their bytes. */
+export interface Tally {
+  objects: number;
+  bytes: number;
+}
+
+export interface LeftoverOptions {
+  /** Leftovers untouched since this time (ms since the epoch) are removed; younger ones counted. */
+  readonly before: number;
+  readonly dryRun: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface LeftoversRemoved {
+  /** Removed (in a dry run, that would be). */
+  readonly removed: Tally;
+  /** Touched since `before`: a writer's at work, or one that died since. */
+  readonly young: Tally;
+  readonly problems: readonly string[];
+}
+
 export interface ObjectStore {
   /** The URL the store was opened from, without credentials. */
   readonly url: string;
@@ -149,6 +170,13 @@ export interface ObjectStore {
    * it GET the object, and nothing else, for `seconds`.
    */
   presignGet?(key: string, seconds: number): Promise<string>;
+  /**
+   * Optional (stores whose writers leave files of their own beside the objects: a directory):
+   * removes the temp files, lock files and staging directories of writers that died, those
+   * untouched since `options.before`; with `dryRun`, only counts them. (An S3 bucket's
+   * uploads left incomplete are its lifecycle rule's: terraform/modules/cache aborts them.)
+   */
+  removeLeftovers?(options: LeftoverOptions): Promise<LeftoversRemoved>;
   /** Optional (stores that send requests to a server: S3): what was sent since it was opened. */
   requestStats?(): RequestStats;
   /**

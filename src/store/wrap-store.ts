@@ -16,6 +16,7 @@ export function wrapStore(inner: ObjectStore, overrides: Partial<ObjectStore>): 
     ...(inner.flush ? { flush: inner.flush.bind(inner) } : {}),
     ...(inner.deleteMany ? { deleteMany: inner.deleteMany.bind(inner) } : {}),
     ...(inner.presignGet ? { presignGet: inner.presignGet.bind(inner) } : {}),
+    ...(inner.removeLeftovers ? { removeLeftovers: inner.removeLeftovers.bind(inner) } : {}),
     ...(inner.requestStats ? { requestStats: inner.requestStats.bind(inner) } : {}),
     ...overrides,
   };

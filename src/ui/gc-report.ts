@@ -11,11 +11,16 @@ const KIND_NAMES = {
   nar: "NARs",
   listing: "listings",
   skip: "delta skip notes",
+  bundle: "secrets bundles",
+  shard: "release shards",
+  leftover: "leftovers of writers that died",
 } as const;
 
-/** Every kind, but skip notes only where a cache has deltas. */
+/** The kinds always said; the others only where there are any. */
+const ALWAYS_SAID: ReadonlySet<string> = new Set(["narinfo", "nar", "listing"]);
+
 function tallies(t: Tallies): string {
-  return OBJECT_KINDS.filter((k) => k !== "skip" || t.skip.objects > 0)
+  return OBJECT_KINDS.filter((k) => ALWAYS_SAID.has(k) || t[k].objects > 0)
     .map((k) => `${t[k].objects} ${KIND_NAMES[k]} (${formatBytes(t[k].bytes)})`)
     .join(", ");
 }

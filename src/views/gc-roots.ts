@@ -25,6 +25,7 @@ import {
   type HostHistory,
   rollbackWalk,
 } from "../channel/host-history.js";
+import { addBundleKeys } from "../channel/secrets-store.js";
 import { InputError, NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { type StorePath, storePathOf } from "../nix/store-path.js";
@@ -50,6 +51,7 @@ import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
+import { readSideObjects } from "./gc-side-objects.js";
 
 export interface StoreRootOptions {
   /** The newest releases of each channel whose systems are kept (≥ 1). */
@@ -129,6 +131,8 @@ export async function rootsFromStore(
     unread.get(host)?.kept.add(path);
   };
 
+  // Every secrets bundle a release read names: the newest releases', and the history's.
+  const bundles = new Set<string>();
   const seqs = await listReleaseSeqs(store);
   const channels = [...new Set([...(await listChannels(store)), ...seqs.keys()])].sort();
   for (const channel of channels) {
@@ -146,7 +150,10 @@ export async function rootsFromStore(
       if (read === undefined) continue;
       if ("refused" in read) refused.push({ name: key, problem: read.refused });
       else if ("unreadable" in read) unreadable.push({ name: key, problem: read.unreadable });
-      else for (const [host, p] of releasePaths(read.release)) add(p, "release", hostOrigin(host));
+      else {
+        for (const [host, p] of releasePaths(read.release)) add(p, "release", hostOrigin(host));
+        addBundleKeys(bundles, read.release);
+      }
     }
     const history = await readHistory(store, {
       channel,
@@ -155,6 +162,7 @@ export async function rootsFromStore(
     });
     // A release every full reader refuses hides nothing: a host that applied its entry from a
     // sound shard keeps its system by its record.
+    for (const key of history.bundles) bundles.add(key);
     const refusedSeqs = new Set(history.refused.map((r) => r.seq));
     for (const { seq, problem } of history.refused) {
       refused.push({ name: releaseKey(channel, seq), problem });
@@ -262,6 +270,13 @@ export async function rootsFromStore(
   for (const [key, why] of pins.unreadable)
     unreadable.push({ name: key, problem: `${key}: ${why}` });
   const judged = judgeUnreadable(unreadable, options.skip ?? new Set());
+  // A release refused, or let go unread, may name bundles its agents still fetch: then none go.
+  const releasesRead =
+    refused.length === 0 && !judged.skipped.some((u) => RELEASE_OBJECT.test(u.name));
+  const sideObjects = await readSideObjects(store, {
+    bundles: releasesRead ? bundles : undefined,
+    releases: seqs,
+  });
   const unreadRecords = [...unread]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([host, { problem, kept }]) => ({ host, problem, kept: [...kept].sort() }));
@@ -271,11 +286,15 @@ export async function rootsFromStore(
     ...judged,
     refused: dedupe(refused),
     unreadRecords,
+    sideObjects,
     channels,
     hosts: listed.length,
     ...(options.explain ? { letGo: [...letGo.values()] } : {}),
   };
 }
+
+/** The keys of a release's file, its channel's head and its shards. */
+const RELEASE_OBJECT = /^(?:releases|channels|release-shards)\//;
 
 /** A record, undefined when it is gone, or why it does not read (that record's fault alone). */
 async function recordOf(

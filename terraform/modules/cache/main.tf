@@ -325,8 +325,9 @@ data "aws_iam_policy_document" "reader" {
 
 # Whoever runs `nixship cache gc` (an operator, or a scheduled job): read the roots (releases,
 # channels, status, pins) and the narinfos, hold the collection lock, tidy leases that lapsed,
-# and delete the cache's own objects only. It writes no cache object, reads no NAR or secret,
-# and deletes no release, channel, status or secret: those are what roots the cache.
+# and delete the cache's own objects, and the secrets bundles and release shards no release
+# names. It writes no cache object, reads no NAR or secret, and deletes no release, channel or
+# status: those are what roots the cache.
 data "aws_iam_policy_document" "collector" {
   # nix-cache-info first, which every cache command reads to know the store is a cache.
   statement {
@@ -345,6 +346,15 @@ data "aws_iam_policy_document" "collector" {
     sid       = "DeleteCacheObjects"
     actions   = ["s3:DeleteObject"]
     resources = local.collectable_objects
+  }
+
+  # Beside them, what no kept release names any more: a host's secrets bundles (ciphertexts,
+  # never read: their keys and ages come from a listing) and the shards of a release whose file
+  # is gone (a publisher that lost a race, or died). Release files and channels stay.
+  statement {
+    sid       = "DeleteUnnamedBundlesAndShards"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${local.store_arn}secrets/*", "${local.store_arn}release-shards/*"]
   }
 
   # One collection at a time: a conditional put (If-None-Match, or If-Match to take over from
@@ -388,6 +398,7 @@ data "aws_iam_policy_document" "collector" {
         local.release_prefixes,
         local.status_prefixes,
         local.gc_prefixes,
+        ["${local.key_prefix}secrets/*"],
       )
     }
   }

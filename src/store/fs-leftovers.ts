@@ -1,0 +1,85 @@
+// What writers of a directory store leave when they die: a temp file beside the object it was
+// to become (`.<name>.nixship-tmp-<hex>`), a compare-and-swap lock file (`.<name>.nixship-lock`)
+// and a staging directory (fs-staging.ts). Those untouched since a cutoff are removed: a live
+// writer touches its own all the time, and a lock is held for milliseconds.
+import type { Dir } from "node:fs";
+import { lstat, opendir, rm, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { STAGING_HOME, staleStagingDirs } from "./fs-staging.js";
+import type { LeftoverOptions, LeftoversRemoved, Tally } from "./object-store.js";
+
+const TEMP_FILE = /\.nixship-(?:tmp-[0-9a-f]+|lock)$/;
+/** Entries looked at, at most, in one sweep: a store of a million NARs and its folders fits. */
+export const LEFTOVER_SCAN_LIMIT = 5_000_000;
+/** Folders deeper than this are not entered (keys have a few segments; a cycle cannot form). */
+const MAX_DEPTH = 32;
+
+/**
+ * Removes (with `dryRun`, counts) the temp and lock files under `root` and the staging
+ * directories in its staging home untouched since `before`, one directory open at a time
+ * (streamed: a folder of a million entries costs no array of them). Links are never followed.
+ */
+export async function removeLeftovers(
+  root: string,
+  options: LeftoverOptions,
+): Promise<LeftoversRemoved> {
+  const removed: Tally = { objects: 0, bytes: 0 };
+  const young: Tally = { objects: 0, bytes: 0 };
+  const problems: string[] = [];
+  const count = (t: Tally, bytes: number) => {
+    t.objects++;
+    t.bytes += bytes;
+  };
+  for (const dir of await staleStagingDirs(root, options.before)) {
+    options.signal?.throwIfAborted();
+    if (!options.dryRun) await rm(dir.path, { recursive: true, force: true });
+    count(removed, dir.bytes);
+  }
+  let seen = 0;
+  const folders: { path: string; depth: number }[] = [{ path: root, depth: 0 }];
+  for (let folder = folders.pop(); folder !== undefined; folder = folders.pop()) {
+    let handle: Dir;
+    try {
+      handle = await opendir(folder.path, { bufferSize: 256 });
+    } catch (err) {
+      problems.push(`${folder.path}: ${(err as Error).message}`);
+      continue;
+    }
+    for await (const entry of handle) {
+      if (++seen > LEFTOVER_SCAN_LIMIT) break;
+      if (seen % 4096 === 0) options.signal?.throwIfAborted();
+      const path = join(folder.path, entry.name);
+      if (entry.isDirectory()) {
+        if (folder.depth === 0 && entry.name === STAGING_HOME) continue;
+        if (folder.depth < MAX_DEPTH) folders.push({ path, depth: folder.depth + 1 });
+        continue;
+      }
+      if (!entry.isFile() || !TEMP_FILE.test(entry.name)) continue;
+      const st = await lstat(path).catch(() => undefined);
+      if (st === undefined || !st.isFile()) continue;
+      if (st.mtimeMs >= options.before) {
+        count(young, st.size);
+        continue;
+      }
+      if (!options.dryRun) {
+        const gone = await unlink(path).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === "ENOENT") return false;
+            problems.push(`could not remove ${path}: ${err.message}`);
+            return false;
+          },
+        );
+        if (!gone) continue;
+      }
+      count(removed, st.size);
+    }
+    if (seen > LEFTOVER_SCAN_LIMIT) {
+      problems.push(
+        `stopped looking for leftovers after ${LEFTOVER_SCAN_LIMIT} entries of ${root}: any past them stay`,
+      );
+      break;
+    }
+  }
+  return { removed, young, problems };
+}
