@@ -126,7 +126,6 @@ const MOTO_IGNORES_CONDITIONS = [
   'agent: s3:ListBucket "secrets/" moto allow, AWS implicit-deny',
   'reader: s3:ListBucket "" moto allow, AWS implicit-deny',
   'reader: s3:ListBucket "secrets/" moto allow, AWS implicit-deny',
-  'collector: s3:ListBucket "secrets/" moto allow, AWS implicit-deny',
 ];
 
 let moto: MotoServer;
