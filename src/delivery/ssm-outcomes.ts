@@ -226,10 +226,14 @@ export function combineOutcomes(
   }
   const refusals = outcomes.filter((o) => o.outcome.status === "skipped");
   if (refusals.length === outcomes.length) {
+    // What they run, when every instance said the same.
+    const said = new Set(refusals.map((o) => ("runs" in o.outcome ? o.outcome.runs : undefined)));
+    const [runs] = said;
     return {
       status: "skipped",
       reason: "refused",
       message: `${refusals.length} of ${outcomes.length} instances refused: ${refusals.map(prefixed).join("; ")}`,
+      ...(said.size === 1 && runs !== undefined ? { runs } : {}),
     };
   }
   // An instance refused (changed since) beside others that did not: the host is not one thing.

@@ -36,7 +36,8 @@ export function runsAfter(
       if ("runs" in o && o.runs !== undefined) return o.runs;
       return o.rolledBack || UNCHANGED_IN.has(o.phase) ? before : result.desired;
     case "skipped":
-      if (o.reason === "refused") return undefined; // it runs what changed it since
+      // It runs what changed it since: as it said, when it said.
+      if (o.reason === "refused") return o.runs;
       return o.reason === "up-to-date" ? (before ?? result.desired) : before;
   }
 }

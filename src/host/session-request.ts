@@ -230,6 +230,8 @@ export type DeployOutcome =
       readonly status: "skipped";
       readonly reason: "refused";
       readonly message: string;
+      /** What the host said it runs, when it said (the system that changed it since). */
+      readonly runs?: string;
     };
 
 /** Which steps an activation has, from its action: one decision for every mode. */

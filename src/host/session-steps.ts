@@ -248,11 +248,13 @@ export function failed(
 export function notActivated(
   answer: Pick<
     Extract<ActivationResult, { command: "activate"; ok: false }>,
-    "result" | "phase" | "message" | "rolledBack"
+    "result" | "phase" | "message" | "rolledBack" | "previous"
   >,
 ): DeployOutcome {
   if (answer.result === "changed") {
-    return { status: "skipped", reason: "refused", message: answer.message };
+    // The system it runs is the one the script found there instead of the one expected.
+    const runs = typeof answer.previous === "string" ? { runs: answer.previous } : {};
+    return { status: "skipped", reason: "refused", message: answer.message, ...runs };
   }
   return failed(answer.phase, answer.message, answer.rolledBack);
 }

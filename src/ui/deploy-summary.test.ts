@@ -227,6 +227,17 @@ describe("the runs column (with the plan)", () => {
       // Refused: it runs what changed it since, which its message names.
       db4: "unknown",
     });
+    // Refused by a host that said what it runs (activate.sh's "changed" answer): that.
+    const said: HostResult = {
+      ...(RESULTS.find((r) => r.host === "db4") as HostResult),
+      outcome: {
+        status: "skipped",
+        reason: "refused",
+        message: "it runs …-example-web-system-v3, not …: changed since",
+        runs: "/nix/store/00000000000000000000000000000003-example-web-system-v3",
+      },
+    };
+    expect(runs(said, p)).toBe("example-web-system-v3");
     // boot changes what boots next, not what runs.
     expect(runs(RESULTS[0] as HostResult, plan("boot"))).toBe("example-web-system-v1");
     // A host that failed before anything changed runs what it ran (not "unknown").
