@@ -308,10 +308,19 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
       ["b", "stays"],
       ["c", "stays"],
     ]);
+    // The one that went back on its own is told as what it is: left in flight, on another system.
+    expect(steps[2]).toMatchObject({
+      runs: V2,
+      why: "rollout 0123456789ab stopped while it was activating it (its deployer was killed or interrupted before it recorded the outcome): it runs web-v2, not the web-v3 it gave",
+    });
   });
 
   it("not judged abandoned: hosts mid-activation are left to their deployer", () => {
-    expect(planUndo(left(), running).map((s) => s.kind)).toEqual(["stays", "stays", "stays"]);
+    const steps = planUndo(left(), running);
+    expect(steps.map((s) => s.kind)).toEqual(["stays", "stays", "stays"]);
+    expect(steps[0]).toMatchObject({
+      why: "rollout 0123456789ab is activating it (its deployer is at work): it is left to it",
+    });
   });
 
   it("ended by a second interrupt (its last word): a host left mid-activation on its system goes back", () => {
@@ -320,6 +329,22 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
       ["a", "back"],
       ["b", "stays"],
       ["c", "stays"],
+    ]);
+  });
+});
+
+describe("planUndo of a rollback of rollbacks", () => {
+  it("says why a host stays once, not wrapped in each rollback that left it alone", () => {
+    const why = "it runs web-v2, not the web-v3 rollout 3333333333cc left on it: changed since";
+    const wrapped = `rollout 2222222222bb (a rollback) left it alone (rollout 1111111111aa (a rollback) left it alone (${why}))`;
+    const r = record([{ ...entry("a", "left"), message: wrapped }]);
+    expect(planUndo(r, new Map([["a", V2]]))).toEqual([
+      {
+        host: "a",
+        kind: "stays",
+        runs: V2,
+        why: `rollout 0123456789ab (a rollback) left it alone (${why})`,
+      },
     ]);
   });
 });

@@ -114,11 +114,12 @@ function undoStep(
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
   const { system, before } = entry;
   // Left mid-activation by a deploy that was killed, or ended by a second interrupt.
-  const leftActivating = (abandoned || !rolloutLive(record.state)) && inFlight(entry.state);
+  const stopped = abandoned || !rolloutLive(record.state);
+  const leftActivating = stopped && inFlight(entry.state);
   const changed =
     entry.state === "confirmed" ||
     ((entry.state === "failed" || leftActivating) && runs !== null && runs === system);
-  if (!changed) return stays(unchangedWhy(record, entry));
+  if (!changed) return stays(unchangedWhy(record, entry, runs, stopped));
   if (system === null) return stays(`rollout ${record.id} named no system for it`);
   if (before === null) {
     return {
@@ -172,8 +173,14 @@ function forcing(record: RolloutRecord, host: string): string {
   return `'nixship rollback --rollout ${record.id} --on ${host} --force' sends it back all the same`;
 }
 
-function unchangedWhy(record: RolloutRecord, entry: RolloutHost): string {
-  const said = entry.message === null ? "" : ` (${entry.message})`;
+/** Why a host the rollout did not change stays; `stopped`: its deployer is no longer at work. */
+function unchangedWhy(
+  record: RolloutRecord,
+  entry: RolloutHost,
+  runs: string | null,
+  stopped: boolean,
+): string {
+  const said = entry.message === null ? "" : ` (${innermostReason(entry.message)})`;
   switch (entry.state) {
     case "up-to-date":
       return `rollout ${record.id} found it up to date: it did not change it`;
@@ -188,7 +195,32 @@ function unchangedWhy(record: RolloutRecord, entry: RolloutHost): string {
     case "refused":
     case "left":
       return `rollout ${record.id} (a rollback) left it alone${said}`;
-    default:
-      return `rollout ${record.id} left it ${entry.state}`;
+    default: {
+      if (!inFlight(entry.state)) return `rollout ${record.id} left it ${entry.state}`;
+      const step = entry.state === "activating" ? "activating it" : `in its ${entry.state} step`;
+      if (!stopped) {
+        return `rollout ${record.id} is ${step.replace(/^in its/, "at its")} (its deployer is at work): it is left to it`;
+      }
+      const now = runs === null ? "what it runs cannot be told" : `it runs ${storeName(runs)}`;
+      const given = entry.system === null ? "" : `, not the ${storeName(entry.system)} it gave`;
+      return `rollout ${record.id} stopped while it was ${step} (its deployer was killed or interrupted before it recorded the outcome): ${now}${given}`;
+    }
   }
+}
+
+/** A rollback's own reason for leaving a host, written around an earlier rollback's reason. */
+const LEFT_BY_ROLLBACK = /^rollout [0-9a-f]+ \(a rollback\) left it alone \((.*)\)$/s;
+
+/**
+ * The reason at the heart of one a chain of rollbacks wrapped: each left the host alone
+ * because the one before did, and says so around its reason; only the first says why.
+ */
+export function innermostReason(message: string): string {
+  let reason = message;
+  for (let depth = 0; depth < 100; depth++) {
+    const inner = LEFT_BY_ROLLBACK.exec(reason)?.[1];
+    if (inner === undefined) break;
+    reason = inner;
+  }
+  return reason;
 }
