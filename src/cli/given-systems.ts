@@ -62,14 +62,19 @@ export function withGivenSystems(fleet: Fleet, systems: ReadonlyMap<string, Stor
   };
 }
 
+/** Where a system given by store path must be, when it cannot be had. */
+const GIVEN_SYSTEM_HINT =
+  "a system given by store path must be in this machine's store, or in the fleet's cache signed by its key (nixship push)";
+
 /**
  * Systems the local store lacks are fetched from the fleet's cache, verified. `whose` names
- * what asked for a path, for the error when it cannot be had.
+ * what asked for a path, and `hint` what to do, for the error when it cannot be had.
  */
 export async function importMissingSystems(
   fleet: Fleet,
   paths: readonly StorePath[],
   whose: (path: StorePath) => string = (path) => path,
+  hint = GIVEN_SYSTEM_HINT,
 ): Promise<void> {
   const valid = await validPaths(paths);
   const missing = paths.filter((p) => !valid.has(p));
@@ -83,9 +88,7 @@ export async function importMissingSystems(
         throw new OperationError(
           err.code,
           `${whose(path)}: this machine's store lacks ${path}, and the fleet's cache cannot give it: ${err.message}`,
-          {
-            hint: "a system given by store path must be in this machine's store, or in the fleet's cache signed by its key (nixship push)",
-          },
+          { hint },
         );
       });
     }

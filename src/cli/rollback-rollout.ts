@@ -81,7 +81,14 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
   // is not this rollback's to judge).
   const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
-  await importMissingSystems(o.fleet, [...new Set(systems.values())]);
+  // A system the cache no longer holds (collected) is most often still on the hosts, a
+  // generation back: going back there needs no copy.
+  await importMissingSystems(
+    o.fleet,
+    [...new Set(systems.values())],
+    (path) => `rollback of rollout ${read.record.id} to ${path}`,
+    `the hosts that ran it most likely still hold it as an earlier generation: 'nixship rollback --on HOST' goes back one generation on the host itself (--to N for another; 'nixship status HOST' lists them), with no copy; or push it to the cache again (nixship push) and run this rollback again`,
+  );
   const fleet = withGivenSystems(o.fleet, systems);
   const hosts = fleet.hosts.filter((h) => systems.has(h.name));
   const { report, code, summary } = await rollOut(
