@@ -94,17 +94,13 @@ async function fill(url: string): Promise<Filled> {
   return { store, bundles, shards, orphans };
 }
 
+/** `cache gc --cache URL --keep-releases 1 EXTRA…`, as run. */
+const runGc = (url: string, ...extra: string[]) =>
+  nixship(["cache", "gc", "--cache", url, "--keep-releases", "1", ...extra]);
+
+/** Its --json report, the run having succeeded. */
 async function gc(url: string, ...extra: string[]): Promise<Record<string, unknown>> {
-  const r = await nixship([
-    "cache",
-    "gc",
-    "--cache",
-    url,
-    "--keep-releases",
-    "1",
-    "--json",
-    ...extra,
-  ]);
+  const r = await runGc(url, "--json", ...extra);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
 }
@@ -163,15 +159,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
       (await readdir(join(dir, "releases/prod"))).filter((n) => n.includes("tmp")),
     ).toHaveLength(2);
 
-    const text = await nixship([
-      "cache",
-      "gc",
-      "--cache",
-      url,
-      "--keep-releases",
-      "1",
-      "--dry-run",
-    ]);
+    const text = await runGc(url, "--dry-run");
     expect(text.stderr).toMatch(
       /would delete: .*, 2 secrets bundles \(.*\), 1 release shards \(.*\), 1 leftovers of writers that died \(1 B\)/,
     );
@@ -198,7 +186,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
     await writeFile(join(dir, "releases/prod/3.json"), "not a release");
     const old = new Date(Date.now() - 2 * 86400_000);
     for (const key of await allKeys(f.store)) await utimes(join(dir, key), old, old);
-    const stopped = await nixship(["cache", "gc", "--cache", url, "--keep-releases", "1"]);
+    const stopped = await runGc(url);
     expect(stopped.code).toBe(1);
     expect(stopped.stderr).toContain("releases/prod/3.json");
     const r = await gc(url, "--skip-roots", "releases/prod/3.json");
