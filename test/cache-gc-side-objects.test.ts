@@ -39,9 +39,12 @@ interface Filled {
   readonly store: ObjectStore;
   /** Bundle keys by name: a1 (release 1 names it), a2, b1 (both releases), a0 and g1 (none). */
   readonly bundles: Record<"a0" | "a1" | "a2" | "b1" | "g1", string>;
-  /** Release 1's shards, and the copies of one under releases 9 and 10, which have no file. */
+  /**
+   * Release 1's shards; copies of one under releases 9 and 10, which have no file; and one under
+   * release 1 that its file does not name (a publisher that lost the number to this one).
+   */
   readonly shards: readonly string[];
-  readonly orphans: readonly [string, string];
+  readonly orphans: readonly [string, string, string];
 }
 
 const entry = (i: number, bundle?: string): ReleaseHost => ({
@@ -89,7 +92,11 @@ async function fill(url: string): Promise<Filled> {
   // A publisher's shards whose release file never came (or was withdrawn): 9 and 10.
   const body = (await readAll(store, shards[0] as string)) as Buffer;
   const name = (shards[0] as string).slice((shards[0] as string).lastIndexOf("/") + 1);
-  const orphans = [`release-shards/prod/9/${name}`, `release-shards/prod/10/${name}`] as const;
+  const orphans = [
+    `release-shards/prod/9/${name}`,
+    `release-shards/prod/10/${name}`,
+    `release-shards/prod/1/0-${"f".repeat(64)}.json`,
+  ] as const;
   for (const key of orphans) await store.put(key, body);
   return { store, bundles, shards, orphans };
 }
@@ -146,7 +153,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
     const dry = await gc(url, "--dry-run");
     expect(dry.deleted).toMatchObject({
       bundle: { objects: 2 },
-      shard: { objects: 1 },
+      shard: { objects: 2 },
       leftover: { objects: 1, bytes: 1 },
     });
     expect(dry.kept).toMatchObject({
@@ -161,13 +168,13 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
 
     const text = await runGc(url, "--dry-run");
     expect(text.stderr).toMatch(
-      /would delete: .*, 2 secrets bundles \(.*\), 1 release shards \(.*\), 1 leftovers of writers that died \(1 B\)/,
+      /would delete: .*, 2 secrets bundles \(.*\), 2 release shards \(.*\), 1 leftovers of writers that died \(1 B\)/,
     );
 
     const real = await gc(url);
     expect(real.deleted).toEqual(dry.deleted);
     expect(await sideKeys(f.store)).toEqual(
-      before.filter((k) => k !== f.bundles.a0 && k !== f.bundles.g1 && k !== f.orphans[0]),
+      before.filter((k) => ![f.bundles.a0, f.bundles.g1, f.orphans[0], f.orphans[2]].includes(k)),
     );
     expect(await readdir(join(dir, "releases/prod"))).toContain(".3.json.nixship-tmp-0123");
     expect(await readdir(join(dir, "releases/prod"))).not.toContain(
@@ -190,7 +197,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
     expect(stopped.code).toBe(1);
     expect(stopped.stderr).toContain("releases/prod/3.json");
     const r = await gc(url, "--skip-roots", "releases/prod/3.json");
-    expect(r.deleted).toMatchObject({ bundle: { objects: 0 }, shard: { objects: 2 } });
+    expect(r.deleted).toMatchObject({ bundle: { objects: 0 }, shard: { objects: 3 } });
     expect(await allKeys(f.store, "secrets/")).toHaveLength(5);
     await f.store.close();
   }, 120_000);
@@ -204,7 +211,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
     const r = await gc(url, "--grace", "0");
     expect(r.deleted).toMatchObject({
       bundle: { objects: 2 },
-      shard: { objects: 2 },
+      shard: { objects: 3 },
       leftover: { objects: 0 },
     });
     expect(await sideKeys(f.store)).toEqual(

@@ -344,6 +344,7 @@ async function collect(
     dryRun: options.dryRun,
     ...(signal ? { signal } : {}),
   });
+  signal?.throwIfAborted();
   if (leftovers !== undefined) {
     deleted.leftover = { ...leftovers.removed };
     problems.push(...leftovers.problems);

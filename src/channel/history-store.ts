@@ -7,7 +7,7 @@ import type { PublicKey } from "../nix/keys.js";
 import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
 import { isHostTwice } from "../release/release-parse.js";
 import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
-import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
+import { loadRelease, loadVerifiedRelease, storedShardKeys } from "../release/shard-store.js";
 import { isFinalState, type StatusState } from "../status/status.js";
 import { type Progress, readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -41,6 +41,8 @@ export interface HistoryRead {
   readonly entriesOf: Map<string, { entries: ReleaseHost[]; markers: string[] }>;
   /** The key of every secrets bundle an entry of a release read names (secrets-store.ts). */
   readonly bundles: ReadonlySet<string>;
+  /** The releases read whole (their numbers), and the key of every shard they have. */
+  readonly shards: { readonly read: ReadonlySet<number>; readonly keys: ReadonlySet<string> };
   /** LIST calls of the status markers (the listing of release files comes on top). */
   readonly listCalls: number;
   /** GETs of release files. */
@@ -76,6 +78,13 @@ export async function readHistory(
   let getCalls = 0;
   let done = 0;
   const bundles = new Set<string>();
+  const shards = { read: new Set<number>(), keys: new Set<string>() };
+  /** What the collector needs of a release read whole: its bundles and its shards. */
+  const note = (parsed: ParsedRelease) => {
+    addBundleKeys(bundles, parsed.release);
+    shards.read.add(parsed.release.seq);
+    for (const key of storedShardKeys(parsed)) shards.keys.add(key);
+  };
   const wanted = options.entriesOf ?? new Set<string>();
   /** What a release and its markers say of the `entriesOf` hosts. */
   const of = (release: Release | undefined, progress: Progress) =>
@@ -101,7 +110,7 @@ export async function readHistory(
     const known = options.known;
     if (known?.release.seq === seq && known.release.channel === channel) {
       options.onProgress?.(++done, seqs.length);
-      addBundleKeys(bundles, known.release);
+      note(known);
       return {
         seq,
         report: { release: slim(known.release, states), states },
@@ -127,7 +136,7 @@ export async function readHistory(
         report = placed ? { release: slim(signed.release, states), states } : "untrusted";
         if (placed) {
           whole = signed.release;
-          addBundleKeys(bundles, whole);
+          note(signed);
         }
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
@@ -161,6 +170,7 @@ export async function readHistory(
     refused,
     entriesOf,
     bundles,
+    shards,
     listCalls,
     getCalls,
   };

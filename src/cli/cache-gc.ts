@@ -60,8 +60,8 @@ pushes too), narinfos first. The roots:
   recent    narinfos written within --keep-days D
   grace     narinfos written within the grace period
 Beside the cache's own objects, a host's secrets bundles that no release read names (none
-while a release cannot be read), the shards of a release that has no file, and in a
-directory store the temp and lock files of writers that died, go too. Releases, channels,
+while a release cannot be read), release shards no release file names, and in a directory
+store the temp files, lock files and staging directories of writers that died, go too. Releases, channels,
 status records and pins are never touched, and nothing written within the grace period is
 deleted but a delta, which goes with the path it rebuilds, whatever its age (docs/deltas.md). The collection waits
 for nixship pushes and deploys in progress to finish (up to --wait), takes its lock, and only

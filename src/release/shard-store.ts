@@ -36,6 +36,12 @@ export function shardKey(channel: string, seq: number, index: number, digest: st
   return `${SHARDS_PREFIX}${channel}/${seq}/${index}-${hex}.json`;
 }
 
+/** The key of each shard of a release read whole (none for an unsharded one). */
+export function storedShardKeys(parsed: ParsedRelease): string[] {
+  const { channel, seq } = parsed.release;
+  return (parsed.shards ?? []).map((s) => shardKey(channel, seq, s.index, s.digest));
+}
+
 /** The key of each shard a release file names, in order of index. */
 export function shardKeys(head: Pick<ParsedHead, "head" | "shards">): string[] {
   const { channel, seq } = head.head;

@@ -84,6 +84,42 @@ describe("removeLeftovers", () => {
     expect(again.removed).toEqual({ objects: 0, bytes: 0 });
   });
 
+  it("follows no staging home that is a link, and takes no name without the leading dot", async () => {
+    const root = join(work, "linked-home");
+    const store = new FsStore(root, { fsync: false });
+    await store.put("nar/a.nar", Buffer.from("nar"));
+    // Another's directory, old, where a link named as the staging home leads.
+    const victim = join(work, "linked-home-victim");
+    await mkdir(join(victim, "0123456789ab"), { recursive: true });
+    await put(join(victim, "0123456789ab", "data"), "theirs", true);
+    await utimes(join(victim, "0123456789ab"), twoDaysAgo(), twoDaysAgo());
+    await symlink(victim, join(root, STAGING_HOME));
+    // Files whose names end as ours do, but are no temp or lock file of a key.
+    await mkdir(join(root, "notes"));
+    await put(join(root, "notes/backup.nixship-lock"), "kept", true);
+    await put(join(root, "notes/x.nixship-tmp-00"), "kept", true);
+    const done = await removeLeftovers(root, { before: Date.now() - DAY, dryRun: false });
+    expect(done).toEqual({
+      removed: { objects: 0, bytes: 0 },
+      young: { objects: 0, bytes: 0 },
+      problems: [],
+    });
+    expect(await readdir(join(victim, "0123456789ab"))).toEqual(["data"]);
+    expect((await readdir(join(root, "notes"))).sort()).toEqual([
+      "backup.nixship-lock",
+      "x.nixship-tmp-00",
+    ]);
+    // A push refuses to stage through the link, naming it and the fix.
+    await expect(store.makeStagingDir()).rejects.toMatchObject({
+      message: expect.stringContaining(
+        "is not a directory (a link, or a file): nixship does not follow it",
+      ),
+      hint: `remove ${join(root, STAGING_HOME)}: nixship makes it again`,
+    });
+    expect(await readdir(victim)).toEqual(["0123456789ab"]);
+    await store.close();
+  });
+
   it("is the directory store's removeLeftovers, and removes nothing once interrupted", async () => {
     const { root } = await storeWithLeftovers("store");
     const store = new FsStore(root, { fsync: false });

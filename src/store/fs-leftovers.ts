@@ -3,12 +3,13 @@
 // and a staging directory (fs-staging.ts). Those untouched since a cutoff are removed: a live
 // writer touches its own all the time, and a lock is held for milliseconds.
 import type { Dir } from "node:fs";
-import { lstat, opendir, rm, unlink } from "node:fs/promises";
+import { lstat, opendir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { STAGING_HOME, staleStagingDirs } from "./fs-staging.js";
+import { removeStagingDir, STAGING_HOME, staleStagingDirs } from "./fs-staging.js";
 import type { LeftoverOptions, LeftoversRemoved, Tally } from "./object-store.js";
 
-const TEMP_FILE = /\.nixship-(?:tmp-[0-9a-f]+|lock)$/;
+/** tempBeside's and the compare-and-swap lock's names (fs-files.ts, fs-store.ts): `.NAME.…`. */
+const TEMP_FILE = /^\..+\.nixship-(?:tmp-[0-9a-f]+|lock)$/;
 /** Entries looked at, at most, in one sweep: a store of a million NARs and its folders fits. */
 export const LEFTOVER_SCAN_LIMIT = 5_000_000;
 /** Folders deeper than this are not entered (keys have a few segments; a cycle cannot form). */
@@ -32,14 +33,26 @@ export async function removeLeftovers(
   };
   for (const dir of await staleStagingDirs(root, options.before)) {
     options.signal?.throwIfAborted();
-    if (!options.dryRun) await rm(dir.path, { recursive: true, force: true });
+    if (!options.dryRun) {
+      const failed = await removeStagingDir(dir.path).then(
+        () => undefined,
+        (err: Error) => err.message,
+      );
+      if (failed !== undefined) {
+        problems.push(`could not delete the staging directory ${dir.path}: ${failed}`);
+        continue;
+      }
+    }
     count(removed, dir.bytes);
   }
   let seen = 0;
   const folders: { path: string; depth: number }[] = [{ path: root, depth: 0 }];
   for (let folder = folders.pop(); folder !== undefined; folder = folders.pop()) {
+    options.signal?.throwIfAborted();
     let handle: Dir;
     try {
+      // Listed as a directory; not entered if it became a link since.
+      if (folder.depth > 0 && !(await lstat(folder.path)).isDirectory()) continue;
       handle = await opendir(folder.path, { bufferSize: 256 });
     } catch (err) {
       problems.push(`${folder.path}: ${(err as Error).message}`);
@@ -62,11 +75,12 @@ export async function removeLeftovers(
         continue;
       }
       if (!options.dryRun) {
+        options.signal?.throwIfAborted();
         const gone = await unlink(path).then(
           () => true,
           (err: NodeJS.ErrnoException) => {
             if (err.code === "ENOENT") return false;
-            problems.push(`could not remove ${path}: ${err.message}`);
+            problems.push(`could not delete ${path}: ${err.message}`);
             return false;
           },
         );

@@ -2,8 +2,8 @@
 // flush moves them into place, under one reserved name, and removed by the next store once stale.
 import { randomBytes } from "node:crypto";
 import { rmdirSync, rmSync } from "node:fs";
-import { lstat, readdir, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { lstat, readdir, realpath, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { makeDirs } from "../util/make-dirs.js";
 
@@ -24,6 +24,15 @@ const STALE_SCAN_LIMIT = 1000;
 export async function newStagingDir(root: string, url: string): Promise<string> {
   const parent = join(root, STAGING_HOME);
   const dir = join(parent, randomBytes(6).toString("hex"));
+  // Never through a link: whoever can write the store's directory could aim it anywhere.
+  const home = await lstat(parent).catch(() => undefined);
+  if (home !== undefined && !home.isDirectory()) {
+    throw new OperationError(
+      "store-fs-failed",
+      `cannot create a staging directory in ${url}: ${parent} is not a directory (a link, or a file): nixship does not follow it`,
+      { hint: `remove ${parent}: nixship makes it again` },
+    );
+  }
   try {
     await makeDirs(dir);
   } catch (err) {
@@ -63,14 +72,14 @@ function removedAtExit(dir: string): void {
 /** Removes, best effort, the staging directories in `parent` but `keep` gone stale. */
 async function removeStale(parent: string, keep: string): Promise<void> {
   for (const dir of await staleIn(parent, Date.now() - STALE_STAGING_MS)) {
-    if (dir.path !== keep)
-      await rm(dir.path, { recursive: true, force: true }).catch(() => undefined);
+    if (dir.path !== keep) await removeStagingDir(dir.path).catch(() => undefined);
   }
 }
 
 /**
  * The staging directories of the store at `root` untouched since `before` (ms since the
- * epoch), the first STALE_SCAN_LIMIT looked at, with the bytes of the files they hold.
+ * epoch), the first STALE_SCAN_LIMIT looked at, with the bytes of the files they hold. A
+ * staging home that is a link (or no directory) holds none: it is not followed.
  */
 export function staleStagingDirs(
   root: string,
@@ -79,7 +88,25 @@ export function staleStagingDirs(
   return staleIn(join(root, STAGING_HOME), before);
 }
 
+/**
+ * Removes a staging directory, and nothing a link leads to: it and its home are looked at
+ * (lstat, then the real path) just before. Fails with the reason when it cannot.
+ */
+export async function removeStagingDir(dir: string): Promise<void> {
+  const home = dirname(dir);
+  const [homeStat, dirStat] = await Promise.all([lstat(home), lstat(dir)]);
+  if (!homeStat.isDirectory() || !dirStat.isDirectory()) {
+    throw new Error(`${dir} is no longer a directory in a real directory: not followed`);
+  }
+  if ((await realpath(dir)) !== join(await realpath(home), basename(dir))) {
+    throw new Error(`${dir} leads elsewhere: not followed`);
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
 async function staleIn(parent: string, before: number): Promise<{ path: string; bytes: number }[]> {
+  const home = await lstat(parent).catch(() => undefined);
+  if (home === undefined || !home.isDirectory()) return [];
   const names = await readdir(parent).catch(() => [] as string[]);
   const stale: { path: string; bytes: number }[] = [];
   for (const name of names.slice(0, STALE_SCAN_LIMIT)) {

@@ -38,7 +38,7 @@ import {
   readRelease,
   releaseKey,
 } from "../release/release-store.js";
-import { loadRelease } from "../release/shard-store.js";
+import { loadRelease, storedShardKeys } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
 import {
   gotItsSystem,
@@ -133,6 +133,8 @@ export async function rootsFromStore(
 
   // Every secrets bundle a release read names: the newest releases', and the history's.
   const bundles = new Set<string>();
+  // The releases read whole (`channel/seq`), and their shards' keys.
+  const shards = { read: new Set<string>(), keys: new Set<string>() };
   const seqs = await listReleaseSeqs(store);
   const channels = [...new Set([...(await listChannels(store)), ...seqs.keys()])].sort();
   for (const channel of channels) {
@@ -153,6 +155,8 @@ export async function rootsFromStore(
       else {
         for (const [host, p] of releasePaths(read.release)) add(p, "release", hostOrigin(host));
         addBundleKeys(bundles, read.release);
+        shards.read.add(`${channel}/${read.release.seq}`);
+        for (const shard of read.shardKeys) shards.keys.add(shard);
       }
     }
     const history = await readHistory(store, {
@@ -163,6 +167,8 @@ export async function rootsFromStore(
     // A release every full reader refuses hides nothing: a host that applied its entry from a
     // sound shard keeps its system by its record.
     for (const key of history.bundles) bundles.add(key);
+    for (const seq of history.shards.read) shards.read.add(`${channel}/${seq}`);
+    for (const key of history.shards.keys) shards.keys.add(key);
     const refusedSeqs = new Set(history.refused.map((r) => r.seq));
     for (const { seq, problem } of history.refused) {
       refused.push({ name: releaseKey(channel, seq), problem });
@@ -276,6 +282,7 @@ export async function rootsFromStore(
   const sideObjects = await readSideObjects(store, {
     bundles: releasesRead ? bundles : undefined,
     releases: seqs,
+    shards,
   });
   const unreadRecords = [...unread]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -329,11 +336,17 @@ async function releaseRoots(
   store: ObjectStore,
   source: string,
   read: { status: string; bytes?: Uint8Array },
-): Promise<{ release: Release } | { refused: string } | { unreadable: string } | undefined> {
+): Promise<
+  | { release: Release; shardKeys: string[] }
+  | { refused: string }
+  | { unreadable: string }
+  | undefined
+> {
   if (read.status !== "found" || read.bytes === undefined) return undefined;
   try {
     // A sharded release's shards too: one missing or changed leaves the release's roots unknown.
-    return { release: (await loadRelease(store, read.bytes, source)).release };
+    const parsed = await loadRelease(store, read.bytes, source);
+    return { release: parsed.release, shardKeys: storedShardKeys(parsed) };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     // Refused by every full reader: it keeps nothing. The agents of its sound shards may apply

@@ -1,6 +1,7 @@
 // The objects beside the cache's own that a collection judges by what the fleet's releases say
 // (gc-plan.ts, SideObject): hosts' secrets bundles, named while a release the collection reads
-// names them, and release shards, named while their release's file is there. Found by LIST:
+// names them, and release shards, named by their release's file (while it is there, for one not
+// read). Found by LIST:
 // `secrets/` and `release-shards/`, a page per 1,000 keys. Keys of another shape are no one's
 // to judge, and are left alone.
 import type { SideObject } from "../cache/gc-plan.js";
@@ -16,6 +17,12 @@ export interface NamedBySide {
   readonly bundles: ReadonlySet<string> | undefined;
   /** Each channel's release numbers that have a file. */
   readonly releases: ReadonlyMap<string, readonly number[]>;
+  /**
+   * The releases read whole (`channel/seq`), and the keys of their shards: another shard under
+   * such a number is a publisher's that lost it (to a race, or by dying before its file), the
+   * number since reused. Under a number with a file not read, every shard is kept.
+   */
+  readonly shards: { readonly read: ReadonlySet<string>; readonly keys: ReadonlySet<string> };
 }
 
 /** The secrets bundles and release shards in the store, and whether each is named. */
@@ -38,7 +45,10 @@ export async function readSideObjects(
   for await (const info of listAll(store, SHARDS_PREFIX)) {
     const [, channel, seq] = SHARD_KEY.exec(info.key) ?? [];
     if (channel === undefined || seq === undefined) continue;
-    const isNamed = filed.get(channel)?.has(Number(seq)) === true;
+    const read = named.shards.read.has(`${channel}/${seq}`);
+    const isNamed = read
+      ? named.shards.keys.has(info.key)
+      : filed.get(channel)?.has(Number(seq)) === true;
     found.push({ kind: "shard", object: object(info), named: isNamed });
   }
   return found;
