@@ -161,6 +161,17 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
       shard: { objects: f.shards.length + 1 },
       leftover: { objects: 1, bytes: 1 },
     });
+    // Each named, by key (a leftover by its path in the store's directory).
+    expect(dry.deletedObjects).toEqual(
+      expect.arrayContaining([
+        { kind: "bundle", key: f.bundles.a0 },
+        { kind: "bundle", key: f.bundles.g1 },
+        { kind: "shard", key: f.orphans[0] },
+        { kind: "shard", key: f.orphans[2] },
+        { kind: "leftover", key: "releases/prod/.2.origin.json.nixship-tmp-6e50d0a8ad75" },
+      ]),
+    );
+    expect(dry.deletedObjects).toHaveLength(5);
     expect(await sideKeys(f.store)).toEqual(before);
     expect(
       (await readdir(join(dir, "releases/prod"))).filter((n) => n.includes("tmp")),

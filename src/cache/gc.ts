@@ -152,6 +152,14 @@ export interface GcReport {
   readonly deletedUnreadable: readonly string[];
   /** NARs deleted that no narinfo named (left by pushes that died, or by other tools). */
   readonly orphanNars: readonly string[];
+  /**
+   * The secrets bundles and release shards deleted (or that would be), by key, and the first
+   * 100 leftovers, by their path from the store's root.
+   */
+  readonly deletedObjects: readonly {
+    readonly kind: "bundle" | "shard" | "leftover";
+    readonly key: string;
+  }[];
   /** Where this report is kept in the store (gc/reports/), or null (a dry run, or it failed). */
   readonly reportKey: string | null;
   /** Deletes that failed, and references the cache lacks (it was incomplete before). */
@@ -332,11 +340,14 @@ async function collect(
   // Beside the cache's own: the secrets bundles and release shards nothing kept names, and what
   // writers that died left in a directory store.
   const side = read.sideObjects ?? [];
+  const deletedObjects: { kind: "bundle" | "shard" | "leftover"; key: string }[] = [];
   for (const kind of SIDE_KINDS) {
     const doomed = side
       .filter((o) => o.kind === kind && !o.named && pastGrace(o.object, cutoff))
       .map((o) => o.object);
-    requests.delete += (await sweep(options, lock, kind, doomed, deleted, problems)).requests;
+    const swept = await sweep(options, lock, kind, doomed, deleted, problems);
+    requests.delete += swept.requests;
+    for (const key of swept.deleted) deletedObjects.push({ kind, key });
   }
   lock?.check();
   const leftovers = await store.removeLeftovers?.({
@@ -347,6 +358,7 @@ async function collect(
   signal?.throwIfAborted();
   if (leftovers !== undefined) {
     deleted.leftover = { ...leftovers.removed };
+    for (const key of leftovers.paths) deletedObjects.push({ kind: "leftover", key });
     problems.push(...leftovers.problems);
   }
 
@@ -385,6 +397,7 @@ async function collect(
     byPackage: groupByPackage(paths.paths),
     deletedUnreadable: paths.unreadable,
     orphanNars: paths.orphans,
+    deletedObjects,
     reportKey: null,
     problems:
       problems.length > PROBLEMS_SHOWN

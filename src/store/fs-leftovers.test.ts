@@ -61,6 +61,14 @@ describe("removeLeftovers", () => {
     const dry = await removeLeftovers(root, { before, dryRun: true });
     expect(dry.removed).toEqual({ objects: 4, bytes: 5 + 7 + 3 + 100 });
     expect(dry.young).toEqual({ objects: 1, bytes: 5 });
+    expect([...dry.paths].sort()).toEqual(
+      [
+        `${STAGING_HOME}/0123456789ab`,
+        "nar/.b.nar.nixship-tmp-00ff",
+        "releases/prod/.2.json.nixship-lock",
+        "releases/prod/.2.origin.json.nixship-tmp-6e50d0a8ad75",
+      ].sort(),
+    );
     expect(dry.problems).toEqual([]);
     // A dry run removes nothing.
     expect(await readdir(join(root, "nar"))).toHaveLength(6);
@@ -102,6 +110,7 @@ describe("removeLeftovers", () => {
     expect(done).toEqual({
       removed: { objects: 0, bytes: 0 },
       young: { objects: 0, bytes: 0 },
+      paths: [],
       problems: [],
     });
     expect(await readdir(join(victim, "0123456789ab"))).toEqual(["data"]);

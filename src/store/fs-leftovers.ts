@@ -4,9 +4,14 @@
 // writer touches its own all the time, and a lock is held for milliseconds.
 import type { Dir } from "node:fs";
 import { lstat, opendir, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { removeStagingDir, STAGING_HOME, staleStagingDirs } from "./fs-staging.js";
-import type { LeftoverOptions, LeftoversRemoved, Tally } from "./object-store.js";
+import {
+  LEFTOVERS_NAMED,
+  type LeftoverOptions,
+  type LeftoversRemoved,
+  type Tally,
+} from "./object-store.js";
 
 /** tempBeside's and the compare-and-swap lock's names (fs-files.ts, fs-store.ts): `.NAME.…`. */
 const TEMP_FILE = /^\..+\.nixship-(?:tmp-[0-9a-f]+|lock)$/;
@@ -27,9 +32,11 @@ export async function removeLeftovers(
   const removed: Tally = { objects: 0, bytes: 0 };
   const young: Tally = { objects: 0, bytes: 0 };
   const problems: string[] = [];
-  const count = (t: Tally, bytes: number) => {
+  const paths: string[] = [];
+  const count = (t: Tally, bytes: number, path?: string) => {
     t.objects++;
     t.bytes += bytes;
+    if (path !== undefined && paths.length < LEFTOVERS_NAMED) paths.push(relative(root, path));
   };
   for (const dir of await staleStagingDirs(root, options.before)) {
     options.signal?.throwIfAborted();
@@ -43,7 +50,7 @@ export async function removeLeftovers(
         continue;
       }
     }
-    count(removed, dir.bytes);
+    count(removed, dir.bytes, dir.path);
   }
   let seen = 0;
   const folders: { path: string; depth: number }[] = [{ path: root, depth: 0 }];
@@ -86,7 +93,7 @@ export async function removeLeftovers(
         );
         if (!gone) continue;
       }
-      count(removed, st.size);
+      count(removed, st.size, path);
     }
     if (seen > LEFTOVER_SCAN_LIMIT) {
       problems.push(
@@ -95,5 +102,5 @@ export async function removeLeftovers(
       break;
     }
   }
-  return { removed, young, problems };
+  return { removed, young, paths, problems };
 }

@@ -116,6 +116,9 @@ export interface Tally {
   bytes: number;
 }
 
+/** Leftovers a sweep names (it counts them all). */
+export const LEFTOVERS_NAMED = 100;
+
 export interface LeftoverOptions {
   /** Leftovers untouched since this time (ms since the epoch) are removed; younger ones counted. */
   readonly before: number;
@@ -128,6 +131,8 @@ export interface LeftoversRemoved {
   readonly removed: Tally;
   /** Touched since `before`: a writer's at work, or one that died since. */
   readonly young: Tally;
+  /** Where the first LEFTOVERS_NAMED removed (in a dry run, that would be) were, from the store's root. */
+  readonly paths: readonly string[];
   readonly problems: readonly string[];
 }
 

@@ -193,5 +193,12 @@ function deletedLines(report: GcReport): string[] {
     lines.push(
       `  orphan NARs (no narinfo named them) (${report.orphanNars.length}): ${report.orphanNars.slice(0, PATHS_SHOWN).join(", ")}${report.orphanNars.length > PATHS_SHOWN ? ", …" : ""}`,
     );
+  for (const kind of ["bundle", "shard", "leftover"] as const) {
+    const keys = report.deletedObjects.filter((o) => o.kind === kind).map((o) => o.key);
+    const all = report.deleted[kind].objects;
+    if (all === 0) continue;
+    const more = all > Math.min(keys.length, PATHS_SHOWN) ? ", …" : "";
+    lines.push(`  ${KIND_NAMES[kind]} (${all}): ${keys.slice(0, PATHS_SHOWN).join(", ")}${more}`);
+  }
   return lines;
 }
