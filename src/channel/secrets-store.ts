@@ -16,15 +16,23 @@ const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(by
 /**
  * Stores the host's bundle (unless that very bundle is there) and returns its sha256. What is
  * at the key is read and checked, not only seen: a copy changed in the store is replaced, so
- * publishing again repairs it.
+ * publishing again repairs it. `fresh`: put it all the same, so that it counts as written now
+ * (`cache gc` keeps a bundle no release names for its grace period: an ssm host fetches its
+ * bundle by a presigned URL, up to 12 hours on, and no release names it).
  */
 export async function putSecretsBundle(
   store: ObjectStore,
   host: string,
   bundle: string,
+  { fresh = false }: { readonly fresh?: boolean } = {},
 ): Promise<string> {
   const sha256 = sha256Hex(bundle);
   const key = secretsBundleKey(host, sha256);
+  if (fresh) {
+    const bytes = Buffer.from(bundle);
+    await store.put(key, bytes, { size: bytes.length, contentType: "text/plain" });
+    return sha256;
+  }
   const there = await readAll(store, key, MAX_SECRETS_BUNDLE).catch((err: unknown) => {
     // Larger than any bundle: not the one named, so it is replaced.
     if (err instanceof NixshipError && err.code === "object-too-large") return undefined;

@@ -364,7 +364,9 @@ export class SsmDelivery implements Delivery {
       );
     }
     const host = (group.members[0] as Member).host.name;
-    const sha256 = await putSecretsBundle(store, host, secrets.bundle);
+    // Written now whatever is there: no release names it, so its age is what keeps it from
+    // `cache gc` while the command may still fetch it.
+    const sha256 = await putSecretsBundle(store, host, secrets.bundle, { fresh: true });
     const url = await store.presignGet(secretsBundleKey(host, sha256), Math.min(seconds, 43_200));
     return { url, sha256 };
   }
