@@ -182,6 +182,48 @@ describe("the flake here, when no fleet is named", () => {
   });
 });
 
+describe("a fleet in the flake naming a Prometheus bearer token file", () => {
+  const PROMETHEUS = (file: string) => `
+        prometheus = { url = "http://127.0.0.1:9"; bearerTokenFile = "${file}"; };`;
+
+  it("in the directory of a path: flake is refused before anything is copied, naming the fix (exit 2)", async () => {
+    const dir = await flakeDir(FLEET(PROMETHEUS("prom.token")));
+    await writeFile(join(dir, "prom.token"), "TOKEN-NEVER-IN-THE-STORE\n", { mode: 0o600 });
+    const r = await nixship(["status", "--stored", "--fleet", `path:${dir}#nixship`]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(
+      `prometheus.bearerTokenFile ${join(dir, "prom.token")} is in the flake ${dir}, which Nix copies (every file of its directory) into the world-readable Nix store`,
+    );
+    expect(r.stderr).toContain("keep the token outside the flake");
+    expect(r.stderr).not.toContain("TOKEN-NEVER-IN-THE-STORE");
+  });
+
+  it("outside the flake, or untracked in a git flake, is read", async () => {
+    const outside = join(work, "prom-outside.token");
+    await writeFile(outside, "TOKEN\n", { mode: 0o600 });
+    const dir = await flakeDir(FLEET(PROMETHEUS(outside)));
+    const r = await nixship(["status", "--stored", "--fleet", `path:${dir}#nixship`]);
+    // Read past the fleet: what stops it is the fleet's cache, which is none here.
+    expect(r.stderr).toContain("file:///var/cache/fleet holds no binary cache");
+    expect(r.stderr).not.toContain("bearerTokenFile");
+    // In a git repository that tracks the flake but not the token: git copies tracked files.
+    const repo = await mkdtemp(join(work, "repo-token-"));
+    dirs.push(repo);
+    await runOk("git", ["init", "-q", repo]);
+    await writeFleetFlake(repo, FLEET(PROMETHEUS("prom.token")));
+    await writeFile(join(repo, "known_hosts"), "");
+    await writeFile(join(repo, "prom.token"), "TOKEN\n", { mode: 0o600 });
+    await runOk("git", ["-C", repo, "add", "flake.nix", "known_hosts"]);
+    const untracked = await nixship(["status", "--stored", "--fleet", `${repo}#nixship`]);
+    expect(untracked.stderr).toContain("file:///var/cache/fleet holds no binary cache");
+    expect(untracked.stderr).not.toContain("bearerTokenFile");
+    await runOk("git", ["-C", repo, "add", "prom.token"]);
+    const tracked = await nixship(["status", "--stored", "--fleet", `${repo}#nixship`]);
+    expect(tracked.code).toBe(2);
+    expect(tracked.stderr).toContain("(the files git tracks, this one among them)");
+  });
+});
+
 describe("a fleet in the flake with a mistake", () => {
   /** `nixship build` of a fleet whose nixship output is FLEET with `extra` in it. */
   async function buildWith(extra: string, outputs = FLEET(extra)) {

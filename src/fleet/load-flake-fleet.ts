@@ -1,10 +1,13 @@
 // Reads a fleet written in a flake: one `nix eval` of its output, checked by the fleet file's
 // own rules (fleet-file.ts), every problem and Nix error named by the flake's attribute.
 
+import { realpath } from "node:fs/promises";
+import { relative } from "node:path";
 import { evalFailureText, type MarkedEvalFailure, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
+import { runCommand } from "../util/run.js";
 import {
   FLEET_MARK,
   type FlakeFleetSource,
@@ -84,7 +87,50 @@ export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): 
       nixProblem(source.attrPath, p, at.get(p)),
     );
   }
-  return resolveFleetPaths(fleet, source.baseDir);
+  const resolved = resolveFleetPaths(fleet, source.baseDir);
+  await refuseTokenInCopy(source, resolved);
+  return resolved;
+}
+
+/** How long git may take to say whether it tracks a file. */
+const GIT_TIMEOUT_MS = 10_000;
+
+/**
+ * Refuses a Prometheus bearer token file that the flake's copy in the Nix store holds (every
+ * file of a `path:` flake; the tracked ones of a git flake): the store is world-readable.
+ */
+async function refuseTokenInCopy(source: FlakeFleet, fleet: Fleet): Promise<void> {
+  const file = fleet.prometheus?.bearerTokenFile;
+  if (file === undefined || source.localDir === null) return;
+  const real = await realpath(file).catch(() => file);
+  const within = (top: string) => real.startsWith(`${top}/`);
+  let copied: string | undefined;
+  if (source.flake.startsWith("path:")) {
+    const top = await realpath(source.localDir).catch(() => source.localDir as string);
+    if (within(top)) copied = "every file of its directory";
+  } else if (source.flake.startsWith("git+file:")) {
+    const top = decodeURIComponent(new URL(source.flake).pathname);
+    if (within(top)) {
+      const tracked = await runCommand(
+        "git",
+        ["-C", top, "ls-files", "--error-unmatch", "--", relative(top, real)],
+        {
+          okCodes: [0, 1],
+          purpose: "ask git whether it tracks the bearer token file",
+          timeoutMs: GIT_TIMEOUT_MS,
+        },
+      );
+      if (tracked.code === 0) copied = "the files git tracks, this one among them";
+    }
+  }
+  if (copied === undefined) return;
+  throw new InputError(
+    "secret-in-flake",
+    `prometheus.bearerTokenFile ${file} is in the flake ${source.localDir}, which Nix copies (${copied}) into the world-readable Nix store`,
+    {
+      hint: "keep the token outside the flake, in a file of mode 0600 (an absolute path, or one relative to the flake that leads out of it); with git, never add it",
+    },
+  );
 }
 
 /** Seconds the lookup of where a fleet's problems are defined may take. */

@@ -7,7 +7,8 @@ import type { PutCondition } from "./object-store.js";
 export function s3Fault(err: unknown, what: string): Error {
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
-  const detail = (err as Error | undefined)?.message ?? String(err);
+  // A server's message may echo what it was sent: never the deployer's own credentials.
+  const detail = withoutOwnCredentials((err as Error | undefined)?.message ?? String(err));
   // A response without a body (HEAD, or a proxy's error page) leaves the SDK with no S3 code
   // ("UnknownError"): the HTTP status is what says what happened.
   const status = httpStatus(err);
@@ -29,6 +30,19 @@ export function s3Fault(err: unknown, what: string): Error {
       ...(hint ? { hint } : {}),
     },
   );
+}
+
+/** The credentials the SDK takes from the environment, long enough to tell from other text. */
+const OWN_CREDENTIALS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] as const;
+
+/** `text` with every credential of the environment's replaced by `***`. */
+export function withoutOwnCredentials(text: string): string {
+  let shown = text;
+  for (const name of OWN_CREDENTIALS) {
+    const value = process.env[name];
+    if (value !== undefined && value.length >= 8) shown = shown.split(value).join("***");
+  }
+  return shown;
 }
 
 function errorName(err: unknown): string {

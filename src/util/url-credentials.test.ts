@@ -13,6 +13,22 @@ describe("credentialsIn", () => {
     ["https://h/x?api_key=1", 'the query parameter "api_key"'],
     ["https://h/x?X-Amz-Security-Token=1", 'the query parameter "X-Amz-Security-Token"'],
     ["https://h/x?Token=1", 'the query parameter "Token"'],
+    // Named as a credential anywhere in the name, or run into one word (X1's list).
+    ["https://h/x?secret_key=1", 'the query parameter "secret_key"'],
+    ["https://h/x?private_key=1", 'the query parameter "private_key"'],
+    ["https://h/x?aws_secret_access_key=1", 'the query parameter "aws_secret_access_key"'],
+    ["https://h/x?accessKey=1", 'the query parameter "accessKey"'],
+    ["https://h/x?X-Goog-Signature=1", 'the query parameter "X-Goog-Signature"'],
+    ["https://h/x?jwt=1", 'the query parameter "jwt"'],
+    ["https://h/x?clientsecret=1", 'the query parameter "clientsecret"'],
+    // In a URL a value holds, and in the fragment.
+    [
+      "s3://b?region=x&endpoint=http://h/?X-Amz-Signature=1",
+      'the query parameter "X-Amz-Signature"',
+    ],
+    ["https://h/x#access_token=1", 'the query parameter "access_token"'],
+    // Names that only hold such letters are none.
+    ["https://h/x?monkey=1&bypass=2&oauth_flow=code&keyword=a&page=2", undefined],
   ])("%s: %s", (url, expected) => {
     expect(credentialsIn(url)).toBe(expected);
   });
@@ -29,6 +45,10 @@ describe("shownUrl", () => {
     ["https://h/x?token=secret&full=1", "https://h/x"],
     ["https://h/%E0%A4%A", "https://h/%E0%A4%A"],
     ["http://bot:tok@{address}/health", "http://…"],
+    ["s3://b?region=x&endpoint=http://h/?X-Amz-Signature=1", "s3://b"],
+    ["s3://b?aws_secret_access_key=1&region=x", "s3://b"],
+    ["https://h/x#access_token=1", "https://h/x"],
+    ["https://h/x#top", "https://h/x#top"],
   ])("quotes only what identifies %s", (text, shown) => {
     expect(shownUrl(text)).toBe(shown);
   });

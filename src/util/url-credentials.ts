@@ -5,11 +5,53 @@
 import { sourceReference, UNREADABLE_REFERENCE } from "./source-reference.js";
 
 /**
- * Query parameters whose value is a credential by its name: bearer tokens, API keys,
- * passwords, and an S3 presigned URL's signature and session token.
+ * Words that make a query parameter's value a credential, wherever they stand in its name
+ * (`access_token`, `secret_key`, `aws_secret_access_key`, `accessKey`, `X-Goog-Signature`,
+ * `X-Amz-Security-Token`): bearer tokens, API keys, passwords, signatures, session tokens.
  */
-const CREDENTIAL_PARAMETER =
-  /^(?:(?:access|auth|bearer|id|refresh|private|session|api|client)[_-]?token|token|api[_-]?key|apikey|key|secret|client[_-]?secret|password|passwd|pwd|pass|auth|authorization|signature|sig|x-amz-(?:signature|security-token|credential))$/i;
+const CREDENTIAL_WORDS: ReadonlySet<string> = new Set([
+  "token",
+  "secret",
+  "password",
+  "passwd",
+  "passphrase",
+  "pwd",
+  "pass",
+  "key",
+  "apikey",
+  "sig",
+  "signature",
+  "credential",
+  "credentials",
+  "auth",
+  "authorization",
+  "bearer",
+  "jwt",
+  "cookie",
+  "otp",
+]);
+/** The same, run into one lowercase word (`apitoken`, `clientsecret`, `secretkey`). */
+const CREDENTIAL_ENDING =
+  /(?:token|secret|password|passwd|passphrase|signature|credentials?|apikey|accesskey|secretkey|privatekey)$/;
+
+/** Whether a query parameter's name says its value is a credential. */
+export function namesCredential(name: string): boolean {
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w !== "");
+  return words.some((w) => CREDENTIAL_WORDS.has(w) || CREDENTIAL_ENDING.test(w));
+}
+
+/**
+ * The names of the parameters in a query, and in any URL a value holds (a store URL's
+ * `endpoint` is a URL with a query of its own), and in the fragment: every `NAME=` in it.
+ */
+function queryNames(query: string): string[] {
+  const text = decoded(query) ?? query;
+  return [...text.matchAll(/(?:^|[?&;#])([^=&?#;]+)=/g)].map((m) => m[1] as string);
+}
 
 /**
  * What in `url` is a credential, said without it: a user or password before its host, or a
@@ -24,8 +66,8 @@ export function credentialsIn(url: string): string | undefined {
   if (parsed === undefined ? beforeQuery.includes("@") : parsed.username || parsed.password) {
     return "a user or password before the host";
   }
-  const query = parsed?.searchParams ?? new URLSearchParams(rest.split("?", 2)[1] ?? "");
-  const named = [...query.keys()].find((name) => CREDENTIAL_PARAMETER.test(name));
+  const afterHost = rest.slice(beforeQuery.length);
+  const named = queryNames(afterHost).find(namesCredential);
   return named === undefined ? undefined : `the query parameter "${named}"`;
 }
 
@@ -38,19 +80,19 @@ export function credentialsIn(url: string): string | undefined {
  * `{address}` before its user) is its scheme alone.
  */
 export function shownUrl(text: string): string {
-  const at = text.indexOf("?");
+  // The query, and a fragment: either may name a credential (the fragment's stays in the URL).
+  const at = text.search(/[?#]/);
   const base = at < 0 ? text : text.slice(0, at);
+  const separator = at < 0 ? "" : text.charAt(at);
   const query = at < 0 ? undefined : text.slice(at + 1);
   const baseDecoded = decoded(base);
   const queryDecoded = query === undefined ? "" : decoded(query);
-  const namesCredential =
-    query !== undefined &&
-    [...new URLSearchParams(query).keys()].some((name) => CREDENTIAL_PARAMETER.test(name));
+  const credential = query !== undefined && queryNames(query).some(namesCredential);
   if (baseDecoded === undefined || queryDecoded === undefined || queryDecoded.includes("@")) {
     return identifying(text);
   }
   const shownBase = baseDecoded.includes("@") ? identifying(base) : base;
-  return query === undefined || namesCredential ? shownBase : `${shownBase}?${query}`;
+  return query === undefined || credential ? shownBase : `${shownBase}${separator}${query}`;
 }
 
 /** `text` percent-decoded, or undefined when its escapes are malformed. */
