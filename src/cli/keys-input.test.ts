@@ -92,6 +92,23 @@ describe("readSecretKeyFile", () => {
       expect(release.message).toBe(`${flag} ${nope}: no such file`);
       expect(release.hint).toContain("releases.publicKeys");
     }
+    // The secret half of a key without its NAME:, or a token, given where a file belongs (and
+    // so resolved against a directory): neither is shown.
+    for (const given of [
+      "TXawlJLC/wtzVvxZAqVf1XTtvPJD7kNLehvmxmR19lhDhekWiakG2RgzZFzgz+rWud5ha8d+d/8I4HS2DbNM5Q==",
+      join(dir, "Tok3nValue0123456789abcdefXYZ"),
+      join(dir, "0123456789abcdef0123456789abcdef"),
+    ]) {
+      const secret = await failure(readSecretKeyFile(given));
+      expect(secret).toMatchObject({ code: "key-missing", exitCode: 2 });
+      expect(secret.message).toBe(
+        `--key: no such file, and what was given (${given.length} characters, not shown) looks like a secret rather than a file's path`,
+      );
+      expect(`${secret.message} ${secret.hint}`).not.toContain(given.slice(-20));
+    }
+    // A path of words and dates is shown as it is.
+    const dated = join(dir, "cache-key-20261130");
+    expect((await failure(readSecretKeyFile(dated))).message).toBe(`--key ${dated}: no such file`);
     const nameless = await keyFile("nameless.sec", body, 0o600);
     const err = await failure(readSecretKeyFile(nameless));
     expect(err.message).toBe(

@@ -22,6 +22,20 @@ function looksLikeSecret(value: string): boolean {
   );
 }
 
+/**
+ * Whether a path that names no file looks like a token or key given in its place: a long run
+ * of base64 (upper and lower case letters and digits) or of hex, without a dot, as the whole
+ * value or as the last part of a path resolved against a directory.
+ */
+function looksLikeToken(file: string): boolean {
+  const token = (c: string) =>
+    (/^[A-Za-z0-9+/=_-]{24,}$/.test(c) && /[A-Z]/.test(c) && /[a-z]/.test(c) && /[0-9]/.test(c)) ||
+    /^[0-9a-f]{32,}$/i.test(c);
+  // A path as such (from the root, or a home or current directory) is judged by its last part.
+  const whole = file.trim();
+  return (!/^[/.~]/.test(whole) && token(whole)) || token(file.slice(file.lastIndexOf("/") + 1));
+}
+
 /** Who named a secret file (the flag or field, `$NIXSHIP_RELEASE_KEY`), and how to make one. */
 export interface SecretFileNamer {
   readonly name: string;
@@ -48,6 +62,13 @@ export async function readSecretFile(
     );
   }
   const unreadable = (err: NodeJS.ErrnoException): never => {
+    if (err.code === "ENOENT" && looksLikeToken(file)) {
+      throw new InputError(
+        "key-missing",
+        `${named?.name ?? what}: no such file, and what was given (${file.length} characters, not shown) looks like a secret rather than a file's path`,
+        { hint: "write the secret to a file with mode 0600 and pass its path" },
+      );
+    }
     if (err.code === "ENOENT") {
       throw new InputError("key-missing", `${named?.name ?? what} ${file}: no such file`, {
         ...(named === undefined ? {} : { hint: named.make }),
