@@ -2,9 +2,10 @@
 
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
-import { InputError, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { parseListen } from "../util/listen-address.js";
+import { tokenIn } from "../util/token-text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
@@ -51,8 +52,11 @@ Options:
     let token: string | undefined;
     if (values["token-file"]) {
       const file = values["token-file"];
-      token = (await readSecretFile(file, "--token-file", tokenFileNamer(file))).trim();
-      if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
+      token = tokenIn(
+        await readSecretFile(file, "--token-file", tokenFileNamer(file)),
+        `--token-file ${file}`,
+        tokenFileNamer(file).make,
+      );
     }
     const store = await openStore(positionals[0] as string);
     // Serving a directory that holds no cache would answer 404 to every client, quietly.

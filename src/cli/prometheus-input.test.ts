@@ -16,9 +16,9 @@ describe("the bearer token file", () => {
     for (const [text, said] of [
       [`${SECRET}\ntok-SECRET-2\n`, "holds 2 lines"],
       [`${SECRET}\n# a comment`, "holds 2 lines"],
-      ["tok SECRET", "holds a character a bearer token cannot"],
-      ["tok\u0007SECRET", "holds a character a bearer token cannot"],
-      ["tök-SECRET", "holds a character a bearer token cannot"],
+      ["tok SECRET", "holds a character a token cannot"],
+      ["tok\u0007SECRET", "holds a character a token cannot"],
+      ["tök-SECRET", "holds a character a token cannot"],
     ] as const) {
       let message = "";
       try {

@@ -2,6 +2,7 @@
 // where it came from and how to make a good one. The bucket of requests without it is apart
 // (limits.ts), so guessing cannot spend the real user's budget either.
 import { InputError } from "../errors.js";
+import { tokenIn } from "../util/token-text.js";
 
 /** The fewest characters a token may have. */
 export const MIN_TOKEN_LENGTH = 16;
@@ -17,10 +18,7 @@ export function tokenRecipe(file: string): string {
  * `file`. The token itself is never shown.
  */
 export function checkToken(token: string, source: string, file = "FILE"): string {
-  const trimmed = token.trim();
-  if (trimmed === "") {
-    throw new InputError("token-empty", `${source} is empty`, { hint: tokenRecipe(file) });
-  }
+  const trimmed = tokenIn(token, source, tokenRecipe(file));
   if (trimmed.length < MIN_TOKEN_LENGTH) {
     throw new InputError(
       "token-short",
