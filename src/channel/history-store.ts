@@ -1,7 +1,8 @@
 // Reads the per-host history (host-history.ts) from a store, bounded: the channel's last
-// HISTORY_RELEASES releases, each one GET of its release file (verified: a release no trusted
-// key signed was never run by an agent; a sharded one's shards too) and LIST pages of its status markers (1,000 keys a
-// page). No status body is read.
+// HISTORY_RELEASES releases that are no refresh (HISTORY_READS releases at most), each one GET
+// of its release file (verified: a release no trusted key signed was never run by an agent; a
+// sharded one's shards too) and LIST pages of its status markers (1,000 keys a page). No status
+// body is read.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
@@ -15,8 +16,10 @@ import { mapLimit } from "../util/pool.js";
 import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
 import { addBundleKeys } from "./secrets-store.js";
 
-/** Releases a history looks back over: the channel's newest ones. */
+/** Releases a history looks back over: the channel's newest ones, refreshes not counted. */
 export const HISTORY_RELEASES = 50;
+/** Releases a history reads at most, refreshes included. */
+export const HISTORY_READS = 250;
 /**
  * Releases read at once. A release of 30 MB (100,000 hosts) costs about 300 MB while it is
  * parsed and checked: parses run one at a time, and only this many bodies wait for theirs.
@@ -72,8 +75,11 @@ export async function readHistory(
 ): Promise<HistoryRead> {
   const { channel } = options;
   const newest = await highestListed(store, channel);
-  const count = Math.min(newest, options.releases ?? HISTORY_RELEASES);
-  const seqs = Array.from({ length: count }, (_, i) => newest - i);
+  const count = options.releases ?? HISTORY_RELEASES;
+  // Read back, a batch at a time, until `count` releases that are no refresh were read (a
+  // refresh repeats its channel's entries: a daily one would push a month's deploys out of
+  // any fixed window), HISTORY_READS at most.
+  let total = 0;
   let listCalls = 0;
   let getCalls = 0;
   let done = 0;
@@ -99,7 +105,7 @@ export async function readHistory(
   // Memory, not only bytes: a release may be tens of MB and hold 100,000 hosts, so each one is
   // cut down to what the history needs (the paths of the hosts that reached a final state on
   // it) as soon as it is parsed, and only READS are read at once.
-  const reads = await mapLimit(seqs, READS, async (seq) => {
+  const readOne = async (seq: number) => {
     const progress = await readProgress(store, channel, seq);
     listCalls += progress.listCalls;
     const states = new Map(
@@ -109,7 +115,7 @@ export async function readHistory(
     );
     const known = options.known;
     if (known?.release.seq === seq && known.release.channel === channel) {
-      options.onProgress?.(++done, seqs.length);
+      options.onProgress?.(++done, total);
       note(known);
       return {
         seq,
@@ -144,9 +150,23 @@ export async function readHistory(
         if (isHostTwice(err)) refused = err.message;
       }
     }
-    options.onProgress?.(++done, seqs.length);
+    options.onProgress?.(++done, total);
     return { seq, report, refused, named: of(whole, progress) };
-  });
+  };
+  const reads: Awaited<ReturnType<typeof readOne>>[] = [];
+  let counted = 0;
+  for (let next = newest; next >= 1 && counted < count && reads.length < HISTORY_READS; ) {
+    const size = Math.min(count - counted, HISTORY_READS - reads.length, next);
+    const batch = Array.from({ length: size }, (_, i) => next - i);
+    total += size;
+    const got = await mapLimit(batch, READS, readOne);
+    reads.push(...got);
+    // A release that could not be read counts: what it was is not known.
+    counted += got.filter(
+      (r) => typeof r.report === "string" || r.report.release.kind !== "refresh",
+    ).length;
+    next -= size;
+  }
   const reports: ReleaseReport[] = [];
   const untrusted: number[] = [];
   const refused: { seq: number; problem: string }[] = [];

@@ -42,10 +42,10 @@ pushes too), narinfos first. The roots:
             the delta tool their agents fetch deltas with)
   status    every host's current, desired, previous and booted systems (kernel, initrd and
             modules) from the status records in the store (status/hosts/)
-  history   every system an agent host was confirmed on in its channel's last 50 releases,
-            the newest --keep-generations of them and those as many rollbacks walk back
-            through (after a rollback the two differ); and every system whose newest report
-            there is a failure (reports are not checked here)
+  history   every system an agent host was confirmed on in its channel's last 50 releases
+            (refreshes not counted), the newest --keep-generations of them and those as many
+            rollbacks walk back through (after a rollback the two differ); and every system
+            whose newest report there is a failure (reports are not checked here)
   live      with --fleet, each ssh host's answer: current, booted, profile and its recent
             generations (skip with --stored)
   agent     the nixship package each agent runs (from its status record)
