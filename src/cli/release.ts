@@ -79,8 +79,8 @@ Shows a release: its number, kind, action, health checks, confirmation timeout, 
 and the digest of the release before it, and per host: the system the release names
 (DESIRED), the one the host last reported running (RUNNING, from status/hosts/<host>.json),
 and the last system confirmed healthy on it (LAST CONFIRMED, from the status markers of the
-channel's last ${HISTORY_RELEASES} releases; with --trusted-key, only releases those keys
-signed count). 'same' means the same system as DESIRED. 'latest' is the release the channel
+channel's last ${HISTORY_RELEASES} releases, refreshes not counted; with --trusted-key, only
+releases those keys signed count). 'same' means the same system as DESIRED. 'latest' is the release the channel
 points at. The 'published' line (--json 'origin') says who published it and from what
 source, from the origin document beside it (releases/<channel>/<seq>.origin.json): shown as
 true only when a trusted key signed it for this very release; one changed in the store, copied
