@@ -4,8 +4,8 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
 import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
+import { tokenIn } from "../util/bearer-token.js";
 import { parseListen } from "../util/listen-address.js";
-import { tokenIn } from "../util/token-text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 

@@ -2,7 +2,7 @@
 // from its file (owner-only, bounded, never shown), opened once per command.
 import type { Fleet } from "../fleet/fleet.js";
 import { type MetricsSource, prometheusClient } from "../metrics/prometheus.js";
-import { tokenIn } from "../util/token-text.js";
+import { tokenIn } from "../util/bearer-token.js";
 import { readSecretFile } from "./keys-input.js";
 
 /** A client of the fleet's Prometheus, or undefined when the fleet names none. */

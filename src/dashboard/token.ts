@@ -2,7 +2,7 @@
 // where it came from and how to make a good one. The bucket of requests without it is apart
 // (limits.ts), so guessing cannot spend the real user's budget either.
 import { InputError } from "../errors.js";
-import { tokenIn } from "../util/token-text.js";
+import { tokenIn } from "../util/bearer-token.js";
 
 /** The fewest characters a token may have. */
 export const MIN_TOKEN_LENGTH = 16;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { carriesToken } from "./bearer-token.js";
+import { carriesToken, tokenIn } from "./bearer-token.js";
 
 describe("carriesToken", () => {
   const token = "s3cret-token";
@@ -24,5 +24,33 @@ describe("carriesToken", () => {
     ]) {
       expect(carriesToken(header, token), String(header)).toBe(false);
     }
+  });
+});
+
+// Every token file is read alike (the dashboard's: token.test.ts, cache serve's, Prometheus's).
+const FILE_TOKEN = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4";
+
+describe("tokenIn", () => {
+  it("takes one line, whitespace around it aside", () => {
+    expect(tokenIn(`  ${FILE_TOKEN}\r\n`, "--token-file t", "make one")).toBe(FILE_TOKEN);
+  });
+
+  it("refuses two lines and a space inside, naming the source and not the text", () => {
+    for (const [text, said] of [
+      [
+        `${FILE_TOKEN}\nlistening on 0.0.0.0`,
+        "--token-file t holds 2 lines: it must hold one token",
+      ],
+      [`${FILE_TOKEN} second`, "--token-file t holds a character a token cannot"],
+    ] as const) {
+      expect(() => tokenIn(text, "--token-file t", "make one")).toThrow(said);
+      try {
+        tokenIn(text, "--token-file t", "make one");
+      } catch (err) {
+        expect((err as Error).message).not.toContain(FILE_TOKEN);
+        expect(err).toMatchObject({ code: "bad-token", hint: "make one" });
+      }
+    }
+    expect(() => tokenIn(" \n", "--token-file t", "make one")).toThrow("--token-file t is empty");
   });
 });

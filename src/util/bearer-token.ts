@@ -1,7 +1,10 @@
-// HTTP token auth for nixship's servers (`cache serve`, `dashboard`): the token comes as
-// `Authorization: Bearer TOKEN`, or as the password of Basic auth (what Nix's netrc sends), and is
-// compared in constant time.
+// HTTP token auth for nixship's servers (`cache serve`, `dashboard`) and its clients
+// (Prometheus): the token comes as `Authorization: Bearer TOKEN`, or as the password of Basic
+// auth (what Nix's netrc sends), and is compared in constant time. A token file is read one way:
+// one line of the characters a bearer token may hold, anything else refused, naming where it
+// came from and never its text.
 import { timingSafeEqual } from "node:crypto";
+import { InputError } from "../errors.js";
 
 /** Whether an Authorization header carries `token`. */
 export function carriesToken(authorization: string | undefined, token: string): boolean {
@@ -29,3 +32,25 @@ export const TOKEN_CHALLENGES: readonly string[] = [
   'Basic realm="nixship", charset="UTF-8"',
   'Bearer realm="nixship"',
 ];
+
+/** RFC 6750's b64token: what an Authorization: Bearer header carries. */
+const TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * The token `text` holds. `source` names it (`--token-file FILE`); `hint` says how to write a
+ * good one. InputError token-empty, or bad-token for more than one line or a character no
+ * token has.
+ */
+export function tokenIn(text: string, source: string, hint: string): string {
+  const token = text.trim();
+  if (token === "") throw new InputError("token-empty", `${source} is empty`, { hint });
+  if (!TOKEN.test(token)) {
+    const lines = token.split("\n").length;
+    const what =
+      lines > 1
+        ? `holds ${lines} lines`
+        : "holds a character a token cannot (a space, a control character or a non-ASCII one)";
+    throw new InputError("bad-token", `${source} ${what}: it must hold one token`, { hint });
+  }
+  return token;
+}
