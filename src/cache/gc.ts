@@ -156,10 +156,7 @@ export interface GcReport {
    * The secrets bundles and release shards deleted (or that would be), by key, and the first
    * 100 leftovers, by their path from the store's root.
    */
-  readonly deletedObjects: readonly {
-    readonly kind: "bundle" | "shard" | "leftover";
-    readonly key: string;
-  }[];
+  readonly deletedObjects: readonly DeletedObject[];
   /** Where this report is kept in the store (gc/reports/), or null (a dry run, or it failed). */
   readonly reportKey: string | null;
   /** Deletes that failed, and references the cache lacks (it was incomplete before). */
@@ -186,6 +183,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   await options.betweenSteps?.("begin");
   const started = performance.now();
   let lock: GcLock | undefined;
+  const deleting: Deleting = { deleted: emptyTallies(), deletedObjects: [] };
   try {
     lock = options.dryRun
       ? undefined
@@ -196,7 +194,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
         });
     const lockSeconds = (performance.now() - started) / 1000;
     await options.betweenSteps?.("locked");
-    const report = await collect(options, lock, lockSeconds);
+    const report = await collect(options, lock, lockSeconds, deleting);
     if (lock === undefined) return report;
     // Kept while the lock is held: two collections never prune each other's reports.
     try {
@@ -207,15 +205,40 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     }
   } catch (err) {
     if (options.signal?.aborted) {
-      throw new InterruptedError(`cache gc of ${store.url}: interrupted`, {
-        hint: "what was deleted left the cache whole; run it again to carry on",
-        cause: err,
-      });
+      const kept = lock === undefined ? undefined : await keepInterrupted(store, deleting);
+      throw new InterruptedError(
+        `cache gc of ${store.url}: interrupted${kept === undefined ? "" : `; what it deleted before is counted in ${kept}`}`,
+        { hint: "what was deleted left the cache whole; run it again to carry on", cause: err },
+      );
     }
     throw err;
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * An interrupted collection's report, kept while its lock is held: what it deleted, counted by
+ * kind (the paths are not listed), and the bundles, shards and leftovers by name. Undefined:
+ * it deleted nothing, or the report could not be kept.
+ */
+async function keepInterrupted(
+  store: ObjectStore,
+  deleting: Deleting,
+): Promise<string | undefined> {
+  const { deleted, deletedObjects } = deleting;
+  if (OBJECT_KINDS.every((kind) => deleted[kind].objects === 0)) return undefined;
+  const report = {
+    store: store.url,
+    dryRun: false,
+    interrupted: true,
+    deleted,
+    deletedObjects,
+    problems: [
+      "interrupted: what was deleted before is counted by kind; the store paths are not listed",
+    ],
+  };
+  return keepGcReport(store, report).catch(() => undefined);
 }
 
 /** The roots could not all be read: nothing was deleted. */
@@ -241,10 +264,20 @@ export class RootsUnreadableError extends OperationError {
   }
 }
 
+/** What a collection has deleted so far: what an interrupted one's report says. */
+interface Deleting {
+  readonly deleted: Tallies;
+  readonly deletedObjects: { kind: "bundle" | "shard" | "leftover"; key: string }[];
+}
+
+/** A deleted object beside the cache's own, as the report names it. */
+type DeletedObject = Deleting["deletedObjects"][number];
+
 async function collect(
   options: GcOptions,
   lock: GcLock | undefined,
   lockSeconds: number,
+  { deleted, deletedObjects }: Deleting,
 ): Promise<GcReport> {
   const { store, onEvent, signal } = options;
   const clock = stopwatch();
@@ -309,7 +342,6 @@ async function collect(
   const reached = new Map([...walk.found].map(([h, info]) => [h, info.storePath as string]));
   const { kept: marked, dropped } = judgeMarkedDeltas(reached);
   const candidates = doomedNarInfos(inventory, marked, cutoff, dropped);
-  const deleted = emptyTallies();
   const doomedInfos = await doomedReferences(options, candidates, problems);
   requests.get += candidates.length;
   const { doomed: narinfos, spared } = spareDeltas(candidates, doomedInfos, marked);
@@ -340,7 +372,6 @@ async function collect(
   // Beside the cache's own: the secrets bundles and release shards nothing kept names, and what
   // writers that died left in a directory store.
   const side = read.sideObjects ?? [];
-  const deletedObjects: { kind: "bundle" | "shard" | "leftover"; key: string }[] = [];
   for (const kind of SIDE_KINDS) {
     const doomed = side
       .filter((o) => o.kind === kind && !o.named && pastGrace(o.object, cutoff))
