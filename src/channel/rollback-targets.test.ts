@@ -184,7 +184,7 @@ describe("ChannelKeeper.publishRollback", () => {
     expect(await rollback(["web1"], { kind: "generation", generation: 40 })).toEqual([
       {
         host: "web1",
-        why: "web1 did not report generation 40 in the last 50 releases of channel prod (it last reported generation 7); give --to release:N or --to /nix/store/…",
+        why: "web1 did not report generation 40 in the last 50 releases of channel prod, refreshes not counted (it last reported generation 7); give --to release:N or --to /nix/store/…",
       },
     ]);
     expect(await rollback(["web1"], { kind: "release", seq: 99 })).toEqual([

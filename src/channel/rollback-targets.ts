@@ -113,7 +113,7 @@ async function generationSystem(
   }
   const last = latest?.generation ?? null;
   return {
-    why: `${name} did not report generation ${generation} in the last ${sources.historyReleases ?? HISTORY_RELEASES} releases of channel ${channel}${last === null ? "" : ` (it last reported generation ${last})`}; give --to release:N or --to /nix/store/…`,
+    why: `${name} did not report generation ${generation} in the last ${sources.historyReleases ?? HISTORY_RELEASES} releases of channel ${channel}, refreshes not counted${last === null ? "" : ` (it last reported generation ${last})`}; give --to release:N or --to /nix/store/…`,
   };
 }
 

@@ -36,8 +36,9 @@ stops on SIGINT or SIGTERM.
 
 Options:
   --listen HOST:PORT   address to listen on (port 0 picks a free port)
-  --token-file FILE    file of mode 0600 holding the token, alone on one line (letters, digits
-                       and - . _ ~ + /, then any =; surrounding whitespace ignored)`,
+  --token-file FILE    file of mode 0600 holding the token, alone on one line (visible ASCII:
+                       no space, control or non-ASCII character; surrounding whitespace
+                       ignored)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,

@@ -45,8 +45,8 @@ Options:
                        $NIXSHIP_FLEET, else ./nixship.json, else .#nixship)
   --listen HOST:PORT   address to listen on (default ${DEFAULT_LISTEN}; port 0: a free one)
   --token-file FILE    file of mode 0600 holding the token, alone on one line: at least 16
-                       letters, digits and - . _ ~ + / (then any =; surrounding whitespace
-                       ignored)
+                       visible ASCII characters (no space, control or non-ASCII one;
+                       surrounding whitespace ignored)
   --open               open the dashboard in the desktop's browser (xdg-open)
   --interval S         seconds between polls of the store (default ${POLL_INTERVAL / 1000})`,
   async run(argv, io) {

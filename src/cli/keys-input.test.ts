@@ -96,8 +96,8 @@ describe("readSecretKeyFile", () => {
     // so resolved against a directory): neither is shown.
     for (const given of [
       "TXawlJLC/wtzVvxZAqVf1XTtvPJD7kNLehvmxmR19lhDhekWiakG2RgzZFzgz+rWud5ha8d+d/8I4HS2DbNM5Q==",
-      join(dir, "Tok3nValue0123456789abcdefXYZ"),
-      join(dir, "0123456789abcdef0123456789abcdef"),
+      "0123456789abcdef0123456789abcdef",
+      join(dir, "X1CANARYpromtokenvalue0123456789"),
     ]) {
       const secret = await failure(readSecretKeyFile(given));
       expect(secret).toMatchObject({ code: "key-missing", exitCode: 2 });
@@ -106,9 +106,15 @@ describe("readSecretKeyFile", () => {
       );
       expect(`${secret.message} ${secret.hint}`).not.toContain(given.slice(-20));
     }
-    // A path of words and dates is shown as it is.
-    const dated = join(dir, "cache-key-20261130");
-    expect((await failure(readSecretKeyFile(dated))).message).toBe(`--key ${dated}: no such file`);
+    // A path of words and dates, or of a digest (as /run/secrets names files), is shown as it is.
+    for (const name of [
+      "cache-key-20261130",
+      "0123456789abcdef0123456789abcdef",
+      "MyServiceApiToken2024",
+    ]) {
+      const path = join(dir, name);
+      expect((await failure(readSecretKeyFile(path))).message).toBe(`--key ${path}: no such file`);
+    }
     const nameless = await keyFile("nameless.sec", body, 0o600);
     const err = await failure(readSecretKeyFile(nameless));
     expect(err.message).toBe(

@@ -23,17 +23,21 @@ function looksLikeSecret(value: string): boolean {
 }
 
 /**
- * Whether a path that names no file looks like a token or key given in its place: a long run
- * of base64 (upper and lower case letters and digits) or of hex, without a dot, as the whole
- * value or as the last part of a path resolved against a directory.
+ * Whether a path that names no file looks like a token or key given in its place: a run of
+ * base64 (upper and lower case letters and digits) of 24 characters or more, or of hex of 32,
+ * with no dot and not written as a path; or, as the last part of a path resolved against a
+ * directory (a fleet's `bearerTokenFile`), a base64 run of 32 or more (a file named by a hex
+ * digest, as /run/secrets holds, is shown).
  */
 function looksLikeToken(file: string): boolean {
-  const token = (c: string) =>
-    (/^[A-Za-z0-9+/=_-]{24,}$/.test(c) && /[A-Z]/.test(c) && /[a-z]/.test(c) && /[0-9]/.test(c)) ||
-    /^[0-9a-f]{32,}$/i.test(c);
-  // A path as such (from the root, or a home or current directory) is judged by its last part.
+  const base64 = (c: string, length: number) =>
+    new RegExp(`^[A-Za-z0-9+/=_-]{${length},}$`).test(c) &&
+    /[A-Z]/.test(c) &&
+    /[a-z]/.test(c) &&
+    /[0-9]/.test(c);
   const whole = file.trim();
-  return (!/^[/.~]/.test(whole) && token(whole)) || token(file.slice(file.lastIndexOf("/") + 1));
+  if (!/^[/.~]/.test(whole) && (base64(whole, 24) || /^[0-9a-f]{32,}$/i.test(whole))) return true;
+  return base64(file.slice(file.lastIndexOf("/") + 1), 32);
 }
 
 /** Who named a secret file (the flag or field, `$NIXSHIP_RELEASE_KEY`), and how to make one. */
@@ -66,7 +70,9 @@ export async function readSecretFile(
       throw new InputError(
         "key-missing",
         `${named?.name ?? what}: no such file, and what was given (${file.length} characters, not shown) looks like a secret rather than a file's path`,
-        { hint: "write the secret to a file with mode 0600 and pass its path" },
+        {
+          hint: "write the secret to a file with mode 0600 and pass its path (if it is a file's path, that file is not there)",
+        },
       );
     }
     if (err.code === "ENOENT") {

@@ -27,6 +27,6 @@ export function bearerToken(text: string, file: string): string {
   return tokenIn(
     text,
     `prometheus.bearerTokenFile ${file}`,
-    "put the token alone on one line (letters, digits and - . _ ~ + /, then any =)",
+    "put the token alone on one line (visible ASCII: no space, control or non-ASCII character)",
   );
 }

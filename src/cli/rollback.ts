@@ -65,7 +65,7 @@ fleet's cache store, when it has one), so 'nixship status' does not take it for 
 agent hosts: publishes one signed rollback release of the fleet's channel (--release-key)
 that names, for each selected host, the last system confirmed healthy on it before the one
 the channel names for it now (from the status markers of the channel's last
-${HISTORY_RELEASES} releases), then waits until the hosts report it applied (at most
+${HISTORY_RELEASES} releases, refreshes not counted), then waits until the hosts report it applied (at most
 releases.offlineTimeout). Rolling back again walks further back through the confirmed
 systems; it never returns to the one it left. Other hosts keep their entries, except an
 entry naming a system that failed on its host, which becomes that host's last confirmed

@@ -851,7 +851,7 @@ describe("AgentDelivery.rollbackHosts", () => {
       {
         status: "failed",
         message:
-          "web1 did not report generation 40 in the last 50 releases of channel prod (it last reported generation 6); give --to release:N or --to /nix/store/…",
+          "web1 did not report generation 40 in the last 50 releases of channel prod, refreshes not counted (it last reported generation 6); give --to release:N or --to /nix/store/…",
       },
     ]);
     const absent = await delivery().rollbackHosts([host("web1")], { kind: "release", seq: 99 });

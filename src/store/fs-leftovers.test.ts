@@ -129,6 +129,20 @@ describe("removeLeftovers", () => {
     await store.close();
   });
 
+  it("takes nothing younger than an hour, whatever the cutoff (a writer without a lease)", async () => {
+    const root = join(work, "grace-0");
+    await mkdir(join(root, "status/hosts"), { recursive: true });
+    const tenMinutesAgo = new Date(Date.now() - 600_000);
+    for (const name of [".web1.json.nixship-tmp-0a1b", ".web1.json.nixship-lock"]) {
+      await writeFile(join(root, "status/hosts", name), "x");
+      await utimes(join(root, "status/hosts", name), tenMinutesAgo, tenMinutesAgo);
+    }
+    const done = await removeLeftovers(root, { before: Date.now(), dryRun: false });
+    expect(done.removed).toEqual({ objects: 0, bytes: 0 });
+    expect(done.young).toEqual({ objects: 2, bytes: 2 });
+    expect(await readdir(join(root, "status/hosts"))).toHaveLength(2);
+  });
+
   it("is the directory store's removeLeftovers, and removes nothing once interrupted", async () => {
     const { root } = await storeWithLeftovers("store");
     const store = new FsStore(root, { fsync: false });

@@ -15,6 +15,12 @@ import {
 
 /** tempBeside's and the compare-and-swap lock's names (fs-files.ts, fs-store.ts): `.NAME.…`. */
 const TEMP_FILE = /^\..+\.nixship-(?:tmp-[0-9a-f]+|lock)$/;
+/**
+ * The youngest a leftover is taken to be: whatever the caller's cutoff (`cache gc --grace 0`),
+ * a writer that holds no lease (an agent's record, a release refresh) may be at work on a temp
+ * or lock file younger than this; no put lasts this long untouched.
+ */
+export const LEFTOVER_MIN_AGE_MS = 3600_000;
 /** Entries looked at, at most, in one sweep: a store of a million NARs and its folders fits. */
 export const LEFTOVER_SCAN_LIMIT = 5_000_000;
 /** Folders deeper than this are not entered (keys have a few segments; a cycle cannot form). */
@@ -29,6 +35,7 @@ export async function removeLeftovers(
   root: string,
   options: LeftoverOptions,
 ): Promise<LeftoversRemoved> {
+  const before = Math.min(options.before, Date.now() - LEFTOVER_MIN_AGE_MS);
   const removed: Tally = { objects: 0, bytes: 0 };
   const young: Tally = { objects: 0, bytes: 0 };
   const problems: string[] = [];
@@ -38,7 +45,7 @@ export async function removeLeftovers(
     t.bytes += bytes;
     if (path !== undefined && paths.length < LEFTOVERS_NAMED) paths.push(relative(root, path));
   };
-  for (const dir of await staleStagingDirs(root, options.before)) {
+  for (const dir of await staleStagingDirs(root, before)) {
     options.signal?.throwIfAborted();
     if (!options.dryRun) {
       const failed = await removeStagingDir(dir.path).then(
@@ -77,7 +84,7 @@ export async function removeLeftovers(
       if (!entry.isFile() || !TEMP_FILE.test(entry.name)) continue;
       const st = await lstat(path).catch(() => undefined);
       if (st === undefined || !st.isFile()) continue;
-      if (st.mtimeMs >= options.before) {
+      if (st.mtimeMs >= before) {
         count(young, st.size);
         continue;
       }

@@ -33,6 +33,10 @@ const FILE_TOKEN = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4";
 describe("tokenIn", () => {
   it("takes one line, whitespace around it aside", () => {
     expect(tokenIn(`  ${FILE_TOKEN}\r\n`, "--token-file t", "make one")).toBe(FILE_TOKEN);
+    // A password generator's, which a netrc gives Nix as a Basic password (the X3 audit's).
+    expect(tokenIn("Xk9!mP2#rT5$wQ8&zL3*vB7@\n", "--token-file t", "make one")).toBe(
+      "Xk9!mP2#rT5$wQ8&zL3*vB7@",
+    );
   });
 
   it("refuses two lines and a space inside, naming the source and not the text", () => {

@@ -33,8 +33,12 @@ export const TOKEN_CHALLENGES: readonly string[] = [
   'Bearer realm="nixship"',
 ];
 
-/** RFC 6750's b64token: what an Authorization: Bearer header carries. */
-const TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+/**
+ * What a token may hold: visible ASCII, which an HTTP header carries as it is (a bearer token
+ * nixship sends Prometheus) and a netrc gives Nix as a Basic password (a password generator's
+ * `!#$&*@` included).
+ */
+const TOKEN = /^[\x21-\x7e]+$/;
 
 /**
  * The token `text` holds. `source` names it (`--token-file FILE`); `hint` says how to write a

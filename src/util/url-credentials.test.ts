@@ -27,8 +27,15 @@ describe("credentialsIn", () => {
       'the query parameter "X-Amz-Signature"',
     ],
     ["https://h/x#access_token=1", 'the query parameter "access_token"'],
-    // Names that only hold such letters are none.
+    ["https://h/x?session=1", 'the query parameter "session"'],
+    ["https://h/x?sid=1", 'the query parameter "sid"'],
+    ["https://h/x?pw=1", 'the query parameter "pw"'],
+    ["https://h/x?api-key=1", 'the query parameter "api-key"'],
+    ["https://h/x?X-Amz-Credential=1", 'the query parameter "X-Amz-Credential"'],
+    // Names that only hold such letters, or name a setting, are none (the X3 audit's list).
     ["https://h/x?monkey=1&bypass=2&oauth_flow=code&keyword=a&page=2", undefined],
+    ["http://h/health?skip_auth=1&authSource=admin&sortKey=name&apiKeyId=team-a", undefined],
+    ["http://h/x?signature_version=2&with_credentials=false&otp=false&keyId=k1", undefined],
   ])("%s: %s", (url, expected) => {
     expect(credentialsIn(url)).toBe(expected);
   });

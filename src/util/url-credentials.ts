@@ -5,34 +5,69 @@
 import { sourceReference, UNREADABLE_REFERENCE } from "./source-reference.js";
 
 /**
- * Words that make a query parameter's value a credential, wherever they stand in its name
- * (`access_token`, `secret_key`, `aws_secret_access_key`, `accessKey`, `X-Goog-Signature`,
- * `X-Amz-Security-Token`): bearer tokens, API keys, passwords, signatures, session tokens.
+ * A query parameter's name that is a credential on its own: bearer tokens, API keys,
+ * passwords, signatures, session ids.
  */
-const CREDENTIAL_WORDS: ReadonlySet<string> = new Set([
+const CREDENTIAL_NAMES: ReadonlySet<string> = new Set([
   "token",
   "secret",
   "password",
   "passwd",
   "passphrase",
   "pwd",
+  "pw",
   "pass",
   "key",
   "apikey",
   "sig",
   "signature",
-  "credential",
-  "credentials",
   "auth",
   "authorization",
   "bearer",
   "jwt",
+  "credential",
+  "credentials",
+  "creds",
   "cookie",
-  "otp",
+  "session",
+  "sid",
+  "hmac",
 ]);
-/** The same, run into one lowercase word (`apitoken`, `clientsecret`, `secretkey`). */
+/**
+ * The last word of a longer name that makes it a credential (`access_token`, `client_secret`,
+ * `db_password`, `X-Goog-Signature`, `X-Amz-Credential`): a setting's name ends otherwise
+ * (`signature_version`, `skip_auth`, `with_credentials`, `sortKey`).
+ */
+const CREDENTIAL_LAST_WORDS: ReadonlySet<string> = new Set([
+  "token",
+  "secret",
+  "password",
+  "passwd",
+  "passphrase",
+  "pwd",
+  "signature",
+  "credential",
+  "jwt",
+  "cookie",
+  "hmac",
+]);
+/** Before a last word "key", what makes it a secret (`secret_key`, `accessKey`, `api-key`). */
+const SECRET_KEY_KINDS: ReadonlySet<string> = new Set([
+  "secret",
+  "private",
+  "access",
+  "api",
+  "signing",
+  "session",
+  "client",
+  "auth",
+  "encryption",
+  "master",
+  "shared",
+]);
+/** The same, run into one lowercase word (`accesstoken`, `clientsecret`, `secretkey`). */
 const CREDENTIAL_ENDING =
-  /(?:token|secret|password|passwd|passphrase|signature|credentials?|apikey|accesskey|secretkey|privatekey)$/;
+  /^[a-z0-9]*(?:token|secret|password|passwd|passphrase|signature|apikey|accesskey|secretkey|privatekey)$/;
 
 /** Whether a query parameter's name says its value is a credential. */
 export function namesCredential(name: string): boolean {
@@ -41,7 +76,11 @@ export function namesCredential(name: string): boolean {
     .toLowerCase()
     .split(/[^a-z0-9]+/)
     .filter((w) => w !== "");
-  return words.some((w) => CREDENTIAL_WORDS.has(w) || CREDENTIAL_ENDING.test(w));
+  const last = words.at(-1);
+  if (last === undefined) return false;
+  if (words.length === 1) return CREDENTIAL_NAMES.has(last) || CREDENTIAL_ENDING.test(last);
+  if (CREDENTIAL_LAST_WORDS.has(last) || CREDENTIAL_ENDING.test(last)) return true;
+  return last === "key" && SECRET_KEY_KINDS.has(words.at(-2) as string);
 }
 
 /**
