@@ -28,6 +28,7 @@ describe("credentialsIn", () => {
     ],
     ["https://h/x#access_token=1", 'the query parameter "access_token"'],
     ["https://h/x?session=1", 'the query parameter "session"'],
+    ["https://h/x?a=1&token", 'the query parameter "token"'],
     ["https://h/x?sid=1", 'the query parameter "sid"'],
     ["https://h/x?pw=1", 'the query parameter "pw"'],
     ["https://h/x?api-key=1", 'the query parameter "api-key"'],

@@ -89,7 +89,8 @@ export function namesCredential(name: string): boolean {
  */
 function queryNames(query: string): string[] {
   const text = decoded(query) ?? query;
-  return [...text.matchAll(/(?:^|[?&;#])([^=&?#;]+)=/g)].map((m) => m[1] as string);
+  // A name with no value (`?token`) is a name too.
+  return [...text.matchAll(/(?:^|[?&;#])([^=&?#;]+)(?=[=&;#]|$)/g)].map((m) => m[1] as string);
 }
 
 /**
