@@ -179,7 +179,7 @@ describe("cache gc of secrets bundles, release shards and leftovers", () => {
 
     const text = await runGc(url, "--dry-run");
     expect(text.stderr).toMatch(
-      /would delete: .*, 2 secrets bundles \(.*\), 2 release shards \(.*\), 1 leftovers of writers that died \(1 B\)/,
+      /would delete: .*, 2 secrets bundles \(.*\), 2 release shards \(.*\), 1 writers' temp and lock files \(1 B\)/,
     );
 
     const real = await gc(url);

@@ -3,6 +3,7 @@
 // an earlier var file deploys the earlier systems), and the systems a rollback sends hosts back
 // to. Paths the local store lacks are fetched from the fleet's cache, their signatures checked.
 import { fetchAndImport } from "../cache/fetch.js";
+import { narInfoKey } from "../cache/layout.js";
 import { validPaths } from "../cache/local-nix.js";
 import { InputError, OperationError, UsageError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
@@ -68,13 +69,15 @@ const GIVEN_SYSTEM_HINT =
 
 /**
  * Systems the local store lacks are fetched from the fleet's cache, verified. `whose` names
- * what asked for a path, and `hint` what to do, for the error when it cannot be had.
+ * what asked for a path, for the error when it cannot be had; `absentHint`, what to do when
+ * the cache does not hold the path at all (collected, or never pushed). Any other refusal
+ * (unsigned, a reference missing) keeps the fetch's own hint.
  */
 export async function importMissingSystems(
   fleet: Fleet,
   paths: readonly StorePath[],
   whose: (path: StorePath) => string = (path) => path,
-  hint = GIVEN_SYSTEM_HINT,
+  absentHint: (path: StorePath) => string = () => GIVEN_SYSTEM_HINT,
 ): Promise<void> {
   const valid = await validPaths(paths);
   const missing = paths.filter((p) => !valid.has(p));
@@ -83,11 +86,13 @@ export async function importMissingSystems(
   try {
     const trusted = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
     for (const path of missing) {
-      await fetchAndImport({ store, trusted }, path).catch((err: unknown) => {
+      await fetchAndImport({ store, trusted }, path).catch(async (err: unknown) => {
         if (!(err instanceof OperationError || err instanceof InputError)) throw err;
+        const absent = (await store.head(narInfoKey(path)).catch(() => null)) === undefined;
+        const hint = absent ? absentHint(path) : (err.hint ?? GIVEN_SYSTEM_HINT);
         throw new OperationError(
           err.code,
-          `${whose(path)}: this machine's store lacks ${path}, and the fleet's cache cannot give it: ${err.message}`,
+          `${whose(path)}: this machine's store lacks ${path}, and the fleet's cache ${absent ? "does not hold it either" : "cannot give it"}: ${err.message}`,
           { hint },
         );
       });

@@ -81,13 +81,18 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
   // is not this rollback's to judge).
   const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
-  // A system the cache no longer holds (collected) is most often still on the hosts, a
-  // generation back: going back there needs no copy.
+  // A system the cache no longer holds (collected) is most often still on the hosts, an
+  // earlier generation: going back there needs no copy.
+  const goingBack = (path: StorePath) => back.filter((s) => s.to === path).map((s) => s.host);
   await importMissingSystems(
     o.fleet,
     [...new Set(systems.values())],
     (path) => `rollback of rollout ${read.record.id} to ${path}`,
-    `the hosts that ran it most likely still hold it as an earlier generation: 'nixship rollback --on HOST' goes back one generation on the host itself (--to N for another; 'nixship status HOST' lists them), with no copy; or push it to the cache again (nixship push) and run this rollback again`,
+    (path) => {
+      const hosts = goingBack(path);
+      const host = hosts[0] ?? "HOST";
+      return `${hosts.join(", ")} most likely still hold${hosts.length === 1 ? "s" : ""} it as an earlier generation: 'nixship status --on ${host} --json' lists ${hosts.length === 1 ? "its" : "each host's"} generations (hosts[].generations), and 'nixship rollback --on ${host} --to N', N the generation that holds it, goes back with no copy; or push it to the fleet's cache from a machine whose store holds it, and run this rollback again`;
+    },
   );
   const fleet = withGivenSystems(o.fleet, systems);
   const hosts = fleet.hosts.filter((h) => systems.has(h.name));

@@ -334,18 +334,37 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
 });
 
 describe("planUndo of a rollback of rollbacks", () => {
-  it("says why a host stays once, not wrapped in each rollback that left it alone", () => {
+  it("says why a host stays once, naming the rollout that first left it, not wrapped in each", () => {
     const why = "it runs web-v2, not the web-v3 rollout 3333333333cc left on it: changed since";
-    const wrapped = `rollout 2222222222bb (a rollback) left it alone (rollout 1111111111aa (a rollback) left it alone (${why}))`;
-    const r = record([{ ...entry("a", "left"), message: wrapped }]);
+    const force =
+      " ('nixship rollback --rollout 3333333333cc --on a --force' sends it back all the same)";
+    const wrapped = `rollout 2222222222bb (a rollback) left it alone (rollout 1111111111aa (a rollback) left it alone (${why}${force}))`;
+    const r = { ...record([{ ...entry("a", "left"), message: wrapped }]), undoes: "2222222222bb" };
     expect(planUndo(r, new Map([["a", V2]]))).toEqual([
       {
         host: "a",
         kind: "stays",
         runs: V2,
-        why: `rollout 0123456789ab (a rollback) left it alone (${why})`,
+        why: `rollout 0123456789ab (a rollback) left it alone, as rollout 1111111111aa did (${why})`,
       },
     ]);
+  });
+
+  it("says a deploy refused a host at its turn, and a rollback of it, as that deploy did", () => {
+    const refusal =
+      "it runs web-v1, not web-v2, which this activation expected: changed since; nothing was done";
+    const deploy = record([{ ...entry("a", "refused"), message: refusal }]);
+    const [step] = planUndo(deploy, new Map([["a", V1]]));
+    const stays = step?.kind === "stays" ? step.why : null;
+    expect(stays).toBe(`rollout 0123456789ab refused it at its turn (${refusal})`);
+    const rollback = {
+      ...record([{ ...entry("a", "left"), message: stays }]),
+      id: "4444444444dd",
+      undoes: "0123456789ab",
+    };
+    expect(planUndo(rollback, new Map([["a", V1]]))[0]).toMatchObject({
+      why: `rollout 4444444444dd (a rollback) left it alone, as rollout 0123456789ab did (${refusal})`,
+    });
   });
 });
 

@@ -180,7 +180,7 @@ function unchangedWhy(
   runs: string | null,
   stopped: boolean,
 ): string {
-  const said = entry.message === null ? "" : ` (${innermostReason(entry.message)})`;
+  const said = entry.message === null ? "" : ` (${entry.message})`;
   switch (entry.state) {
     case "up-to-date":
       return `rollout ${record.id} found it up to date: it did not change it`;
@@ -193,8 +193,19 @@ function unchangedWhy(
     case "failed":
       return `it failed in rollout ${record.id}${said} and does not run what it was given`;
     case "refused":
-    case "left":
-      return `rollout ${record.id} (a rollback) left it alone${said}`;
+    case "left": {
+      // A deploy refuses a host changed since at its turn; a rollback leaves one it does not
+      // send back, for a reason of its own or an earlier rollback's.
+      if (record.undoes === undefined) {
+        return entry.state === "refused"
+          ? `rollout ${record.id} refused it at its turn${said}`
+          : `rollout ${record.id} left it alone${said}`;
+      }
+      if (entry.message === null) return `rollout ${record.id} (a rollback) left it alone`;
+      const first = firstLeftBy(entry.message);
+      const as = first.by === undefined ? "" : `, as rollout ${first.by} did`;
+      return `rollout ${record.id} (a rollback) left it alone${as} (${first.reason})`;
+    }
     default: {
       if (!inFlight(entry.state)) return `rollout ${record.id} left it ${entry.state}`;
       const step = entry.state === "activating" ? "activating it" : `in its ${entry.state} step`;
@@ -208,19 +219,26 @@ function unchangedWhy(
   }
 }
 
-/** A rollback's own reason for leaving a host, written around an earlier rollback's reason. */
-const LEFT_BY_ROLLBACK = /^rollout [0-9a-f]+ \(a rollback\) left it alone \((.*)\)$/s;
+/** A rollback's reason for leaving a host, written around an earlier rollout's reason. */
+const LEFT_BY_ROLLBACK =
+  /^rollout ([0-9a-f]+) (?:\(a rollback\) left it alone(?:, as rollout ([0-9a-f]+) did)?|refused it at its turn) \((.*)\)$/s;
+/** The advice an undo plan gives for one rollout, which a later plan's reason must not carry. */
+const FORCE_ADVICE =
+  / \('nixship rollback --rollout [0-9a-f]+ --on [^ ']+ --force' sends it back all the same\)/g;
 
 /**
- * The reason at the heart of one a chain of rollbacks wrapped: each left the host alone
- * because the one before did, and says so around its reason; only the first says why.
+ * The first rollout of a chain that left a host alone (a deploy that refused it, or the
+ * first rollback), and its reason: each rollback after it wraps that reason, and says so
+ * once, not nested; the advice to force one rollout's undo is dropped.
  */
-export function innermostReason(message: string): string {
+export function firstLeftBy(message: string): { by?: string; reason: string } {
+  let by: string | undefined;
   let reason = message;
   for (let depth = 0; depth < 100; depth++) {
-    const inner = LEFT_BY_ROLLBACK.exec(reason)?.[1];
-    if (inner === undefined) break;
-    reason = inner;
+    const m = LEFT_BY_ROLLBACK.exec(reason);
+    if (m === null) break;
+    by = m[2] ?? m[1];
+    reason = m[3] as string;
   }
-  return reason;
+  return { ...(by === undefined ? {} : { by }), reason: reason.replace(FORCE_ADVICE, "") };
 }

@@ -13,7 +13,7 @@ const KIND_NAMES = {
   skip: "delta skip notes",
   bundle: "secrets bundles",
   shard: "release shards",
-  leftover: "leftovers of writers that died",
+  leftover: "writers' temp and lock files",
 } as const;
 
 /** The kinds always said; the others only where there are any. */
