@@ -90,8 +90,9 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
     (path) => `rollback of rollout ${read.record.id} to ${path}`,
     (path) => {
       const hosts = goingBack(path);
-      const host = hosts[0] ?? "HOST";
-      return `${hosts.join(", ")} most likely still hold${hosts.length === 1 ? "s" : ""} it as an earlier generation: 'nixship status --on ${host} --json' lists ${hosts.length === 1 ? "its" : "each host's"} generations (hosts[].generations), and 'nixship rollback --on ${host} --to N', N the generation that holds it, goes back with no copy; or push it to the fleet's cache from a machine whose store holds it, and run this rollback again`;
+      const one = hosts.length === 1;
+      const each = one ? "" : " (each host on its own: N may differ)";
+      return `${hosts.join(", ")} most likely still hold${one ? "s" : ""} it as an earlier generation: 'nixship status --on ${hosts.join(",")} --json' lists ${one ? "its" : "their"} generations (hosts[].generations), and 'nixship rollback --on ${hosts[0] ?? "HOST"} --to N', N the generation that holds it, goes back with no copy${each}; or push it to the fleet's cache from a machine whose store holds it, and run this rollback again`;
     },
   );
   const fleet = withGivenSystems(o.fleet, systems);
