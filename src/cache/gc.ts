@@ -386,12 +386,13 @@ async function collect(
     dryRun: options.dryRun,
     ...(signal ? { signal } : {}),
   });
-  signal?.throwIfAborted();
   if (leftovers !== undefined) {
     deleted.leftover = { ...leftovers.removed };
     for (const key of leftovers.paths) deletedObjects.push({ kind: "leftover", key });
     problems.push(...leftovers.problems);
   }
+  // Interrupted during the sweep of leftovers: what it removed is counted above.
+  signal?.throwIfAborted();
 
   const paths = deletedPaths(inventory, narinfos, doomedInfos, gone.deleted, narsGone.deleted);
   // A dry run says why each path goes and what keeps each root.

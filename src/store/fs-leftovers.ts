@@ -45,8 +45,10 @@ export async function removeLeftovers(
     t.bytes += bytes;
     if (path !== undefined && paths.length < LEFTOVERS_NAMED) paths.push(relative(root, path));
   };
+  // An interrupt ends the sweep where it is: what was removed by then is counted.
+  const stopped = () => options.signal?.aborted === true;
   for (const dir of await staleStagingDirs(root, before)) {
-    options.signal?.throwIfAborted();
+    if (stopped()) break;
     if (!options.dryRun) {
       const failed = await removeStagingDir(dir.path).then(
         () => undefined,
@@ -61,8 +63,7 @@ export async function removeLeftovers(
   }
   let seen = 0;
   const folders: { path: string; depth: number }[] = [{ path: root, depth: 0 }];
-  for (let folder = folders.pop(); folder !== undefined; folder = folders.pop()) {
-    options.signal?.throwIfAborted();
+  for (let folder = folders.pop(); folder !== undefined && !stopped(); folder = folders.pop()) {
     let handle: Dir;
     try {
       // Listed as a directory; not entered if it became a link since.
@@ -73,8 +74,7 @@ export async function removeLeftovers(
       continue;
     }
     for await (const entry of handle) {
-      if (++seen > LEFTOVER_SCAN_LIMIT) break;
-      if (seen % 4096 === 0) options.signal?.throwIfAborted();
+      if (++seen > LEFTOVER_SCAN_LIMIT || (seen % 4096 === 0 && stopped())) break;
       const path = join(folder.path, entry.name);
       if (entry.isDirectory()) {
         if (folder.depth === 0 && entry.name === STAGING_HOME) continue;
@@ -89,7 +89,7 @@ export async function removeLeftovers(
         continue;
       }
       if (!options.dryRun) {
-        options.signal?.throwIfAborted();
+        if (stopped()) break;
         const gone = await unlink(path).then(
           () => true,
           (err: NodeJS.ErrnoException) => {
@@ -109,5 +109,6 @@ export async function removeLeftovers(
       break;
     }
   }
+  if (stopped()) problems.push("interrupted: the leftovers past those counted stay");
   return { removed, young, paths, problems };
 }

@@ -178,7 +178,8 @@ export interface ObjectStore {
   /**
    * Optional (stores whose writers leave files of their own beside the objects: a directory):
    * removes the temp files, lock files and staging directories of writers that died, those
-   * untouched since `options.before`; with `dryRun`, only counts them. (An S3 bucket's
+   * untouched since `options.before`; with `dryRun`, only counts them. An interrupt (`signal`)
+   * ends it early, with what was removed by then counted. (An S3 bucket's
    * uploads left incomplete are its lifecycle rule's: terraform/modules/cache aborts them.)
    */
   removeLeftovers?(options: LeftoverOptions): Promise<LeftoversRemoved>;
