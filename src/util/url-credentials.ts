@@ -5,36 +5,7 @@
 import { sourceReference, UNREADABLE_REFERENCE } from "./source-reference.js";
 
 /**
- * A query parameter's name that is a credential on its own: bearer tokens, API keys,
- * passwords, signatures, session ids.
- */
-const CREDENTIAL_NAMES: ReadonlySet<string> = new Set([
-  "token",
-  "secret",
-  "password",
-  "passwd",
-  "passphrase",
-  "pwd",
-  "pw",
-  "pass",
-  "key",
-  "apikey",
-  "sig",
-  "signature",
-  "auth",
-  "authorization",
-  "bearer",
-  "jwt",
-  "credential",
-  "credentials",
-  "creds",
-  "cookie",
-  "session",
-  "sid",
-  "hmac",
-]);
-/**
- * The last word of a longer name that makes it a credential (`access_token`, `client_secret`,
+ * The last word of a name that makes it a credential (`access_token`, `client_secret`,
  * `db_password`, `X-Goog-Signature`, `X-Amz-Credential`): a setting's name ends otherwise
  * (`signature_version`, `skip_auth`, `with_credentials`, `sortKey`).
  */
@@ -50,6 +21,25 @@ const CREDENTIAL_LAST_WORDS: ReadonlySet<string> = new Set([
   "jwt",
   "cookie",
   "hmac",
+]);
+/**
+ * A name that is a credential on its own, beside those: API keys, signatures, session ids,
+ * auth headers' values.
+ */
+const CREDENTIAL_NAMES: ReadonlySet<string> = new Set([
+  ...CREDENTIAL_LAST_WORDS,
+  "pw",
+  "pass",
+  "key",
+  "apikey",
+  "sig",
+  "auth",
+  "authorization",
+  "bearer",
+  "credentials",
+  "creds",
+  "session",
+  "sid",
 ]);
 /** Before a last word "key", what makes it a secret (`secret_key`, `accessKey`, `api-key`). */
 const SECRET_KEY_KINDS: ReadonlySet<string> = new Set([
