@@ -264,6 +264,42 @@ describe("ChannelKeeper.rollBackWave", () => {
     expect((await channelRelease(store)).release.seq).toBe(3);
   });
 
+  it("names a host that failed on the system it ran (new secrets) back to its entry before the wave, old secrets and all", async () => {
+    const old = {
+      bundle: "age-encryption.org/v1 old bundle",
+      digest: manifest("1"),
+      age: undefined,
+    };
+    const k = keeper();
+    const first = await k.publishWave(
+      [{ host: "web1", path: sys("a", "web1"), secrets: old }],
+      "switch",
+    );
+    await hosts.report(first.release.seq, { web1: "success" });
+    const before = await k.entries();
+    // The same system with new secrets, which fail to install on the host (X5's owner that
+    // does not exist): before, the rollback named the system confirmed before this one, with
+    // the new secrets, and failed again.
+    const rotated = {
+      bundle: "age-encryption.org/v1 new bundle",
+      digest: manifest("2"),
+      age: undefined,
+    };
+    const release = await k.publishWave(
+      [{ host: "web1", path: sys("a", "web1"), secrets: rotated }],
+      "switch",
+    );
+    await hosts.report(release.release.seq, { web1: "failed" });
+    const back = await k.rollBackWave({
+      action: "switch",
+      failed: [{ host: "web1", path: sys("a", "web1") }],
+      withdrawn: [],
+      before,
+    });
+    expect(back.release.hosts).toEqual({ web1: first.release.hosts.web1 });
+    expect(back.release.hosts.web1?.secrets).toMatchObject({ manifest: manifest("1") });
+  });
+
   it("withdraws a first wave with a rollback that names no host, and the next release names none of them", async () => {
     // A first wave: no host had an entry before it, nor a confirmed system to go back to.
     const k = keeper();

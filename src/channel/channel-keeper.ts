@@ -238,6 +238,13 @@ export class ChannelKeeper {
       const stillOurs = (host: string) => named[host]?.path === wave[host]?.path;
       for (const { host, path } of left.failed) {
         if (!stillOurs(host)) continue;
+        // Failed on the system it ran already (new secrets, or the same system again): it runs
+        // what its entry before the wave gave it, secrets and all, which the channel names again.
+        const earlier = left.before[host];
+        if (earlier?.path === path) {
+          entries[host] = earlier;
+          continue;
+        }
         const back = lastConfirmed(history?.hosts.get(host) ?? [], path);
         // A rollback changes the system only; the host keeps the secrets the entry gives it.
         if (back === undefined) delete entries[host];
