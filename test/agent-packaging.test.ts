@@ -128,6 +128,29 @@ describe("packaging/nixos/nixship-agent.nix", () => {
       });
     });
 
+    it("keeps the environment file out of the Nix store: a path value or store path fails", async () => {
+      expect(defaults.assertions.every((a) => a.assertion)).toBe(true);
+      expect(custom.assertions.every((a) => a.assertion)).toBe(true);
+      // The path does not exist: had the module copied it into the store (by interpolating
+      // it), the evaluation itself would fail on it.
+      const missing = join(tmpdir(), "nixship-no-such-dir", "agent.env");
+      const asPath = await evalModule({}, `{ environmentFile = ${missing}; }`);
+      const inStore = await evalModule({
+        environmentFile: "/nix/store/00000000000000000000000000000000-agent.env",
+      });
+      for (const [e, what] of [
+        [asPath, "a Nix path value"],
+        [inStore, "a path in the Nix store"],
+      ] as const) {
+        const failed = e.assertions.filter((a) => !a.assertion);
+        expect(failed).toHaveLength(1);
+        expect(failed[0]?.message).toContain(`services.nixship-agent.environmentFile is ${what}`);
+        expect(failed[0]?.message).toContain('"/run/keys/nixship-agent.env"');
+        expect(e.service.environmentFile.condition).toBe(false);
+      }
+      expect(asPath.assertions.map((a) => a.message).join("")).not.toContain(missing);
+    });
+
     it("runs the service as the plain unit does", async () => {
       const unit = parseUnit(await readFile(UNIT, "utf8"));
       for (const [key, value] of Object.entries(defaults.service.serviceConfig)) {
@@ -230,6 +253,7 @@ interface ModuleEval {
   readonly etcPath: string;
   readonly agentJson: string;
   readonly trustedPublicKeys: unknown;
+  readonly assertions: readonly { assertion: boolean; message: string }[];
   readonly tmpfiles: { condition: boolean; content?: unknown };
   readonly service: {
     wantedBy: string[];
@@ -251,10 +275,15 @@ interface ModuleEval {
  * lib/modules.nix; mkOption refuses an argument it does not know, as the real one does).
  * Anything else the module reached for would be missing, and `pkgs` throws if touched.
  * `config` is what the module system hands a module: the final values, here each
- * option's declared default unless `overrides` or the test's required values set it.
+ * option's declared default unless `overrides` (JSON values), `nixOverrides` (a Nix
+ * attribute set, for values JSON cannot carry, such as a path) or the test's required
+ * values set it.
  * Option types and merging are not exercised: that needs nixpkgs, which the tests lack.
  */
-async function evalModule(overrides: Record<string, unknown>): Promise<ModuleEval> {
+async function evalModule(
+  overrides: Record<string, unknown>,
+  nixOverrides = "{ }",
+): Promise<ModuleEval> {
   const values = {
     enable: true,
     package: PACKAGE,
@@ -277,7 +306,8 @@ async function evalModule(overrides: Record<string, unknown>): Promise<ModuleEva
         (map (name: { inherit name; value = options.\${name}.default; }) withDefault);
       config = {
         networking.hostName = "web1";
-        services.nixship-agent = defaults // builtins.fromJSON ${nixString(JSON.stringify(values))};
+        services.nixship-agent = defaults // builtins.fromJSON ${nixString(JSON.stringify(values))}
+          // (${nixOverrides});
       };
       body = result.config.content;
       svc = body.systemd.services.nixship-agent;
@@ -294,6 +324,7 @@ async function evalModule(overrides: Record<string, unknown>): Promise<ModuleEva
       etcPath = "/etc/" + builtins.head (builtins.attrNames body.environment.etc);
       agentJson = body.environment.etc."nixship/agent.json".text;
       trustedPublicKeys = body.nix.settings.trusted-public-keys;
+      assertions = map (a: { inherit (a) assertion message; }) body.assertions;
       tmpfiles = ifOf body.systemd.tmpfiles.rules;
       service = {
         inherit (svc) wantedBy after wants restartIfChanged stopIfChanged environment

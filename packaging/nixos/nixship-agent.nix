@@ -20,6 +20,18 @@ let
   varLib = "/var/lib/";
   inVarLib = builtins.substring 0 (builtins.stringLength varLib) cfg.stateDir == varLib;
   stateDirectoryName = builtins.substring (builtins.stringLength varLib) (-1) cfg.stateDir;
+
+  # The environment file holds credentials: it must stay out of the world-readable Nix
+  # store. A path value (./agent.env) is one Nix copies there whenever it is interpolated,
+  # and in a flake it is there already; a string naming a store path is there by definition.
+  envFile = cfg.environmentFile;
+  storePrefix = builtins.storeDir + "/";
+  envFileInStore =
+    envFile != null
+    && (
+      builtins.isPath envFile
+      || builtins.substring 0 (builtins.stringLength storePrefix) envFile == storePrefix
+    );
 in
 {
   options.services.nixship-agent = {
@@ -158,13 +170,26 @@ in
       example = "/run/keys/nixship-agent.env";
       description = ''
         A file of `KEY=VALUE` lines read when the agent starts, for AWS credentials where no
-        instance role provides them. Give it as a string so that it is not copied into the
-        Nix store.
+        instance role provides them. Give it as a string outside the Nix store, such as
+        `"/run/keys/nixship-agent.env"`: a path value (`./agent.env`) or a store path is
+        refused, since the file would be readable by every user in the world-readable store.
       '';
     };
   };
 
   config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !envFileInStore;
+        message = ''
+          services.nixship-agent.environmentFile is ${
+            if builtins.isPath envFile then "a Nix path value" else "a path in the Nix store"
+          }, so the credentials in it are (or would be copied) in the world-readable Nix store.
+          Give the file as a string outside the store, such as "/run/keys/nixship-agent.env",
+          placed on the host by a secrets tool (agenix, sops-nix) or by hand, mode 0600.'';
+      }
+    ];
+
     environment.etc."nixship/agent.json".text = builtins.toJSON {
       inherit (cfg)
         store
@@ -207,7 +232,7 @@ in
         RestartSec = 5;
         StateDirectory = mkIf inVarLib stateDirectoryName;
         StateDirectoryMode = "0700";
-        EnvironmentFile = mkIf (cfg.environmentFile != null) (toString cfg.environmentFile);
+        EnvironmentFile = mkIf (envFile != null && !envFileInStore) envFile;
         UMask = "0022";
         # A stop signals the agent alone, which lets the activation in progress finish (as
         # packaging/systemd/nixship-agent.service says); what is left after 30 min is killed.
