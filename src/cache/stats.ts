@@ -5,6 +5,7 @@ import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { type Compression, checkNarInfoSignatures } from "../nix/narinfo.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { detached } from "../util/detached.js";
 import { mapLimit } from "../util/pool.js";
 import { deltaTargetHashPart } from "./delta-path.js";
 import { readInventory } from "./inventory.js";
@@ -132,7 +133,8 @@ export async function cacheStats(
     entries.set(hash, {
       path: info.storePath,
       narSize: info.narSize,
-      refs: info.references.map(hashPartOf),
+      // Hash parts of their own: a cut of each reference would keep the whole path alive.
+      refs: info.references.map((r) => detached(hashPartOf(r))),
     });
     narBytes += info.narSize;
     const c = byCompression[info.compression] ?? { paths: 0, narBytes: 0, fileBytes: 0 };

@@ -1,5 +1,6 @@
 // .narinfo files: strict parsing, canonical serialisation, and the signed fingerprint.
 import { InputError } from "../errors.js";
+import { detached } from "../util/detached.js";
 import { Sha256 } from "./hash.js";
 import type { PublicKey, SecretKey, SignatureCheck } from "./keys.js";
 import { signDetached, verifyDetached } from "./keys.js";
@@ -101,18 +102,22 @@ export function parseNarInfo(text: string, where = "narinfo"): NarInfo {
       ? []
       : refsText.split(" ").map((r) => parseBaseName(r, `${where}: reference`).path);
   const fileSizeText = fields.get("FileSize");
+  const deriver = fields.get("Deriver") || undefined;
+  const ca = fields.get("CA") || undefined;
+  // What a caller keeps of a narinfo (a cache's million paths and references, read to be
+  // walked) holds its own characters, not the whole text it was cut from.
   return {
-    storePath,
-    url,
+    storePath: detached(storePath) as StorePath,
+    url: detached(url),
     compression: compressionText as Compression,
     fileHash: hashField("FileHash"),
     fileSize: fileSizeText === undefined ? undefined : parseSize(fileSizeText, "FileSize", where),
     narHash: hashField("NarHash", true) as Sha256,
     narSize,
-    references,
-    deriver: fields.get("Deriver") || undefined,
-    sigs,
-    ca: fields.get("CA") || undefined,
+    references: references.map((r) => detached(r) as StorePath),
+    deriver: deriver === undefined ? undefined : detached(deriver),
+    sigs: sigs.map(detached),
+    ca: ca === undefined ? undefined : detached(ca),
   };
 }
 
