@@ -1,10 +1,11 @@
 // Compression through Debian's own binaries, as streams: xz and bzip2 for pushing (zstd is
 // compressed in-process, see nar-pipeline.ts) and for decompressing (zstd in-process too,
 // zstd-stream.ts).
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
 import type { Compression } from "../nix/narinfo.js";
+import { ownChild } from "../util/owned-children.js";
 import { zstdDecompressor } from "./zstd-stream.js";
 
 /** zstd level 3 is what Nix uses; xz level 6 is xz's and Nix's default. */
@@ -22,24 +23,10 @@ export interface CompressOptions {
   readonly threads?: number;
 }
 
-/** The compressors running now: stopped when the process exits (a second interrupt, at once). */
-const running = new Set<ChildProcess>();
-let exitHooked = false;
-
-function stoppedAtExit(proc: ChildProcess): void {
-  if (!exitHooked) {
-    exitHooked = true;
-    process.once("exit", () => {
-      for (const p of running) p.kill("SIGTERM");
-    });
-  }
-  running.add(proc);
-  proc.once("close", () => running.delete(proc));
-}
-
 function child(command: string, args: string[], what: string): Duplex {
   const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
-  stoppedAtExit(proc);
+  // Stopped when the process exits (a second interrupt, at once).
+  ownChild(proc);
   let stderr = "";
   proc.stderr.setEncoding("utf8").on("data", (d: string) => {
     stderr = (stderr + d).slice(-2000);

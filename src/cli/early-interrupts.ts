@@ -3,17 +3,36 @@
 // says every command does, with the error object under --json, rather than death by the
 // signal (exit 143, nothing said). Imported first by the executable, before the modules that
 // take time to load; a command's own trap (or the agent's) takes the signal from then on.
-import { INTERRUPT_SIGNALS, INTERRUPTED_EXIT } from "./interrupts.js";
+// What the command started is stopped before the process exits (an evaluation or a build must
+// not run on without it, util/owned-children.ts), within CHILDREN_GRACE_MS; a second signal
+// exits at once.
+import { runCommandEnd } from "../util/command-end.js";
+import { stopOwnedChildren } from "../util/owned-children.js";
+import { INTERRUPT_SIGNALS, INTERRUPTED_EXIT, noteUntrappedInterrupt } from "./interrupts.js";
 
+/** Milliseconds the command's children have to stop on SIGTERM before SIGKILL. */
+const CHILDREN_GRACE_MS = 3000;
+
+let stopping = false;
 for (const name of INTERRUPT_SIGNALS) {
   process.on(name, () => {
     // Another listener (trapInterrupts, the agent's stop) has the signal: it decides.
     if (process.listenerCount(name) > 1) return;
+    if (stopping) {
+      process.exit(INTERRUPTED_EXIT);
+      return;
+    }
+    stopping = true;
+    // The command ends as interrupted, whatever it does while its children stop (main.ts).
+    noteUntrappedInterrupt();
     const message = `interrupted (${name})`;
     if (process.argv.includes("--json")) {
       process.stdout.write(`${JSON.stringify({ error: { code: "interrupted", message } })}\n`);
     }
     process.stderr.write(`error: ${message}\n`);
-    process.exit(INTERRUPTED_EXIT);
+    void Promise.all([
+      stopOwnedChildren(CHILDREN_GRACE_MS),
+      runCommandEnd(CHILDREN_GRACE_MS),
+    ]).finally(() => process.exit(INTERRUPTED_EXIT));
   });
 }

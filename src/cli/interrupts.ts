@@ -5,6 +5,7 @@
 import { setMaxListeners } from "node:events";
 import { InterruptedError } from "../errors.js";
 import { lastWordsPending, sayLastWords } from "../util/last-words.js";
+import { ownedChildrenRunning, stopOwnedChildren } from "../util/owned-children.js";
 
 /** The exit code of a command that was interrupted (as shells report death by SIGINT). */
 export const INTERRUPTED_EXIT = 130;
@@ -53,12 +54,30 @@ export const INTERRUPT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 /** How long a second interrupt waits for the last words (util/last-words.ts). */
 const LAST_WORDS_MS = 3000;
 
+/**
+ * The process exits, once the last words are written and the command's children stopped
+ * (util/owned-children.ts: one that ignores SIGTERM gets SIGKILL), at most LAST_WORDS_MS on.
+ */
 function exitAfterLastWords(): void {
-  if (!lastWordsPending()) {
+  if (!lastWordsPending() && ownedChildrenRunning() === 0) {
     process.exit(INTERRUPTED_EXIT);
     return;
   }
-  void sayLastWords(LAST_WORDS_MS).then(() => process.exit(INTERRUPTED_EXIT));
+  void Promise.all([sayLastWords(LAST_WORDS_MS), stopOwnedChildren(LAST_WORDS_MS)]).finally(() =>
+    process.exit(INTERRUPTED_EXIT),
+  );
+}
+
+let untrapped = false;
+
+/** An interrupt came while no command kept a trap: the command ends as interrupted (130). */
+export function noteUntrappedInterrupt(): void {
+  untrapped = true;
+}
+
+/** Whether an interrupt came while no command kept a trap (early-interrupts.ts said so). */
+export function interruptedUntrapped(): boolean {
+  return untrapped;
 }
 
 /** The traps of the commands at work now. */

@@ -7,6 +7,7 @@ import { runCommandEnd } from "../util/command-end.js";
 import { terminalJson, withoutControls } from "../util/text.js";
 import { type CliIO, parseFlags, refuseArguments } from "./command.js";
 import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
+import { INTERRUPTED_EXIT, interruptedUntrapped } from "./interrupts.js";
 import { systemFault } from "./system-faults.js";
 
 const VERSION = "0.1.0";
@@ -101,8 +102,12 @@ function writesItsOwnJson(argv: readonly string[]): boolean {
 
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
   try {
-    return await dispatch(argv, io);
+    const code = await dispatch(argv, io);
+    return interruptedUntrapped() ? INTERRUPTED_EXIT : code;
   } catch (err) {
+    // Interrupted: early-interrupts.ts said so; what the command then met (its Nix stopped) is
+    // no error of its own.
+    if (interruptedUntrapped()) return INTERRUPTED_EXIT;
     return reportError(err, io, argv.includes("--json") && !writesItsOwnJson(argv));
   } finally {
     // The command is over: what it left running (ssh masters) is stopped, within a bound.

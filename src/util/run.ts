@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 import { eitherSignal, startDeadline } from "./deadline.js";
+import { ownChild } from "./owned-children.js";
 
 export interface RunOptions {
   /** Written to (or, for a stream, piped into) the command's stdin. */
@@ -56,6 +57,7 @@ export function runCommand(
       ...(options.env ? { env: options.env } : {}),
       ...(stop ? { signal: stop } : {}),
     });
+    ownChild(proc);
     if (options.priority !== undefined && proc.pid !== undefined) {
       try {
         setPriority(proc.pid, options.priority);

@@ -6,6 +6,7 @@
 // after a grace period. Pipes that a process the child left behind holds open are not waited on
 // past a grace after the child's exit, and all the child wrote before it exited is read first.
 import { spawn } from "node:child_process";
+import { ownChild } from "./owned-children.js";
 import { withoutControls } from "./text.js";
 
 /** The characters of one stderr line passed on: a host's log line is far shorter. */
@@ -62,6 +63,8 @@ export function runStreamed(
       ...(options.detached ? { detached: true } : {}),
       ...(options.env ? { env: options.env } : {}),
     });
+    // One in a group of its own is its caller's to stop; any other dies with this process.
+    if (!options.detached) ownChild(proc);
     const kept = options.stdoutKept ?? STDOUT_KEPT;
     let out: Buffer[] = [];
     let outBytes = 0;

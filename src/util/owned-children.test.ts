@@ -1,0 +1,36 @@
+import { spawn } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { ownChild, ownedChildrenRunning, stopOwnedChildren } from "./owned-children.js";
+
+/** A child that has exited, with how: its code or the signal that ended it. */
+function ended(proc: ReturnType<typeof spawn>): Promise<string> {
+  return new Promise((resolve) => proc.once("exit", (code, sig) => resolve(sig ?? String(code))));
+}
+
+describe("owned children", () => {
+  it("stops each: SIGTERM, and SIGKILL after the grace for one that ignores it", async () => {
+    const polite = spawn("sleep", ["30"], { stdio: "ignore" });
+    // The shell itself ignores SIGTERM (its sleeps end by themselves).
+    const stubborn = spawn("sh", ["-c", "trap '' TERM; while :; do sleep 0.05; done"], {
+      stdio: "ignore",
+    });
+    const politeEnd = ended(polite);
+    const stubbornEnd = ended(stubborn);
+    ownChild(polite);
+    ownChild(stubborn);
+    expect(ownedChildrenRunning()).toBe(2);
+    await stopOwnedChildren(300);
+    expect(await politeEnd).toBe("SIGTERM");
+    expect(await stubbornEnd).toBe("SIGKILL");
+    expect(ownedChildrenRunning()).toBe(0);
+  });
+
+  it("forgets a child once it exited, and stops nothing when none runs", async () => {
+    const quick = spawn("true", [], { stdio: "ignore" });
+    const end = ended(quick);
+    ownChild(quick);
+    expect(await end).toBe("0");
+    expect(ownedChildrenRunning()).toBe(0);
+    await stopOwnedChildren(10_000); // settles at once: no wait for the grace
+  });
+});
