@@ -7,7 +7,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship, run } from "../support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import {
   addOutput,
   KEYS_EXAMPLE,
@@ -156,15 +157,56 @@ describe("init --from colmena", () => {
     const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as InitJson;
+    // Named as the person has it, in the flake's directory; its copy in the store, said so.
     expect(out.report).toContainEqual(
       expect.objectContaining({
         outcome: "left",
-        text: expect.stringMatching(
-          /^\/nix\/store\/\S+-source\/secrets\/db-password: the flake holds this secret, so Nix copies it into the store with the flake/,
-        ),
+        text: `${dir}/secrets/db-password: the flake holds this secret, and Nix copied it into the store with the flake, where every user of the machine can read it: rotate it, and keep its file out of the flake`,
+      }),
+    );
+    expect(out.next).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`^nixship secrets set web-db --from ${dir}/secrets/db-password --fleet `),
+      ),
+    );
+    expect(r.stdout).not.toContain("s3cret");
+  });
+
+  it("in a git flake, reads a keyFile git does not track from the flake's directory, and says nothing copied it", async () => {
+    const dir = await flakeDir("");
+    await writeFile(
+      join(dir, "hive.nix"),
+      `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1";
+    deployment.keys.db = { keyFile = ./db-password; };
+    deployment.keys.pw = { text = "in-the-hive"; destDir = "/var/lib/app"; }; };
+}
+`,
+    );
+    await writeFile(join(dir, "db-password"), "s3cret\n");
+    await run("git", ["-C", dir, "init", "-q"]);
+    await run("git", ["-C", dir, "add", "flake.nix", "hive.nix"]);
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    const fleetFlag = ` --fleet ${join(dir, "nixship.json")}`;
+    expect(out.next).toContain(`nixship secrets set web-db --from ${dir}/db-password${fleetFlag}`);
+    expect(JSON.stringify(out.report)).not.toContain("-source/");
+    expect(out.report.filter((e) => e.option === "deployment.keys.<name>.keyFile")).toEqual([
+      expect.objectContaining({ outcome: "mapped" }),
+    ]);
+    // A key left behind (not under /run) still has its text in the hive, and is told so.
+    expect(out.report).toContainEqual(
+      expect.objectContaining({
+        option: "deployment.keys.<name>.text",
+        outcome: "left",
+        nodes: ["web:pw"],
+        text: expect.stringContaining("delete the text from the hive, and rotate it"),
       }),
     );
     expect(r.stdout).not.toContain("s3cret");
+    expect(r.stdout).not.toContain("in-the-hive");
   });
 
   it("in a git flake that does not track hive.nix, says to add it, as the fleet could not import it (exit 2)", async () => {
@@ -298,6 +340,36 @@ describe("init --from colmena: what the fleet cannot hold", () => {
       `${join(dir, "nixship.json")} is a directory: nixship writes only regular files`,
     );
     await expect(readFile(key)).rejects.toThrow();
+  });
+
+  it("a flake's directory on a read-only file system: refused before the key and the cache are made (exit 2)", async () => {
+    const dir = await flakeDir("", tutorialHive(HIVE));
+    const key = join(work, `${dir.split("/").pop()}-ro.sec`);
+    const cache = join(work, `${dir.split("/").pop()}-ro-cache`);
+    // root writes through file modes: a read-only bind mount, in a mount namespace of its own.
+    const r = await run(
+      "unshare",
+      [
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind -o ro "$1" "$1" && exec "$2" "$3" init "$1" --from colmena --format json --key-out "$4" --cache "file://$5"',
+        "sh",
+        dir,
+        process.execPath,
+        NIXSHIP_BIN,
+        key,
+        cache,
+      ],
+      { env: { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG } },
+    );
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`cannot write ${join(dir, "nixship.json")}: `);
+    expect(r.stderr).toMatch(/read-only/);
+    expect(existsSync(key)).toBe(false);
+    expect(existsSync(cache)).toBe(false);
   });
 });
 

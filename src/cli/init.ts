@@ -27,10 +27,11 @@ import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
 import { requireReplaceable } from "../util/atomic-file.js";
 import { makeDirs } from "../util/make-dirs.js";
+import { shellWord } from "../util/shell-quote.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
-import { writeOutputFile } from "./output-file.js";
+import { checkOutputFile, writeOutputFile } from "./output-file.js";
 
 const COMMAND = "init";
 const FORMATS = ["nix", "json"] as const;
@@ -169,7 +170,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
         );
       }
       // The fleet file's place is checked before the key and the cache are made.
-      await requireReplaceable(fleetFile);
+      await checkFleetFilePlace(fleetFile);
       await writeKey(keyOut, key);
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
       const text =
@@ -184,13 +185,12 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
         format === "nix"
           ? `${DEFAULT_FLEET_OUTPUT} = import ./${NIX_FLEET_FILE} { inherit self;${conversion.needsLib ? " nixshipLib = nixship.lib;" : ""} };`
           : conversion.jsonOutputLine;
-      const fleetFlag =
-        format === "json" ? ` --fleet ${fleetFile}` : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
+      const fleetFlag = ` --fleet ${shellWord(format === "json" ? fleetFile : `${dir}#${DEFAULT_FLEET_OUTPUT}`)}`;
       const next = nextCommands({
         // A git flake holds only the files git tracks: the fleet it now imports must be one.
         first:
           flake.startsWith("git+file:") && format === "nix"
-            ? [`git -C ${dir} add ${NIX_FLEET_FILE}`]
+            ? [`git -C ${shellWord(dir)} add ${NIX_FLEET_FILE}`]
             : [],
         cacheInit: localCache ? undefined : cacheUrl,
         afterCache: conversion.next.map((c) => `${c}${fleetFlag}`),
@@ -261,7 +261,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
 
     // Everything is read and checked (the fleet file's place too): now the key, the cache, and
     // the fleet last.
-    await requireReplaceable(fleetFile);
+    await checkFleetFilePlace(fleetFile);
     await writeKey(keyOut, key);
     const cacheCreated = localCache ? await initCache(cacheUrl) : null;
     const settings = { cacheUrl, publicKey };
@@ -347,6 +347,16 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
 };
 
 /** The commands to run next, in order, after `first` (and the cache's creation when remote). */
+/**
+ * Fails, before the key and the cache are made, when the fleet file could not be written: its
+ * place holds something else than a file, or its directory cannot take a file (missing, not
+ * writable, a read-only file system).
+ */
+async function checkFleetFilePlace(fleetFile: string): Promise<void> {
+  await requireReplaceable(fleetFile);
+  await checkOutputFile(fleetFile);
+}
+
 function nextCommands(o: {
   readonly first: readonly string[];
   readonly cacheInit: string | undefined;
@@ -356,11 +366,11 @@ function nextCommands(o: {
 }): string[] {
   return [
     ...o.first,
-    ...(o.cacheInit === undefined ? [] : [`nixship cache init '${o.cacheInit}'`]),
+    ...(o.cacheInit === undefined ? [] : [`nixship cache init ${shellWord(o.cacheInit)}`]),
     ...o.afterCache,
     `nixship doctor${o.fleetFlag}`,
     `nixship plan${o.fleetFlag}`,
-    `nixship deploy${o.fleetFlag} --key ${o.keyOut}`,
+    `nixship deploy${o.fleetFlag} --key ${shellWord(o.keyOut)}`,
   ];
 }
 

@@ -43,6 +43,28 @@ describe("sshOptionsAsConfig", () => {
       user: "deploy",
     });
   });
+
+  it("maps no value holding a line break (it would be a line of its own in the block)", () => {
+    expect(
+      sshOptionsAsConfig([
+        "-o",
+        "Compression=yes\nHost *\n  ProxyCommand sh -c x",
+        "-J\tbastion\nProxyCommand y",
+        "-p",
+        "22\r",
+        "-i",
+        "/k/id",
+      ]),
+    ).toEqual({
+      lines: ["IdentityFile /k/id"],
+      unknown: [
+        '-o "Compression=yes\\nHost *\\n  ProxyCommand sh -c x"',
+        '"-J\\tbastion\\nProxyCommand y"',
+        '-p "22\\r"',
+      ],
+      overridden: [],
+    });
+  });
 });
 
 describe("SSH_OPTIONS_SET_BY_NIXSHIP", () => {

@@ -177,9 +177,17 @@ export function sshOptionsAsConfig(options: readonly string[]): {
   };
   for (let i = 0; i < options.length; i++) {
     const option = options[i] as string;
-    const attached = option.match(/^(-[piJlFo])(.+)$/);
+    const attached = option.match(/^(-[piJlFo])(.+)$/s);
     const flag = attached?.[1] ?? option;
     const value = attached?.[2] ?? options[i + 1];
+    const takesValue = flag === "-o" || flag === "-l" || flags[flag] !== undefined;
+    // A line break (or any control character) would make a line of its own in the printed
+    // block: no ssh_config line carries one. Quoted, the report shows it on its one line.
+    if (takesValue && value !== undefined && CONTROL.test(value)) {
+      unknown.push(attached ? JSON.stringify(option) : `${option} ${JSON.stringify(value)}`);
+      if (!attached) i++;
+      continue;
+    }
     if (flag === "-o" && value !== undefined) {
       // ssh takes `Key=Value` and `Key Value` alike.
       const [, key = "", rest = ""] = /^\s*([^\s=]+)\s*(?:=\s*|\s+)?(.*)$/.exec(value) ?? [];
@@ -193,13 +201,17 @@ export function sshOptionsAsConfig(options: readonly string[]): {
     } else if (flags[flag] !== undefined && value !== undefined) {
       lines.push(`${flags[flag]} ${value}`);
     } else {
-      unknown.push(option);
+      unknown.push(CONTROL.test(option) ? JSON.stringify(option) : option);
       continue;
     }
     if (attached === null || attached === undefined) i++;
   }
   return { lines, unknown, overridden, ...(user === undefined ? {} : { user }) };
 }
+
+/** Control characters: none is in an ssh_config line, or in one line of a report. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are what is looked for
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**
  * What became of a node's ssh command-line options (sshOptionsAsConfig), said under `option`:

@@ -50,6 +50,8 @@ const KEY = {
   name: "db.key",
   hasText: false,
   keyFile: null,
+  keyFileInFlake: null,
+  keyFileCopied: false,
   hasCommand: false,
   destDir: "/run/keys",
   path: "/run/keys/db.key",
@@ -229,7 +231,7 @@ describe("convertColmena", () => {
     });
     expect(c.next).toEqual([
       "nixship secrets set a-db.key --from /root/db.key",
-      "nixship secrets set a-acme.secret -   (give it what its keyCommand prints)",
+      "nixship secrets set a-acme.secret -",
       "nixship secrets set a-token -",
     ]);
     expect(fate(c.report, "deployment.keys.<name>.keyCommand")).toEqual([
@@ -249,6 +251,28 @@ describe("convertColmena", () => {
             inside: { ...KEY, name: "inside", keyFile: "/src/fleet/secrets/k" },
             outside: { ...KEY, name: "outside", keyFile: "/root/k" },
             text: { ...KEY, name: "text", hasText: true },
+            // ./secrets/tracked and ./untracked in a git flake: the evaluation names both in
+            // the flake's copy in the store, where only the tracked one is.
+            tracked: {
+              ...KEY,
+              name: "tracked",
+              keyFile: "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-source/secrets/tracked",
+              keyFileInFlake: "secrets/tracked",
+              keyFileCopied: true,
+            },
+            untracked: {
+              ...KEY,
+              name: "untracked",
+              keyFile: "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-source/untracked",
+              keyFileInFlake: "untracked",
+            },
+            built: {
+              ...KEY,
+              name: "built",
+              keyFile: "/nix/store/1c6kzph7l0dcbfmjap64f0czdafn3b7x-db-password",
+            },
+            // Kept elsewhere than /run, so left behind: its text is in the hive all the same.
+            elsewhere: { ...KEY, name: "elsewhere", hasText: true, path: "/var/lib/app/pw" },
           },
         }),
       }),
@@ -264,13 +288,33 @@ describe("convertColmena", () => {
           /^\/src\/fleet\/secrets\/k: the flake holds this secret, so Nix copies it into the store with the flake/,
         ),
       }),
+      expect.objectContaining({
+        nodes: ["a:tracked"],
+        text: expect.stringMatching(
+          /^\/src\/fleet\/secrets\/tracked: the flake holds this secret, and Nix copied it into the store/,
+        ),
+      }),
+      expect.objectContaining({
+        nodes: ["a:built"],
+        text: expect.stringMatching(
+          /^\/nix\/store\/1c6k\S+-db-password: this secret's file is in the Nix store/,
+        ),
+      }),
     ]);
     expect(left("deployment.keys.<name>.text")).toEqual([
       expect.objectContaining({
-        nodes: ["a:text"],
+        nodes: ["a:text", "a:elsewhere"],
         text: expect.stringContaining("delete the text from the hive, and rotate it"),
       }),
     ]);
+    // The files to read are the person's own, by their place in the flake.
+    expect(c.next).toEqual(
+      expect.arrayContaining([
+        "nixship secrets set a-tracked --from /src/fleet/secrets/tracked",
+        "nixship secrets set a-untracked --from /src/fleet/untracked",
+      ]),
+    );
+    expect(c.next.join("\n")).not.toContain("-source/");
   });
 
   it("names what it leaves behind, node by node, and maps machinesFile to the builders", () => {

@@ -4,6 +4,7 @@
 
 import { InputError } from "../errors.js";
 import { nixString } from "../nix/nix-string.js";
+import { shellWord } from "../util/shell-quote.js";
 import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
 import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
@@ -121,6 +122,10 @@ export interface ColmenaKey {
   readonly name: string;
   readonly hasText: boolean;
   readonly keyFile: string | null;
+  /** A keyFile among the flake's files: its place in the flake (`secrets/db.key`), else null. */
+  readonly keyFileInFlake: string | null;
+  /** Such a keyFile's copy is in the store with the flake's (git tracks it, or there is no git). */
+  readonly keyFileCopied: boolean;
   readonly hasCommand: boolean;
   readonly path: string;
   readonly destDir: string;
@@ -187,10 +192,19 @@ export function colmenaExpression(dir: string, flake: string | null, hiveLib: st
   deployments = if kind == "colmenaHive" then outputs.colmenaHive.deploymentConfig else read.deployment;
   m = if kind == "colmenaHive" then outputs.colmenaHive.metaConfig or { } else read.meta;
   orNull = v: if v == null then null else toString v;
-  keyOf = k: {
+  # The flake's files as Nix reads them, its copy in the store (none for a hive.nix read in
+  # place, whose keyFiles are where they are): a keyFile among them (./secrets/k) names its
+  # file by its place in the flake, and its copy exists only where Nix copied it (in a git
+  # repository, what git tracks).
+  sourcePrefix = ${flake === null ? '""' : `"\${(builtins.getFlake ${str(flake)}).outPath}/"`};
+  inSource = f: sourcePrefix != "" && builtins.substring 0 (builtins.stringLength sourcePrefix) f == sourcePrefix;
+  keyOf = k: let file = orNull (k.keyFile or null); in {
     inherit (k) name destDir user group permissions uploadAt;
     path = k.path or "\${k.destDir}/\${k.name}";
-    keyFile = orNull (k.keyFile or null);
+    keyFile = file;
+    keyFileInFlake = if file != null && inSource file
+      then builtins.substring (builtins.stringLength sourcePrefix) (-1) file else null;
+    keyFileCopied = file != null && inSource file && builtins.pathExists file;
     hasText = (k.text or null) != null;
     hasCommand = (k.keyCommand or null) != null;
   };
@@ -430,6 +444,16 @@ function convertKeys(
   const { secrets, report, next, flakeDir } = into;
   for (const [attr, key] of Object.entries(node.keys)) {
     const option = (o: string) => `deployment.keys.<name>.${o}`;
+    // The file a person reads the secret from: one of the flake's files by its place in the
+    // flake (the evaluation names its copy in the store, which git may not have made).
+    const keyFile =
+      key.keyFileInFlake !== null && flakeDir !== undefined
+        ? `${flakeDir}/${key.keyFileInFlake}`
+        : key.keyFile;
+    // Where the secret's text is exposed, said for every key, whether nixship takes it or not.
+    exposure(key, keyFile, flakeDir, (o, text) =>
+      report.note(option(o), { outcome: "left", text }, `${name}:${attr}`),
+    );
     if (!key.path.startsWith("/run/")) {
       report.note(
         option("destDir"),
@@ -463,37 +487,58 @@ function convertKeys(
     if (key.hasCommand) {
       // Its entry is written (path, owner, mode), for its command's output once run by hand.
       report.add(COLMENA_OPTIONS, option("keyCommand"), `${name}:${attr}`);
-      next.push(`nixship secrets set ${secret} -   (give it what its keyCommand prints)`);
-    } else if (key.keyFile !== null) {
+      // The report says to run the command and give its output on stdin.
+      next.push(`nixship secrets set ${secret} -`);
+    } else if (keyFile !== null) {
       report.add(COLMENA_OPTIONS, option("keyFile"), `${name}:${attr}`);
-      next.push(`nixship secrets set ${secret} --from ${key.keyFile}`);
-      // A keyFile the flake holds (./secrets/x) reads as its copy in the store, or (a hive.nix
-      // read in place) as a file under the flake's directory, which Nix copies with the flake.
-      const inFlake = flakeDir !== undefined && key.keyFile.startsWith(`${flakeDir}/`);
-      if (key.keyFile.startsWith("/nix/store/") || inFlake) {
-        report.note(
-          option("keyFile"),
-          {
-            outcome: "left",
-            text: `${key.keyFile}: the flake holds this secret, so Nix copies it into the store with the flake (every file of a flake that is no git repository, the tracked ones of one that is), where every user of the machine can read it: rotate it, and keep its file out of the flake`,
-          },
-          `${name}:${attr}`,
-        );
-      }
+      next.push(`nixship secrets set ${secret} --from ${shellWord(keyFile)}`);
     } else if (key.hasText) {
       report.add(COLMENA_OPTIONS, option("text"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} -`);
-      report.note(
-        option("text"),
-        {
-          outcome: "left",
-          text: "the hive holds this secret's text, and Nix copies the flake's files into the store, which every user of the machine can read: once 'nixship secrets set' has it, delete the text from the hive, and rotate it",
-        },
-        `${name}:${attr}`,
-      );
     }
     if (key.uploadAt !== "pre-activation")
       report.add(COLMENA_OPTIONS, option("uploadAt"), `${name}:${attr}`);
+  }
+}
+
+/**
+ * What says a key's secret is where every user of the machine can read it: text in the hive,
+ * or a keyFile among the flake's files, which Nix copies into the store with the flake.
+ */
+function exposure(
+  key: ColmenaKey,
+  keyFile: string | null,
+  flakeDir: string | undefined,
+  note: (option: string, text: string) => void,
+): void {
+  if (key.hasCommand) return;
+  if (keyFile !== null) {
+    if (key.keyFileCopied) {
+      note(
+        "keyFile",
+        `${keyFile}: the flake holds this secret, and Nix copied it into the store with the flake, where every user of the machine can read it: rotate it, and keep its file out of the flake`,
+      );
+    } else if (key.keyFileInFlake === null && keyFile.startsWith("/nix/store/")) {
+      note(
+        "keyFile",
+        `${keyFile}: this secret's file is in the Nix store, where every user of the machine can read it: rotate it, and keep its file out of the store`,
+      );
+    } else if (
+      // A path by its name in the flake's directory (a string, not one of the files Nix read).
+      key.keyFileInFlake === null &&
+      flakeDir !== undefined &&
+      keyFile.startsWith(`${flakeDir}/`)
+    ) {
+      note(
+        "keyFile",
+        `${keyFile}: the flake holds this secret, so Nix copies it into the store with the flake (every file of a flake that is no git repository, the tracked ones of one that is), where every user of the machine can read it: rotate it, and keep its file out of the flake`,
+      );
+    }
+  } else if (key.hasText) {
+    note(
+      "text",
+      "the hive holds this secret's text, and Nix copies the flake's files into the store, which every user of the machine can read: once 'nixship secrets set' has it, delete the text from the hive, and rotate it",
+    );
   }
 }
 
