@@ -2,6 +2,8 @@
 // local server standing in for a misbehaving one (the lab tests meet a real Prometheus).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { ANSWER_LIMIT, answerOf, prometheusClient } from "./prometheus.js";
 
@@ -210,6 +212,25 @@ describe("prometheusClient", () => {
       value: null,
       why: `${url}/api/v1/query answered more than ${ANSWER_LIMIT} bytes`,
     });
+  });
+
+  it("gives up past its deadline when the body stalls after the headers, however often memory is collected", async () => {
+    // Collections while the body is awaited: the request fetch made may go with one of them.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"status":'); // and nothing more
+    });
+    const collecting = setInterval(gc, 100);
+    try {
+      expect(await prometheusClient({ url, timeout: 1 }).query("up")).toEqual({
+        value: null,
+        why: `${url}/api/v1/query did not answer within 1s`,
+      });
+    } finally {
+      clearInterval(collecting);
+    }
   });
 
   it("says where it could not connect", async () => {
