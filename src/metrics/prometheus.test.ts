@@ -139,7 +139,44 @@ describe("prometheusClient", () => {
     expect(seen).toEqual([{ auth: `Bearer ${token}`, body: "query=up%7Bhost%3D%22web1%22%7D" }]);
     expect(answer.value).toBeNull();
     expect(JSON.stringify(answer)).not.toContain(token);
-    expect(answer).toMatchObject({ why: expect.stringContaining("unauthorized Bearer [token]") });
+    // A refusal's page, whatever it echoes, is not shown.
+    expect(answer).toEqual({
+      value: null,
+      why: `${url}/api/v1/query answered 401 (refused: check prometheus.bearerTokenFile, and that the token may query); its page, no JSON, is not shown`,
+    });
+  });
+
+  it("masks the token in any page it shows: as is, URL-encoded, in base64 or base64url at any offset", async () => {
+    const token = "s3cr3t-T0KEN/+=~!abc";
+    const url = await serve((req, res) => {
+      const header = req.headers.authorization ?? "";
+      res.writeHead(502, { "content-type": "text/html" });
+      res.end(
+        [
+          header,
+          encodeURIComponent(header),
+          Buffer.from(header).toString("base64"),
+          Buffer.from(`Authorization: ${header}`).toString("base64url"),
+          Buffer.from(`x${token}`).toString("base64"),
+          Buffer.from(`xy${token}`).toString("base64url"),
+        ].join(" | "),
+      );
+    });
+    const answer = await prometheusClient({ url, token, timeout: 5 }).query("up");
+    const why = answer.value === null ? answer.why : "";
+    expect(why).toMatch(
+      /^\S+ answered 502 with no JSON: Bearer \[token\] \| Bearer%20\[token\] \| /,
+    );
+    // What is left around each mask decodes to no four characters of the token.
+    for (const segment of why.split(" | ").slice(2)) {
+      for (const piece of segment.split("[token]")) {
+        const decoded = Buffer.from(piece, "base64").toString("latin1");
+        for (let at = 0; at + 4 <= token.length; at++) {
+          expect(decoded, segment).not.toContain(token.slice(at, at + 4));
+        }
+      }
+    }
+    expect(why.match(/\[token\]/g)).toHaveLength(6);
   });
 
   it("masks the token before an echo of it is cut to be shown: no part of it is said", async () => {

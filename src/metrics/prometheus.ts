@@ -96,11 +96,13 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
   try {
     body = JSON.parse(text);
   } catch {
-    const auth =
-      status === 401 || status === 403
-        ? " (refused: check prometheus.bearerTokenFile, and that the token may query)"
-        : "";
-    return noValue(`${endpoint} answered ${status}${auth} with no JSON: ${shown(text)}`);
+    // A refusal's page is not shown: what a proxy echoes of the request is the credential's.
+    if (status === 401 || status === 403) {
+      return noValue(
+        `${endpoint} answered ${status} (refused: check prometheus.bearerTokenFile, and that the token may query); its page, no JSON, is not shown`,
+      );
+    }
+    return noValue(`${endpoint} answered ${status} with no JSON: ${shown(text)}`);
   }
   const b = body as {
     status?: unknown;
@@ -186,12 +188,38 @@ function sampleValue(sample: unknown): QueryAnswer {
   return { value: Number(text) };
 }
 
-/** `text` with the token, should anything echo it (as is or URL-encoded), replaced. */
-function masked(text: string, token: string | undefined): string {
+/**
+ * `text` with the token replaced, should anything echo it: as is, URL-encoded, or within
+ * base64 or base64url (as an auth proxy shows an Authorization header it refused).
+ */
+export function masked(text: string, token: string | undefined): string {
   if (token === undefined || token === "") return text;
-  const encoded = encodeURIComponent(token);
-  const hidden = text.replaceAll(token, () => "[token]");
-  return encoded === token ? hidden : hidden.replaceAll(encoded, () => "[token]");
+  let hidden = text;
+  for (const form of tokenForms(token)) hidden = hidden.replaceAll(form, () => "[token]");
+  return hidden;
+}
+
+/** The shortest run of a token's base64 that is masked: shorter ones could be anything. */
+const BASE64_CORE_MIN = 8;
+
+/**
+ * The forms a token takes in an echo, longest first. Within base64, the token's characters
+ * depend on where its bytes fall in the 3-byte groups: for each of the three offsets, the
+ * characters that its bytes alone decide (the groups wholly within it) are in every encoding
+ * of a text that holds it at that offset ("Bearer TOKEN", a whole header line).
+ */
+function tokenForms(token: string): string[] {
+  const bytes = Buffer.from(token, "utf8");
+  const forms = new Set([token, encodeURIComponent(token)]);
+  for (const encoding of ["base64", "base64url"] as const) {
+    for (let offset = 0; offset < 3; offset++) {
+      const encoded = Buffer.concat([Buffer.alloc(offset), bytes]).toString(encoding);
+      const start = offset === 0 ? 0 : 4;
+      const end = Math.floor((offset + bytes.length) / 3) * 4;
+      if (end - start >= BASE64_CORE_MIN) forms.add(encoded.slice(start, end));
+    }
+  }
+  return [...forms].sort((a, b) => b.length - a.length);
 }
 
 /** What kind of JSON value `value` is, for a message. */
