@@ -90,6 +90,18 @@ describe("answerOf", () => {
     });
   });
 
+  it("shows what Prometheus said on one line, with no character that reorders it", () => {
+    const error = JSON.stringify({
+      status: "error",
+      errorType: "execution",
+      error: "bad \u202etxt.exe\r\nbake1: bake: passed",
+    });
+    expect(answerOf(422, error, "e")).toEqual({
+      value: null,
+      why: "Prometheus refused the query (execution: bad \ufffdtxt.exe\ufffd bake1: bake: passed)",
+    });
+  });
+
   it("reads +Inf and -Inf as values (x/0: every request failed is above any maximum)", () => {
     expect(answerOf(200, vector("+Inf"), "e")).toEqual({ value: Number.POSITIVE_INFINITY });
     expect(answerOf(200, vector("-Inf"), "e")).toEqual({ value: Number.NEGATIVE_INFINITY });

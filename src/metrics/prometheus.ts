@@ -4,7 +4,7 @@
 // decides what that means. The tests meet this seam with a real Prometheus.
 
 import { eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
-import { withoutControls } from "../util/text.js";
+import { oneLine } from "../util/text.js";
 
 /** One instant query's answer: its one value, or why it has none. */
 export type QueryAnswer =
@@ -234,7 +234,7 @@ function noValue(why: string): QueryAnswer {
 }
 
 function shown(text: string): string {
-  const clean = withoutControls(text.trim());
+  const clean = oneLine(text.trim());
   return clean.length > ERROR_SHOWN ? `${clean.slice(0, ERROR_SHOWN)}…` : clean;
 }
 

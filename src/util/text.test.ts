@@ -1,7 +1,7 @@
 // Text from elsewhere, made safe to show: a record that is not JSON shows nothing of itself
 // but Node's words, and a value quoted in a message has no control character.
 import { describe, expect, it } from "vitest";
-import { jsonErrorText, quoted, terminalJson, withoutControls } from "./text.js";
+import { jsonErrorText, oneLine, quoted, terminalJson, withoutControls } from "./text.js";
 
 const parseError = (text: string): unknown => {
   try {
@@ -15,6 +15,18 @@ const parseError = (text: string): unknown => {
 describe("text from elsewhere", () => {
   it("keeps newlines and tabs, and marks every other control character", () => {
     expect(withoutControls("a\tb\nc\u001b[2J\u009b\r")).toBe("a\tb\nc\ufffd[2J\ufffd\ufffd");
+  });
+
+  it("marks the characters that reorder what a terminal shows", () => {
+    expect(withoutControls("report\u202etxt.exe \u2066x\u2069 \u200fy")).toBe(
+      "report\ufffdtxt.exe \ufffdx\ufffd \ufffdy",
+    );
+  });
+
+  it("puts another's text on one line: no line of its own, as if nixship had said it", () => {
+    expect(oneLine("bad request \r\nbake1: bake: passed\n\n\tok")).toBe(
+      "bad request \ufffd bake1: bake: passed ok",
+    );
   });
 
   it("says why a record is not JSON without the bytes it holds", () => {

@@ -1,13 +1,26 @@
 // Text that came from elsewhere (a host, an object store), made safe to show: no control
 // characters reach a terminal from it.
 
-/** Control characters but newline and tab, C1 included, and DEL. */
+/**
+ * Control characters but newline and tab, C1 included, and DEL; and the bidirectional
+ * formatting characters (embeddings, overrides, isolates, marks), which reorder what a
+ * terminal shows ("txt.exe" shown as "exe.txt").
+ */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are what is removed
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** `text` without control characters (but newline and tab), each shown as U+FFFD. */
 export function withoutControls(text: string): string {
   return text.replace(CONTROL, "\ufffd");
+}
+
+/**
+ * `text` on one line, for a message that quotes it: control characters shown as U+FFFD (as
+ * withoutControls), and each run of line breaks and tabs, with the spaces around it, one space
+ * (another's text never starts a line of its own, as if nixship had said it).
+ */
+export function oneLine(text: string): string {
+  return withoutControls(text).replace(/\s*[\n\t]\s*/g, " ");
 }
 
 /**
