@@ -173,6 +173,7 @@ describe("plan and doctor", () => {
             `^no data for ${HOSTS.join(", ")} \\(3 of 3 host\\(s\\)\\): the query answered no series`,
           ),
         ),
+        fix: expect.stringContaining("its labels, and that Prometheus scrapes them"),
       }),
     ]);
     expect(r.code).toBe(1);

@@ -183,7 +183,7 @@ async function fleetChecks(
   if (served?.failed !== undefined) keys.push(served.failed);
   const metrics = await openMetrics(input.fleet).catch((err: unknown) => {
     if (!(err instanceof NixshipError)) throw err;
-    return { unreadable: err.message };
+    return { unreadable: err.message, ...(err.hint === undefined ? {} : { hint: err.hint }) };
   });
   try {
     return [

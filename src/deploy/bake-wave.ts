@@ -101,7 +101,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         type: "bake-done",
         host: result.host,
         ok: true,
-        seconds: verdict.seconds,
+        seconds: round1(verdict.seconds),
         ...(verdict.interrupted ? { interrupted: true as const } : {}),
       });
     }),
@@ -160,7 +160,7 @@ async function rollBackWave(
       type: "bake-done",
       host: r.host,
       ok: false,
-      seconds: baked.get(r.host) ?? 0,
+      seconds: round1(baked.get(r.host) ?? 0),
       ...(cut.has(r.host) ? { interrupted: true as const } : {}),
       result: failed,
     });

@@ -3,7 +3,7 @@
 // query with no data fails a canary's bake under `noData: fail`). Bounded: a few hosts at once,
 // each query within the fleet's prometheus.timeout.
 
-import { hostQuery } from "../fleet/analysis.js";
+import { conditionText, hostQuery, judgeSample } from "../fleet/analysis.js";
 import type { AnalysisQuery } from "../fleet/bake.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
@@ -26,7 +26,7 @@ const NAMED = 5;
 export async function checkPrometheus(
   fleet: Pick<Fleet, "policy" | "policies" | "prometheus">,
   hosts: readonly FleetHost[],
-  metrics: MetricsSource | { readonly unreadable: string } | undefined,
+  metrics: MetricsSource | { readonly unreadable: string; readonly hint?: string } | undefined,
 ): Promise<Check[]> {
   if (fleet.prometheus === undefined) return [];
   if (metrics === undefined || "unreadable" in metrics) {
@@ -35,7 +35,7 @@ export async function checkPrometheus(
         "prometheus",
         "prometheus token",
         metrics?.unreadable ?? "not opened",
-        "fix prometheus.bearerTokenFile: a file of mode 0600 holding the token",
+        metrics?.hint ?? "fix prometheus.bearerTokenFile: a file of mode 0600 holding the token",
       ),
     ];
   }
@@ -74,7 +74,26 @@ export async function checkPrometheus(
     const name = `analysis ${query.name}`;
     const of = `${asked.length === total ? "" : `the first ${asked.length} of `}${total} host(s)`;
     if (missing.length === 0) {
-      checks.push(ok("prometheus", name, `answers a value for ${of}`));
+      // A value that fails the condition now fails a bake's measurement now (a baseline's
+      // comparison waits for the deploy: it needs the canary's new system).
+      const failing = answers.flatMap((a) => {
+        const judged = judgeSample(query, { value: a.answer.value });
+        return judged.verdict === "fail" ? [{ host: a.host, why: judged.why }] : [];
+      });
+      const [worst] = failing;
+      checks.push(
+        worst === undefined
+          ? ok("prometheus", name, `answers a value for ${of}`)
+          : warn(
+              "prometheus",
+              name,
+              `answers a value for ${of}; now ${worst.why} for ${namesShown(
+                failing.map((f) => f.host),
+                NAMED,
+              )} (${failing.length} of ${of})`,
+              `a bake that measured this now would count a failed measurement for ${failing.length === 1 ? "that host" : "those hosts"} (${query.failureLimit} tolerated): look at what the query (${query.query}) measures there, or at its condition (${conditionText(query)})`,
+            ),
+      );
       continue;
     }
     const first = missing[0];
@@ -84,7 +103,10 @@ export async function checkPrometheus(
       NAMED,
     );
     const detail = `no data for ${named} (${missing.length} of ${of}): ${why}`;
-    const fix = `check the query (${query.query}) in Prometheus for those hosts: its labels, and that Prometheus scrapes them`;
+    const fix =
+      first?.answer.value === null && first.answer.nothingMeasured === true
+        ? `check the query (${query.query}) in Prometheus for those hosts: its labels, and that Prometheus scrapes them`
+        : `the answer is at fault, as said: the query (${query.query}) must answer one value per host, from Prometheus' own API at prometheus.url (${metrics.url})`;
     checks.push(
       query.noData === "fail"
         ? fail("prometheus", name, `${detail}; with noData fail, their bake would fail`, fix)

@@ -60,7 +60,7 @@ describe("judgeSample", () => {
     const q = query({ baseline: { tolerance: 2 } });
     expect(judgeSample(q, { value: null, why: "NaN" })).toEqual({
       verdict: "no-data",
-      why: "no data (NaN)",
+      why: "NaN",
     });
     expect(judgeSample(q, { value: 0.2, baseline: null, baselineWhy: "no series" }).verdict).toBe(
       "no-data",

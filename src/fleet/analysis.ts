@@ -156,7 +156,7 @@ export function judgeSample(
   sample: Sample,
 ): { readonly verdict: Verdict; readonly why: string } {
   const { value } = sample;
-  if (value === null) return { verdict: "no-data", why: `no data (${sample.why ?? "no value"})` };
+  if (value === null) return { verdict: "no-data", why: sample.why ?? "no value" };
   const shown = formatValue(value);
   if (query.max !== undefined && value > query.max) {
     return { verdict: "fail", why: `${shown} is above the maximum ${formatValue(query.max)}` };

@@ -12,7 +12,7 @@ const failure: BakeFailure = {
       why: "errors: 0.5 is above the maximum 0.1",
       measurements: [
         { at: 2, value: 0, verdict: "pass", why: "0 is at most 0.1" },
-        { at: 4, value: null, verdict: "no-data", why: "no data (NaN)" },
+        { at: 4, value: null, verdict: "no-data", why: "NaN" },
         { at: 6, value: 0.5, verdict: "fail", why: "0.5 is above the maximum 0.1" },
       ],
     },

@@ -40,13 +40,25 @@ describe("answerOf", () => {
     ).toEqual({
       value: 2,
     });
+    // Warnings not in a list (no Prometheus sends them so; a proxy might) are warnings still.
+    expect(
+      answerOf(200, JSON.stringify({ ...JSON.parse(vector("0")), warnings: "store down" }), "e"),
+    ).toEqual({
+      value: null,
+      why: "Prometheus answered with warnings, so its value may rest on partial data (store down)",
+    });
   });
 
   it("says why there is no value: no series, several, NaN, a refused query, no JSON", () => {
+    // Nothing measured (a query's labels, or the scraping, to look at), apart from the
+    // answers at fault themselves.
     expect(answerOf(200, vector(), "e")).toEqual({
       value: null,
       why: "the query answered no series",
+      nothingMeasured: true,
     });
+    expect(answerOf(200, vector("NaN"), "e")).toMatchObject({ nothingMeasured: true });
+    expect(answerOf(200, vector("1", "2"), "e")).not.toHaveProperty("nothingMeasured");
     expect(answerOf(200, vector("1", "2"), "e")).toMatchObject({
       value: null,
       why: expect.stringMatching(/answered 2 series; .*aggregate it/),
@@ -65,9 +77,9 @@ describe("answerOf", () => {
     });
     // Not numbers as Prometheus writes them (JavaScript would read 16 and 0).
     for (const odd of ["0x10", "", "1_000", " 1"]) {
-      expect(answerOf(200, vector(odd), "e")).toMatchObject({
+      expect(answerOf(200, vector(odd), "e")).toEqual({
         value: null,
-        why: expect.stringContaining("is not a number"),
+        why: `the answer's value ${JSON.stringify(odd)} is not a number`,
       });
     }
     expect(

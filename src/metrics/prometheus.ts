@@ -4,12 +4,20 @@
 // decides what that means. The tests meet this seam with a real Prometheus.
 
 import { eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
-import { oneLine } from "../util/text.js";
+import { oneLine, quoted } from "../util/text.js";
 
 /** One instant query's answer: its one value, or why it has none. */
 export type QueryAnswer =
   | { readonly value: number }
-  | { readonly value: null; readonly why: string };
+  | {
+      readonly value: null;
+      readonly why: string;
+      /**
+       * Prometheus answered the query well, with nothing measured (no series, NaN): the query's
+       * labels, or the scraping, are what to look at. Otherwise the answer itself was at fault.
+       */
+      readonly nothingMeasured?: true;
+    };
 
 /** What the analysis asks of a metrics server. */
 export interface MetricsSource {
@@ -130,10 +138,12 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
   }
   // A partial answer (a remote store or a Thanos store that did not answer) is no value to judge
   // a host by: the no-data rule decides.
-  if (Array.isArray(b.warnings) && b.warnings.length > 0) {
-    const said = b.warnings
+  // Warnings that are not a list (no Prometheus sends that) count as warnings all the same.
+  const warnings = Array.isArray(b.warnings) ? b.warnings : b.warnings == null ? [] : [b.warnings];
+  if (warnings.length > 0) {
+    const said = warnings
       .slice(0, 3)
-      .map((w) => String(w))
+      .map((w) => (typeof w === "string" ? w : JSON.stringify(w)))
       .join("; ");
     return noValue(
       `Prometheus answered with warnings, so its value may rest on partial data (${shown(said)})`,
@@ -150,7 +160,7 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
           `the answer's data.result is not a list of series (it is ${jsonKind(result)}): not Prometheus' own answer`,
         );
       }
-      if (result.length === 0) return noValue("the query answered no series");
+      if (result.length === 0) return nothingMeasured("the query answered no series");
       if (result.length > 1) {
         return noValue(
           `the query answered ${result.length} series; it must answer one value for the host (aggregate it: sum(…), max(…))`,
@@ -181,10 +191,10 @@ const FLOAT = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 function sampleValue(sample: unknown): QueryAnswer {
   const text = Array.isArray(sample) ? sample[1] : undefined;
   if (typeof text !== "string") return noValue("the answer holds no value");
-  if (text === "NaN") return noValue("NaN (e.g. 0/0: nothing counted yet)");
+  if (text === "NaN") return nothingMeasured("NaN (e.g. 0/0: nothing counted yet)");
   if (text === "+Inf" || text === "Inf") return { value: Number.POSITIVE_INFINITY };
   if (text === "-Inf") return { value: Number.NEGATIVE_INFINITY };
-  if (!FLOAT.test(text)) return noValue(`the answer's value ${shown(text)} is not a number`);
+  if (!FLOAT.test(text)) return noValue(`the answer's value ${quoted(text)} is not a number`);
   return { value: Number(text) };
 }
 
@@ -231,6 +241,10 @@ function jsonKind(value: unknown): string {
 
 function noValue(why: string): QueryAnswer {
   return { value: null, why };
+}
+
+function nothingMeasured(why: string): QueryAnswer {
+  return { value: null, why, nothingMeasured: true };
 }
 
 function shown(text: string): string {
