@@ -1,6 +1,7 @@
 // What the importers of other deployers' fleets (colmena's hives, deploy-rs's nodes) share: the
 // converted fleet, the report of what each option became (carried over, mapped, left behind and
 // why), and the fleet written as a fleet file or as Nix for the flake. Pure.
+import { InputError } from "../errors.js";
 import { ADMIN_PLACEHOLDER, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
@@ -100,6 +101,28 @@ export function validHostName(name: string): boolean {
 }
 
 /** The fleet file (`nixship.json`). */
+/**
+ * Fails with every node that cannot be converted, at once (a hive of many nodes is fixed in one
+ * round): one refusal as it is; several as one error, with the first's code, each refusal on a
+ * line of its own, and the fixes they name.
+ */
+export function refuseNodes(where: string, refusals: readonly InputError[]): void {
+  const [first] = refusals;
+  if (first === undefined) return;
+  if (refusals.length === 1) throw first;
+  const hints = [...new Set(refusals.flatMap((r) => (r.hint === undefined ? [] : [r.hint])))];
+  throw new InputError(
+    first.code,
+    `${where}: ${refusals.length} problems keep nodes from being converted:\n${refusals
+      .map(
+        (r) =>
+          `  - ${r.message.startsWith(`${where}: `) ? r.message.slice(where.length + 2) : r.message}`,
+      )
+      .join("\n")}`,
+    hints.length === 0 ? {} : { hint: hints.join("; ") },
+  );
+}
+
 export function conversionJson(conversion: Conversion, settings: ConversionSettings): JsonObject {
   const hosts: JsonObject = {};
   const policies: JsonObject = {};

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { conversionJson, conversionNix, type ReportEntry } from "./foreign-fleet.js";
 import {
@@ -379,6 +380,34 @@ describe("convertColmena", () => {
       /Web_1: a nixship host name/,
     );
     expect(() => convertColmena(hive({}), "f", {})).toThrow("f: the hive has no nodes");
+  });
+
+  it("names every node it refuses at once, with each fix", () => {
+    let thrown: unknown;
+    try {
+      convertColmena(
+        hive({
+          Bad_Name: node("Bad_Name", { targetHost: "10.0.0.5" }),
+          laptop: node("laptop", { targetHost: null }),
+          web: node("web"),
+          db: node("db", { targetUser: "bad user" }),
+        }),
+        "/h/hive.nix",
+        {},
+      );
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({
+      code: "bad-node-name",
+      message: [
+        "/h/hive.nix: 3 problems keep nodes from being converted:",
+        `  - Bad_Name: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
+        "  - laptop.deployment.targetHost is null: nixship cannot reach the node",
+        '  - db.deployment.targetUser: "bad user" is no user name',
+      ].join("\n"),
+      hint: "rename the node in the hive, then convert it again; set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
+    });
   });
 });
 

@@ -14,6 +14,7 @@ import {
   noteSshOptions,
   type OptionFate,
   Report,
+  refuseNodes,
   type SystemRef,
   sshConfigBlock,
   sshOptionsAsConfig,
@@ -270,39 +271,17 @@ export function convertColmena(
       hint: "a hive's nodes are its attributes besides meta and defaults",
     });
   }
+  refuseNodes(
+    where,
+    names.flatMap((name) => nodeRefusals(hive, name, where)),
+  );
   const users = new Set(names.map((n) => hive.nodes[n]?.targetUser ?? "root"));
   const oneUser = users.size === 1 ? [...users][0] : undefined;
   for (const name of names) {
     const node = hive.nodes[name] as ColmenaNode;
-    const at = (option: string) => hiveAttribute(hive.kind, [name, "deployment", option]);
-    if (!validHostName(name)) {
-      throw new InputError(
-        "bad-node-name",
-        `${where}: ${hiveAttribute(hive.kind, [name])}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
-        {
-          hint: "rename the node in the hive, then convert it again",
-        },
-      );
-    }
-    if (node.targetHost === null) {
-      throw new InputError(
-        "no-target-host",
-        `${where}: ${at("targetHost")} is null: nixship cannot reach the node`,
-        {
-          hint: "set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
-        },
-      );
-    }
-    if (!ADDRESS_PATTERN.test(node.targetHost) || node.targetHost.length > 253) {
-      throw new InputError(
-        "bad-target-host",
-        `${where}: ${at("targetHost")}: ${JSON.stringify(node.targetHost)} is no hostname or IP address`,
-        {
-          hint: "give the user in deployment.targetUser and the port in deployment.targetPort",
-        },
-      );
-    }
-    const fields: JsonObject = { address: node.targetHost };
+    // A node without one was refused above.
+    const address = node.targetHost as string;
+    const fields: JsonObject = { address };
     report.add(COLMENA_OPTIONS, "deployment.targetHost", name);
     const goodTags = node.tags.filter((t) => NAME_PATTERN.test(t) && t.length <= NAME_MAX_LENGTH);
     if (goodTags.length > 0) {
@@ -321,12 +300,6 @@ export function convertColmena(
     }
     const user = node.targetUser;
     if (user !== null && user !== "root") {
-      if (!SSH_USER_PATTERN.test(user)) {
-        throw new InputError(
-          "bad-target-user",
-          `${where}: ${at("targetUser")}: ${JSON.stringify(user)} is no user name`,
-        );
-      }
       if (oneUser === undefined) fields.sshUser = user;
       report.add(COLMENA_OPTIONS, "deployment.targetUser", name);
       // As root, colmena's escalation command is not used; as another user nixship's
@@ -362,21 +335,15 @@ export function convertColmena(
         "deployment.targetPort",
         {
           ...COLMENA_OPTIONS["deployment.targetPort"],
-          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(name, node.targetHost, [`Port ${node.targetPort}`])}`,
+          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(name, address, [`Port ${node.targetPort}`])}`,
         },
         name,
       );
     }
-    noteSshOptions(
-      report,
-      "deployment.sshOptions",
-      { name, address: node.targetHost },
-      node.sshOptions,
-      {
-        mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
-        userOption: "deployment.targetUser",
-      },
-    );
+    noteSshOptions(report, "deployment.sshOptions", { name, address }, node.sshOptions, {
+      mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
+      userOption: "deployment.targetUser",
+    });
     if (node.allowLocalDeployment)
       report.add(COLMENA_OPTIONS, "deployment.allowLocalDeployment", name);
     if (node.buildOnTarget) report.add(COLMENA_OPTIONS, "deployment.buildOnTarget", name);
@@ -419,6 +386,51 @@ function systemOf(kind: HiveKind, name: string): SystemRef {
     };
   }
   return { nix: `hive.nodes.${nixName(name)}`, installable: `.#nixshipHive.nodes.${name}` };
+}
+
+/** Why the node cannot be converted, each reason (nixship could not reach it, or name it). */
+function nodeRefusals(hive: ColmenaHive, name: string, where: string): InputError[] {
+  const node = hive.nodes[name] as ColmenaNode;
+  const at = (option: string) => hiveAttribute(hive.kind, [name, "deployment", option]);
+  const refusals: InputError[] = [];
+  if (!validHostName(name)) {
+    refusals.push(
+      new InputError(
+        "bad-node-name",
+        `${where}: ${hiveAttribute(hive.kind, [name])}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
+        { hint: "rename the node in the hive, then convert it again" },
+      ),
+    );
+  }
+  if (node.targetHost === null) {
+    refusals.push(
+      new InputError(
+        "no-target-host",
+        `${where}: ${at("targetHost")} is null: nixship cannot reach the node`,
+        {
+          hint: "set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
+        },
+      ),
+    );
+  } else if (!ADDRESS_PATTERN.test(node.targetHost) || node.targetHost.length > 253) {
+    refusals.push(
+      new InputError(
+        "bad-target-host",
+        `${where}: ${at("targetHost")}: ${JSON.stringify(node.targetHost)} is no hostname or IP address`,
+        { hint: "give the user in deployment.targetUser and the port in deployment.targetPort" },
+      ),
+    );
+  }
+  const user = node.targetUser;
+  if (user !== null && user !== "root" && !SSH_USER_PATTERN.test(user)) {
+    refusals.push(
+      new InputError(
+        "bad-target-user",
+        `${where}: ${at("targetUser")}: ${JSON.stringify(user)} is no user name`,
+      ),
+    );
+  }
+  return refusals;
 }
 
 /** `wanted`, or with the least number after it that no secret of `secrets` has taken yet. */

@@ -180,6 +180,22 @@ describe("convertDeployRs", () => {
     ).toThrow("/f/flake.nix: deploy.nodes.a.profiles.system.path is not set");
     expect(() => convertDeployRs(deploy({}), "f", ROOT)).toThrow("f: deploy.nodes is empty");
   });
+
+  it("names every node it refuses at once", () => {
+    expect(() =>
+      convertDeployRs(
+        deploy({
+          "web.example.com": node("web.example.com"),
+          "db.example.com": node("db.example.com"),
+          ok: node("ok", {}, { sshUser: "bad user" }),
+        }),
+        "/f/flake.nix",
+        ROOT,
+      ),
+    ).toThrow(
+      /^\/f\/flake\.nix: 3 problems keep nodes from being converted:\n {2}- deploy\.nodes\."web\.example\.com": a nixship host name .*\n {2}- deploy\.nodes\."db\.example\.com": a nixship host name .*\n {2}- deploy\.nodes\.ok\.sshUser: "bad user" is no user name$/,
+    );
+  });
 });
 
 describe("DEPLOY_RS_OPTIONS", () => {

@@ -14,6 +14,7 @@ import {
   noteSshOptions,
   type OptionFate,
   Report,
+  refuseNodes,
   type SystemRef,
   validHostName,
 } from "./foreign-fleet.js";
@@ -191,6 +192,51 @@ in
   }`;
 }
 
+/** Why the node cannot be converted, each reason (nixship could not reach it, name it, or find its system). */
+function nodeRefusals(name: string, node: DeployRsNode, where: string): InputError[] {
+  const at = (...rest: string[]) => ["deploy", "nodes", nixName(name), ...rest].join(".");
+  const refusals: InputError[] = [];
+  if (!validHostName(name)) {
+    refusals.push(
+      new InputError(
+        "bad-node-name",
+        `${where}: ${at()}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
+        { hint: "rename the node, then convert it again" },
+      ),
+    );
+  }
+  if (node.hostname === null) {
+    refusals.push(
+      new InputError(
+        "no-hostname",
+        `${where}: ${at("hostname")} is not set: nixship cannot reach the node`,
+        { hint: "deploy-rs requires it too: set it to the node's address" },
+      ),
+    );
+  } else if (!ADDRESS_PATTERN.test(node.hostname) || node.hostname.length > 253) {
+    refusals.push(
+      new InputError(
+        "bad-hostname",
+        `${where}: ${at("hostname")}: ${JSON.stringify(node.hostname)} is no hostname or IP address`,
+        { hint: "give the user in sshUser and the port in sshOpts" },
+      ),
+    );
+  }
+  const system = node.profiles.system;
+  if (system === undefined || !system.hasPath) {
+    refusals.push(
+      new InputError(
+        "no-system-profile",
+        `${where}: ${at("profiles", "system", "path")} is not set: nixship deploys a node's system profile`,
+        {
+          hint: "profiles.system.path = deploy-rs.lib.SYSTEM.activate.nixos self.nixosConfigurations.NAME",
+        },
+      ),
+    );
+  }
+  return refusals;
+}
+
 /** The deploy's nodes as a fleet, and the report. Bad input (no hostname, no system) throws. */
 export function convertDeployRs(
   deploy: DeployRsDeploy,
@@ -206,46 +252,12 @@ export function convertDeployRs(
     });
   }
   const merged = new Map<string, GenericSettings>();
+  const refusals: InputError[] = [];
   for (const name of names) {
     const node = deploy.nodes[name] as DeployRsNode;
-    const at = (...rest: string[]) => ["deploy", "nodes", nixName(name), ...rest].join(".");
-    if (!validHostName(name)) {
-      throw new InputError(
-        "bad-node-name",
-        `${where}: ${at()}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
-        {
-          hint: "rename the node, then convert it again",
-        },
-      );
-    }
-    if (node.hostname === null) {
-      throw new InputError(
-        "no-hostname",
-        `${where}: ${at("hostname")} is not set: nixship cannot reach the node`,
-        {
-          hint: "deploy-rs requires it too: set it to the node's address",
-        },
-      );
-    }
-    if (!ADDRESS_PATTERN.test(node.hostname) || node.hostname.length > 253) {
-      throw new InputError(
-        "bad-hostname",
-        `${where}: ${at("hostname")}: ${JSON.stringify(node.hostname)} is no hostname or IP address`,
-        {
-          hint: "give the user in sshUser and the port in sshOpts",
-        },
-      );
-    }
+    refusals.push(...nodeRefusals(name, node, where));
     const system = node.profiles.system;
-    if (system === undefined || !system.hasPath) {
-      throw new InputError(
-        "no-system-profile",
-        `${where}: ${at("profiles", "system", "path")} is not set: nixship deploys a node's system profile`,
-        {
-          hint: "profiles.system.path = deploy-rs.lib.SYSTEM.activate.nixos self.nixosConfigurations.NAME",
-        },
-      );
-    }
+    if (system === undefined) continue;
     // The profile's over the node's over the deploy's, as deploy-rs takes them; but sshOpts
     // it appends, the profile's first (its data.rs merges them with vec::append).
     const sshOpts = [system, node, deploy].flatMap((level) => level.generic.sshOpts ?? []);
@@ -257,21 +269,24 @@ export function convertDeployRs(
     });
   }
   const userOf = (s: GenericSettings) => s.sshUser ?? env.localUser;
+  for (const [name, s] of merged) {
+    const user = userOf(s);
+    if (!SSH_USER_PATTERN.test(user)) {
+      const at = ["deploy", "nodes", nixName(name), "sshUser"].join(".");
+      refusals.push(
+        new InputError("bad-ssh-user", `${where}: ${at}: ${JSON.stringify(user)} is no user name`),
+      );
+    }
+  }
+  refuseNodes(where, refusals);
   const users = new Set([...merged.values()].map(userOf));
   const oneUser = users.size === 1 ? [...users][0] : undefined;
   for (const name of names) {
     const node = deploy.nodes[name] as DeployRsNode;
     const s = merged.get(name) as GenericSettings;
-    const at = (...rest: string[]) => ["deploy", "nodes", nixName(name), ...rest].join(".");
     const fields: JsonObject = { address: node.hostname as string };
     report.add(DEPLOY_RS_OPTIONS, "hostname", name);
     const user = userOf(s);
-    if (!SSH_USER_PATTERN.test(user)) {
-      throw new InputError(
-        "bad-ssh-user",
-        `${where}: ${at("sshUser")}: ${JSON.stringify(user)} is no user name`,
-      );
-    }
     if (s.sshUser !== undefined) report.add(DEPLOY_RS_OPTIONS, "sshUser", name);
     else if (user !== "root") {
       report.note(
