@@ -3,7 +3,7 @@
 // the flake, whose hosts build the very systems the hive's nodes and deploy-rs's profiles are;
 // the report names what became of each option; bad input is named by its attribute (exit 2).
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -228,6 +228,29 @@ describe("init --from colmena", () => {
     expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
     // Tracked, it converts.
     await run("git", ["-C", dir, "add", "hive.nix"]);
+    const tracked = await init(dir, "--from", "colmena", "--json");
+    expect(tracked.code, tracked.stderr).toBe(0);
+  });
+
+  it("in a git flake that does not track a file the hive imports, says to add that file (exit 2)", async () => {
+    const dir = await flakeDir("");
+    await writeFile(
+      join(dir, "hive.nix"),
+      `{ meta.nixpkgs = import ${STAND_IN_NIXPKGS}; web-1 = import ./web-1.nix; }\n`,
+    );
+    await writeFile(join(dir, "web-1.nix"), '{ deployment.targetHost = "10.0.0.1"; }\n');
+    await run("git", ["-C", dir, "init", "-q"]);
+    await run("git", ["-C", dir, "add", "flake.nix", "hive.nix"]);
+    const r = await init(dir, "--from", "colmena", "--json");
+    expect(r.code, r.stderr).toBe(2);
+    const top = await realpath(dir);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      error: {
+        code: "init-eval-failed",
+        hint: `${top}/web-1.nix is there, but the git repository ${top} does not track it, and Nix reads a flake there from the files git tracks: 'git -C ${top} add web-1.nix' (a commit is not needed), then run it again`,
+      },
+    });
+    await run("git", ["-C", dir, "add", "web-1.nix"]);
     const tracked = await init(dir, "--from", "colmena", "--json");
     expect(tracked.code, tracked.stderr).toBe(0);
   });

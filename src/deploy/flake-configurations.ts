@@ -1,6 +1,6 @@
 // The NixOS configurations of a local flake, as `nixship init` needs them: one `nix eval` of
 // their names and each one's `nixship.deployment` (when it imports the module), nothing built.
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
 import { FLEET_MARK } from "../fleet/flake-fleet.js";
@@ -10,7 +10,7 @@ import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
-import { localFlakeRef } from "./flake-source.js";
+import { localFlakeRef, untrackedFileFix } from "./flake-source.js";
 
 /** Seconds the listing may take: the module system of each configuration, not its system. */
 const LIST_TIMEOUT = 1800;
@@ -49,10 +49,12 @@ export async function listFlakeConfigurations(
   if (r.kind === "failed") {
     const said = evalFailureText(r);
     throw new InputError("init-eval-failed", `${evalPlace(label, r.location, flake)}: ${said}`, {
-      hint: flakeErrorHint(
-        said,
-        "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
-      ),
+      hint:
+        (await untrackedFileFix(said, dirname(label))) ??
+        flakeErrorHint(
+          said,
+          "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
+        ),
     });
   }
   if (r.kind === "too-large") {

@@ -132,6 +132,25 @@ async function requireTracked(top: string, sub: string, named: FlakeNamer): Prom
   );
 }
 
+/** A file of a flake's copy in the store that Nix found missing (Nix 2.8's words, and 2.26's). */
+const MISSING_SOURCE_FILE =
+  /['"]\/nix\/store\/[0-9a-df-np-sv-z]{32}-source\/([^'"]+)['"](?:: No such file or directory| does not exist)/;
+
+/**
+ * The fix for an evaluation that met a file missing from a git flake's copy in the store while
+ * it is there in the work tree around `dir`: git does not track it, so Nix never copied it. The
+ * `git add` to run, or undefined when the error is another.
+ */
+export async function untrackedFileFix(error: string, dir: string): Promise<string | undefined> {
+  const relativePath = MISSING_SOURCE_FILE.exec(error)?.[1];
+  if (relativePath === undefined) return undefined;
+  const top = await gitTopLevel(dir).catch(() => undefined);
+  if (top === undefined) return undefined;
+  const there = await stat(join(top, relativePath)).catch(() => undefined);
+  if (there === undefined) return undefined;
+  return `${join(top, relativePath)} is there, but the git repository ${top} does not track it, and Nix reads a flake there from the files git tracks: 'git -C ${shellWord(top)} add ${shellWord(relativePath)}' (a commit is not needed), then run it again`;
+}
+
 /** What a file's first bytes say it is, when that is a secret key. */
 export function secretKind(head: string): string | undefined {
   if (/-----BEGIN (OPENSSH|RSA|DSA|EC|ENCRYPTED)? ?PRIVATE KEY-----/.test(head)) {

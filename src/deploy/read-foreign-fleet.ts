@@ -2,7 +2,7 @@
 // deploy-rs's `deploy` output, each in one bounded `nix eval`, a Nix error named by the
 // attribute being evaluated (a node's option), a missing hive or deploy output said plainly.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
@@ -11,7 +11,7 @@ import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
 import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
-import { localFlakeRef } from "./flake-source.js";
+import { localFlakeRef, untrackedFileFix } from "./flake-source.js";
 
 /** Seconds the evaluation may take: every node's configuration, through the module system. */
 const READ_TIMEOUT = 1800;
@@ -104,8 +104,11 @@ async function evaluate(
     const { path, location } = r;
     const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
     const place = evalPlace(label, location, flake);
-    throw new InputError("init-eval-failed", `${place}: ${at}${evalFailureText(r)}`, {
-      hint: `the error is Nix's, evaluating ${what}: fix it there`,
+    const text = evalFailureText(r);
+    throw new InputError("init-eval-failed", `${place}: ${at}${text}`, {
+      hint:
+        (await untrackedFileFix(text, dirname(label))) ??
+        `the error is Nix's, evaluating ${what}: fix it there`,
     });
   }
   if (r.kind === "too-large") {
