@@ -182,6 +182,32 @@ describe("the flake here, when no fleet is named", () => {
   });
 });
 
+describe("a fleet in a git flake that reads a file git does not track", () => {
+  it("is refused, naming the file and the git add that fixes it (exit 2)", async () => {
+    const repo = await mkdtemp(join(work, "repo-untracked-"));
+    dirs.push(repo);
+    await runOk("git", ["init", "-q", repo]);
+    await writeFleetFlake(
+      repo,
+      FLEET(`\n        hosts.db2 = import ./db2.nix { inherit examples; };`),
+    );
+    await writeFile(join(repo, "known_hosts"), "");
+    await writeFile(
+      join(repo, "db2.nix"),
+      '{ examples }: { system = examples.web-v2; address = "10.0.0.4"; }\n',
+    );
+    await runOk("git", ["-C", repo, "add", "flake.nix", "known_hosts"]);
+    const r = await nixship(["build", "--json", "--fleet", `${repo}#nixship`]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(
+      `hint: ${repo}/db2.nix is there, but the git repository ${repo} does not track it, and Nix reads a flake there from the files git tracks: 'git -C ${repo} add db2.nix' (a commit is not needed), then run it again`,
+    );
+    await runOk("git", ["-C", repo, "add", "db2.nix"]);
+    const added = await nixship(["build", "--json", "--fleet", `${repo}#nixship`]);
+    expect(added.code, added.stderr).toBe(0);
+  });
+});
+
 describe("a fleet in the flake naming a Prometheus bearer token file", () => {
   const PROMETHEUS = (file: string) => `
         prometheus = { url = "http://127.0.0.1:9"; bearerTokenFile = "${file}"; };`;

@@ -9,7 +9,6 @@ import { homedir, userInfo } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
-import { gitTopLevel } from "../deploy/flake-source.js";
 import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
 import { InputError, UsageError } from "../errors.js";
 import { conversionProblems } from "../fleet/conversion-check.js";
@@ -22,6 +21,7 @@ import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fl
 import { formatJsonPath } from "../fleet/json-path.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
+import { gitTopLevel } from "../nix/git-flake.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";

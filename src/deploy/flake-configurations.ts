@@ -10,7 +10,8 @@ import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
-import { localFlakeRef, untrackedFileFix } from "./flake-source.js";
+import { untrackedFileFix } from "../nix/git-flake.js";
+import { localFlakeRef } from "./flake-source.js";
 
 /** Seconds the listing may take: the module system of each configuration, not its system. */
 const LIST_TIMEOUT = 1800;

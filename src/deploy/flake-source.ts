@@ -5,7 +5,8 @@
 // directory is searched first, and one holding a secret key is refused, naming the file.
 import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { InputError, OperationError } from "../errors.js";
+import { InputError } from "../errors.js";
+import { GIT_TIMEOUT_MS, gitTopLevel } from "../nix/git-flake.js";
 import { runCommand } from "../util/run.js";
 import { shellWord } from "../util/shell-quote.js";
 import { sourceReference } from "../util/source-reference.js";
@@ -90,25 +91,6 @@ export async function localFlakeRef(
   return `path:${real}`;
 }
 
-/** How long git may take to name a work tree: a hung network mount or hook meets it. */
-const GIT_TIMEOUT_MS = 10_000;
-
-/** The top of the git work tree holding `dir`, if it is in one. */
-export async function gitTopLevel(dir: string): Promise<string | undefined> {
-  const r = await runCommand("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
-    okCodes: [0, 128],
-    purpose: "find the git repository of the flake",
-    timeoutMs: GIT_TIMEOUT_MS,
-  }).catch((err: unknown) => {
-    // No git at all: then the flake is in no git work tree. A git that failed otherwise (or
-    // hung) must not turn a git flake into a path: one, which copies untracked files too.
-    if (err instanceof OperationError && err.code === "command-missing") return undefined;
-    throw err;
-  });
-  const top = r?.code === 0 ? r.stdout.trim() : "";
-  return top ? await realpath(top) : undefined;
-}
-
 /**
  * Refuses a flake inside a git work tree that does not track its flake.nix (a directory the
  * repository ignores, a flake not yet added): Nix reads only what git tracks, and says only that
@@ -130,25 +112,6 @@ async function requireTracked(top: string, sub: string, named: FlakeNamer): Prom
       hint: `'git -C ${shellWord(top)} add ${shellWord(file)}' (a commit is not needed; a directory the repository ignores needs 'git add -f'), or name it ${shellWord(`path:${dir}`)}, which copies the directory whole`,
     },
   );
-}
-
-/** A file of a flake's copy in the store that Nix found missing (Nix 2.8's words, and 2.26's). */
-const MISSING_SOURCE_FILE =
-  /['"]\/nix\/store\/[0-9a-df-np-sv-z]{32}-source\/([^'"]+)['"](?:: No such file or directory| does not exist)/;
-
-/**
- * The fix for an evaluation that met a file missing from a git flake's copy in the store while
- * it is there in the work tree around `dir`: git does not track it, so Nix never copied it. The
- * `git add` to run, or undefined when the error is another.
- */
-export async function untrackedFileFix(error: string, dir: string): Promise<string | undefined> {
-  const relativePath = MISSING_SOURCE_FILE.exec(error)?.[1];
-  if (relativePath === undefined) return undefined;
-  const top = await gitTopLevel(dir).catch(() => undefined);
-  if (top === undefined) return undefined;
-  const there = await stat(join(top, relativePath)).catch(() => undefined);
-  if (there === undefined) return undefined;
-  return `${join(top, relativePath)} is there, but the git repository ${top} does not track it, and Nix reads a flake there from the files git tracks: 'git -C ${shellWord(top)} add ${shellWord(relativePath)}' (a commit is not needed), then run it again`;
 }
 
 /** What a file's first bytes say it is, when that is a secret key. */

@@ -11,7 +11,8 @@ import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
 import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
-import { localFlakeRef, untrackedFileFix } from "./flake-source.js";
+import { untrackedFileFix } from "../nix/git-flake.js";
+import { localFlakeRef } from "./flake-source.js";
 
 /** Seconds the evaluation may take: every node's configuration, through the module system. */
 const READ_TIMEOUT = 1800;

@@ -7,6 +7,7 @@ import { evalFailureText, type MarkedEvalFailure, markedEval } from "../cache/ma
 import { InputError, OperationError } from "../errors.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
+import { untrackedFileFix } from "../nix/git-flake.js";
 import { runCommand } from "../util/run.js";
 import {
   FLEET_MARK,
@@ -55,7 +56,7 @@ export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): 
       `${source.label}: evaluating ${where} took longer than ${FLEET_EVAL_TIMEOUT} s`,
     );
   }
-  if (r.kind === "failed") throw evalFailed(source, r);
+  if (r.kind === "failed") throw await evalFailed(source, r);
   if (r.kind === "too-large") {
     throw new InputError(
       "fleet-too-large",
@@ -175,7 +176,7 @@ async function problemPositions(
   return found;
 }
 
-function evalFailed(source: FlakeFleet, failure: MarkedEvalFailure): InputError {
+async function evalFailed(source: FlakeFleet, failure: MarkedEvalFailure): Promise<InputError> {
   const { path, location } = failure;
   const said = evalFailureText(failure);
   const at = path === undefined ? "" : `${formatNixAttrPath([...source.attrPath, ...path])}: `;
@@ -183,12 +184,17 @@ function evalFailed(source: FlakeFleet, failure: MarkedEvalFailure): InputError 
   // reach, an error elsewhere in it): said apart, since such a flake may hold no fleet at all.
   const code = path === undefined ? "flake-eval-failed" : "fleet-eval-failed";
   const place = evalPlace(source.label, location, source.flake);
+  // A file the fleet reads that git does not track (a local git flake): its `git add`.
+  const untracked =
+    source.localDir === null ? undefined : await untrackedFileFix(said, source.localDir);
   return new InputError(code, `${place}: ${at}${said}`, {
-    hint: flakeErrorHint(
-      said,
-      path === undefined
-        ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
-        : "the error is Nix's, in the flake's fleet: fix it there",
-    ),
+    hint:
+      untracked ??
+      flakeErrorHint(
+        said,
+        path === undefined
+          ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
+          : "the error is Nix's, in the flake's fleet: fix it there",
+      ),
   });
 }
