@@ -1,25 +1,21 @@
 // doctor's Prometheus checks against a small local server standing in for a Prometheus whose
 // answers are at fault (the lab test, test/bake-ssh.test.ts, meets a real one): each failure's
 // fix is the one for what went wrong.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { type LocalServer, serveLocal } from "../../support/local-http.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { prometheusClient } from "../metrics/prometheus.js";
 import { checkPrometheus } from "./prometheus-checks.js";
 
-let server: Server | undefined;
+let server: LocalServer | undefined;
 afterEach(async () => {
-  const open = server;
+  await server?.close();
   server = undefined;
-  if (open === undefined) return;
-  open.closeAllConnections();
-  await new Promise((resolve) => open.close(resolve));
 });
 
 /** A stand-in that answers `vector(1)` as Prometheus does, and every other query with `result`. */
 async function standIn(result: unknown[]): Promise<string> {
-  const listening = createServer((req, res) => {
+  server = await serveLocal((req, res) => {
     let body = "";
     req.on("data", (c: Buffer) => {
       body += c.toString();
@@ -33,9 +29,7 @@ async function standIn(result: unknown[]): Promise<string> {
       );
     });
   });
-  server = listening;
-  await new Promise<void>((resolve) => listening.listen(0, "127.0.0.1", resolve));
-  return `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  return server.url;
 }
 
 function fleetAsking(url: string) {

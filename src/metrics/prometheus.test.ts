@@ -1,10 +1,10 @@
 // The Prometheus client's reading of answers (pure), and its bounds over HTTP against a small
 // local server standing in for a misbehaving one (the lab tests meet a real Prometheus).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
+import { type LocalServer, serveLocal } from "../../support/local-http.js";
 import { ANSWER_LIMIT, answerOf, prometheusClient } from "./prometheus.js";
 
 const vector = (...values: string[]) =>
@@ -123,22 +123,17 @@ describe("answerOf", () => {
 });
 
 describe("prometheusClient", () => {
-  let server: Server | undefined;
+  let server: LocalServer | undefined;
   afterEach(async () => {
-    const open = server;
+    await server?.close();
     server = undefined;
-    if (open === undefined) return;
-    open.closeAllConnections();
-    await new Promise((resolve) => open.close(resolve));
   });
 
   async function serve(
     handle: (req: IncomingMessage, res: ServerResponse) => void,
   ): Promise<string> {
-    const listening = createServer(handle);
-    server = listening;
-    await new Promise<void>((resolve) => listening.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+    server = await serveLocal(handle);
+    return server.url;
   }
 
   it("posts the query with the bearer token, and never says the token", async () => {
@@ -222,8 +217,7 @@ describe("prometheusClient", () => {
         value: null,
         why: expect.stringContaining("Prometheus refused"),
       });
-      server?.closeAllConnections();
-      await new Promise((resolve) => server?.close(resolve));
+      await server?.close();
       server = undefined;
     }
   });
@@ -297,9 +291,8 @@ describe("prometheusClient", () => {
   it("says where it could not connect", async () => {
     // A port that was just let go: nothing listens there.
     const url = await serve(() => {});
-    const open = server;
+    await server?.close();
     server = undefined;
-    await new Promise((resolve) => open?.close(resolve));
     const answer = await prometheusClient({ url, timeout: 5 }).query("up");
     expect(answer).toMatchObject({
       value: null,
