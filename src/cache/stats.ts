@@ -99,8 +99,6 @@ export async function cacheStats(
   const stored = new Map<string, number>();
   const deltaTargets = new Map<string, string>();
   const deltas = { paths: 0, bytes: 0 };
-  /** The NAR files counted in byCompression's stored bytes. */
-  const counted = new Set<string>();
   await mapLimit(hashes, options.concurrency ?? 16, async (hash) => {
     let info: Awaited<ReturnType<typeof readNarInfo>>;
     try {
@@ -112,6 +110,8 @@ export async function cacheStats(
     }
     options.onProgress?.(++read, hashes.length);
     if (info === undefined) return; // deleted since the listing
+    // A NAR file that several narinfos name (rebuilds with the same bytes) is stored once.
+    const namedBefore = named.has(info.url);
     named.add(info.url);
     const nar = inventory.nars.get(info.url);
     if (nar === undefined) missingNar.push(info.storePath);
@@ -141,9 +141,7 @@ export async function cacheStats(
     byCompression[info.compression] = c;
     c.paths++;
     c.narBytes += info.narSize;
-    // A NAR file that several narinfos name (rebuilds with the same bytes) is stored once.
-    if (!counted.has(info.url)) c.fileBytes += nar?.size ?? info.fileSize ?? 0;
-    counted.add(info.url);
+    if (!namedBefore) c.fileBytes += nar?.size ?? info.fileSize ?? 0;
   });
   const orphanNars = { objects: 0, bytes: 0 };
   let fileBytes = 0;
