@@ -7,7 +7,7 @@
 // image, nix-support/image-info.json) and prints what the ami-import module takes.
 
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -575,6 +575,81 @@ describe("nixship fleet from-terraform", () => {
     expect(again.stderr).toContain(
       `note: ${out} named hosts that neither the base fleet nor Terraform does, now gone from it: db1 (add them to the base to keep them)`,
     );
+  });
+
+  it("refuses an --out that is a file it reads, or that holds no fleet file, and replaces nothing", async () => {
+    const notes = join(work, "notes.txt");
+    await writeFile(notes, "my notes\n");
+    const noHosts = join(work, "other.json");
+    await writeFile(noHosts, '{"a": 1}\n');
+    const baseCopy = join(work, "base-copy.json");
+    await writeFile(baseCopy, await readFile(baseFile, "utf8"));
+    const baseLink = join(work, "base-link.json");
+    await symlink(baseCopy, baseLink);
+    const outputsCopy = join(work, "outputs-copy.json");
+    await writeFile(outputsCopy, await readFile(outputsFile, "utf8"));
+    const cases: [string[], string, RegExp][] = [
+      [["--out", outputsCopy], outputsCopy, /is the file given as OUTPUT_JSON/],
+      [["--out", baseLink], baseCopy, /is the file given as --base/],
+      [["--out", notes], notes, /holds text that is not JSON, no fleet file: it is not replaced/],
+      [["--out", noHosts], noHosts, /holds JSON without a "hosts" object, no fleet file/],
+    ];
+    for (const [flags, file, message] of cases) {
+      const before = await readFile(file, "utf8");
+      const r = await nixship([
+        "fleet",
+        "from-terraform",
+        flags[1] === outputsCopy ? outputsCopy : outputsFile,
+        "--base",
+        flags[1] === baseLink ? baseLink : baseFile,
+        ...flags,
+      ]);
+      expect(r.code, flags.join(" ")).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(await readFile(file, "utf8")).toBe(before);
+    }
+  });
+
+  it("keeps what the base says of a host that Terraform does not know: its tags, ssh destination, user and sudo", async () => {
+    const base = join(baseDir, "nixship.ssh-base.json");
+    await writeFile(
+      base,
+      JSON.stringify({
+        cache: { url: "file:///placeholder", publicKeys: [cachePub] },
+        ssh: { knownHosts: "./known_hosts", user: "deploy" },
+        policies: { "@canary": { canary: 1 } },
+        hosts: {
+          web1: {
+            delivery: "ssh",
+            address: "192.0.2.1",
+            system: "path:./examples#web-v1",
+            tags: ["canary", "eu"],
+            sshUser: "ops",
+            sudo: true,
+            sshHost: "web1.internal",
+          },
+          web2: { delivery: "ssh", address: "192.0.2.2", system: "path:./examples#web-v2" },
+        },
+      }),
+    );
+    const r = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      "--via",
+      "ssh",
+      "--base",
+      base,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { hosts: Record<string, Record<string, unknown>> };
+    expect(doc.hosts.web1).toMatchObject({
+      tags: ["web", "canary", "eu"],
+      sshUser: "ops",
+      sudo: true,
+      sshHost: "web1.internal",
+    });
+    expect(doc.hosts.web2).not.toHaveProperty("sshUser");
   });
 
   it("refuses two hosts on one instance, as the fleet's own rules do, and writes nothing", async () => {

@@ -2,6 +2,7 @@
 // with the hosts' systems (and keys, policy) from a base fleet or a system template; and, for
 // ssh hosts, their SSH host keys merged into a known_hosts file (known-hosts-update.ts).
 
+import { stat } from "node:fs/promises";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { InputError, UsageError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, type Fleet, type FleetHost } from "../fleet/fleet.js";
@@ -53,7 +54,9 @@ ssm.documentName (ssm_document_name) and ssm.region (region). A host's ssh_host_
 Terraform does not know what each host runs, so at least one of these is required:
   --base FLEET        a fleet file that names the hosts' systems; also gives the settings
                       Terraform does not know: cache.publicKeys and cache.substituter,
-                      releases, ssh, policy (with its health checks), ssm.commandTimeout.
+                      releases, ssh, policy (with its health checks), policies, build,
+                      deltas, secrets, ssm.commandTimeout; and of each host, its tags
+                      (beside Terraform's) and, for ssh hosts, sshHost, sshUser and sudo.
                       Its hosts that Terraform does not list are left out (named on
                       stderr).
   --system TEMPLATE   the system of every host the base does not name; {name} becomes the
@@ -196,7 +199,14 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
       source,
     );
     // Everything is read and checked before anything is written: the fleet file's place too.
-    if (values.out !== undefined) await checkOutputFile(values.out);
+    if (values.out !== undefined) {
+      await checkOutputFile(values.out);
+      await refuseSameFile(values.out, [
+        { file: input, what: "OUTPUT_JSON, the Terraform outputs" },
+        { file: values.base, what: "--base, the base fleet" },
+        { file: knownHostsFile, what: "--known-hosts" },
+      ]);
+    }
     // Hosts of the file --out replaces that the new fleet does not name: said, not lost unsaid.
     const dropped =
       values.out === undefined ? [] : await hostsDropped(values.out, made.fleet.hosts);
@@ -330,28 +340,57 @@ async function readBase(
   return outDir === undefined ? fleet : relocateFleet(fleet, dirname(resolve(file)), outDir);
 }
 
+/** Refuses an --out that is one of the files the command reads: the fleet would replace it. */
+async function refuseSameFile(
+  out: string,
+  read: readonly { readonly file: string | undefined; readonly what: string }[],
+): Promise<void> {
+  const outFile = await fileIdentity(out);
+  if (outFile === undefined) return;
+  for (const { file, what } of read) {
+    if (file === undefined || file === "-") continue;
+    if ((await fileIdentity(file)) === outFile) {
+      throw new UsageError(
+        `${COMMAND}: --out ${out} is the file given as ${what}: the fleet written would replace it`,
+        "name another file for --out (e.g. nixship.json beside the base fleet)",
+      );
+    }
+  }
+}
+
+/** The device and inode of the file at `file` (links followed), or undefined when there is none. */
+async function fileIdentity(file: string): Promise<string | undefined> {
+  const info = await stat(file).catch(() => undefined);
+  return info === undefined ? undefined : `${info.dev}:${info.ino}`;
+}
+
 /**
  * The hosts the fleet file at `file` names that `hosts` does not: what replacing it loses. A
- * file that is not there, or holds no fleet's hosts, loses none.
+ * file that is not there, or empty, loses none; one that holds something else than a fleet
+ * file (another tool's file, named by mistake) is refused, not replaced.
  */
 async function hostsDropped(file: string, hosts: readonly FleetHost[]): Promise<string[]> {
   // The file itself, whatever its name ("-" too): never stdin.
-  let text: string;
-  try {
-    const bytes = await readFileBounded(file, MAX_FLEET_JSON, () => new Error("too large"));
-    if (bytes === undefined) return [];
-    text = bytes.toString("utf8");
-  } catch {
-    return [];
-  }
+  const notAFleet = (why: string) =>
+    new InputError(
+      "out-not-a-fleet",
+      `${COMMAND}: --out ${file} holds ${why}, no fleet file: it is not replaced`,
+      { hint: "name a new file for --out, or move that one away first" },
+    );
+  const bytes = await readFileBounded(file, MAX_FLEET_JSON, () =>
+    notAFleet(`more than ${MAX_FLEET_JSON / 1024 / 1024} MiB`),
+  );
+  if (bytes === undefined || bytes.length === 0) return [];
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(bytes.toString("utf8"));
   } catch {
-    return [];
+    throw notAFleet("text that is not JSON");
   }
   const named = (doc as { hosts?: unknown } | null)?.hosts;
-  if (typeof named !== "object" || named === null || Array.isArray(named)) return [];
+  if (typeof named !== "object" || named === null || Array.isArray(named)) {
+    throw notAFleet('JSON without a "hosts" object');
+  }
   const kept = new Set(hosts.map((h) => h.name));
   return Object.keys(named).filter((name) => !kept.has(name));
 }

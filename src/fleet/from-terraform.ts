@@ -156,7 +156,12 @@ export function fleetFromTerraform(
     build: base?.build ?? NO_BUILD_SETTINGS,
     policies: base?.policies ?? [],
     hosts: read.hosts.map((h) =>
-      toFleetHost(h, options.via, hostKeyOf(h, options, base?.hosts, conflicts)),
+      toFleetHost(
+        h,
+        options.via,
+        hostKeyOf(h, options, base?.hosts, conflicts),
+        base?.hosts.find((b) => b.name === h.name),
+      ),
     ),
     secrets: base?.secrets,
     deltas: base?.deltas,
@@ -204,18 +209,32 @@ export function systemSpec(text: string): SystemSpec | undefined {
   return undefined;
 }
 
+/**
+ * The host as Terraform gives it, with what the base fleet says of it that Terraform does not
+ * know: its tags beside Terraform's, and for an ssh host its ssh destination, user and sudo.
+ */
 function toFleetHost(
   host: TerraformHost,
   via: DeliveryMode,
   hostKey: string | undefined,
+  fromBase: FleetHost | undefined,
 ): FleetHost {
-  const { name, tags, address, system } = host;
+  const { name, address, system } = host;
+  const tags = [...new Set([...host.tags, ...(fromBase?.tags ?? [])])];
   const common = { name, tags, address, system, ...(hostKey === undefined ? {} : { hostKey }) };
   switch (via) {
     case "ssm":
       return { ...common, delivery: "ssm", instanceId: host.instanceId, targets: undefined };
-    case "ssh":
-      return { ...common, delivery: "ssh", sshHost: undefined };
+    case "ssh": {
+      const ssh = fromBase?.delivery === "ssh" ? fromBase : undefined;
+      return {
+        ...common,
+        delivery: "ssh",
+        sshHost: ssh?.sshHost,
+        ...(ssh?.sudo === undefined ? {} : { sudo: ssh.sudo }),
+        ...(ssh?.sshUser === undefined ? {} : { sshUser: ssh.sshUser }),
+      };
+    }
     case "agent":
       return { ...common, delivery: "agent" };
   }
