@@ -232,6 +232,39 @@ describe("init --from colmena", () => {
     expect(tracked.code, tracked.stderr).toBe(0);
   });
 
+  it("in a flake in a subdirectory of a git repository, reads hive.nix and names a keyFile where it is", async () => {
+    const repo = await mkdtemp(join(work, "repo-"));
+    const dir = join(repo, "ops");
+    await mkdir(dir);
+    await writeFlakeWith(dir, "");
+    await writeFile(
+      join(dir, "hive.nix"),
+      `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1";
+    deployment.keys.db = { keyFile = ./db-password; }; };
+}
+`,
+    );
+    await writeFile(join(dir, "db-password"), "s3cret\n");
+    await run("git", ["-C", repo, "init", "-q"]);
+    await run("git", ["-C", repo, "add", "ops/flake.nix", "ops/hive.nix", "ops/db-password"]);
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.hosts).toEqual(["web"]);
+    expect(out.next).toContainEqual(
+      expect.stringMatching(new RegExp(`^nixship secrets set web-db --from ${dir}/db-password `)),
+    );
+    expect(out.report).toContainEqual(
+      expect.objectContaining({
+        text: expect.stringMatching(
+          new RegExp(`^${dir}/db-password: the flake holds this secret, and Nix copied it`),
+        ),
+      }),
+    );
+  });
+
   it("in a git flake that does not track a file the hive imports, says to add that file (exit 2)", async () => {
     const dir = await flakeDir("");
     await writeFile(

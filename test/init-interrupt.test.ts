@@ -50,9 +50,14 @@ async function until(test: () => Promise<boolean>, tries: number): Promise<void>
   }
 }
 
-describe.each(["SIGTERM", "SIGINT"] as const)("init, stopped by %s while Nix evaluates", (sig) => {
+describe.each([
+  ["SIGTERM", 1],
+  ["SIGINT", 1],
+  // The second one does not wait for the evaluation to take SIGTERM: it is killed at once.
+  ["SIGTERM", 2],
+] as const)("init, stopped by %s (%i of them) while Nix evaluates", (sig, signals) => {
   it("stops the evaluation, exits 130 saying so, and writes nothing", async () => {
-    const cache = join(work, `cache-${sig}`);
+    const cache = join(work, `cache-${sig}-${signals}`);
     const child = spawn(
       process.execPath,
       [NIXSHIP_BIN, "init", flake, "--cache", `file://${cache}`, "--json"],
@@ -72,6 +77,10 @@ describe.each(["SIGTERM", "SIGINT"] as const)("init, stopped by %s while Nix eva
     expect(await evaluating(), stderr).not.toBe("");
     await new Promise((resolve) => setTimeout(resolve, 1000));
     child.kill(sig);
+    if (signals === 2) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      child.kill(sig);
+    }
     expect(await code, stderr).toBe(130);
     expect(stderr).toBe(`error: interrupted (${sig})\n`);
     expect(

@@ -4,10 +4,14 @@
 // signal (exit 143, nothing said). Imported first by the executable, before the modules that
 // take time to load; a command's own trap (or the agent's) takes the signal from then on.
 // What the command started is stopped before the process exits (an evaluation or a build must
-// not run on without it, util/owned-children.ts), within CHILDREN_GRACE_MS; a second signal
-// exits at once.
+// not run on without it, util/owned-children.ts), within CHILDREN_GRACE_MS, the command saying
+// nothing more meanwhile; a second signal kills them and exits at once.
 import { runCommandEnd } from "../util/command-end.js";
-import { stopOwnedChildren } from "../util/owned-children.js";
+import {
+  killOwnedChildren,
+  ownedChildrenRunning,
+  stopOwnedChildren,
+} from "../util/owned-children.js";
 import { INTERRUPT_SIGNALS, INTERRUPTED_EXIT, noteUntrappedInterrupt } from "./interrupts.js";
 
 /** Milliseconds the command's children have to stop on SIGTERM before SIGKILL. */
@@ -19,6 +23,7 @@ for (const name of INTERRUPT_SIGNALS) {
     // Another listener (trapInterrupts, the agent's stop) has the signal: it decides.
     if (process.listenerCount(name) > 1) return;
     if (stopping) {
+      killOwnedChildren();
       process.exit(INTERRUPTED_EXIT);
       return;
     }
@@ -30,9 +35,27 @@ for (const name of INTERRUPT_SIGNALS) {
       process.stdout.write(`${JSON.stringify({ error: { code: "interrupted", message } })}\n`);
     }
     process.stderr.write(`error: ${message}\n`);
+    if (ownedChildrenRunning() === 0) {
+      process.exit(INTERRUPTED_EXIT);
+      return;
+    }
+    // Said: the command, which runs on while its children stop (and meets their end, or its
+    // ssh masters closed), prints nothing more: no second JSON document, no report of hosts
+    // it could no longer reach.
+    silence(process.stdout);
+    silence(process.stderr);
     void Promise.all([
       stopOwnedChildren(CHILDREN_GRACE_MS),
       runCommandEnd(CHILDREN_GRACE_MS),
     ]).finally(() => process.exit(INTERRUPTED_EXIT));
   });
+}
+
+/** Makes every later write to `stream` write nothing (and say it went well). */
+function silence(stream: NodeJS.WriteStream): void {
+  stream.write = ((_chunk: unknown, encodingOrDone?: unknown, done?: unknown) => {
+    const callback = typeof encodingOrDone === "function" ? encodingOrDone : done;
+    if (typeof callback === "function") queueMicrotask(() => (callback as () => void)());
+    return true;
+  }) as typeof stream.write;
 }

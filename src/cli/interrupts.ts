@@ -5,7 +5,7 @@
 import { setMaxListeners } from "node:events";
 import { InterruptedError } from "../errors.js";
 import { lastWordsPending, sayLastWords } from "../util/last-words.js";
-import { ownedChildrenRunning, stopOwnedChildren } from "../util/owned-children.js";
+import { killOwnedChildren } from "../util/owned-children.js";
 
 /** The exit code of a command that was interrupted (as shells report death by SIGINT). */
 export const INTERRUPTED_EXIT = 130;
@@ -30,7 +30,8 @@ export function trapInterrupts(say: {
   setMaxListeners(0, controller.signal);
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
-      say.second(signal);
+      // Said once: a third signal finds the process on its way out.
+      if (!exiting) say.second(signal);
       exitAfterLastWords();
       return;
     }
@@ -54,18 +55,22 @@ export const INTERRUPT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 /** How long a second interrupt waits for the last words (util/last-words.ts). */
 const LAST_WORDS_MS = 3000;
 
+/** Set once a second interrupt has the process on its way out. */
+let exiting = false;
+
 /**
- * The process exits, once the last words are written and the command's children stopped
- * (util/owned-children.ts: one that ignores SIGTERM gets SIGKILL), at most LAST_WORDS_MS on.
+ * The process exits at once, the command's children killed (util/owned-children.ts), once the
+ * last words are written (at most LAST_WORDS_MS on). A further signal meanwhile changes nothing.
  */
 function exitAfterLastWords(): void {
-  if (!lastWordsPending() && ownedChildrenRunning() === 0) {
+  killOwnedChildren();
+  if (exiting) return;
+  exiting = true;
+  if (!lastWordsPending()) {
     process.exit(INTERRUPTED_EXIT);
     return;
   }
-  void Promise.all([sayLastWords(LAST_WORDS_MS), stopOwnedChildren(LAST_WORDS_MS)]).finally(() =>
-    process.exit(INTERRUPTED_EXIT),
-  );
+  void sayLastWords(LAST_WORDS_MS).then(() => process.exit(INTERRUPTED_EXIT));
 }
 
 let untrapped = false;

@@ -12,6 +12,7 @@ import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { untrackedFileFix } from "../nix/git-flake.js";
+import { shellWord } from "../util/shell-quote.js";
 import { localFlakeRef } from "./flake-source.js";
 
 /** Seconds the evaluation may take: every node's configuration, through the module system. */
@@ -49,7 +50,9 @@ export async function readColmenaHive(dir: string): Promise<ForeignRead<ColmenaH
     throw new InputError(
       "hive-not-in-flake",
       `${label}: ${join(dir, "hive.nix")} is not part of the flake as Nix reads it (the flake is a git repository, and git does not track the file), so the fleet could not import it either`,
-      { hint: `git -C ${dir} add hive.nix (and the files it imports), then run init again` },
+      {
+        hint: `git -C ${shellWord(dir)} add hive.nix (and the files it imports), then run init again`,
+      },
     );
   }
   if (out.missing !== undefined) {

@@ -54,7 +54,9 @@ function flakeBindings(source: FlakeFleetSource): string {
   at = set: path: builtins.foldl' step set path;
   value = at flake ${nixList(source.attrPath.map(nixKey))};
   localDir = ${source.localDir === null ? "null" : nixString(source.localDir)};
-  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
+  # The flake's own directory in its copy: under its source's root (outPath is that root for
+  # Nix 2.8, the flake's directory for 2.26; sourceInfo.outPath is the root for both).
+  inFlake = "\${flake.sourceInfo.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
   cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
   file = p: let s = toString p; in
     if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake

@@ -100,7 +100,6 @@ export function validHostName(name: string): boolean {
   return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
 }
 
-/** The fleet file (`nixship.json`). */
 /**
  * Fails with every node that cannot be converted, at once (a hive of many nodes is fixed in one
  * round): one refusal as it is; several as one error, with the first's code, each refusal on a
@@ -123,6 +122,7 @@ export function refuseNodes(where: string, refusals: readonly InputError[]): voi
   );
 }
 
+/** The fleet file (`nixship.json`). */
 export function conversionJson(conversion: Conversion, settings: ConversionSettings): JsonObject {
   const hosts: JsonObject = {};
   const policies: JsonObject = {};

@@ -182,9 +182,12 @@ export function colmenaExpression(dir: string, flake: string | null, hiveLib: st
   return `let
   mark = ${NIX_MARK_FUNCTION};
   outputs = ${flake === null ? "{ }" : `(builtins.getFlake ${str(flake)}).outputs`};
-  # The flake's hive.nix as Nix reads the flake (its copy in the store: in a git repository,
-  # only what git tracks), as the fleet init writes will import it.
-  hiveFile = ${flake === null ? str(`${dir}/hive.nix`) : `"\${(builtins.getFlake ${str(flake)}).outPath}/hive.nix"`};
+  # The flake's own directory in its copy in the store (in a git repository, only what git
+  # tracks): under its source's root, which sourceInfo.outPath is for Nix 2.8 and 2.26 alike
+  # (outPath is the root for 2.8, the flake's directory for 2.26).
+  flakeCopy = ${flake === null ? "null" : `"\${(builtins.getFlake ${str(flake)}).sourceInfo.outPath}${flakeSubdir(flake) === "" ? "" : `/${flakeSubdir(flake)}`}"`};
+  # The flake's hive.nix as Nix reads the flake, as the fleet init writes will import it.
+  hiveFile = ${flake === null ? str(`${dir}/hive.nix`) : `"\${flakeCopy}/hive.nix"`};
   kind = if outputs ? colmenaHive then "colmenaHive" else if outputs ? colmena then "colmena"
     else if builtins.pathExists hiveFile then "hive.nix" else null;
   raw = if kind == "colmena" then outputs.colmena else import hiveFile;
@@ -197,7 +200,7 @@ export function colmenaExpression(dir: string, flake: string | null, hiveLib: st
   # place, whose keyFiles are where they are): a keyFile among them (./secrets/k) names its
   # file by its place in the flake, and its copy exists only where Nix copied it (in a git
   # repository, what git tracks).
-  sourcePrefix = ${flake === null ? '""' : `"\${(builtins.getFlake ${str(flake)}).outPath}/"`};
+  sourcePrefix = ${flake === null ? '""' : `"\${flakeCopy}/"`};
   inSource = f: sourcePrefix != "" && builtins.substring 0 (builtins.stringLength sourcePrefix) f == sourcePrefix;
   keyOf = k: let file = orNull (k.keyFile or null); in {
     inherit (k) name destDir user group permissions uploadAt;
@@ -237,6 +240,12 @@ in
     defaults = kind != "colmenaHive" && hiveAttrs ? defaults;
     network = kind != "colmenaHive" && hiveAttrs ? network;
   }`;
+}
+
+/** The flake's directory within its source (`git+file:///repo?dir=ops`: "ops"), "" at the top. */
+function flakeSubdir(flake: string): string {
+  const query = flake.indexOf("?");
+  return query < 0 ? "" : (new URLSearchParams(flake.slice(query + 1)).get("dir") ?? "");
 }
 
 /** Where errors say the hive's attribute is: `hive.nix: web1.deployment.targetHost`. */

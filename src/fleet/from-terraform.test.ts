@@ -120,9 +120,10 @@ describe("fleetFromTerraform", () => {
       ["web1", { kind: "store-path", path: SYSTEM }],
       ["web2", { kind: "flake", installable: ".#web2" }],
     ]);
-    // Terraform's tags and addresses, not the base's.
+    // Terraform's addresses, not the base's; Terraform's tags, with the base's (a person's
+    // own, such as a canary's) beside them.
     expect(made.fleet.hosts.map((h) => [h.tags, h.address])).toEqual([
-      [["web"], "10.0.0.5"],
+      [["web", "old"], "10.0.0.5"],
       [["web"], "10.0.0.5"],
     ]);
     expect(made.fleet.cache).toEqual({

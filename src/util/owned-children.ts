@@ -23,6 +23,11 @@ export function ownChild(proc: ChildProcess): void {
   proc.once("exit", () => owned.delete(proc));
 }
 
+/** SIGKILL to every owned child still running, at once (a second interrupt: no grace). */
+export function killOwnedChildren(): void {
+  for (const p of owned) p.kill("SIGKILL");
+}
+
 /** How many owned children run now. */
 export function ownedChildrenRunning(): number {
   return owned.size;

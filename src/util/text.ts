@@ -3,11 +3,12 @@
 
 /**
  * Control characters but newline and tab, C1 included, and DEL; and the bidirectional
- * formatting characters (embeddings, overrides, isolates, marks), which reorder what a
- * terminal shows ("txt.exe" shown as "exe.txt").
+ * embeddings, overrides and isolates, which reorder a run of what a terminal shows ("txt.exe"
+ * shown as "exe.txt"). The marks (U+200E, U+200F, U+061C), which right-to-left text holds and
+ * which reorder nothing past a neutral character, stay.
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are what is removed
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 
 /** `text` without control characters (but newline and tab), each shown as U+FFFD. */
 export function withoutControls(text: string): string {
