@@ -234,6 +234,33 @@ describe("fleet from-terraform --known-hosts", () => {
     expect(await readFile(file, "utf8")).toBe(before);
   });
 
+  it("names an object that holds no usable key as such, not as a key to come", async () => {
+    const objects = join(work, "store", "status", "host-keys");
+    await mkdir(objects, { recursive: true });
+    await writeFile(join(objects, "web3.pub"), "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC\n");
+    try {
+      const file = join(work, "unusable_known_hosts");
+      const r = await nixship([
+        ...["fleet", "from-terraform", outputs, "--via", "ssh", "--system", ".#{name}"],
+        ...["--cache-key", cachePub, "--known-hosts", file, "--json"],
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).knownHosts.pending).toEqual([
+        {
+          host: "web3",
+          object: "status/host-keys/web3.pub",
+          unusable: expect.stringContaining("ssh-ed25519"),
+        },
+      ]);
+      expect(r.stderr).toMatch(
+        /note: web3 has no usable SSH host key: .*status\/host-keys\/web3\.pub in \S+ holds none \(.*\); the host publishes its own ssh-ed25519 key there/,
+      );
+      expect(r.stderr).not.toContain("web3 has no SSH host key yet");
+    } finally {
+      await rm(join(objects, "web3.pub"));
+    }
+  });
+
   it("is for ssh hosts only, and says so in its help", async () => {
     const r = await nixship([
       ...["fleet", "from-terraform", outputs, "--system", ".#{name}", "--cache-key", cachePub],

@@ -229,6 +229,17 @@ describe("nixship terraform vars", () => {
     expect(await readdir(dir)).toEqual(["nixship.auto.tfvars.json"]);
   });
 
+  it("--out in a directory that does not exist fails before anything is built (exit 2)", async () => {
+    const out = join(work, "no-such-dir", "nixship.auto.tfvars.json");
+    const r = await nixship(["terraform", "vars", "--fleet", fleetFile, "--out", out]);
+    expect(r.code).toBe(2);
+    // Its errors go to stderr alone, as a program reading its stdout (Terraform) needs.
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(`error: cannot write ${out}: no such file or directory (ENOENT)`);
+    // Nothing was built: the build would have said so on stderr.
+    expect(r.stderr).not.toMatch(/built|building/);
+  });
+
   it("--image builds a NixOS image in the same run and prints what the ami-import module takes", async () => {
     const installable = "path:./images#nixosConfigurations.web1.config.system.build.amazonImage";
     const r = await nixship([

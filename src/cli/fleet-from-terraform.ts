@@ -13,6 +13,7 @@ import {
   SYSTEM_TEMPLATE_PLACEHOLDER,
   systemSpec,
 } from "../fleet/from-terraform.js";
+import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { MAX_FLEET_JSON } from "../fleet/load-fleet.js";
 import { relocateFleet } from "../fleet/relocate-fleet.js";
@@ -113,7 +114,7 @@ Options:
                        trusts for that host: only when the host was replaced on purpose
   --json               print what was done as JSON on stdout: {out, via, hosts,
                        notInTerraform, dropped, knownHosts: {file, written, hosts: [{host, names,
-                       fingerprint, source, change}], pending: [{host, object}]} | null},
+                       fingerprint, source, change}], pending: [{host, object, unusable?}]} | null},
                        and without --out the fleet file as "fleet"
 
 Exit codes: 0 written (also when some hosts have published no key yet),
@@ -255,7 +256,11 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
                   source,
                   change,
                 })),
-                pending: known.pending.map((host) => ({ host, object: hostKeyObjectKey(host) })),
+                pending: known.pending.map(({ host, unusable }) => ({
+                  host,
+                  object: hostKeyObjectKey(host),
+                  ...(unusable === undefined ? {} : { unusable }),
+                })),
               },
         ...(values.out === undefined ? { fleet: made.doc } : {}),
       });
@@ -366,7 +371,7 @@ async function fileIdentity(file: string): Promise<string | undefined> {
 
 /**
  * The hosts the fleet file at `file` names that `hosts` does not: what replacing it loses. A
- * file that is not there, or empty, loses none; one that holds something else than a fleet
+ * file that is not there, or empty (no bytes, or `{}`), loses none; one that holds something else than a fleet
  * file (another tool's file, named by mistake) is refused, not replaced.
  */
 async function hostsDropped(file: string, hosts: readonly FleetHost[]): Promise<string[]> {
@@ -387,6 +392,8 @@ async function hostsDropped(file: string, hosts: readonly FleetHost[]): Promise<
   } catch {
     throw notAFleet("text that is not JSON");
   }
+  // An empty object holds nothing to lose.
+  if (isJsonObject(doc) && Object.keys(doc).length === 0) return [];
   const named = (doc as { hosts?: unknown } | null)?.hosts;
   if (typeof named !== "object" || named === null || Array.isArray(named)) {
     throw notAFleet('JSON without a "hosts" object');

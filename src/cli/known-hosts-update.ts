@@ -9,7 +9,7 @@ import {
   type KnownHostsMerge,
   mergeKnownHosts,
 } from "../fleet/known-hosts.js";
-import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
+import { hostKeyObjectKey, readPublishedHostKeyObject } from "../status/host-key-store.js";
 import { openStore } from "../store/url.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
@@ -26,8 +26,11 @@ export interface KnownHostsUpdate {
   /** As given on the command line. */
   readonly file: string;
   readonly merge: KnownHostsMerge;
-  /** Hosts with no key from Terraform and none published in the store yet. */
-  readonly pending: readonly string[];
+  /**
+   * Hosts with no key from Terraform and none published in the store yet, or (`unusable`: why)
+   * an object there that holds no usable key.
+   */
+  readonly pending: readonly { readonly host: string; readonly unusable?: string }[];
   readonly store: string;
 }
 
@@ -41,11 +44,13 @@ export async function knownHostsUpdate(
   const missing = made.hostKeys.filter((h) => h.key === undefined).map((h) => h.host);
   const published = missing.length === 0 ? new Map() : await readPublishedKeys(store, missing);
   const entries: HostKeyEntry[] = [];
-  const pending: string[] = [];
+  const pending: { host: string; unusable?: string }[] = [];
   for (const { host, names, key } of made.hostKeys) {
-    const found = key ?? published.get(host);
-    if (found === undefined) pending.push(host);
-    else {
+    const read = published.get(host);
+    const found = key ?? read?.key;
+    if (found === undefined) {
+      pending.push({ host, ...(read?.unusable === undefined ? {} : { unusable: read.unusable }) });
+    } else {
       entries.push({
         host,
         names,
@@ -65,14 +70,15 @@ export async function knownHostsUpdate(
 }
 
 /**
- * The keys hosts published to the store, by host (absent: none yet, or not a key). Bounded:
+ * What hosts published to the store, by host (absent: nothing yet): a key, or why the object
+ * holds none. Bounded:
  * each object is small (host-key-store reads at most a few KiB), and all of them together
  * may take STORE_READ_TIMEOUT seconds.
  */
 async function readPublishedKeys(
   url: string,
   hosts: readonly string[],
-): Promise<Map<string, string>> {
+): Promise<Map<string, { readonly key?: string; readonly unusable?: string }>> {
   const store = await openStore(url);
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -91,11 +97,11 @@ async function readPublishedKeys(
         STORE_READ_TIMEOUT * 1000,
       );
     });
-    const reading = mapLimit(hosts, STORE_READS, (host) => readPublishedHostKey(store, host));
+    const reading = mapLimit(hosts, STORE_READS, (host) => readPublishedHostKeyObject(store, host));
     // Past the time limit, the reads still running end with the store: no one waits for them.
     reading.catch(() => {});
     const keys = await Promise.race([reading, timeout]);
-    const found = new Map<string, string>();
+    const found = new Map<string, { readonly key?: string; readonly unusable?: string }>();
     hosts.forEach((host, i) => {
       const key = keys[i];
       if (key !== undefined) found.set(host, key);
@@ -160,9 +166,11 @@ export function reportKnownHosts(known: KnownHostsUpdate, stderr: NodeJS.Writabl
     .map(([change, hosts]) => `${change} ${hosts.join(", ")}`);
   const what = known.merge.changed ? "wrote" : "left";
   if (parts.length > 0) stderr.write(`${what} ${known.file}: ${parts.join("; ")}\n`);
-  for (const host of known.pending) {
+  for (const { host, unusable } of known.pending) {
     stderr.write(
-      `note: ${host} has no SSH host key yet: no ssh_host_public_key in Terraform's output, and nothing at ${hostKeyObjectKey(host)} in ${known.store}. It publishes its key when it first boots; run this again then (until then, nixship refuses to reach ${host} over ssh)\n`,
+      unusable === undefined
+        ? `note: ${host} has no SSH host key yet: no ssh_host_public_key in Terraform's output, and nothing at ${hostKeyObjectKey(host)} in ${known.store}. It publishes its key when it first boots; run this again then (until then, nixship refuses to reach ${host} over ssh)\n`
+        : `note: ${host} has no usable SSH host key: no ssh_host_public_key in Terraform's output, and ${hostKeyObjectKey(host)} in ${known.store} holds none (${unusable}); the host publishes its own ssh-ed25519 key there: look at what wrote that object (until then, nixship refuses to reach ${host} over ssh)\n`,
     );
   }
 }

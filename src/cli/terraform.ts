@@ -11,7 +11,7 @@ import { parseStorePath } from "../nix/store-path.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { whileTrapped } from "./interrupts.js";
-import { writeOutputFile } from "./output-file.js";
+import { checkOutputFile, writeOutputFile } from "./output-file.js";
 
 const FORMATS = ["tfvars", "external"] as const;
 type Format = (typeof FORMATS)[number];
@@ -108,7 +108,11 @@ an --image that is not a disk image the ami-import module takes).`,
     );
     refuseArguments(positionals, "terraform vars");
     const format = parseFormat(values.format);
-    if (values.out !== undefined) checkOutFile(values.out, format);
+    if (values.out !== undefined) {
+      checkOutFile(values.out, format);
+      // Its place is checked before the build, which may take an hour, not after.
+      await checkOutputFile(values.out);
+    }
     const image = values.image === undefined ? undefined : imageSpec(values.image);
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);

@@ -233,6 +233,36 @@ describe("fleetFromTerraform", () => {
     // ssm reaches it by ID: no address needed.
     expect(fleetFromTerraform(tf, options(), "x").fleet.hosts[0]?.address).toBeUndefined();
   });
+
+  it("takes addresses that are IP addresses, v4 or v6, and refuses any other word", () => {
+    const tf = (publicIp: string) =>
+      outputs({ web1: { ...web("i-0123456789abcdef0"), public_ip: publicIp } });
+    expect(fleetFromTerraform(tf("2001:db8::1"), options(), "x").fleet.hosts[0]?.address).toBe(
+      "2001:db8::1",
+    );
+    for (const bad of ["999.1.1.1", "evil.example.com", "hunter2"]) {
+      expect(problems(tf(bad), options({ via: "ssh" })), bad).toEqual([
+        `hosts.value.web1.public_ip: must be an IP address, as EC2 gives an instance's (got ${JSON.stringify(bad)})`,
+      ]);
+    }
+  });
+
+  it("quotes no value of an output Terraform marks sensitive", () => {
+    const secret = "AKIAIOSFODNN7EXAMPLE/wJalrXUtnFEMI";
+    const tf = outputs(
+      { web1: { ...web("i-0123456789abcdef0"), tags: { Role: secret } } },
+      { region: { sensitive: true, type: "string", value: secret } },
+    );
+    const hostsSensitive = { ...tf, hosts: { ...tf.hosts, sensitive: true } };
+    const said = problems(hostsSensitive, options());
+    expect(said).toEqual([
+      "region.value: must be a string matching ^[a-z]{2}(-[a-z]+)+-\\d$ (Terraform marks the output sensitive: its value is not shown)",
+      expect.stringMatching(
+        /^hosts\.value\.web1\.tags\.Role: .*\(Terraform marks the output sensitive: its value is not shown\)$/,
+      ),
+    ]);
+    expect(said.join("\n")).not.toContain("AKIA");
+  });
 });
 
 /** A fresh `ssh-ed25519 BASE64` key line. */

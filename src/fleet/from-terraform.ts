@@ -3,6 +3,7 @@
 // should run, nor the keys and policy: those come from a base fleet or a system template.
 // Pure: JSON value in, fleet document out, every problem named by its JSON path in the input.
 
+import { isIP } from "node:net";
 import { canonicalHostKey } from "../age/host-key.js";
 import { InputError } from "../errors.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
@@ -126,7 +127,7 @@ export function fleetFromTerraform(
   const problems = new Problems();
   const read = readOutputs(outputs, options, problems);
   if (problems.list.length > 0 || read === undefined) {
-    throw new TerraformOutputError(source, problems.list);
+    throw new TerraformOutputError(source, problems.list.map(unquotedIfSensitive(outputs)));
   }
   const { base } = options;
   const conflicts: HostKeyConflict[] = [];
@@ -240,6 +241,24 @@ function toFleetHost(
   }
 }
 
+/**
+ * A problem as said: of an output Terraform marks sensitive, without the value it quotes (the
+ * message up to its first quotation, and why there is none).
+ */
+function unquotedIfSensitive(outputs: unknown): (problem: Problem) => Problem {
+  return (problem) => {
+    const [name] = problem.path;
+    const output = isJsonObject(outputs) && typeof name === "string" ? outputs[name] : undefined;
+    if (!isJsonObject(output) || output.sensitive !== true) return problem;
+    const quoted = problem.message.search(/"|\(got /);
+    const said = quoted < 0 ? problem.message : problem.message.slice(0, quoted).trimEnd();
+    return {
+      ...problem,
+      message: `${said} (Terraform marks the output sensitive: its value is not shown)`,
+    };
+  };
+}
+
 function readOutputs(
   outputs: unknown,
   options: FleetFromTerraformOptions,
@@ -349,8 +368,8 @@ function readHost(
     INSTANCE_ID_PATTERN,
     problems,
   );
-  const publicIp = optionalText(value.public_ip, at("public_ip"), ADDRESS_PATTERN, problems);
-  const privateIp = optionalText(value.private_ip, at("private_ip"), ADDRESS_PATTERN, problems);
+  const publicIp = ipAddress(value.public_ip, at("public_ip"), problems);
+  const privateIp = ipAddress(value.private_ip, at("private_ip"), problems);
   const address = publicIp ?? privateIp;
   const hostKey = readHostKey(value.ssh_host_public_key, at("ssh_host_public_key"), problems);
   if (options.via === "ssm" && isNone(value.instance_id)) {
@@ -416,6 +435,14 @@ function optionalText(
 ): string | undefined {
   if (isNone(value)) return undefined;
   return readString(value, path, problems, { pattern, maxLength: 253 });
+}
+
+/** An instance's IP address (IPv4 or IPv6, as EC2 gives it), or undefined when it has none. */
+function ipAddress(value: unknown, path: JsonPath, problems: Problems): string | undefined {
+  const text = optionalText(value, path, ADDRESS_PATTERN, problems);
+  if (text === undefined || isIP(text) !== 0) return text;
+  problems.add(path, `must be an IP address, as EC2 gives an instance's (${got(text)})`);
+  return undefined;
 }
 
 /** Terraform's ways of saying "none" for a string attribute. */

@@ -30,12 +30,26 @@ export async function readPublishedHostKey(
   store: ObjectStore,
   host: string,
 ): Promise<string | undefined> {
+  const read = await readPublishedHostKeyObject(store, host);
+  return read?.key;
+}
+
+/**
+ * What the host's object holds: its key, or why that is no usable key (not an ssh-ed25519
+ * public key, several lines); undefined when there is no object.
+ */
+export async function readPublishedHostKeyObject(
+  store: ObjectStore,
+  host: string,
+): Promise<
+  { readonly key: string } | { readonly key?: undefined; readonly unusable: string } | undefined
+> {
   const bytes = await readAll(store, hostKeyObjectKey(host), MAX_HOST_KEY);
   if (bytes === undefined) return undefined;
   try {
-    return canonicalHostKey(bytes.toString("utf8"), hostKeyObjectKey(host));
+    return { key: canonicalHostKey(bytes.toString("utf8"), hostKeyObjectKey(host)) };
   } catch (err) {
-    if (err instanceof InputError) return undefined;
+    if (err instanceof InputError) return { unusable: err.message };
     throw err;
   }
 }
