@@ -588,6 +588,23 @@ describe("nixship fleet from-terraform", () => {
     );
   });
 
+  it("names a --system template's flake from the directory --out writes into", async () => {
+    await mkdir(join(work, "elsewhere"), { recursive: true });
+    const r = await run(
+      process.execPath,
+      [
+        join(REPO, "dist/cli/bin.js"),
+        ...["fleet", "from-terraform", outputsFile, "--system", ".#nixosConfigurations.{name}"],
+        ...["--cache-key", cachePub, "--out", "elsewhere/nixship.json"],
+      ],
+      { cwd: work },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(await readFile(join(work, "elsewhere", "nixship.json"), "utf8"));
+    // The flake here, as the fleet file in elsewhere/ names it.
+    expect(doc.hosts.web1.system).toBe("./..#nixosConfigurations.web1");
+  });
+
   it("refuses an --out that is a file it reads, or that holds no fleet file, and replaces nothing", async () => {
     const notes = join(work, "notes.txt");
     await writeFile(notes, "my notes\n");

@@ -16,7 +16,7 @@ import {
 import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { MAX_FLEET_JSON } from "../fleet/load-fleet.js";
-import { relocateFleet } from "../fleet/relocate-fleet.js";
+import { relocateFleet, relocateInstallable } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
 import { hostKeyObjectKey } from "../status/host-key-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
@@ -63,8 +63,9 @@ Terraform does not know what each host runs, so at least one of these is require
   --system TEMPLATE   the system of every host the base does not name; {name} becomes the
                       host's name, e.g. '.#nixosConfigurations.{name}.config.system.build.toplevel'
 A host that gets no system from either is an error. Relative flake references (and ssh
-files) are relative to the fleet file's directory: with --out, those of the base are
-rewritten for the output's directory; on stdout they are kept as the base writes them.
+files) are relative to the fleet file's directory: with --out, those of the base and of
+--system (named from the current directory) are rewritten for the output's directory; on
+stdout they are kept as given.
 
 Health checks: Terraform knows none, so they come from the base's "policy" (health.commands
 and health.http, with the rest of the policy); without --base the fleet has none, and a
@@ -187,7 +188,11 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
         via,
         tagKeys: parseTagKeys(values["tag-keys"]),
         base,
-        systemTemplate: values.system,
+        // Named from here; the fleet names it from its own directory.
+        systemTemplate:
+          values.system === undefined || outDir === undefined
+            ? values.system
+            : relocateInstallable(values.system, process.cwd(), outDir),
         cacheKeys,
         substituter: values.substituter,
         replaceHostKeys: replace,

@@ -21,16 +21,24 @@ export function relocateFleet(fleet: Fleet, fromDir: string, toDir: string): Fle
   };
 }
 
-/** `.#web`, `./x#web`, `../x#web` and their `path:` forms; any other reference is left alone. */
 function relocateSystem(system: SystemSpec, fromDir: string, toDir: string): SystemSpec {
   if (system.kind !== "flake") return system;
-  const hash = system.installable.lastIndexOf("#");
-  const flake = system.installable.slice(0, hash);
+  return { kind: "flake", installable: relocateInstallable(system.installable, fromDir, toDir) };
+}
+
+/**
+ * A flake installable named from `fromDir`, named from `toDir`: `.#web`, `./x#web`, `../x#web`
+ * and their `path:` forms; any other reference (a store path, `github:`) is left alone.
+ */
+export function relocateInstallable(installable: string, fromDir: string, toDir: string): string {
+  const hash = installable.lastIndexOf("#");
+  if (hash < 0 || resolve(fromDir) === resolve(toDir)) return installable;
+  const flake = installable.slice(0, hash);
   const scheme = flake.startsWith("path:") ? "path:" : "";
   const local = flake.slice(scheme.length);
-  if (!(local === "." || local.startsWith("./") || local.startsWith("../"))) return system;
+  if (!(local === "." || local.startsWith("./") || local.startsWith("../"))) return installable;
   const moved = relativePath(resolve(fromDir, local), toDir);
-  return { kind: "flake", installable: `${scheme}${moved}${system.installable.slice(hash)}` };
+  return `${scheme}${moved}${installable.slice(hash)}`;
 }
 
 /** `target` from `dir`, written so that the flake parser reads it as local: `.`, `./x`, `../x`. */
