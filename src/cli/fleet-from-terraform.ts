@@ -57,7 +57,8 @@ Terraform does not know what each host runs, so at least one of these is require
                       Terraform does not know: cache.publicKeys and cache.substituter,
                       releases, ssh, policy (with its health checks), policies, build,
                       deltas, secrets, ssm.commandTimeout; and of each host, its tags
-                      (beside Terraform's) and, for ssh hosts, sshHost, sshUser and sudo.
+                      (beside Terraform's) and, for ssh hosts, sshUser and sudo (each host is
+                      reached at Terraform's address: not the base's sshHost).
                       Its hosts that Terraform does not list are left out (named on
                       stderr).
   --system TEMPLATE   the system of every host the base does not name; {name} becomes the

@@ -212,7 +212,8 @@ export function systemSpec(text: string): SystemSpec | undefined {
 
 /**
  * The host as Terraform gives it, with what the base fleet says of it that Terraform does not
- * know: its tags beside Terraform's, and for an ssh host its ssh destination, user and sudo.
+ * know: its tags beside Terraform's, and for an ssh host its ssh user and sudo. Not its
+ * `sshHost`: the host is reached at Terraform's address, the one its known_hosts line names.
  */
 function toFleetHost(
   host: TerraformHost,
@@ -231,7 +232,7 @@ function toFleetHost(
       return {
         ...common,
         delivery: "ssh",
-        sshHost: ssh?.sshHost,
+        sshHost: undefined,
         ...(ssh?.sudo === undefined ? {} : { sudo: ssh.sudo }),
         ...(ssh?.sshUser === undefined ? {} : { sshUser: ssh.sshUser }),
       };
