@@ -160,10 +160,16 @@ describe("plan and doctor", () => {
     );
     expect(checks).toEqual([
       expect.objectContaining({ name: "prometheus answers", status: "ok" }),
+      // The hosts run web-errors-later (the test before): half their /work requests fail, and
+      // doctor says a bake would count that a failed measurement now.
       expect.objectContaining({
         name: "analysis errors",
-        status: "ok",
-        detail: "answers a value for 3 host(s)",
+        status: "warn",
+        detail: expect.stringMatching(
+          new RegExp(
+            `^answers a value for 3 host\\(s\\); now 0\\.\\d+ is above the maximum 0\\.1 for ${HOSTS.join(", ")} \\(3 of 3 host\\(s\\)\\)$`,
+          ),
+        ),
       }),
       expect.objectContaining({
         name: "analysis absent",
