@@ -10,10 +10,11 @@ function ended(proc: ReturnType<typeof spawn>): Promise<string> {
 describe("owned children", () => {
   it("stops each: SIGTERM, and SIGKILL after the grace for one that ignores it", async () => {
     const polite = spawn("sleep", ["30"], { stdio: "ignore" });
-    // The shell itself ignores SIGTERM (its sleeps end by themselves).
-    const stubborn = spawn("sh", ["-c", "trap '' TERM; while :; do sleep 0.05; done"], {
-      stdio: "ignore",
+    // The shell itself ignores SIGTERM (its sleeps end by themselves), once it says so.
+    const stubborn = spawn("sh", ["-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"], {
+      stdio: ["ignore", "pipe", "ignore"],
     });
+    await new Promise<void>((resolve) => stubborn.stdout?.once("data", () => resolve()));
     const politeEnd = ended(polite);
     const stubbornEnd = ended(stubborn);
     ownChild(polite);
