@@ -10,6 +10,8 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
 export const NAME_MAX_LENGTH = 63;
 /** A hostname, IPv4 or IPv6 literal; never starts with "-", so it cannot pass as an option. */
 export const ADDRESS_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]*$/;
+/** A DNS name's longest. */
+export const ADDRESS_MAX_LENGTH = 253;
 /**
  * The address `nixship init` writes for a host it knows no address of: no address (the
  * pattern refuses it), so the fleet is refused, naming the host, until the user fills it in.

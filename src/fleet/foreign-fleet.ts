@@ -2,7 +2,13 @@
 // converted fleet, the report of what each option became (carried over, mapped, left behind and
 // why), and the fleet written as a fleet file or as Nix for the flake. Pure.
 import { InputError } from "../errors.js";
-import { ADMIN_PLACEHOLDER, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import {
+  ADDRESS_MAX_LENGTH,
+  ADDRESS_PATTERN,
+  ADMIN_PLACEHOLDER,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+} from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
 import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
@@ -98,6 +104,11 @@ export interface ConversionSettings {
 
 export function validHostName(name: string): boolean {
   return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
+}
+
+/** Whether `text` is an address a fleet host may have (a hostname or an IP, as read-hosts.ts). */
+export function validAddress(text: string): boolean {
+  return ADDRESS_PATTERN.test(text) && text.length <= ADDRESS_MAX_LENGTH;
 }
 
 /**

@@ -6,7 +6,7 @@ import { InputError } from "../errors.js";
 import { nixString } from "../nix/nix-string.js";
 import { shellWord } from "../util/shell-quote.js";
 import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
-import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
+import { NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import {
   type Conversion,
@@ -18,6 +18,7 @@ import {
   type SystemRef,
   sshConfigBlock,
   sshOptionsAsConfig,
+  validAddress,
   validHostName,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
@@ -421,7 +422,7 @@ function nodeRefusals(hive: ColmenaHive, name: string, where: string): InputErro
         },
       ),
     );
-  } else if (!ADDRESS_PATTERN.test(node.targetHost) || node.targetHost.length > 253) {
+  } else if (!validAddress(node.targetHost)) {
     refusals.push(
       new InputError(
         "bad-target-host",

@@ -6,7 +6,7 @@
 import { InputError } from "../errors.js";
 import { nixString } from "../nix/nix-string.js";
 import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
-import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
+import { NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import {
   type Conversion,
@@ -16,6 +16,7 @@ import {
   Report,
   refuseNodes,
   type SystemRef,
+  validAddress,
   validHostName,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
@@ -213,7 +214,7 @@ function nodeRefusals(name: string, node: DeployRsNode, where: string): InputErr
         { hint: "deploy-rs requires it too: set it to the node's address" },
       ),
     );
-  } else if (!ADDRESS_PATTERN.test(node.hostname) || node.hostname.length > 253) {
+  } else if (!validAddress(node.hostname)) {
     refusals.push(
       new InputError(
         "bad-hostname",

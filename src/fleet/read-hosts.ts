@@ -5,6 +5,7 @@ import { parseRecipient } from "../age/age.js";
 import { InputError } from "../errors.js";
 import { parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
 import {
+  ADDRESS_MAX_LENGTH,
   ADDRESS_PATTERN,
   ADDRESS_PLACEHOLDER,
   DELIVERY_MODES,
@@ -85,7 +86,7 @@ function readHost(
           at("address"),
           "is the placeholder 'nixship init' wrote: fill in the host's address (a hostname or IP)",
         )
-      : text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
+      : text("address", { pattern: ADDRESS_PATTERN, maxLength: ADDRESS_MAX_LENGTH });
   const sshHost = text("sshHost", { pattern: SSH_HOST_PATTERN, maxLength: 253 });
   const sshUser = text("sshUser", { pattern: SSH_USER_PATTERN, maxLength: 32 });
   const instanceId = text("instanceId", { pattern: INSTANCE_ID_PATTERN, maxLength: 19 });
