@@ -28,7 +28,13 @@ describe("a deploy while another deploy is in its checks", () => {
     const v1 = await lab.deploy("--json");
     expect(v1.code, v1.stderr).toBe(0);
     const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as Record<string, unknown>;
-    doc.policy = checkedPolicy(doc.policy, check);
+    // The check and the host's confirmation window outlast the hold below (the default 30 s
+    // window rolled the host back by itself while this test's own commands ran on a loaded
+    // machine).
+    doc.policy = checkedPolicy(doc.policy, check, {
+      confirmTimeout: 420,
+      health: { http: [{ url: check.url, timeout: 360 }] },
+    });
     await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
     await setExampleSystems(lab.fleetFile, { [HOST]: "web-v2" });
 
@@ -43,7 +49,7 @@ describe("a deploy while another deploy is in its checks", () => {
     });
     check.onCheck(HOST, async () => {
       inChecks();
-      await Promise.race([held, new Promise((resolve) => setTimeout(resolve, 90_000))]);
+      await Promise.race([held, new Promise((resolve) => setTimeout(resolve, 300_000))]);
     });
     const first = lab.deploy("--json");
     await reached;
@@ -82,10 +88,10 @@ describe("a deploy while another deploy is in its checks", () => {
 
     letGo();
     const firstRun = await first;
-    expect(firstRun.code, firstRun.stderr).toBe(0);
+    expect(firstRun.code, `${firstRun.stderr}${firstRun.stdout}`).toBe(0);
     expect(firstRun.stdout).toContain(`"rollout":"${holder}"`);
     const after = await lab.deploy("--json");
     expect(after.code, after.stderr).toBe(0);
     expect(after.stdout).toContain('"reason":"up-to-date"');
-  }, 300_000);
+  }, 500_000);
 });

@@ -898,6 +898,54 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     expect(await makeAgent().pollOnce()).toBe("unchanged");
   });
 
+  it("after a boot undone by a reboot back, applies nothing until the host runs another boot", async () => {
+    await begin();
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    activator.judged.push({
+      status: "failed",
+      phase: "health",
+      message: "health check failed; back on the previous generation, rebooting into it",
+      rolledBack: true,
+      rebootsFrom: "boot-2",
+    });
+    expect(await makeAgent().pollOnce()).toBe("failed");
+    expect((await loadState(stateDir)).rebootingBack).toEqual({
+      bootId: "boot-2",
+      since: CLOCK.toISOString(),
+      timeout: 600,
+    });
+    // The deployer's next release comes before the reboot: it waits, as does a restarted agent.
+    await publishEntries({ [HOST]: { path: sys("c") } });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rebooting");
+    expect(await makeAgent().pollOnce()).toBe("rebooting");
+    expect(activator.requests).toHaveLength(2);
+    // In the boot after it, the release is applied.
+    activator.system = { ...activator.system, bootId: "boot-3" };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("a"), sys("c")]);
+    expect((await loadState(stateDir)).rebootingBack).toBeNull();
+  });
+
+  it("after a boot undone, reads the channel again once the reboot back timed out, and says so", async () => {
+    await begin();
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    activator.judged.push({
+      status: "failed",
+      phase: "health",
+      message: "health check failed; back on the previous generation, rebooting into it",
+      rolledBack: true,
+      rebootsFrom: "boot-2",
+    });
+    expect(await makeAgent().pollOnce()).toBe("failed");
+    await publishEntries({ [HOST]: { path: sys("c") } });
+    const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
+    expect(await later.pollOnce()).toBe("applied");
+    expect(ofType("warning").map((e) => e.message)).toContain(
+      "the host did not reboot into the previous generation within 600s of its boot's undoing; reading the channel again",
+    );
+  });
+
   it("in a new boot, writes its record again with what a reboot would load (for --reboot auto)", async () => {
     await publish();
     activator.system = { current: null, profile: null, generation: null, bootId: "boot-1" };

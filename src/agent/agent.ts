@@ -265,7 +265,9 @@ export class Agent {
       this.#bootSeen = true;
       if (!this.state.applying?.reboot) await this.#reportNewBoot();
     }
-    const outcome = this.state.applying?.reboot ? await this.#afterReboot() : await this.#poll();
+    const outcome = this.state.applying?.reboot
+      ? await this.#afterReboot()
+      : ((await this.#awaitRebootBack()) ?? (await this.#poll()));
     if (await this.#report.heartbeat("running")) await this.#reportRunning();
     return outcome;
   }
@@ -578,13 +580,15 @@ export class Agent {
   /**
    * Saves and reports how a release ended here: after an apply, reported first and then saved
    * (#reportAndSave); after a boot's judgement, which cannot be made twice, saved first
-   * (#saveAndReport).
+   * (#saveAndReport). A boot undone by a reboot back (`rebootsFrom`) holds off the next
+   * release until that reboot (`rebootTimeout` seconds at most).
    */
   async #conclude(
     applied: Exclude<Applied, { status: "busy" | "rebooting" }>,
     release: { readonly seq: number; readonly digest: string; readonly etag: string | null },
     record: (what: RecordWhat, system: HostSystem | undefined) => StatusRecord,
     order: "report-first" | "save-first" = "save-first",
+    rebootTimeout = 0,
   ): Promise<PollOutcome> {
     const conclude = (state: AgentState, outcome: StatusRecord) =>
       order === "report-first"
@@ -600,6 +604,10 @@ export class Agent {
       lastResult: ok ? "success" : "failed",
       refused: null,
       applying: null,
+      rebootingBack:
+        applied.status === "failed" && applied.rebootsFrom !== undefined
+          ? { bootId: applied.rebootsFrom, since: this.#now(), timeout: rebootTimeout }
+          : null,
     };
     if (ok) {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
@@ -634,6 +642,27 @@ export class Agent {
       if (next !== undefined) await this.#report.writeRecord(next);
     }
     await this.#save({ ...this.state, bootId });
+  }
+
+  /**
+   * "rebooting" while the host has yet to reboot into the previous system after a boot undone
+   * (in the boot it reboots from, within the reboot timeout); undefined once it runs another
+   * boot, or the timeout passed (said), and the channel is read again.
+   */
+  async #awaitRebootBack(): Promise<"rebooting" | undefined> {
+    const back = this.state.rebootingBack;
+    if (back === undefined || back === null) return undefined;
+    const system = await this.#inspect();
+    if (system === undefined || system.bootId === back.bootId) {
+      const waited = (Date.parse(this.#now()) - Date.parse(back.since)) / 1000;
+      if (waited <= back.timeout) return "rebooting";
+      this.#emit({
+        type: "warning",
+        message: `the host did not reboot into the previous generation within ${back.timeout}s of its boot's undoing; reading the channel again`,
+      });
+    }
+    await this.#save({ ...this.state, rebootingBack: null });
+    return undefined;
   }
 
   /**
@@ -710,7 +739,7 @@ export class Agent {
         record,
       );
     }
-    return this.#conclude(applied, release, record);
+    return this.#conclude(applied, release, record, "save-first", reboot.timeout);
   }
 
   /**

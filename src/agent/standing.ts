@@ -52,7 +52,10 @@ export function onceExit(outcome: PollOutcome, state: AgentState): OnceExit {
     case "rebooting":
       return {
         code: 1,
-        why: `not done: the host reboots into release ${state.applying?.seq ?? "?"}; run again after the boot to judge it`,
+        why:
+          state.applying === null && state.rebootingBack
+            ? "not done: the host reboots into its previous generation (its boot was undone); run again after the boot"
+            : `not done: the host reboots into release ${state.applying?.seq ?? "?"}; run again after the boot to judge it`,
       };
     case "unchanged":
       return standing(state);

@@ -36,6 +36,7 @@ describe("the agent's state file", () => {
       lastDigest: "sha256-x",
       lastResult: "success" as const,
       applying: { seq: 8, digest: "sha256-y", path: "/nix/store/p", startedAt: "T" },
+      rebootingBack: { bootId: "b1", since: "T", timeout: 600 },
     };
     await saveState(dir, state);
     expect(await loadState(dir)).toEqual(state);
@@ -57,6 +58,9 @@ describe("the agent's state file", () => {
     expect((await refusal(state({ refused: { seq: 1 } }))).message).toContain(
       `"refused" must be a refusal (seq, reason, at) or null`,
     );
+    expect(
+      (await refusal(state({ rebootingBack: { bootId: "b1", since: "T", timeout: -1 } }))).message,
+    ).toContain(`"rebootingBack" must be a reboot back (bootId, since, timeout) or null`);
     expect((await refusal(state({ unreported: "x" }))).message).toContain(
       `"unreported" is not a status record`,
     );

@@ -51,6 +51,13 @@ export interface AgentState {
    * write to the channel does not leave the host `rejected` until the next release.
    */
   readonly beforeRefusal?: StatusRecord | null;
+  /**
+   * Set when the agent undid a judged boot and its host reboots into the previous system: no
+   * release is applied in the boot it reboots from (it would race the reboot), until the host
+   * runs another boot or `timeout` seconds passed since `since`. Absent in state files of
+   * older agents.
+   */
+  readonly rebootingBack?: RebootingBack | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;
@@ -70,6 +77,16 @@ export interface RefusedDocument {
   readonly reason: string;
   /** When (ISO-8601). */
   readonly at: string;
+}
+
+/** The reboot into the previous system a judged boot's undoing began. */
+export interface RebootingBack {
+  /** The boot the host reboots from. */
+  readonly bootId: string;
+  /** When the reboot began (ISO-8601). */
+  readonly since: string;
+  /** Seconds it may take (the release's reboot timeout). */
+  readonly timeout: number;
 }
 
 /** A reboot the agent began, for the agent started after the boot to judge. */
@@ -155,6 +172,16 @@ function wrongField(v: Record<string, unknown>, file: string): string | undefine
       (a.reboot === undefined || (typeof a.reboot === "object" && a.reboot !== null))
     );
   };
+  const rebootingBack = (x: unknown) => {
+    const r = x as Record<string, unknown>;
+    return (
+      typeof r === "object" &&
+      !Array.isArray(r) &&
+      text(r.bootId) &&
+      text(r.since) &&
+      count(r.timeout)
+    );
+  };
   const refused = (x: unknown) => {
     const r = x as Record<string, unknown>;
     return (
@@ -173,6 +200,7 @@ function wrongField(v: Record<string, unknown>, file: string): string | undefine
     nullable("lastResult", (x) => RESULTS.includes(x as string), `one of ${RESULTS.join(", ")}`) ??
     nullable("bootId", text, "a string") ??
     nullable("applying", applying, "an activation (seq, digest, path, startedAt)") ??
+    nullable("rebootingBack", rebootingBack, "a reboot back (bootId, since, timeout)") ??
     nullable("refused", refused, "a refusal (seq, reason, at)") ??
     record("unreported") ??
     record("reported") ??

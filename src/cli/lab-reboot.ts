@@ -10,8 +10,9 @@ export const labRebootCommand: Command = {
   summary: "reboot a lab host as a machine would (boot loader, counted tries, fallback)",
   help: `Usage: nixship lab reboot HOST [--name PREFIX] [--entry GEN] [--after S] [--json]
 
-Reboots one host of a lab. Everything in its namespaces stops (sshd and every session, its
-services, its agent); its /run, /tmp and /root start empty again. The host's boot loader (a
+Reboots one host of a lab. Its agent stops first, as its service unit stops it (it finishes
+the activation in progress, if any), then everything else in its namespaces (sshd and every
+session, its services); its /run, /tmp and /root start empty again. The host's boot loader (a
 stand-in for systemd-boot as NixOS installs it) has one entry per generation of the host's
 system profile and boots the profile's current one: the system's init points
 /run/booted-system at it and starts its services, then sshd starts (and the host's agent,

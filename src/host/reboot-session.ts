@@ -264,7 +264,13 @@ async function wentBack(
     return failed(phase, `${host}; back on the previous generation (${booted})`, true, r.booted);
   }
   if (!awaitBack) {
-    return failed(phase, `${host}; back on the previous generation, rebooting into it`, true);
+    return {
+      status: "failed",
+      phase,
+      message: `${host}; back on the previous generation, rebooting into it`,
+      rolledBack: true,
+      ...(r.bootId ? { rebootsFrom: r.bootId } : {}),
+    };
   }
   hooks.phase("rollback");
   hooks.log("rebooting into the previous system");

@@ -224,6 +224,12 @@ export type DeployOutcome =
        * its own bounds, and what it runs is not known here.
        */
       readonly settling?: true;
+      /**
+       * A judged boot undone whose reboot into the previous system was not waited for (an
+       * agent, which goes down with it): the boot the host reboots from. Nothing else is to
+       * start on the host before it runs another boot.
+       */
+      readonly rebootsFrom?: string;
     }
   | {
       /** Nothing was done: the host ran another system than the request expects (`expect`). */

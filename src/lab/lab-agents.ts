@@ -209,7 +209,15 @@ export async function startAgents(
   return current;
 }
 
-/** Stops the agents of `hosts` (default: all): TERM, then KILL after 5 s. */
+/**
+ * The agent with this pid, when it still runs, stopped as its service unit stops it
+ * (stopAgent): what a host's shutdown does first (`lab reboot`).
+ */
+export async function stopHostAgent(pid: number): Promise<void> {
+  if (await isAgentProcess(pid)) await stopAgent(pid);
+}
+
+/** Stops the agents of `hosts` (default: all), each as its service unit does (stopAgent). */
 export async function stopAgents(
   lab: LabLayout,
   state: LabState,
@@ -219,7 +227,7 @@ export async function stopAgents(
   for (const entry of state.hosts) {
     if (hosts !== undefined && !hosts.includes(entry.name)) continue;
     if (entry.agentPid === undefined) continue;
-    if (await isAgentProcess(entry.agentPid)) await stopAgent(entry.agentPid);
+    await stopHostAgent(entry.agentPid);
     current = withAgentPid(current, entry.name, undefined);
     await writeLabState(lab.dir, current);
   }

@@ -1,5 +1,6 @@
-// `nixship lab reboot HOST`: a lab host reboots as a machine would. Everything in its
-// namespaces stops (its sshd, every session, its services, its agent); the boot loader
+// `nixship lab reboot HOST`: a lab host reboots as a machine would. Its agent stops first, as
+// its service unit has it (it finishes the activation in progress), then everything left in its
+// namespaces (its sshd, every session, its services); the boot loader
 // (lab-boot.ts) picks an entry from the host's profile and counts the try; the host starts
 // again in a fresh mount namespace (its /run, /tmp and /root empty again), runs the chosen
 // system's init (which points /run/booted-system at it and starts its services), then sshd, and
@@ -16,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { InputError, OperationError } from "../errors.js";
 import { withLock } from "../store/fs-lock.js";
 import { shellQuote } from "../util/shell-quote.js";
-import { hostBinds, startLabAgent } from "./lab-agents.js";
+import { hostBinds, startLabAgent, stopHostAgent } from "./lab-agents.js";
 import { anchorName } from "./lab-anchor.js";
 import { type BootChoice, bootCounting, profileGenerations, startBoot } from "./lab-boot.js";
 import { HostDidNotBoot, powerScriptPath, startHost, stopProcesses } from "./lab-host.js";
@@ -145,7 +146,10 @@ export async function labReboot(
   }
   const after = options.after ?? 0;
   if (after > 0) await new Promise((r) => setTimeout(r, after * 1000));
-  // Down: every process of the host, its agent too.
+  // Down as a machine shuts down: its agent's service stops as its unit has it (TERM to the
+  // agent, which finishes the activation in progress, KillMode=mixed), then every process left.
+  const runningAgent = state.hosts.find((h) => h.name === hostName)?.agentPid;
+  if (runningAgent !== undefined) await stopHostAgent(runningAgent);
   await stopProcesses(await netnsPids(host.netns));
   const counting = (await bootCounting(host.dir)) !== undefined;
   const binds = hostBinds(layout, host, state.agents === true);
