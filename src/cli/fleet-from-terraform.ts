@@ -20,9 +20,11 @@ import { relocateFleet, relocateInstallable } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
 import { hostKeyObjectKey } from "../status/host-key-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
+import { namesShown } from "../util/names-shown.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
 import {
+  HOSTS_NAMED,
   knownHostsUpdate,
   reportKnownHosts,
   STORE_READ_TIMEOUT,
@@ -223,12 +225,12 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
         : await knownHostsUpdate(knownHostsFile, made, replace);
     if (made.notInTerraform.length > 0) {
       io.stderr.write(
-        `note: left out hosts of the base fleet that Terraform does not list: ${made.notInTerraform.join(", ")}\n`,
+        `note: left out hosts of the base fleet that Terraform does not list: ${namesShown(made.notInTerraform, HOSTS_NAMED)}\n`,
       );
     }
     if (dropped.length > 0) {
       io.stderr.write(
-        `note: ${values.out} named hosts that neither the base fleet nor Terraform does, now gone from it: ${dropped.join(", ")} (add them to the base to keep them)\n`,
+        `note: ${values.out} named hosts that neither the base fleet nor Terraform does, now gone from it: ${namesShown(dropped, HOSTS_NAMED)} (add them to the base to keep them)\n`,
       );
     }
     if (known !== undefined) {

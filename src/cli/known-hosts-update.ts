@@ -13,6 +13,7 @@ import { hostKeyObjectKey, readPublishedHostKeyObject } from "../status/host-key
 import { openStore } from "../store/url.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
+import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 
 /** Seconds all the published host keys may take to read from the store. */
@@ -163,14 +164,37 @@ export function reportKnownHosts(known: KnownHostsUpdate, stderr: NodeJS.Writabl
   const parts = (["added", "updated", "replaced", "unchanged"] as const)
     .map((change) => [change, by(change)] as const)
     .filter(([, hosts]) => hosts.length > 0)
-    .map(([change, hosts]) => `${change} ${hosts.join(", ")}`);
+    .map(([change, hosts]) => `${change} ${namesShown(hosts, HOSTS_NAMED)}`);
   const what = known.merge.changed ? "wrote" : "left";
-  if (parts.length > 0) stderr.write(`${what} ${known.file}: ${parts.join("; ")}\n`);
-  for (const { host, unusable } of known.pending) {
+  const all = known.merge.hosts.length > HOSTS_NAMED ? " (--json lists every host)" : "";
+  if (parts.length > 0) stderr.write(`${what} ${known.file}: ${parts.join("; ")}${all}\n`);
+  const keyless = known.pending.filter((p) => p.unusable === undefined).map((p) => p.host);
+  const refusal = (hosts: string) => `until then, nixship refuses to reach ${hosts} over ssh`;
+  if (keyless.length > PENDING_NOTED) {
     stderr.write(
-      unusable === undefined
-        ? `note: ${host} has no SSH host key yet: no ssh_host_public_key in Terraform's output, and nothing at ${hostKeyObjectKey(host)} in ${known.store}. It publishes its key when it first boots; run this again then (until then, nixship refuses to reach ${host} over ssh)\n`
-        : `note: ${host} has no usable SSH host key: no ssh_host_public_key in Terraform's output, and ${hostKeyObjectKey(host)} in ${known.store} holds none (${unusable}); the host publishes its own ssh-ed25519 key there: look at what wrote that object (until then, nixship refuses to reach ${host} over ssh)\n`,
+      `note: ${keyless.length} hosts have no SSH host key yet: ${namesShown(keyless, HOSTS_NAMED)}: no ssh_host_public_key in Terraform's output, and nothing under ${hostKeyObjectKey("HOST")} in ${known.store}. Each publishes its key when it first boots; run this again then (${refusal("them")})\n`,
+    );
+  } else {
+    for (const host of keyless) {
+      stderr.write(
+        `note: ${host} has no SSH host key yet: no ssh_host_public_key in Terraform's output, and nothing at ${hostKeyObjectKey(host)} in ${known.store}. It publishes its key when it first boots; run this again then (${refusal(host)})\n`,
+      );
+    }
+  }
+  const unusable = known.pending.filter((p) => p.unusable !== undefined);
+  for (const { host, unusable: why } of unusable.slice(0, HOSTS_NAMED)) {
+    stderr.write(
+      `note: ${host} has no usable SSH host key: no ssh_host_public_key in Terraform's output, and ${hostKeyObjectKey(host)} in ${known.store} holds none (${why}); the host publishes its own ssh-ed25519 key there: look at what wrote that object (${refusal(host)})\n`,
+    );
+  }
+  if (unusable.length > HOSTS_NAMED) {
+    stderr.write(
+      `note: … and ${unusable.length - HOSTS_NAMED} more hosts whose published key is unusable (--json lists them)\n`,
     );
   }
 }
+
+/** Hosts a line names at most (a fleet of thousands would make one line of hundreds of kB). */
+export const HOSTS_NAMED = 20;
+/** Hosts without a key yet that get a note each; more get one note together. */
+const PENDING_NOTED = 3;

@@ -1,7 +1,7 @@
 // Files that commands write for other tools (Terraform var files, fleet files): replaced
 // atomically, so a reader never sees half a file; and input files where `-` means stdin.
 import { constants } from "node:fs";
-import { access, stat } from "node:fs/promises";
+import { access, realpath, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { InputError, NixshipError, OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
@@ -9,15 +9,22 @@ import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { errnoWords, isPathFault } from "../util/errno-words.js";
 
 /**
- * Writes `content` to `file` atomically. A path that cannot take it (its directory missing, a
- * directory, not allowed) is bad input; a machine that fails (a full disk) fails the operation.
+ * Writes `content` to `file` atomically. Where `file` is a symbolic link (a fleet file kept in
+ * another checkout, as dotfile managers link files), the file it names is replaced, not the
+ * link. A path that cannot take it (its directory missing, a directory, not allowed) is bad
+ * input; a machine that fails (a full disk) fails the operation.
  */
 export async function writeOutputFile(file: string, content: string): Promise<void> {
   try {
-    await writeFileAtomically(file, content);
+    await writeFileAtomically(await linkTarget(file), content);
   } catch (err) {
     throw unwritable(file, err);
   }
+}
+
+/** The file a symbolic link names, else `file` itself (a new file, or a dangling link's path). */
+async function linkTarget(file: string): Promise<string> {
+  return realpath(file).catch(() => file);
 }
 
 /** Why `file` could not be written, as the error the command ends with. */
@@ -38,7 +45,7 @@ function unwritable(file: string, err: unknown): Error {
  * two outputs asks this of the second before it writes the first.
  */
 export async function checkOutputFile(file: string): Promise<void> {
-  const target = resolve(file);
+  const target = resolve(await linkTarget(file));
   try {
     await access(dirname(target), constants.W_OK);
     const existing = await stat(target).catch((err: NodeJS.ErrnoException) => {

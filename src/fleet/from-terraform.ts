@@ -157,12 +157,7 @@ export function fleetFromTerraform(
     build: base?.build ?? NO_BUILD_SETTINGS,
     policies: base?.policies ?? [],
     hosts: read.hosts.map((h) =>
-      toFleetHost(
-        h,
-        options.via,
-        hostKeyOf(h, options, base?.hosts, conflicts),
-        base?.hosts.find((b) => b.name === h.name),
-      ),
+      toFleetHost(h, options.via, hostKeyOf(h, options, conflicts), baseHost(base, h.name)),
     ),
     secrets: base?.secrets,
     deltas: base?.deltas,
@@ -185,11 +180,10 @@ export function fleetFromTerraform(
 function hostKeyOf(
   host: TerraformHost,
   options: FleetFromTerraformOptions,
-  baseHosts: readonly FleetHost[] | undefined,
   conflicts: HostKeyConflict[],
 ): string | undefined {
   if (options.via === "ssh") return undefined;
-  const fromBase = baseHosts?.find((h) => h.name === host.name)?.hostKey;
+  const fromBase = baseHost(options.base, host.name)?.hostKey;
   if (host.hostKey === undefined) return fromBase;
   if (fromBase !== undefined && fromBase !== host.hostKey && options.replaceHostKeys !== true) {
     conflicts.push({
@@ -201,6 +195,20 @@ function hostKeyOf(
     });
   }
   return host.hostKey;
+}
+
+/** The base fleet's hosts by name, made once per base (a fleet of thousands is looked up often). */
+const baseHostsByName = new WeakMap<Fleet, ReadonlyMap<string, FleetHost>>();
+
+/** The base fleet's host of that name, if any. */
+function baseHost(base: Fleet | undefined, name: string): FleetHost | undefined {
+  if (base === undefined) return undefined;
+  let byName = baseHostsByName.get(base);
+  if (byName === undefined) {
+    byName = new Map(base.hosts.map((h) => [h.name, h]));
+    baseHostsByName.set(base, byName);
+  }
+  return byName.get(name);
 }
 
 /** A fleet file's system text as a spec; undefined when it is neither kind. */
@@ -397,9 +405,11 @@ function readHostKey(value: unknown, path: JsonPath, problems: Problems): string
   const what =
     "is not an ssh-ed25519 public key line (ssh-ed25519 AAAA…), as the host module's output gives";
   if (!/^ssh-ed25519\s/.test(text.trim())) return problems.add(path, what);
-  const problem = inputProblem(() => canonicalHostKey(text, "the key"));
-  if (problem === undefined) return canonicalHostKey(text, "the key");
-  return problems.add(path, `${what}: ${problem}`);
+  let key: string | undefined;
+  const problem = inputProblem(() => {
+    key = canonicalHostKey(text, "the key");
+  });
+  return problem === undefined ? key : problems.add(path, `${what}: ${problem}`);
 }
 
 /** The host's system: the base fleet's, else the template's. */
@@ -409,7 +419,7 @@ function readSystem(
   options: FleetFromTerraformOptions,
   problems: Problems,
 ): SystemSpec | undefined {
-  const fromBase = options.base?.hosts.find((h) => h.name === name)?.system;
+  const fromBase = baseHost(options.base, name)?.system;
   if (fromBase !== undefined) return fromBase;
   if (options.systemTemplate === undefined) {
     return problems.add(

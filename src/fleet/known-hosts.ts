@@ -105,6 +105,7 @@ export function mergeKnownHosts(
   options: { readonly replaceChanged: boolean; readonly file: string },
 ): { readonly merge: KnownHostsMerge } | { readonly conflicts: readonly HostKeyConflict[] } {
   const lines = parseKnownHosts(existing ?? "");
+  const index = new KeyLineIndex(lines);
   const conflicts: HostKeyConflict[] = [];
   const results: KnownHostsResult[] = [];
   for (const entry of entries) {
@@ -112,12 +113,11 @@ export function mergeKnownHosts(
     const fingerprint = keyFingerprint(entry.key);
     const names = new Set(entry.names);
     const marker = knownHostsMarker(entry.host);
-    // The host's lines: those naming one of its names, and those nixship wrote for it.
-    const own = lines.filter(
-      (l): l is KeyLine =>
-        l.kind === "key" &&
-        (l.comment === marker || l.patterns.some((p) => patternNames(p, names) !== undefined)),
-    );
+    // The host's lines, in the file's order: those naming one of its names, and those nixship
+    // wrote for it.
+    const found = index.find(names, marker);
+    const position = new Map([...found].map((l) => [l, lines.indexOf(l)]));
+    const own = [...found].sort((a, b) => (position.get(a) ?? 0) - (position.get(b) ?? 0));
     const ed25519 = own.filter((l) => l.keyType === "ssh-ed25519");
     const other = ed25519.filter((l) => l.keyBase64 !== base64);
     if (other.length > 0 && !options.replaceChanged) {
@@ -157,14 +157,18 @@ export function mergeKnownHosts(
     // Its names leave every ssh-ed25519 line (a line left with no name goes), nixship's old
     // lines for it go, and one line says it all, by its first line (else at the end).
     let at: number | undefined;
+    const emptied: KeyLine[] = [];
     for (const l of ed25519) {
       const kept =
         l.comment === marker ? [] : l.patterns.filter((p) => patternNames(p, names) === undefined);
       // After the first such line, or in its place when it goes.
-      at ??= lines.indexOf(l) + (kept.length > 0 ? 1 : 0);
+      at ??= (position.get(l) ?? 0) + (kept.length > 0 ? 1 : 0);
       if (kept.length === l.patterns.length) continue;
+      index.remove(l);
       l.patterns = kept;
       l.raw = undefined;
+      if (kept.length > 0) index.add(l);
+      else emptied.push(l);
     }
     const line: KeyLine = {
       kind: "key",
@@ -176,12 +180,11 @@ export function mergeKnownHosts(
       raw: undefined,
     };
     lines.splice(at ?? lines.length, 0, line);
+    index.add(line);
     const change = other.length > 0 ? "replaced" : own.length === 0 ? "added" : "updated";
     results.push({ ...result, source: entry.source, change });
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const l = lines[i] as Line;
-      if (l.kind === "key" && l.patterns.length === 0) lines.splice(i, 1);
-    }
+    // A line left with no name goes.
+    for (const l of emptied) lines.splice(lines.indexOf(l), 1);
   }
   if (conflicts.length > 0) return { conflicts };
   const text = lines.map((l) => `${l.raw ?? formatKeyLine(l as KeyLine)}\n`).join("");
@@ -221,13 +224,65 @@ function parseKnownHosts(text: string): Line[] {
 }
 
 /**
+ * The key lines of a file, found by the names they carry and their comment, so that a merge of
+ * thousands of hosts does not read every line for each. Hashed names are matched line by line
+ * (each has a salt of its own), as ssh itself does.
+ */
+class KeyLineIndex {
+  readonly #byName = new Map<string, Set<KeyLine>>();
+  readonly #byComment = new Map<string, Set<KeyLine>>();
+  readonly #hashed = new Set<KeyLine>();
+
+  constructor(lines: readonly Line[]) {
+    for (const l of lines) if (l.kind === "key") this.add(l);
+  }
+
+  add(l: KeyLine): void {
+    for (const p of l.patterns) {
+      if (HASHED_NAME.test(p)) this.#hashed.add(l);
+      else setOf(this.#byName, p).add(l);
+    }
+    setOf(this.#byComment, l.comment).add(l);
+  }
+
+  /** Before its patterns change (add it again after). */
+  remove(l: KeyLine): void {
+    for (const p of l.patterns) this.#byName.get(p)?.delete(l);
+    this.#hashed.delete(l);
+    this.#byComment.get(l.comment)?.delete(l);
+  }
+
+  /** The lines that name one of `names` or carry `comment`. */
+  find(names: ReadonlySet<string>, comment: string): Set<KeyLine> {
+    const found = new Set<KeyLine>(this.#byComment.get(comment));
+    for (const name of names) for (const l of this.#byName.get(name) ?? []) found.add(l);
+    for (const l of this.#hashed) {
+      if (l.patterns.some((p) => patternNames(p, names) !== undefined)) found.add(l);
+    }
+    return found;
+  }
+}
+
+function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let set = map.get(key);
+  if (set === undefined) {
+    set = new Set();
+    map.set(key, set);
+  }
+  return set;
+}
+
+/** A name as HashKnownHosts writes it: `|1|SALT|HMAC-SHA1(SALT, name)`. */
+const HASHED_NAME = /^\|1\|([A-Za-z0-9+/=]+)\|([A-Za-z0-9+/=]+)$/;
+
+/**
  * The name of `names` that a host pattern stands for: the name itself, or a hashed one
  * (`|1|SALT|HMAC-SHA1(SALT, name)`, as HashKnownHosts writes it). Wildcards and negations are
  * never a host's own line, so they match nothing here.
  */
 function patternNames(pattern: string, names: ReadonlySet<string>): string | undefined {
   if (names.has(pattern)) return pattern;
-  const hashed = /^\|1\|([A-Za-z0-9+/=]+)\|([A-Za-z0-9+/=]+)$/.exec(pattern);
+  const hashed = HASHED_NAME.exec(pattern);
   if (hashed === null) return undefined;
   const salt = Buffer.from(hashed[1] as string, "base64");
   for (const name of names) {
