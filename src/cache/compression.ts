@@ -1,11 +1,10 @@
 // Compression through Debian's own binaries, as streams: xz and bzip2 for pushing (zstd is
 // compressed in-process, see nar-pipeline.ts) and for decompressing (zstd in-process too,
 // zstd-stream.ts).
-import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
 import type { Compression } from "../nix/narinfo.js";
-import { ownChild } from "../util/owned-children.js";
+import { spawnOwned } from "../util/owned-children.js";
 import { zstdDecompressor } from "./zstd-stream.js";
 
 /** zstd level 3 is what Nix uses; xz level 6 is xz's and Nix's default. */
@@ -24,9 +23,8 @@ export interface CompressOptions {
 }
 
 function child(command: string, args: string[], what: string): Duplex {
-  const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
   // Stopped when the process exits (a second interrupt, at once).
-  ownChild(proc);
+  const proc = spawnOwned(command, args);
   let stderr = "";
   proc.stderr.setEncoding("utf8").on("data", (d: string) => {
     stderr = (stderr + d).slice(-2000);

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { ownChild, ownedChildrenRunning, stopOwnedChildren } from "./owned-children.js";
+import { ownChild, ownedChildrenRunning, spawnOwned, stopOwnedChildren } from "./owned-children.js";
 
 /** A child that has exited, with how: its code or the signal that ended it. */
 function ended(proc: ReturnType<typeof spawn>): Promise<string> {
@@ -24,6 +24,25 @@ describe("owned children", () => {
     expect(await politeEnd).toBe("SIGTERM");
     expect(await stubbornEnd).toBe("SIGKILL");
     expect(ownedChildrenRunning()).toBe(0);
+  });
+
+  it("spawnOwned: a command that is not there fails to start as spawn's does (ENOENT)", async () => {
+    const proc = spawnOwned("nixship-no-such-command", ["x"]);
+    const error = await new Promise<NodeJS.ErrnoException>((resolve) =>
+      proc.once("error", resolve),
+    );
+    expect(error.code).toBe("ENOENT");
+    expect(error.message).toContain("nixship-no-such-command");
+  });
+
+  it("spawnOwned: runs the command itself (setpriv execs it), its output piped", async () => {
+    const proc = spawnOwned("sh", ["-c", "echo $$; echo err >&2"]);
+    let out = "";
+    proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    expect(await ended(proc)).toBe("0");
+    expect(Number(out.trim())).toBe(proc.pid);
   });
 
   it("forgets a child once it exited, and stops nothing when none runs", async () => {

@@ -5,7 +5,19 @@
 // SIGTERM (an evaluator in a loop that never checks for interrupts). Not owned: children
 // started in a process group of their own on purpose (ssh sessions to hosts, an agent's
 // activation), which their callers stop as they mean to.
-import type { ChildProcess } from "node:child_process";
+//
+// A process killed outright (SIGKILL: Terraform ending an external data source, the OOM killer)
+// runs no exit hook: its children started through spawnOwned get SIGTERM from the kernel then
+// (PR_SET_PDEATHSIG, set by util-linux's setpriv before it execs the command), so that no
+// `nix build` runs on orphaned.
+import {
+  type ChildProcess,
+  type ChildProcessWithoutNullStreams,
+  type SpawnOptionsWithoutStdio,
+  spawn,
+} from "node:child_process";
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
 
 const owned = new Set<ChildProcess>();
 let exitHooked = false;
@@ -21,6 +33,55 @@ export function ownChild(proc: ChildProcess): void {
   if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
   owned.add(proc);
   proc.once("exit", () => owned.delete(proc));
+}
+
+/**
+ * Spawns `command` with piped stdio as a child owned by this process (ownChild), which the
+ * kernel also stops (SIGTERM) should this process die without its exit hook: on Linux with
+ * setpriv, the command is found on PATH and exec'd by `setpriv --pdeathsig SIGTERM` (the same
+ * pid). A command not found is spawned as given, so that it fails as it would (ENOENT).
+ */
+export function spawnOwned(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptionsWithoutStdio = {},
+): ChildProcessWithoutNullStreams {
+  const path = (options.env ?? process.env).PATH ?? "";
+  const setpriv = process.platform === "linux" ? executable("setpriv", path) : undefined;
+  const target =
+    setpriv === undefined
+      ? undefined
+      : command.includes("/")
+        ? executable(resolve(String(options.cwd ?? process.cwd()), command), "") && command
+        : executable(command, path);
+  const proc =
+    setpriv === undefined || target === undefined
+      ? spawn(command, args, { ...options, stdio: "pipe" })
+      : spawn(setpriv, ["--pdeathsig", "SIGTERM", "--", target, ...args], {
+          ...options,
+          stdio: "pipe",
+        });
+  ownChild(proc);
+  return proc;
+}
+
+/** Where `command` is: itself when it has a slash, else the first executable of that name on `path`. */
+function executable(command: string, path: string): string | undefined {
+  const candidates = command.includes("/")
+    ? [command]
+    : path
+        .split(delimiter)
+        .filter((dir) => isAbsolute(dir))
+        .map((dir) => join(dir, command));
+  for (const file of candidates) {
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
 }
 
 /** SIGKILL to every owned child still running, at once (a second interrupt: no grace). */

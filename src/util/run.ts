@@ -1,12 +1,11 @@
 // Runs an external command to completion and returns its output. A failure (or an exit code
 // the caller did not allow) becomes an OperationError quoting the command's own last words.
-import { spawn } from "node:child_process";
 import { setPriority } from "node:os";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 import { eitherSignal, startDeadline } from "./deadline.js";
-import { ownChild } from "./owned-children.js";
+import { spawnOwned } from "./owned-children.js";
 
 export interface RunOptions {
   /** Written to (or, for a stream, piped into) the command's stdin. */
@@ -52,12 +51,10 @@ export function runCommand(
   const deadline = options.timeoutMs === undefined ? undefined : startDeadline(options.timeoutMs);
   const stop = deadline === undefined ? options.signal : eitherSignal(deadline, options.signal);
   return new Promise((resolve, reject) => {
-    const proc = spawn(command, args, {
-      stdio: ["pipe", "pipe", "pipe"],
+    const proc = spawnOwned(command, args, {
       ...(options.env ? { env: options.env } : {}),
       ...(stop ? { signal: stop } : {}),
     });
-    ownChild(proc);
     if (options.priority !== undefined && proc.pid !== undefined) {
       try {
         setPriority(proc.pid, options.priority);

@@ -6,7 +6,7 @@
 // after a grace period. Pipes that a process the child left behind holds open are not waited on
 // past a grace after the child's exit, and all the child wrote before it exited is read first.
 import { spawn } from "node:child_process";
-import { ownChild } from "./owned-children.js";
+import { spawnOwned } from "./owned-children.js";
 import { withoutControls } from "./text.js";
 
 /** The characters of one stderr line passed on: a host's log line is far shorter. */
@@ -58,13 +58,11 @@ export function runStreamed(
   options: StreamedRunOptions = {},
 ): Promise<StreamedRun> {
   return new Promise((resolve) => {
-    const proc = spawn(command, args, {
-      stdio: ["pipe", "pipe", "pipe"],
-      ...(options.detached ? { detached: true } : {}),
-      ...(options.env ? { env: options.env } : {}),
-    });
+    const env = options.env ? { env: options.env } : {};
     // One in a group of its own is its caller's to stop; any other dies with this process.
-    if (!options.detached) ownChild(proc);
+    const proc = options.detached
+      ? spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], detached: true, ...env })
+      : spawnOwned(command, args, env);
     const kept = options.stdoutKept ?? STDOUT_KEPT;
     let out: Buffer[] = [];
     let outBytes = 0;
