@@ -898,7 +898,8 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     expect(await makeAgent().pollOnce()).toBe("unchanged");
   });
 
-  it("after a boot undone by a reboot back, applies nothing until the host runs another boot", async () => {
+  /** The boot begun, judged failed in boot-2, and undone: the host reboots back from boot-2. */
+  const undoneBoot = async () => {
     await begin();
     activator.system = { ...activator.system, bootId: "boot-2" };
     activator.judged.push({
@@ -909,6 +910,10 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
       rebootsFrom: "boot-2",
     });
     expect(await makeAgent().pollOnce()).toBe("failed");
+  };
+
+  it("after a boot undone by a reboot back, applies nothing until the host runs another boot", async () => {
+    await undoneBoot();
     expect((await loadState(stateDir)).rebootingBack).toEqual({
       bootId: "boot-2",
       since: CLOCK.toISOString(),
@@ -928,16 +933,7 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
   });
 
   it("after a boot undone, reads the channel again once the reboot back timed out, and says so", async () => {
-    await begin();
-    activator.system = { ...activator.system, bootId: "boot-2" };
-    activator.judged.push({
-      status: "failed",
-      phase: "health",
-      message: "health check failed; back on the previous generation, rebooting into it",
-      rolledBack: true,
-      rebootsFrom: "boot-2",
-    });
-    expect(await makeAgent().pollOnce()).toBe("failed");
+    await undoneBoot();
     await publishEntries({ [HOST]: { path: sys("c") } });
     const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
     expect(await later.pollOnce()).toBe("applied");
