@@ -225,6 +225,9 @@ export async function closeSharedConnections(): Promise<void> {
   await terminateMasters(prefixes);
 }
 
+/** ssh's exit on a failure of its own (no connection, a refused key): the remote command's are others. */
+const SSH_FAILED = 255;
+
 /** Runs `command` (a shell command line) on the host, feeding `input` to its stdin. */
 export async function runOverSsh(
   target: SshTarget,
@@ -251,9 +254,9 @@ export async function runOverSsh(
   // A fresh connection is its own; a shared one takes a place among the bounded masters.
   const r = options.fresh ? await start() : await withSharedConnection(target, start);
   if (r.error !== undefined) throw r.error;
-  if (r.stopped) return { code: 255, stdout: "", stderr: `${r.stderr}aborted` };
+  if (r.stopped) return { code: SSH_FAILED, stdout: "", stderr: `${r.stderr}aborted` };
   return {
-    code: r.code ?? 255,
+    code: r.code ?? SSH_FAILED,
     stdout: r.stdout,
     stderr: r.stderr,
     stdoutBytes: r.stdoutBytes,
@@ -316,7 +319,9 @@ export async function runActivate(
   const held = r.streamsHeld ? HELD_OUTPUT : "";
   const failure =
     stopped || said || [unreachable(r.code, r.stderr), unparsed, held].filter(Boolean).join("; ");
-  return { code: r.code, result, failure };
+  // ssh exits 255 on its own failures; any other exit is the remote command's, which ran.
+  const answered = unparsed !== "" && !stopped && said === undefined && r.code !== SSH_FAILED;
+  return { code: r.code, result, failure, ...(answered ? { unreadable: true as const } : {}) };
 }
 
 /**

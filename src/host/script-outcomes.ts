@@ -72,6 +72,8 @@ export type HostStatus =
       readonly error: string;
       /** ssh refused the host's key (changed, or unknown): no outage, maybe an attack. */
       readonly hostKey?: true;
+      /** The host answered, but not with a status (ScriptRun.unreadable): reached, not read. */
+      readonly answerUnreadable?: true;
       /**
        * What the host last said it runs, where its mode keeps a word of it (a paused or offline
        * agent's record): what a rollout that skips it leaves it on, as far as anyone knows.
@@ -147,10 +149,14 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
       reachable: false,
       error: run.failure,
       ...(refusedHostKey(run.failure) ? { hostKey: true as const } : {}),
+      ...(run.unreadable ? { answerUnreadable: true as const } : {}),
     };
   }
   const status = answerOf(r, "status");
-  if (status === undefined) return { reachable: false, error: resultMessage(r) };
+  // A result of another command than asked: it answered, not with a status.
+  if (status === undefined) {
+    return { reachable: false, error: resultMessage(r), answerUnreadable: true };
+  }
   return statusOf(status, asked);
 }
 

@@ -144,6 +144,11 @@ export interface ScriptRun {
   readonly result: ActivationResult | undefined;
   /** Why there is no result (e.g. "ssh: Connection refused"); empty when there is one. */
   readonly failure: string;
+  /**
+   * The host was reached and answered, but not with a result (output that is not activate.sh's:
+   * a shell that is not POSIX, a login script's words, an answer cut short): `failure` says why.
+   */
+  readonly unreadable?: true;
 }
 
 export interface ScriptRunOptions {

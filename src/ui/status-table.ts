@@ -32,7 +32,7 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
 function liveCells(r: LiveRow): string[] {
   if (!r.reachable) {
     const why = r.hostKey === true ? hostKeyRefused(r.error) : r.error;
-    return [r.host, r.mode, "-", "-", "unreachable", why];
+    return [r.host, r.mode, "-", "-", hostState(r), why];
   }
   const note = [
     r.profile && r.profile !== r.current ? `boots next: ${storeName(r.profile)}` : "",

@@ -8,6 +8,7 @@ import {
   sshHost as ssh,
   standing,
 } from "../../test/support/status-rows.js";
+import { hostStatus } from "../host/script-outcomes.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { RolloutHost } from "../status/rollout.js";
 import { formatStatusTable } from "../ui/status-table.js";
@@ -205,6 +206,25 @@ describe("hostState", () => {
       const row = liveRow(ssh("web1"), down, sshRecord(), undefined, skipped);
       expect(row.behindRollout).toMatchObject({ rollout: "0000000000bb", wants: V3 });
       expect(hostState(row)).toBe("unreachable");
+    });
+
+    it("that answers with something other than a status is unreadable, not unreachable", () => {
+      const garbled = hostStatus({
+        code: 0,
+        result: undefined,
+        failure: "web1: activate.sh's output is not a result",
+        unreadable: true,
+      });
+      expect(garbled).toMatchObject({ reachable: false, answerUnreadable: true });
+      const row = liveRow(ssh("web1"), garbled, sshRecord());
+      expect(hostState(row)).toBe("unreadable");
+      expect(row.inStep).toBe(false);
+      expect(formatStatusTable([row])).toMatch(
+        /^web1\s+ssh\s+-\s+-\s+unreadable\s+web1: activate.sh's output is not a result$/m,
+      );
+      // No answer at all is the network's story: unreachable.
+      const silent = hostStatus({ code: 255, result: undefined, failure: "ssh: timed out" });
+      expect(hostState(liveRow(ssh("web1"), silent, sshRecord()))).toBe("unreachable");
     });
 
     it("that runs a system that failed there is failed, even behind a rollout", () => {

@@ -28,7 +28,9 @@ export type HostState = (typeof HOST_STATES)[number];
  * deploy or release did, then its agent's liveness and channel.
  */
 export function hostState(row: StatusRow): HostState {
-  if (row.source === "live" && !row.reachable) return "unreachable";
+  if (row.source === "live" && !row.reachable) {
+    return row.answerUnreadable ? "unreadable" : "unreachable";
+  }
   if (row.source === "stored" && row.unreadable !== undefined) return "unreadable";
   if (row.drift !== undefined) return "drifting";
   // It runs a system that failed there, and could not go back.
