@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EMPTY_STATE } from "../src/agent/state.js";
 import { parseRelease } from "../src/release/release-parse.js";
 import { readChannel } from "../src/release/release-store.js";
 import type { PruneReport } from "../src/status/prune-report.js";
@@ -620,6 +621,19 @@ describe("docs/ci.md", () => {
     const { r, value } = await json(["agent", "status", "--config", config, "--json"]);
     expect(value).toMatchObject({ channel: "prod", paused: false, lastSeq: null });
     expectDocumented(title, r, value, 0);
+    // A boot undone, its reboot back awaited: the field is documented, and said in the text.
+    const rebootingBack = { bootId: "b1", since: "2026-11-30T10:00:00.000Z", timeout: 600 };
+    await writeFile(
+      join(work, "agent-state", "state.json"),
+      JSON.stringify({ ...EMPTY_STATE, lastSeq: 4, lastResult: "failed", rebootingBack }),
+    );
+    const back = await json(["agent", "status", "--config", config, "--json"]);
+    expect(back.value).toMatchObject({ rebootingBack });
+    expectDocumented(title, back.r, back.value, 0);
+    const text = await nixship(["agent", "status", "--config", config]);
+    expect(text.stdout).toContain(
+      "rebooting back into the previous generation since 2026-11-30T10:00:00.000Z (releases wait for that boot, 600s at most)",
+    );
   });
 
   it("terraform vars, in both formats", async () => {

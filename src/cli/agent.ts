@@ -289,6 +289,12 @@ ${CONFIG_HELP}
         // Newer than the last result: the channel's current document, which the host refused.
         ...(state.refused ? [`refused   ${withoutControls(refusalText(state.refused))}`] : []),
         `applying  ${state.applying ? `release ${state.applying.seq} (${state.applying.path}) since ${state.applying.startedAt}` : "no"}`,
+        // A boot undone: nothing is applied until the host reboots into its previous system.
+        ...(state.rebootingBack
+          ? [
+              `rebooting back into the previous generation since ${state.rebootingBack.since} (releases wait for that boot, ${state.rebootingBack.timeout}s at most)`,
+            ]
+          : []),
         "",
       ].join("\n"),
     );
