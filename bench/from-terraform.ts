@@ -7,7 +7,7 @@
 // then the new line appended), measured in the same run on the first --peer-hosts hosts of the
 // smallest size (each ssh-keygen rewrites the whole file: measured on all hosts it takes hours).
 //
-//   npm run bench:from-terraform [-- --hosts 5000,20000 --peer-hosts 1000]
+//   npm run bench:from-terraform [-- --hosts 5000,20000 --peer-hosts 1000 --bin OTHER/dist/cli/bin.js]
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -20,6 +20,8 @@ import { mb, table } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const SYSTEM_TEMPLATE = ".#nixosConfigurations.{name}.config.system.build.toplevel";
+/** A cache public key the fleet names (any well-formed one: nothing is fetched). */
+const CACHE_KEY = "cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I=";
 
 interface SyntheticHost {
   readonly name: string;
@@ -92,15 +94,27 @@ function peerSeconds(hosts: readonly SyntheticHost[], file: string): number {
     )
     .join("\n");
   const started = performance.now();
-  const r = spawnSync("sh", ["-c", script], { stdio: "ignore", timeout: 3_600_000 });
-  if (r.status !== 0) throw new Error(`the peer's shell loop failed (${r.status ?? r.signal})`);
+  const r = spawnSync("sh", ["-s"], {
+    input: script,
+    stdio: ["pipe", "ignore", "ignore"],
+    timeout: 3_600_000,
+  });
+  if (r.status !== 0) {
+    throw new Error(`the peer's shell loop failed (${r.status ?? r.signal ?? r.error?.message})`);
+  }
   return (performance.now() - started) / 1000;
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { hosts: { type: "string" }, "peer-hosts": { type: "string" } },
+    options: {
+      hosts: { type: "string" },
+      "peer-hosts": { type: "string" },
+      // Another build's dist/cli/bin.js, to compare (an older checkout's).
+      bin: { type: "string" },
+    },
   });
+  const bin = values.bin ?? NIXSHIP_BIN;
   const sizes = (values.hosts ?? "5000,20000").split(",").map(Number);
   const peerHosts = Number(values["peer-hosts"] ?? "1000");
   if (sizes.some((n) => !Number.isInteger(n) || n < 4) || !Number.isInteger(peerHosts)) {
@@ -122,7 +136,7 @@ async function main(): Promise<void> {
       const m = await measure(
         process.execPath,
         [
-          NIXSHIP_BIN,
+          bin,
           "fleet",
           "from-terraform",
           join(dir, "outputs.json"),
@@ -130,6 +144,8 @@ async function main(): Promise<void> {
           "ssh",
           "--system",
           SYSTEM_TEMPLATE,
+          "--cache-key",
+          CACHE_KEY,
           "--known-hosts",
           join(dir, "known_hosts"),
           "--out",
