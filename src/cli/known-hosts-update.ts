@@ -89,7 +89,7 @@ async function readPublishedKeys(
           reject(
             new OperationError(
               "host-key-read-timeout",
-              `reading the published SSH host keys of ${hosts.join(", ")} from ${url} took over ${STORE_READ_TIMEOUT} s`,
+              `reading the published SSH host keys of ${namesShown(hosts, HOSTS_NAMED)} from ${url} took over ${STORE_READ_TIMEOUT} s`,
               {
                 hint: "check the store's address and that your credentials may read status/host-keys/",
               },

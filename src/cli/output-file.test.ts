@@ -31,12 +31,14 @@ describe("writeOutputFile", () => {
     );
   });
 
-  it("writes a new file, and a dangling link's own path", async () => {
+  it("writes a new file, and refuses a link to nothing, writing nothing", async () => {
     await writeOutputFile(join(dir, "new.json"), "a\n");
     expect(await readFile(join(dir, "new.json"), "utf8")).toBe("a\n");
-    await symlink(join(dir, "missing", "x.json"), join(dir, "dangling.json"));
-    await writeOutputFile(join(dir, "dangling.json"), "b\n");
-    expect((await lstat(join(dir, "dangling.json"))).isFile()).toBe(true);
-    expect(await readFile(join(dir, "dangling.json"), "utf8")).toBe("b\n");
+    await symlink("kh", join(dir, "dangling.json"));
+    const refusal = `cannot write ${join(dir, "dangling.json")}: it is a symbolic link to kh, which does not exist`;
+    await expect(checkOutputFile(join(dir, "dangling.json"))).rejects.toThrow(refusal);
+    await expect(writeOutputFile(join(dir, "dangling.json"), "b\n")).rejects.toThrow(refusal);
+    expect((await lstat(join(dir, "dangling.json"))).isSymbolicLink()).toBe(true);
+    await expect(lstat(join(dir, "kh"))).rejects.toThrow(/ENOENT/);
   });
 });

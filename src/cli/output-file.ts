@@ -1,12 +1,13 @@
 // Files that commands write for other tools (Terraform var files, fleet files): replaced
 // atomically, so a reader never sees half a file; and input files where `-` means stdin.
 import { constants } from "node:fs";
-import { access, realpath, stat } from "node:fs/promises";
+import { access, readlink, realpath, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { InputError, NixshipError, OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { errnoWords, isPathFault } from "../util/errno-words.js";
+import { withoutControls } from "../util/text.js";
 
 /**
  * Writes `content` to `file` atomically. Where `file` is a symbolic link (a fleet file kept in
@@ -22,9 +23,22 @@ export async function writeOutputFile(file: string, content: string): Promise<vo
   }
 }
 
-/** The file a symbolic link names, else `file` itself (a new file, or a dangling link's path). */
+/**
+ * The file a symbolic link names, else `file` itself (a new file). A link to nothing is refused:
+ * what it names may be another output of the same command by the time it is written.
+ */
 async function linkTarget(file: string): Promise<string> {
-  return realpath(file).catch(() => file);
+  try {
+    return await realpath(file);
+  } catch {
+    const link = await readlink(file).catch(() => undefined);
+    if (link === undefined) return file;
+    throw new InputError(
+      "output-dangling-link",
+      `cannot write ${file}: it is a symbolic link to ${withoutControls(link)}, which does not exist`,
+      { hint: "name the file itself, or create the file the link names first" },
+    );
+  }
 }
 
 /** Why `file` could not be written, as the error the command ends with. */

@@ -176,3 +176,21 @@ describe("two hosts of one output with the same address", () => {
     ]);
   });
 });
+
+describe("HostKeyChangedError", () => {
+  it("names 20 changed keys one by one, then how many more (a fleet-wide replace)", () => {
+    const conflicts = Array.from({ length: 25 }, (_, i) => ({
+      host: `web${i + 1}`,
+      where: `known_hosts line ${i + 1} (10.0.0.${i + 1})`,
+      oldFingerprint: "SHA256:old",
+      newFingerprint: "SHA256:new",
+      source: "Terraform's output ssh_host_public_key",
+    }));
+    const lines = new HostKeyChangedError(conflicts, "--replace-host-keys").message.split("\n");
+    expect(lines).toHaveLength(21);
+    expect(lines[0]).toBe(
+      "web1: its SSH host key changed: known_hosts line 1 (10.0.0.1) trusts SHA256:old, Terraform's output ssh_host_public_key gives SHA256:new",
+    );
+    expect(lines[20]).toBe("… and 5 more (25 hosts in all whose SSH host key changed)");
+  });
+});

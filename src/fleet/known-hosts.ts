@@ -50,20 +50,31 @@ export interface HostKeyConflict {
   readonly source: string;
 }
 
+/** Conflicts a refusal names one by one (a fleet-wide `-replace` would make thousands). */
+const CONFLICTS_SHOWN = 20;
+
 /** Keys changed for hosts the deployer trusts already: nothing is written. */
 export class HostKeyChangedError extends OperationError {
   readonly conflicts: readonly HostKeyConflict[];
 
   /** `fix`: what to run once the new key is checked (default: run again with `flag`). */
   constructor(conflicts: readonly HostKeyConflict[], flag: string, fix = `run again with ${flag}`) {
+    const hosts = new Set(conflicts.map((c) => c.host)).size;
+    const shown = conflicts
+      .slice(0, CONFLICTS_SHOWN)
+      .map(
+        (c) =>
+          `${c.host}: its SSH host key changed: ${c.where} trusts ${c.oldFingerprint}, ${c.source} gives ${c.newFingerprint}`,
+      );
+    const rest = conflicts.length - shown.length;
     super(
       "host-key-changed",
-      conflicts
-        .map(
-          (c) =>
-            `${c.host}: its SSH host key changed: ${c.where} trusts ${c.oldFingerprint}, ${c.source} gives ${c.newFingerprint}`,
-        )
-        .join("\n"),
+      [
+        ...shown,
+        ...(rest > 0
+          ? [`… and ${rest} more (${hosts} hosts in all whose SSH host key changed)`]
+          : []),
+      ].join("\n"),
       {
         hint: `nothing was written. If ${conflicts.length === 1 ? "this host was" : "these hosts were"} replaced, or the key regenerated, on purpose (terraform apply -replace, a new instance), check that with whoever did it, then ${fix}; otherwise trust neither key: something may stand in for the host`,
       },

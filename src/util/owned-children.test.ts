@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ownChild, ownedChildrenRunning, spawnOwned, stopOwnedChildren } from "./owned-children.js";
 
@@ -41,8 +44,34 @@ describe("owned children", () => {
     proc.stdout.on("data", (d: Buffer) => {
       out += d.toString();
     });
-    expect(await ended(proc)).toBe("0");
+    // All it wrote is read by 'close' ('exit' may come first).
+    const closed = await new Promise<number | null>((resolve) => proc.once("close", resolve));
+    expect(closed).toBe(0);
     expect(Number(out.trim())).toBe(proc.pid);
+  });
+
+  it("spawnOwned: a setpriv without --pdeathsig (an older one, busybox's) is passed over", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-old-setpriv-"));
+    try {
+      const fake = join(dir, "setpriv");
+      await writeFile(
+        fake,
+        "#!/bin/sh\necho \"setpriv: unrecognized option '--pdeathsig'\" >&2\nexit 1\n",
+      );
+      await chmod(fake, 0o755);
+      const proc = spawnOwned("sh", ["-c", "echo answered"], {
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` },
+      });
+      let out = "";
+      proc.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+      });
+      const closed = await new Promise<number | null>((resolve) => proc.once("close", resolve));
+      expect(closed).toBe(0);
+      expect(out).toBe("answered\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("forgets a child once it exited, and stops nothing when none runs", async () => {

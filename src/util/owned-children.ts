@@ -15,6 +15,7 @@ import {
   type ChildProcessWithoutNullStreams,
   type SpawnOptionsWithoutStdio,
   spawn,
+  spawnSync,
 } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
@@ -47,7 +48,7 @@ export function spawnOwned(
   options: SpawnOptionsWithoutStdio = {},
 ): ChildProcessWithoutNullStreams {
   const path = (options.env ?? process.env).PATH ?? "";
-  const setpriv = process.platform === "linux" ? executable("setpriv", path) : undefined;
+  const setpriv = process.platform === "linux" ? pdeathsigSetpriv(path) : undefined;
   const target =
     setpriv === undefined
       ? undefined
@@ -63,6 +64,28 @@ export function spawnOwned(
         });
   ownChild(proc);
   return proc;
+}
+
+/** Whether each setpriv found takes --pdeathsig (util-linux's since 2.33; busybox's does not). */
+const takesPdeathsig = new Map<string, boolean>();
+
+/**
+ * The setpriv on `path` that takes --pdeathsig, asked once per file (it runs itself through
+ * that option); undefined when there is none, and children are spawned plainly, as before.
+ */
+function pdeathsigSetpriv(path: string): string | undefined {
+  const file = executable("setpriv", path);
+  if (file === undefined) return undefined;
+  let takes = takesPdeathsig.get(file);
+  if (takes === undefined) {
+    const probe = spawnSync(file, ["--pdeathsig", "SIGTERM", "--", file, "--version"], {
+      stdio: "ignore",
+      timeout: 5000,
+    });
+    takes = probe.status === 0;
+    takesPdeathsig.set(file, takes);
+  }
+  return takes ? file : undefined;
 }
 
 /** Where `command` is: itself when it has a slash, else the first executable of that name on `path`. */
