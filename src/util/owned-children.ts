@@ -38,9 +38,10 @@ export function ownChild(proc: ChildProcess): void {
 
 /**
  * Spawns `command` with piped stdio as a child owned by this process (ownChild), which the
- * kernel also stops (SIGTERM) should this process die without its exit hook: on Linux with
- * setpriv, the command is found on PATH and exec'd by `setpriv --pdeathsig SIGTERM` (the same
- * pid). A command not found is spawned as given, so that it fails as it would (ENOENT).
+ * kernel also stops (SIGTERM) should this process die without its exit hook: on Linux with a
+ * setpriv that can, the command is exec'd by `setpriv --pdeathsig SIGTERM` (the same pid, the
+ * same argv). A command not found on PATH is spawned as given, so that it fails as it would
+ * (ENOENT).
  */
 export function spawnOwned(
   command: string,
@@ -49,19 +50,19 @@ export function spawnOwned(
 ): ChildProcessWithoutNullStreams {
   const path = (options.env ?? process.env).PATH ?? "";
   const setpriv = process.platform === "linux" ? pdeathsigSetpriv(path) : undefined;
-  const target =
-    setpriv === undefined
-      ? undefined
-      : command.includes("/")
-        ? executable(resolve(String(options.cwd ?? process.cwd()), command), "") && command
-        : executable(command, path);
-  const proc =
-    setpriv === undefined || target === undefined
-      ? spawn(command, args, { ...options, stdio: "pipe" })
-      : spawn(setpriv, ["--pdeathsig", "SIGTERM", "--", target, ...args], {
-          ...options,
-          stdio: "pipe",
-        });
+  const found =
+    setpriv !== undefined &&
+    (command.includes("/")
+      ? executable(resolve(String(options.cwd ?? process.cwd()), command), "")
+      : executable(command, path)) !== undefined;
+  // setpriv finds it on the same PATH: the command keeps its own name as argv[0] (what `ps`
+  // shows, and what a multi-call binary such as nix-store dispatches on).
+  const proc = found
+    ? spawn(setpriv, ["--pdeathsig", "SIGTERM", "--", command, ...args], {
+        ...options,
+        stdio: "pipe",
+      })
+    : spawn(command, args, { ...options, stdio: "pipe" });
   ownChild(proc);
   return proc;
 }
