@@ -880,7 +880,11 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     expect(activator.requests).toHaveLength(2);
   });
 
-  it("reports the judgement's failure, and does not apply that release again", async () => {
+  /**
+   * The boot begun, judged failed in boot-2, and undone; with `rebootsFrom`, the host reboots
+   * back from that boot (the agent cannot outlive it).
+   */
+  const undoneBoot = async (rebootsFrom?: string) => {
     await begin();
     activator.system = { ...activator.system, bootId: "boot-2" };
     activator.judged.push({
@@ -888,8 +892,13 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
       phase: "health",
       message: "health check failed; back on the previous generation, rebooting into it",
       rolledBack: true,
+      ...(rebootsFrom === undefined ? {} : { rebootsFrom }),
     });
     expect(await makeAgent().pollOnce()).toBe("failed");
+  };
+
+  it("reports the judgement's failure, and does not apply that release again", async () => {
+    await undoneBoot();
     expect(await readStatus(store, HOST)).toMatchObject({
       state: "failed",
       phase: "health",
@@ -898,22 +907,8 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     expect(await makeAgent().pollOnce()).toBe("unchanged");
   });
 
-  /** The boot begun, judged failed in boot-2, and undone: the host reboots back from boot-2. */
-  const undoneBoot = async () => {
-    await begin();
-    activator.system = { ...activator.system, bootId: "boot-2" };
-    activator.judged.push({
-      status: "failed",
-      phase: "health",
-      message: "health check failed; back on the previous generation, rebooting into it",
-      rolledBack: true,
-      rebootsFrom: "boot-2",
-    });
-    expect(await makeAgent().pollOnce()).toBe("failed");
-  };
-
   it("after a boot undone by a reboot back, applies nothing until the host runs another boot", async () => {
-    await undoneBoot();
+    await undoneBoot("boot-2");
     expect((await loadState(stateDir)).rebootingBack).toEqual({
       bootId: "boot-2",
       since: CLOCK.toISOString(),
@@ -933,7 +928,7 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
   });
 
   it("after a boot undone, reads the channel again once the reboot back timed out, and says so", async () => {
-    await undoneBoot();
+    await undoneBoot("boot-2");
     await publishEntries({ [HOST]: { path: sys("c") } });
     const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
     expect(await later.pollOnce()).toBe("applied");
