@@ -1,6 +1,6 @@
 // `fleet from-terraform --known-hosts`: the ssh hosts' keys (Terraform's output, else what each
 // host published to the store) merged into a known_hosts file, read and written bounded.
-import { realpath, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { InputError, OperationError } from "../errors.js";
 import { type FleetFromTerraform, REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
 import {
@@ -15,6 +15,7 @@ import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
+import { outputTarget } from "./output-file.js";
 
 /** Seconds all the published host keys may take to read from the store. */
 export const STORE_READ_TIMEOUT = 30;
@@ -142,7 +143,7 @@ async function readKnownHosts(file: string): Promise<string | undefined> {
  * dotfile managers make ~/.ssh/known_hosts), the file it names is replaced, not the link.
  */
 export async function writeKnownHosts(file: string, text: string): Promise<void> {
-  const target = await realpath(file).catch(() => file);
+  const target = await outputTarget(file);
   const mode = await stat(target).then(
     (s) => s.mode & 0o7777,
     () => 0o644,

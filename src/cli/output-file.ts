@@ -17,7 +17,7 @@ import { withoutControls } from "../util/text.js";
  */
 export async function writeOutputFile(file: string, content: string): Promise<void> {
   try {
-    await writeFileAtomically(await linkTarget(file), content);
+    await writeFileAtomically(await outputTarget(file), content);
   } catch (err) {
     throw unwritable(file, err);
   }
@@ -27,7 +27,7 @@ export async function writeOutputFile(file: string, content: string): Promise<vo
  * The file a symbolic link names, else `file` itself (a new file). A link to nothing is refused:
  * what it names may be another output of the same command by the time it is written.
  */
-async function linkTarget(file: string): Promise<string> {
+export async function outputTarget(file: string): Promise<string> {
   try {
     return await realpath(file);
   } catch {
@@ -59,7 +59,7 @@ function unwritable(file: string, err: unknown): Error {
  * two outputs asks this of the second before it writes the first.
  */
 export async function checkOutputFile(file: string): Promise<void> {
-  const target = resolve(await linkTarget(file));
+  const target = resolve(await outputTarget(file));
   try {
     await access(dirname(target), constants.W_OK);
     const existing = await stat(target).catch((err: NodeJS.ErrnoException) => {
