@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NIXSHIP_BIN, run } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
@@ -35,12 +35,17 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** The processes whose command line names the flake (Nix evaluating it). */
+/**
+ * The Nix processes whose command line names the flake (Nix evaluating it): a command that is
+ * Nix itself, not nixship's own node process, whose command line names the flake too (and
+ * "nix" in "nixship"): a signal sent once that one shows would come before nixship has its
+ * handlers on a loaded machine, and kill it outright.
+ */
 async function evaluating(): Promise<string> {
   const r = await run("pgrep", ["-af", flake]);
   return r.stdout
     .split("\n")
-    .filter((l) => l.includes("nix") && !l.includes("pgrep"))
+    .filter((l) => /^nix(-[a-z]+)?$/.test(basename(l.split(" ")[1] ?? "")))
     .join("\n");
 }
 
