@@ -203,7 +203,9 @@ checks, and waits for the deployer's confirmation. The deployer runs the HTTP he
 and confirms over a new connection; on any failure the host goes back to its previous
 generation. No new wave starts once more than --max-failures hosts failed, or a canary did.
 A host that cannot be reached counts as failed from the start (with --max-failures 0, no
-wave starts), unless --skip-unreachable lists it in the summary instead.
+wave starts), unless --skip-unreachable lists it in the summary instead. A host whose key
+ssh refuses, or that answers with something other than a status, is no outage: it fails
+even then.
 
 The plan shows what changes package by package, as 'nixship plan' does (see its help;
 --diff shows every change).

@@ -20,7 +20,7 @@ import type { DeployOptions } from "./deploy-options.js";
 import type { DeployEvent } from "./events.js";
 import { executePlan } from "./execute-plan.js";
 import { deployRequest, hostRequests } from "./host-requests.js";
-import { type Asked, awaitReachable } from "./survey.js";
+import { type Asked, awaitReachable, unreachableAnswer } from "./survey.js";
 
 const V1 = parseStorePath(`/nix/store/${"1".repeat(32)}-system-v1`).path;
 const V2 = parseStorePath(`/nix/store/${"2".repeat(32)}-system-v2`).path;
@@ -104,7 +104,34 @@ function channel(operations: Partial<ChannelCapability>): ChannelCapability {
   };
 }
 
-function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable?: boolean } = {}) {
+/** The plan with c answering, but not with a status (a banner its shell prints). */
+const garbledPlan = planFromSurvey(
+  "switch",
+  hosts,
+  { built, secrets: new Map() },
+  {
+    states: [
+      { kind: "reported", current: V1, generation: 4 },
+      { kind: "reported", current: V2, generation: 7 },
+      {
+        kind: "unreachable",
+        error: "the reply is not an activation result: Welcome to c!",
+        answerUnreadable: true,
+      },
+    ],
+    pathInfos: new Map([
+      [V1, { path: V1, narSize: 100, references: [] }],
+      [V2, { path: V2, narSize: 200, references: [] }],
+    ]),
+    running: new Map(),
+  },
+);
+
+function execute(
+  delivery: Delivery,
+  options: { async?: boolean; skipUnreachable?: boolean } = {},
+  planned = plan,
+) {
   const events: DeployEvent[] = [];
   const report = executePlan({
     options: {
@@ -115,14 +142,14 @@ function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable
       ...options,
     },
     hosts,
-    plan,
+    plan: planned,
     mode: "ssh",
     delivery,
     requests: hostRequests(
       { action: "switch", fleet, policy: fleet.policy },
       prepared,
       hosts,
-      plan,
+      planned,
       new Map(),
     ),
     started: performance.now(),
@@ -195,6 +222,22 @@ describe("executePlan", () => {
       reason: "unreachable",
     });
     expect(events.at(-1)).toMatchObject({ type: "summary", ok: true });
+  });
+
+  it("fails a host that answered with something other than a status, even with --skip-unreachable", async () => {
+    expect(garbledPlan.hosts[2]).toMatchObject({ action: "unreachable", answerUnreadable: true });
+    const s = scripted();
+    const { report } = execute(s.delivery, { skipUnreachable: true }, garbledPlan);
+    const r = await report;
+    expect(s.waves).toEqual([]);
+    expect(r.ok).toBe(false);
+    expect(r.results.find((x) => x.host === "c")?.outcome).toEqual({
+      status: "failed",
+      phase: "connect",
+      message:
+        "it answered, but not with a status: the reply is not an activation result: Welcome to c!",
+      rolledBack: false,
+    });
   });
 
   it("reports the releases a publishing delivery made", async () => {
@@ -348,6 +391,19 @@ describe("awaitReachable (--wait-reachable)", () => {
     expect(asked).toEqual(["a", "b", "a"]);
     expect(answers.map((x) => x.ready)).toEqual([true, true, true]);
     expect(events.map((e) => (e.type === "awaiting" ? e.hosts : []))).toEqual([["a", "b"], ["a"]]);
+  });
+
+  it("waits on a host that did not answer, not on one that answered with something else", () => {
+    expect(unreachableAnswer({ reachable: false, error: down.error })).toEqual({
+      state: down,
+      ready: false,
+    });
+    expect(
+      unreachableAnswer({ reachable: false, error: "Welcome to a!", answerUnreadable: true }),
+    ).toEqual({
+      state: { kind: "unreachable", error: "Welcome to a!", answerUnreadable: true },
+      ready: true,
+    });
   });
 
   it("gives up after its bound, leaving the host unreachable", async () => {

@@ -213,6 +213,19 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
           },
         };
       }
+      // Nor is a host that answered with something other than a status: it is up, and what
+      // it runs there is unknown.
+      if (p.answerUnreadable) {
+        return {
+          ...base,
+          outcome: {
+            status: "failed",
+            phase: "connect",
+            message: `it answered, but not with a status: ${error}`,
+            rolledBack: false,
+          },
+        };
+      }
       return skipUnreachable
         ? { ...base, outcome: { status: "skipped", reason: "unreachable", message: error } }
         : {

@@ -109,15 +109,7 @@ export async function survey(
           },
           ready: s.reported !== false,
         }
-      : {
-          state: {
-            kind: "unreachable",
-            error: s.error,
-            ...(s.hostKey ? { hostKey: true as const } : {}),
-            ...(s.lastKnown === undefined ? {} : lastKnownOf(s.lastKnown)),
-          },
-          ready: false,
-        };
+      : unreachableAnswer(s);
   };
   const answers = await mapLimit(hosts, STATUS_CONCURRENCY, ask);
   if (options.waitReachable) await awaitReachable(hosts, answers, ask, options);
@@ -195,6 +187,23 @@ export async function awaitReachable(
       answers[i] = again[k] as Asked;
     });
   }
+}
+
+/**
+ * The survey's answer for a host whose status was not had. A host that answered with something
+ * else is up: --wait-reachable does not wait on what it said.
+ */
+export function unreachableAnswer(s: HostStatus & { readonly reachable: false }): Asked {
+  return {
+    state: {
+      kind: "unreachable",
+      error: s.error,
+      ...(s.hostKey ? { hostKey: true as const } : {}),
+      ...(s.answerUnreadable ? { answerUnreadable: true as const } : {}),
+      ...(s.lastKnown === undefined ? {} : lastKnownOf(s.lastKnown)),
+    },
+    ready: s.answerUnreadable === true,
+  };
 }
 
 /** The paths each host's store said it lacks, by host name, for the hosts that said. */

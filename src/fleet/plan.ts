@@ -62,6 +62,11 @@ export type HostState =
       readonly error: string;
       /** ssh refused its host key: not an outage, so never skipped as one. */
       readonly hostKey?: true;
+      /**
+       * It answered, but not with a status (a shell's banner, a foreign or truncated reply):
+       * no outage either, and waiting does not change it.
+       */
+      readonly answerUnreadable?: true;
       /** What it last said it runs (a paused or offline agent's record); undefined: unknown. */
       readonly lastKnown?: StorePath;
     };
@@ -206,6 +211,8 @@ export interface HostPlan {
   readonly error: string | undefined;
   /** ssh refused its host key (changed, or unknown): a failure even with --skip-unreachable. */
   readonly hostKey?: true;
+  /** It answered, but not with a status: a failure even with --skip-unreachable. */
+  readonly answerUnreadable?: true;
   /**
    * An unreachable host: what it last said it runs (a paused or offline agent's record), what
    * the rollout leaves it on as far as anyone knows; absent: unknown.
@@ -386,6 +393,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       transferBasis: "none",
       error: state.error,
       ...(state.hostKey ? { hostKey: true as const } : {}),
+      ...(state.answerUnreadable ? { answerUnreadable: true as const } : {}),
       ...(state.lastKnown === undefined ? {} : { lastKnown: state.lastKnown }),
     };
   }

@@ -379,6 +379,26 @@ describe("a big plan: hosts grouped, those that need a person in full", () => {
     expect(lines.length).toBeLessThan(50 + 30);
   });
 
+  it("calls a host that answered with something other than a status unreadable, not unreachable", () => {
+    const plan = bigPlan(100, (_, i) =>
+      i === 3
+        ? {
+            kind: "unreachable",
+            error: "the reply is not an activation result: Welcome!",
+            answerUnreadable: true,
+          }
+        : running(v2),
+    );
+    const lines = formatPlan(plan).split("\n");
+    expect(lines).toContain("1 host needs a person:");
+    expect(lines.find((l) => l.startsWith("  lab0004 "))).toMatch(
+      / unreadable +- +the reply is not an activation result: Welcome!$/,
+    );
+    expect(
+      lines.some((l) => /^1 +\? +example-web-system-v2 +unreachable +- +unreadable$/.test(l)),
+    ).toBe(true);
+  });
+
   it("lists in full a host whose system failed there, a pending boot and a stored record", () => {
     const plan = bigPlan(200, (_, i) =>
       i === 5

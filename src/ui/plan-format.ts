@@ -156,6 +156,12 @@ function groupedRows(plan: DeployPlan): string[] {
   return lines;
 }
 
+/** What a host the survey could not read is called: why it was not, in a word or three. */
+function unreachableWord(host: HostPlan): string {
+  if (host.hostKey) return "host key refused";
+  return host.answerUnreadable ? "unreadable" : "unreachable";
+}
+
 /**
  * Whether a host is listed in full in a big plan: it cannot be reached (its host key refused
  * among them), stands in by its status record, failed there, has a boot left pending, or its
@@ -189,7 +195,7 @@ function groupRow(plan: DeployPlan, host: HostPlan): string[] {
         host.stored ? `up to date, ${note(plan, host, true)}` : "up to date",
       ];
     case "unreachable":
-      return ["?", desired, "unreachable", host.hostKey ? "host key refused" : "unreachable"];
+      return ["?", desired, "unreachable", unreachableWord(host)];
     case "activate":
       return [
         current,
@@ -341,7 +347,7 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
         host.host,
         "?",
         desired,
-        "unreachable",
+        host.answerUnreadable ? "unreadable" : "unreachable",
         "-",
         oneLine(host.hostKey ? hostKeyRefused(host.error ?? "") : (host.error ?? "unreachable")),
       ];
