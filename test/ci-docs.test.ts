@@ -622,7 +622,9 @@ describe("docs/ci.md", () => {
     expect(value).toMatchObject({ channel: "prod", paused: false, lastSeq: null });
     expectDocumented(title, r, value, 0);
     // A boot undone, its reboot back awaited: the field is documented, and said in the text.
-    const rebootingBack = { bootId: "b1", since: "2026-11-30T10:00:00.000Z", timeout: 600 };
+    // Undone a moment ago, within its reboot timeout.
+    const since = new Date().toISOString();
+    const rebootingBack = { bootId: "b1", since, timeout: 600 };
     await writeFile(
       join(work, "agent-state", "state.json"),
       JSON.stringify({ ...EMPTY_STATE, lastSeq: 4, lastResult: "failed", rebootingBack }),
@@ -632,7 +634,7 @@ describe("docs/ci.md", () => {
     expectDocumented(title, back.r, back.value, 0);
     const text = await nixship(["agent", "status", "--config", config]);
     expect(text.stdout).toContain(
-      "rebooting back into the previous generation since 2026-11-30T10:00:00.000Z (releases wait for that boot, 600s at most)",
+      `rebooting back into the previous generation since ${since} (releases wait for that boot, 600s at most)`,
     );
   });
 

@@ -11,7 +11,7 @@ import { channelKey, publishRelease } from "../release/release-store.js";
 import { FsStore } from "../store/fs-store.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import { Agent, type PollOutcome } from "./agent.js";
-import { onceExit, pollForExit } from "./standing.js";
+import { onceExit, pollForExit, rebootBackText } from "./standing.js";
 import { type AgentState, EMPTY_STATE, loadState } from "./state.js";
 
 const releaseKey = generateSecretKey("release-1");
@@ -183,5 +183,19 @@ describe("onceExit: a host that is not done exits 1", () => {
       code: 0,
       why: "the channel has no release yet: nothing new to apply",
     });
+  });
+});
+
+describe("rebootBackText: agent status on an awaited reboot back", () => {
+  const back = { bootId: "b1", since: "2026-11-30T10:00:00.000Z", timeout: 600 };
+  it("says releases wait within the reboot timeout", () => {
+    expect(rebootBackText(back, Date.parse("2026-11-30T10:10:00.000Z"))).toBe(
+      "rebooting back into the previous generation since 2026-11-30T10:00:00.000Z (releases wait for that boot, 600s at most)",
+    );
+  });
+  it("says it is overdue past it, and what the next poll does", () => {
+    expect(rebootBackText(back, Date.parse("2026-11-30T10:10:01.000Z"))).toBe(
+      "rebooting back into the previous generation since 2026-11-30T10:00:00.000Z: overdue (600s passed), the agent reads the channel again at its next poll",
+    );
   });
 });

@@ -2,7 +2,7 @@
 // (pure): what `nixship agent --once` exits with and says, and how a refusal reads in `agent
 // status`; and the --once poll itself.
 import type { Agent, PollOutcome } from "./agent.js";
-import type { AgentState, RefusedDocument } from "./state.js";
+import type { AgentState, RebootingBack, RefusedDocument } from "./state.js";
 
 /** `agent --once`'s exit: 0 only when the host is done with the channel's current release. */
 export interface OnceExit {
@@ -101,4 +101,15 @@ function standing(state: AgentState): OnceExit {
 export function refusalText(refused: RefusedDocument): string {
   const what = refused.seq === null ? "the channel's document" : `release ${refused.seq}`;
   return `${what} at ${refused.at}: ${refused.reason}`;
+}
+
+/**
+ * An awaited reboot back, as `agent status` says it: within its timeout, releases wait for it;
+ * past it, the agent's next poll reads the channel again (and warns), which this says.
+ */
+export function rebootBackText(back: RebootingBack, nowMs: number): string {
+  const since = `rebooting back into the previous generation since ${back.since}`;
+  return (nowMs - Date.parse(back.since)) / 1000 <= back.timeout
+    ? `${since} (releases wait for that boot, ${back.timeout}s at most)`
+    : `${since}: overdue (${back.timeout}s passed), the agent reads the channel again at its next poll`;
 }

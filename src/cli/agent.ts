@@ -12,7 +12,7 @@ import {
 } from "../agent/config.js";
 import { watchedConfig } from "../agent/config-watch.js";
 import { checkHostNamed } from "../agent/host-check.js";
-import { pollForExit, refusalText } from "../agent/standing.js";
+import { pollForExit, rebootBackText, refusalText } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
 import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
@@ -290,11 +290,7 @@ ${CONFIG_HELP}
         ...(state.refused ? [`refused   ${withoutControls(refusalText(state.refused))}`] : []),
         `applying  ${state.applying ? `release ${state.applying.seq} (${state.applying.path}) since ${state.applying.startedAt}` : "no"}`,
         // A boot undone: nothing is applied until the host reboots into its previous system.
-        ...(state.rebootingBack
-          ? [
-              `rebooting back into the previous generation since ${state.rebootingBack.since} (releases wait for that boot, ${state.rebootingBack.timeout}s at most)`,
-            ]
-          : []),
+        ...(state.rebootingBack ? [rebootBackText(state.rebootingBack, Date.now())] : []),
         "",
       ].join("\n"),
     );
