@@ -31,17 +31,27 @@ afterAll(async () => {
 
 /** Processes whose environment holds `mark` (the push's children inherit it). */
 async function marked(mark: string): Promise<string[]> {
-  const found: string[] = [];
+  return (await markedWithState(mark)).map((p) => p.line);
+}
+
+/** Each marked process, and its state as /proc/PID/stat says it (R, S, D, Z…). */
+async function markedWithState(mark: string): Promise<{ line: string; state: string }[]> {
+  const found: { line: string; state: string }[] = [];
   for (const pid of await readdir("/proc")) {
     if (!/^[0-9]+$/.test(pid)) continue;
     const env = await readFile(`/proc/${pid}/environ`, "utf8").catch(() => "");
     if (env.split("\0").includes(`NIXSHIP_TEST_MARK=${mark}`)) {
       const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-      found.push(`${pid}: ${cmd.replaceAll("\0", " ")}`);
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "?";
+      found.push({ line: `${pid}: ${cmd.replaceAll("\0", " ")}`, state });
     }
   }
   return found;
 }
+
+/** Seconds the push may take to exit after its second SIGINT before the test says where it is. */
+const EXIT_BOUND_S = 60;
 
 describe.each([
   ["xz", ["--compression", "xz"]],
@@ -73,10 +83,26 @@ describe.each([
       if (Date.now() > deadline) throw new Error(`the push never began compressing:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    const busyAt = Date.now();
     push.kill("SIGINT");
     await new Promise((r) => setTimeout(r, 300));
     push.kill("SIGINT");
-    expect(await exited, stderr).toBe(130);
+    // Bounded, and said: which of its processes still run, and in what state, should it hang.
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      exited,
+      new Promise<"hung">((r) => {
+        timer = setTimeout(() => r("hung"), EXIT_BOUND_S * 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (code === "hung") {
+      const left = (await markedWithState(mark)).map((p) => `${p.state} ${p.line.slice(0, 200)}`);
+      throw new Error(
+        `the push had not closed ${EXIT_BOUND_S}s after its second SIGINT (it compressed ${Math.round((busyAt - (deadline - 60_000)) / 1000)}s after its start; exit code ${push.exitCode}, signal ${push.signalCode}); its processes (state, pid, command):\n${left.join("\n")}\nits stderr:\n${stderr}`,
+      );
+    }
+    expect(code, stderr).toBe(130);
     // Its children end with it: a moment for the kernel to reap them.
     const until = Date.now() + 5000;
     while ((await marked(mark)).length > 0 && Date.now() < until) {
@@ -85,5 +111,6 @@ describe.each([
     expect(await marked(mark)).toEqual([]);
     const left = await readdir(cache, { recursive: true });
     expect(left.filter((n) => n.includes("nixship-tmp"))).toEqual([]);
-  });
+    // Its bounds: 60 s to begin compressing, EXIT_BOUND_S to exit, 5 s for the children to go.
+  }, 180_000);
 });
