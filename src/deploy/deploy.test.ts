@@ -12,7 +12,7 @@ import type {
 import { UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
-import type { PlannedHost } from "../fleet/plan.js";
+import type { HostState, PlannedHost } from "../fleet/plan.js";
 import { parseStorePath } from "../nix/store-path.js";
 import { planFromSurvey } from "./assemble-plan.js";
 import { deploy } from "./deploy.js";
@@ -44,24 +44,32 @@ const fleet: Fleet = parseFleetValue(
 const hosts = fleet.hosts;
 const built = { byHost: new Map(hosts.map((h) => [h.name, V2])) };
 
-/** a runs v1, b already runs v2, c cannot be reached. */
-const plan = planFromSurvey(
-  "switch",
-  hosts,
-  { built, secrets: new Map() },
-  {
-    states: [
-      { kind: "reported", current: V1, generation: 4 },
-      { kind: "reported", current: V2, generation: 7 },
-      { kind: "unreachable", error: "ssh: connect to host 10.0.0.3 port 22: Connection refused" },
-    ],
-    pathInfos: new Map([
-      [V1, { path: V1, narSize: 100, references: [] }],
-      [V2, { path: V2, narSize: 200, references: [] }],
-    ]),
-    running: new Map(),
+/** a runs v1, b already runs v2, c as `c` says (by default, it cannot be reached). */
+function planWith(
+  c: HostState = {
+    kind: "unreachable",
+    error: "ssh: connect to host 10.0.0.3 port 22: Connection refused",
   },
-);
+) {
+  return planFromSurvey(
+    "switch",
+    hosts,
+    { built, secrets: new Map() },
+    {
+      states: [
+        { kind: "reported", current: V1, generation: 4 },
+        { kind: "reported", current: V2, generation: 7 },
+        c,
+      ],
+      pathInfos: new Map([
+        [V1, { path: V1, narSize: 100, references: [] }],
+        [V2, { path: V2, narSize: 200, references: [] }],
+      ]),
+      running: new Map(),
+    },
+  );
+}
+const plan = planWith();
 
 const prepared = { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() };
 const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
@@ -105,27 +113,11 @@ function channel(operations: Partial<ChannelCapability>): ChannelCapability {
 }
 
 /** The plan with c answering, but not with a status (a banner its shell prints). */
-const garbledPlan = planFromSurvey(
-  "switch",
-  hosts,
-  { built, secrets: new Map() },
-  {
-    states: [
-      { kind: "reported", current: V1, generation: 4 },
-      { kind: "reported", current: V2, generation: 7 },
-      {
-        kind: "unreachable",
-        error: "the reply is not an activation result: Welcome to c!",
-        answerUnreadable: true,
-      },
-    ],
-    pathInfos: new Map([
-      [V1, { path: V1, narSize: 100, references: [] }],
-      [V2, { path: V2, narSize: 200, references: [] }],
-    ]),
-    running: new Map(),
-  },
-);
+const garbledPlan = planWith({
+  kind: "unreachable",
+  error: "the reply is not an activation result: Welcome to c!",
+  answerUnreadable: true,
+});
 
 function execute(
   delivery: Delivery,

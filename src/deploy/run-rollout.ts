@@ -199,39 +199,29 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
       return undefined;
     case "skip":
       return { ...base, outcome: { status: "skipped", reason: "up-to-date" } };
-    case "unreachable":
-      // A refused host key is no outage (another machine may answer at its address): it fails
-      // the host, and counts against maxFailures, even where unreachable hosts are skipped.
-      if (p.hostKey) {
-        return {
-          ...base,
-          outcome: {
-            status: "failed",
-            phase: "connect",
-            message: hostKeyRefused(error),
-            rolledBack: false,
-          },
-        };
+    case "unreachable": {
+      // A refused host key is no outage (another machine may answer at its address), nor is a
+      // host that answered with something other than a status (it is up, what it runs there
+      // unknown): each fails the host, and counts against maxFailures, even where unreachable
+      // hosts are skipped.
+      const noOutage = p.hostKey
+        ? hostKeyRefused(error)
+        : p.answerUnreadable
+          ? `it answered, but not with a status: ${error}`
+          : undefined;
+      if (noOutage === undefined && skipUnreachable) {
+        return { ...base, outcome: { status: "skipped", reason: "unreachable", message: error } };
       }
-      // Nor is a host that answered with something other than a status: it is up, and what
-      // it runs there is unknown.
-      if (p.answerUnreadable) {
-        return {
-          ...base,
-          outcome: {
-            status: "failed",
-            phase: "connect",
-            message: `it answered, but not with a status: ${error}`,
-            rolledBack: false,
-          },
-        };
-      }
-      return skipUnreachable
-        ? { ...base, outcome: { status: "skipped", reason: "unreachable", message: error } }
-        : {
-            ...base,
-            outcome: { status: "failed", phase: "connect", message: error, rolledBack: false },
-          };
+      return {
+        ...base,
+        outcome: {
+          status: "failed",
+          phase: "connect",
+          message: noOutage ?? error,
+          rolledBack: false,
+        },
+      };
+    }
   }
 }
 
