@@ -2,8 +2,10 @@
 // one that answers with malformed fields, one whose answer is huge. `status`, `plan` and
 // `deploy` each end within their stated deadline (a status query: 60 s) plus a few seconds,
 // with the deployer's memory bounded, report each of those hosts' problems as that host's
-// alone (never "bug in nixship"), and deploy the healthy host. The lab's hosts get a forced
-// command in their authorized_keys, so they answer every ssh command so.
+// alone (never "bug in nixship"), and deploy the healthy host. The two that answer, but not
+// with a status, are no outage: the deploy fails them even with --skip-unreachable (and counts
+// them against --max-failures), while the two that do not answer are skipped. The lab's hosts
+// get a forced command in their authorized_keys, so they answer every ssh command so.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -121,7 +123,16 @@ describe("hosts that never answer, flood stderr, answer malformed fields or a hu
       timed(["status", "--fleet", fleetFile, "--json"]),
       timed(["plan", "--fleet", fleetFile, "--json"]),
       timed(
-        labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec"), "--skip-unreachable", "--json"),
+        labDeployArgs(
+          lab,
+          fleetFile,
+          join(lab.dir, "cache.sec"),
+          "--skip-unreachable",
+          // hh4 and hh5 fail before any wave: with no more than 2 failures allowed, hh1 deploys.
+          "--max-failures",
+          "2",
+          "--json",
+        ),
       ),
     ]);
     for (const [name, r] of Object.entries({ status, plan, deploy })) {
@@ -132,14 +143,16 @@ describe("hosts that never answer, flood stderr, answer malformed fields or a hu
       expect(r.stderr).not.toMatch(/bug in nixship/);
     }
     const rows = (
-      JSON.parse(status.stdout) as { hosts: { host: string; reachable: boolean; error?: string }[] }
+      JSON.parse(status.stdout) as {
+        hosts: { host: string; reachable: boolean; error?: string; answerUnreadable?: true }[];
+      }
     ).hosts;
-    expect(rows.map((h) => [h.host, h.reachable])).toEqual([
-      [`${LAB}1`, true],
-      [`${LAB}2`, false],
-      [`${LAB}3`, false],
-      [`${LAB}4`, false],
-      [`${LAB}5`, false],
+    expect(rows.map((h) => [h.host, h.reachable, h.answerUnreadable ?? false])).toEqual([
+      [`${LAB}1`, true, false],
+      [`${LAB}2`, false, false],
+      [`${LAB}3`, false, false],
+      [`${LAB}4`, false, true],
+      [`${LAB}5`, false, true],
     ]);
     const problems = rows.slice(1).map((row) => row.error);
     expect(problems).toEqual(EXPECTED_PROBLEMS);
@@ -154,18 +167,28 @@ describe("hosts that never answer, flood stderr, answer malformed fields or a hu
       [`${LAB}1`, "activated"],
       [`${LAB}2`, "skipped"],
       [`${LAB}3`, "skipped"],
-      [`${LAB}4`, "skipped"],
-      [`${LAB}5`, "skipped"],
+      [`${LAB}4`, "failed"],
+      [`${LAB}5`, "failed"],
     ]);
+    expect(summary.results.slice(3).map((h) => h.outcome.message)).toEqual(
+      EXPECTED_PROBLEMS.slice(2).map((problem) =>
+        typeof problem === "string"
+          ? `it answered, but not with a status: ${problem}`
+          : expect.stringMatching(
+              /^it answered, but not with a status: ssh exited with 0 and no result; /,
+            ),
+      ),
+    );
+    expect(deploy.code).toBe(1);
     const planned = JSON.parse(plan.stdout) as {
-      hosts: { host: string; action: string; error?: string }[];
+      hosts: { host: string; action: string; error?: string; answerUnreadable?: true }[];
     };
-    expect(planned.hosts.map((h) => [h.host, h.action])).toEqual([
-      [`${LAB}1`, "activate"],
-      [`${LAB}2`, "unreachable"],
-      [`${LAB}3`, "unreachable"],
-      [`${LAB}4`, "unreachable"],
-      [`${LAB}5`, "unreachable"],
+    expect(planned.hosts.map((h) => [h.host, h.action, h.answerUnreadable ?? false])).toEqual([
+      [`${LAB}1`, "activate", false],
+      [`${LAB}2`, "unreachable", false],
+      [`${LAB}3`, "unreachable", false],
+      [`${LAB}4`, "unreachable", true],
+      [`${LAB}5`, "unreachable", true],
     ]);
     expect(planned.hosts.slice(1).map((row) => row.error)).toEqual(EXPECTED_PROBLEMS);
   });
