@@ -4,6 +4,7 @@
 // First: an interrupt while the rest loads exits 130, as one during a command does.
 import "./early-interrupts.js";
 import "./threadpool.js";
+import { setTimeout as delay } from "node:timers/promises";
 import { outputClosed } from "./interrupts.js";
 import { main } from "./main.js";
 
@@ -21,10 +22,28 @@ main(process.argv.slice(2), {
   stderr: process.stderr,
   stdin: process.stdin,
   env: process.env,
-}).then((code) => {
+}).then(async (code) => {
   process.exitCode = code;
+  // What the command wrote reaches its reader first: a pipe takes 64 KiB at once and Node
+  // queues the rest, so exiting before a slow reader took it (a loaded CI runner reading a
+  // large --json) would cut the output short under exit code 0. Bounded: a reader that never
+  // reads does not hold the process for good.
+  await Promise.race([
+    Promise.all([drained(process.stdout), drained(process.stderr)]),
+    delay(OUTPUT_DRAIN_MS, undefined, { ref: false }),
+  ]);
   // The command has ended: nothing it started may keep the process alive past a short grace
-  // (a child's pipe still open, a timer). Standard streams are synchronous here (Linux pipes
-  // and files), so nothing written is lost.
+  // (a child's pipe still open, a timer).
   setTimeout(() => process.exit(code), 2000).unref();
 });
+
+/** How long the process waits at most for its readers to take what it wrote. */
+const OUTPUT_DRAIN_MS = 10 * 60_000;
+
+/** Settles once everything written to `stream` has been handed to the OS (or failed to be). */
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.write("", () => resolve());
+  });
+}
