@@ -356,6 +356,37 @@ describe("stopping an activation under way", () => {
     await expectSettledOn(host, "web-v1", 1);
   });
 
+  it("abort names the phase it stopped even when the rollback is slow (a loaded host)", async () => {
+    const pending = activate(host, "web-hang", { activationTimeout: 120, token: "ab-slow" });
+    const { pid } = await waitHanging(host);
+    // On the host: once activate.sh records its rollback, it is held (SIGSTOP) for 2.5 s, as a
+    // loaded machine would hold it. abort reads the lock again while it waits (after 1 s); the
+    // phase it answers must still be the one it stopped, not the rollback it caused.
+    const holder = ssh(
+      host,
+      `i=0; while [ $i -lt 1500 ] && ! grep -q '^phase=rollback$' /run/nixship/lock/info; do sleep 0.02; i=$((i+1)); done; kill -STOP ${pid} && sleep 2.5; kill -CONT ${pid}`,
+    );
+    const aborted = await onHost(host, abortArgs("ab-slow"), true);
+    const held = await holder;
+    expect(held.code, held.stderr).toBe(0);
+    expect(aborted.code, aborted.stderr).toBe(0);
+    expect(aborted.result).toMatchObject({
+      command: "abort",
+      result: "rolled-back",
+      message: "aborted by the deployer",
+      current: systems["web-v1"],
+      stoppedIn: "switch",
+    });
+    const r = await within(30, "the aborted activation ends", pending);
+    expect(r.result, `${r.stdout}\n${r.stderr}`).toMatchObject({
+      result: "failed",
+      phase: "switch",
+      message: "aborted by the deployer",
+      rolledBack: true,
+    });
+    await expectSettledOn(host, "web-v1", 1);
+  });
+
   it("SIGTERM to activate.sh mid-switch: it stops the switch and rolls back (exit 6)", async () => {
     const pending = activate(host, "web-hang", { activationTimeout: 120 });
     const { pid } = await waitHanging(host);

@@ -48,12 +48,15 @@ cmd_settle() {
     done
     if [ "$o_kind" = activate ] && [ "$o_token" = "$token" ] && [ -n "$o_pid" ] &&
       proc_alive "$o_pid" "$o_start"; then
-      # The activation is still under way: it stops what runs and rolls back.
+      # The activation is still under way: it stops what runs and rolls back. The phase it is
+      # stopped in is the one read now: settle_wait reads the lock again (o_phase), by then the
+      # activation's own rollback.
+      stopped_in=${o_phase:-realise}
       : >"$state_dir/abort-$token"
       log "stopping the activation of ${o_path:-?} (pid $o_pid, in its ${o_phase:-first} phase)"
       kill -s TERM "$o_pid" 2>/dev/null
       settle_wait
-      settled=1 stopped_in=${o_phase:-realise}
+      settled=1
     fi
   fi
   if [ -z "$settled" ]; then
