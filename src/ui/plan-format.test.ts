@@ -397,6 +397,9 @@ describe("a big plan: hosts grouped, those that need a person in full", () => {
     expect(
       lines.some((l) => /^1 +\? +example-web-system-v2 +unreachable +- +unreadable$/.test(l)),
     ).toBe(true);
+    // The summary counts it apart from the hosts that did not answer.
+    expect(lines.at(-1)).toMatch(/; 1 unreadable$/);
+    expect(lines.at(-1)).not.toContain("unreachable");
   });
 
   it("lists in full a host whose system failed there, a pending boot and a stored record", () => {

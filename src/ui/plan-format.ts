@@ -475,6 +475,10 @@ function planTotals(plan: DeployPlan): string {
   if (distinct.paths !== totals.paths || distinct.bytes !== totals.bytes) {
     parts[1] += ` (${formatTransfer(distinct)} distinct)`;
   }
-  if (plan.counts.unreachable > 0) parts.push(`${plan.counts.unreachable} unreachable`);
+  // A host that answered, but not with a status, is counted apart: it is no outage.
+  const unreadable = plan.hosts.filter((h) => h.answerUnreadable).length;
+  const silent = plan.counts.unreachable - unreadable;
+  if (silent > 0) parts.push(`${silent} unreachable`);
+  if (unreadable > 0) parts.push(`${unreadable} unreadable`);
   return parts.join("; ");
 }
