@@ -38,6 +38,35 @@ describe("owned children", () => {
     expect(error.message).toContain("nixship-no-such-command");
   });
 
+  it("spawnOwned: a script whose #! interpreter is not there fails to start (ENOENT), as spawn's does", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-bad-shebang-"));
+    try {
+      const tool = join(dir, "nixship-bad-shebang-tool");
+      await writeFile(tool, "#!/nonexistent/nixship-interpreter -e\necho hi\n");
+      await chmod(tool, 0o755);
+      for (const [command, env] of [
+        [tool, process.env],
+        ["nixship-bad-shebang-tool", { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` }],
+      ] as const) {
+        const plain = spawn(command, [], { env, stdio: "ignore" });
+        const owned = spawnOwned(command, [], { env });
+        const [plainError, ownedError] = await Promise.all(
+          [plain, owned].map(
+            (proc) =>
+              new Promise<NodeJS.ErrnoException | string>((resolve) => {
+                proc.once("error", resolve);
+                proc.once("close", (code) => resolve(`closed with ${code}`));
+              }),
+          ),
+        );
+        expect(typeof plainError === "string" ? plainError : plainError.code).toBe("ENOENT");
+        expect(typeof ownedError === "string" ? ownedError : ownedError.code).toBe("ENOENT");
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("spawnOwned: runs the command itself (setpriv execs it), its output piped", async () => {
     const proc = spawnOwned("sh", ["-c", "echo $$; echo err >&2"]);
     let out = "";

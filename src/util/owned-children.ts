@@ -17,7 +17,7 @@ import {
   spawn,
   spawnSync,
 } from "node:child_process";
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 
 const owned = new Set<ChildProcess>();
@@ -56,7 +56,9 @@ export function spawnOwned(
       ? executable(resolve(String(options.cwd ?? process.cwd()), command), "")
       : executable(command, path)) !== undefined;
   // setpriv finds it on the same PATH: the command keeps its own name as argv[0] (what `ps`
-  // shows, and what a multi-call binary such as nix-store dispatches on).
+  // shows, and what a multi-call binary such as nix-store dispatches on). A command that cannot
+  // be exec'd (a script whose `#!` names no interpreter here) is spawned as given, so that it
+  // fails to start (ENOENT) rather than as setpriv's exit 127.
   const proc = found
     ? spawn(setpriv, ["--pdeathsig", "SIGTERM", "--", command, ...args], {
         ...options,
@@ -100,12 +102,44 @@ function executable(command: string, path: string): string | undefined {
   for (const file of candidates) {
     try {
       accessSync(file, constants.X_OK);
-      if (statSync(file).isFile()) return file;
+      if (statSync(file).isFile()) return interpreterMissing(file) ? undefined : file;
     } catch {
       // Not here.
     }
   }
   return undefined;
+}
+
+/** The most of a script's first line the kernel reads for its `#!` (BINPRM_BUF_SIZE, Linux 5.1). */
+const SHEBANG_LIMIT = 256;
+
+/**
+ * Whether `file` is a script whose `#!` interpreter is not an executable file: exec(2) of it
+ * fails with ENOENT, as execvp reports a command that is not there. Read: its first 256 bytes.
+ */
+function interpreterMissing(file: string): boolean {
+  let head: Buffer;
+  try {
+    const fd = openSync(file, "r");
+    try {
+      head = Buffer.alloc(SHEBANG_LIMIT);
+      head = head.subarray(0, readSync(fd, head, 0, SHEBANG_LIMIT, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false; // Not readable (execute-only): exec decides.
+  }
+  if (head[0] !== 0x23 || head[1] !== 0x21) return false;
+  const interpreter = head.toString("latin1", 2).split("\n")[0]?.trim().split(/[ \t]/)[0] ?? "";
+  // A relative one is found from the cwd the command gets: exec decides.
+  if (!isAbsolute(interpreter)) return false;
+  try {
+    accessSync(interpreter, constants.X_OK);
+    return !statSync(interpreter).isFile();
+  } catch {
+    return true;
+  }
 }
 
 /** SIGKILL to every owned child still running, at once (a second interrupt: no grace). */
