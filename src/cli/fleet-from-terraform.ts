@@ -58,17 +58,19 @@ Terraform does not know what each host runs, so at least one of these is require
   --base FLEET        a fleet file that names the hosts' systems; also gives the settings
                       Terraform does not know: cache.publicKeys and cache.substituter,
                       releases, ssh, policy (with its health checks), policies, build,
-                      deltas, secrets, ssm.commandTimeout; and of each host, its tags
-                      (beside Terraform's) and, for ssh hosts, sshUser and sudo (each host is
-                      reached at Terraform's address: not the base's sshHost).
+                      deltas, secrets, prometheus, ssm.commandTimeout; and of each host,
+                      its tags (beside Terraform's) and, for ssh hosts, sshUser and sudo
+                      (each host is reached at Terraform's address: not the base's sshHost).
                       Its hosts that Terraform does not list are left out (named on
                       stderr).
   --system TEMPLATE   the system of every host the base does not name; {name} becomes the
                       host's name, e.g. '.#nixosConfigurations.{name}.config.system.build.toplevel'
-A host that gets no system from either is an error. Relative flake references (and ssh
-files) are relative to the fleet file's directory: with --out, those of the base and of
---system (named from the current directory) are rewritten for the output's directory; on
-stdout they are kept as given.
+A host that gets no system from either is an error. Relative flake references and files
+(ssh's, secrets', a machines file, a bearer token) are relative to the fleet file's
+directory: with --out, those of the base and of --system (named from the current directory)
+are rewritten for the output's directory; on stdout they are kept as given. An --out that
+is a symbolic link replaces the file it names, and is written for the link's directory,
+where the fleet is read.
 
 Health checks: Terraform knows none, so they come from the base's "policy" (health.commands
 and health.http, with the rest of the policy); without --base the fleet has none, and a

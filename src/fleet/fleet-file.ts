@@ -24,6 +24,7 @@ import {
   SSH_USER_PATTERN,
   type SshSettings,
 } from "./fleet.js";
+import { mapFleetFiles } from "./fleet-files.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
 import { usesPlaceholder } from "./health-url.js";
 import { hostPolicy, type PolicyRule, rulesFor } from "./host-policy.js";
@@ -87,32 +88,12 @@ export function parseFleetValue(value: unknown, source: string, format?: Problem
 }
 
 /**
- * Resolves the relative file paths of a fleet (ssh's files, secrets' ciphertexts, a machines
- * file) against
- * `baseDir` (the fleet file's directory).
+ * Resolves the relative file paths of a fleet (fleet-files.ts: ssh's files, secrets'
+ * ciphertexts, a machines file, a bearer token file) against `baseDir` (the fleet file's
+ * directory).
  */
 export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
-  const at = (file: string) => (isAbsolute(file) ? file : resolve(baseDir, file));
-  const maybe = (file: string | undefined) => (file === undefined ? file : at(file));
-  const ssh = {
-    ...fleet.ssh,
-    configFile: maybe(fleet.ssh.configFile),
-    knownHosts: maybe(fleet.ssh.knownHosts),
-  };
-  const secrets = fleet.secrets && {
-    ...fleet.secrets,
-    entries: fleet.secrets.entries.map((e) => ({ ...e, file: at(e.file) })),
-  };
-  const builders = fleet.build.builders;
-  const build =
-    builders?.kind === "file"
-      ? { ...fleet.build, builders: { ...builders, path: at(builders.path) } }
-      : fleet.build;
-  const prometheus = fleet.prometheus && {
-    ...fleet.prometheus,
-    bearerTokenFile: maybe(fleet.prometheus.bearerTokenFile),
-  };
-  return { ...fleet, ssh, secrets, build, ...(prometheus === undefined ? {} : { prometheus }) };
+  return mapFleetFiles(fleet, (file) => (isAbsolute(file) ? file : resolve(baseDir, file)));
 }
 
 function readFleet(value: unknown, problems: Problems): Fleet | undefined {

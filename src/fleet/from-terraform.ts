@@ -161,6 +161,7 @@ export function fleetFromTerraform(
     ),
     secrets: base?.secrets,
     deltas: base?.deltas,
+    ...(base?.prometheus === undefined ? {} : { prometheus: base.prometheus }),
   };
   if (conflicts.length > 0) throw new HostKeyChangedError(conflicts, REPLACE_HOST_KEYS_FLAG);
   const doc = fleetToJson(fleet);

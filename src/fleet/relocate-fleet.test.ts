@@ -39,6 +39,31 @@ describe("relocateFleet", () => {
     ]);
   });
 
+  it("rewrites every other file the fleet names: secrets, a machines file, a bearer token", () => {
+    const withFiles = parseFleetValue(
+      {
+        build: { builders: "@nix/machines" },
+        prometheus: { url: "http://127.0.0.1:9090", bearerTokenFile: "prom.token" },
+        secrets: {
+          admins: ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],
+          entries: {
+            db: { hosts: "a" },
+            tls: { hosts: "a", file: "/srv/tls.age" },
+          },
+        },
+        hosts: { a: { address: "192.0.2.1", system: ".#web" } },
+      },
+      "base.json",
+    );
+    const moved = relocateFleet(withFiles, "/repo/infra", "/repo/out/prod");
+    expect(moved.build.builders).toEqual({ kind: "file", path: "../../infra/nix/machines" });
+    expect(moved.prometheus?.bearerTokenFile).toBe("../../infra/prom.token");
+    expect(moved.secrets?.entries.map((e) => e.file)).toEqual([
+      "../../infra/secrets/db.age",
+      "/srv/tls.age",
+    ]);
+  });
+
   it("writes references into a subdirectory as ./x and to the parent as ./..", () => {
     expect(systems(relocateFleet(fleet, "/repo/infra", "/repo")).slice(0, 3)).toEqual([
       "./infra#web",

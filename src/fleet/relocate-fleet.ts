@@ -1,21 +1,18 @@
 // A fleet read from one directory, to be written into another: the paths in it that are
-// relative to its file (ssh files, local flake references such as `.#web`) are rewritten to
-// name the same files from the new directory, and stay relative.
+// relative to its file (the files of fleet-files.ts, local flake references such as `.#web`)
+// are rewritten to name the same files from the new directory, and stay relative.
 import { isAbsolute, relative, resolve } from "node:path";
 import type { Fleet, FleetHost, SystemSpec } from "./fleet.js";
+import { mapFleetFiles } from "./fleet-files.js";
 
 export function relocateFleet(fleet: Fleet, fromDir: string, toDir: string): Fleet {
   if (resolve(fromDir) === resolve(toDir)) return fleet;
-  const file = (path: string | undefined) =>
-    path === undefined || isAbsolute(path) ? path : relativePath(resolve(fromDir, path), toDir);
+  const moved = mapFleetFiles(fleet, (file) =>
+    isAbsolute(file) ? file : relativePath(resolve(fromDir, file), toDir),
+  );
   return {
-    ...fleet,
-    ssh: {
-      ...fleet.ssh,
-      configFile: file(fleet.ssh.configFile),
-      knownHosts: file(fleet.ssh.knownHosts),
-    },
-    hosts: fleet.hosts.map(
+    ...moved,
+    hosts: moved.hosts.map(
       (host): FleetHost => ({ ...host, system: relocateSystem(host.system, fromDir, toDir) }),
     ),
   };
