@@ -136,9 +136,18 @@ export function fleetFromTerraform(
     options.substituter ??
     base?.cache?.substituter ??
     (options.via === "ssm" && read.cacheUrl.startsWith("s3://") ? read.cacheUrl : undefined);
+  // The base's settings, every one (a setting added to fleets is carried without a word
+  // here), with what Terraform knows laid over them.
   const fleet: Fleet = {
+    ...(base ?? {
+      releases: undefined,
+      policy: { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
+      build: NO_BUILD_SETTINGS,
+      policies: [],
+      secrets: undefined,
+      deltas: undefined,
+    }),
     cache: { url: read.cacheUrl, publicKeys, substituter },
-    releases: base?.releases,
     ssh: {
       ...(base?.ssh ?? {
         user: DEFAULT_SSH_USER,
@@ -153,15 +162,9 @@ export function fleetFromTerraform(
       region: read.region,
       commandTimeout: base?.ssm.commandTimeout ?? SSM_DEFAULTS.commandTimeout,
     },
-    policy: base?.policy ?? { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
-    build: base?.build ?? NO_BUILD_SETTINGS,
-    policies: base?.policies ?? [],
     hosts: read.hosts.map((h) =>
       toFleetHost(h, options.via, hostKeyOf(h, options, conflicts), baseHost(base, h.name)),
     ),
-    secrets: base?.secrets,
-    deltas: base?.deltas,
-    ...(base?.prometheus === undefined ? {} : { prometheus: base.prometheus }),
   };
   if (conflicts.length > 0) throw new HostKeyChangedError(conflicts, REPLACE_HOST_KEYS_FLAG);
   const doc = fleetToJson(fleet);
