@@ -3,7 +3,7 @@
 import { InputError } from "../errors.js";
 import type { AnalysisQuery } from "./bake.js";
 import type { DeltaSettings, Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
-import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
+import { formatSystemSpec, POLICY_DEFAULTS, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import type { PolicyOverride } from "./host-policy.js";
 import { isJsonObject } from "./json-check.js";
@@ -64,6 +64,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       ...(ssh.knownHosts === undefined ? {} : { knownHosts: ssh.knownHosts }),
       user: ssh.user,
       ...(ssh.sudo ? { sudo: true } : {}),
+      ...(ssh.maxConnections === undefined ? {} : { maxConnections: ssh.maxConnections }),
     },
     ...(isDefaultSsm(ssm)
       ? {}
@@ -82,6 +83,13 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       confirmTimeout: policy.confirmTimeout,
       activationTimeout: policy.activationTimeout,
       ...(policy.keepGenerations === 0 ? {} : { keepGenerations: policy.keepGenerations }),
+      ...(policy.reboot === POLICY_DEFAULTS.reboot ? {} : { reboot: policy.reboot }),
+      ...(policy.rebootTimeout === POLICY_DEFAULTS.rebootTimeout
+        ? {}
+        : { rebootTimeout: policy.rebootTimeout }),
+      ...(policy.rebootRollback === POLICY_DEFAULTS.rebootRollback
+        ? {}
+        : { rebootRollback: policy.rebootRollback }),
       ...(policy.requirePinned ? { requirePinned: true } : {}),
       ...(policy.deltas ? {} : { deltas: false }),
       ...(policy.pause === undefined
