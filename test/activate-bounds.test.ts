@@ -387,14 +387,14 @@ describe("stopping an activation under way", () => {
     await expectSettledOn(host, "web-v1", 1);
   });
 
-  it("SIGTERM to activate.sh mid-switch: it stops the switch and rolls back (exit 6)", async () => {
+  it("SIGTERM to activate.sh mid-switch: it stops the switch and rolls back (exit 6, interrupted)", async () => {
     const pending = activate(host, "web-hang", { activationTimeout: 120 });
     const { pid } = await waitHanging(host);
     expect((await ssh(host, `kill -TERM ${pid}`)).code).toBe(0);
     const r = await within(30, "the interrupted activation ends", pending);
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.unconfirmed);
     expect(r.result, `${r.stdout}\n${r.stderr}`).toMatchObject({
-      result: "failed",
+      result: "interrupted",
       phase: "switch",
       message: "interrupted by SIGTERM",
       rolledBack: true,

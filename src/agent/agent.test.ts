@@ -656,6 +656,44 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", current: sys("b") });
   });
 
+  it("holds an activation the stopping signal interrupted on the host as interrupted, and applies it again at start", async () => {
+    await publish({ [HOST]: sys("a") });
+    const interrupted: Applied = {
+      status: "failed",
+      phase: "switch",
+      message: "interrupted by SIGTERM",
+      rolledBack: true,
+      interruptedOnHost: true,
+    };
+    // The same answer while the agent is not stopping: the activation was stopped by someone
+    // else, on purpose, and the release failed here.
+    activator.script.push(interrupted);
+    expect(await makeAgent().pollOnce(new AbortController().signal)).toBe("failed");
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "failed" });
+
+    await publish({ [HOST]: sys("b") });
+    activator.script.push(interrupted);
+    const stopping = new AbortController();
+    stopping.abort();
+    const agent = makeAgent();
+    expect(await agent.pollOnce(stopping.signal)).toBe("interrupted");
+    expect(ofType("interrupted")).toEqual([
+      { type: "interrupted", seq: 2, message: "interrupted by SIGTERM" },
+    ]);
+    expect(ofType("failed")).toHaveLength(1); // release 1's
+    // Not reported failed: the record says it was being applied, and the state keeps it so.
+    expect(await hostRecord()).not.toMatchObject({ seq: 2, state: "failed" });
+    expect(await loadState(stateDir)).toMatchObject({ applying: { seq: 2, path: sys("b") } });
+
+    // The agent started again applies release 2 in full.
+    const again = makeAgent();
+    await again.start();
+    expect(ofType("recovering")).toEqual([{ type: "recovering", seq: 2, path: sys("b") }]);
+    expect(await again.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("b"), sys("b")]);
+    expect(await hostRecord()).toMatchObject({ seq: 2, state: "success" });
+  });
+
   it("records a release without an entry for the host and activates nothing", async () => {
     await publish({ web2: sys("a") });
     const agent = makeAgent();

@@ -118,7 +118,12 @@ export type PollOutcome =
   | "failed"
   | "busy"
   /** A reboot into the release's system is under way (judged by the agent after the boot). */
-  | "rebooting";
+  | "rebooting"
+  /**
+   * The agent is stopping, and the signal that stops it stopped the activation too (a
+   * `systemctl kill`, which signals the whole unit): applied again when the agent starts.
+   */
+  | "interrupted";
 
 /** Why a release was refused: its signature, sequence or expiry (verify), or its secrets. */
 type Refusal =
@@ -148,6 +153,7 @@ export type AgentEvent =
       readonly rolledBack: boolean;
     }
   | { readonly type: "busy"; readonly message: string }
+  | { readonly type: "interrupted"; readonly seq: number; readonly message: string }
   | { readonly type: "rebooting"; readonly seq: number; readonly path: string }
   | { readonly type: "rebooted"; readonly seq: number; readonly booted: string | null }
   | { readonly type: "warning"; readonly message: string }
@@ -186,6 +192,8 @@ export class Agent {
   #readAgain = false;
   /** Whether this process looked at the host's boot yet (its first poll does). */
   #bootSeen = false;
+  /** Aborted once the agent is asked to stop (the poll under way lets its activation end). */
+  #stopping: AbortSignal | undefined;
   /** What the agent writes of itself: host key, heartbeats, its status record. */
   readonly #report: AgentReporter;
 
@@ -250,7 +258,13 @@ export class Agent {
    * One poll: at most one conditional GET, at most one activation, and a heartbeat when one is
    * due (every `heartbeatEvery` polls, or the agent paused or resumed since the last one).
    */
-  async pollOnce(): Promise<PollOutcome> {
+  /**
+   * One poll. `stopping`: aborted when the agent is asked to stop, which the poll does not
+   * obey (an activation in progress ends first) but heeds in how it records one that the
+   * same signal interrupted on the host.
+   */
+  async pollOnce(stopping?: AbortSignal): Promise<PollOutcome> {
+    this.#stopping = stopping;
     const o = this.#o;
     if (this.#state === undefined) await this.start();
     this.#readAgain = false;
@@ -408,7 +422,7 @@ export class Agent {
     while (!signal.aborted) {
       let wait: number;
       try {
-        const outcome = await this.pollOnce();
+        const outcome = await this.pollOnce(signal);
         failures = 0;
         wait = this.#interval();
         // A busy host (another activation holds the lock) is asked again soon.
@@ -527,6 +541,13 @@ export class Agent {
         { seq: release.seq, digest },
         { phase: "realise", desired: path, current: await this.#inspect() },
       );
+    }
+    // Stopped by the signal that stops the agent (a `systemctl kill` reaches activate.sh too):
+    // not this release's failure. The host went back; `applying` stays in the state file, so
+    // that the agent applies the release again, in full, when it starts (as after a crash).
+    if (applied.status === "failed" && applied.interruptedOnHost && this.#stopping?.aborted) {
+      this.#emit({ type: "interrupted", seq: release.seq, message: applied.message });
+      return "interrupted";
     }
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is

@@ -20,9 +20,10 @@ const NOTHING_NEW = "nothing new to apply";
  */
 export async function pollForExit(
   agent: Pick<Agent, "pollOnce" | "readsAgain" | "state">,
+  stopping?: AbortSignal,
 ): Promise<OnceExit & { readonly outcome: PollOutcome }> {
-  let outcome = await agent.pollOnce();
-  if (outcome === "unchanged" && agent.readsAgain) outcome = await agent.pollOnce();
+  let outcome = await agent.pollOnce(stopping);
+  if (outcome === "unchanged" && agent.readsAgain) outcome = await agent.pollOnce(stopping);
   return { outcome, ...onceExit(outcome, agent.state) };
 }
 
@@ -49,6 +50,9 @@ export function onceExit(outcome: PollOutcome, state: AgentState): OnceExit {
       };
     case "busy":
       return { code: 1, why: "not done: another activation holds this host; run again" };
+    // Its event says why.
+    case "interrupted":
+      return { code: 1 };
     case "rebooting":
       return {
         code: 1,

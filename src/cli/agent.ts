@@ -174,7 +174,7 @@ Subcommands (each with its own --help):
           second: () => {},
         });
         try {
-          const exit = await pollForExit(agent);
+          const exit = await pollForExit(agent, trap.signal);
           if (exit.why !== undefined) {
             io.stderr.write(`nixship-agent: ${withoutControls(exit.why)}\n`);
           }

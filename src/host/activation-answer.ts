@@ -128,7 +128,7 @@ export type ActivationResult =
        * timed-out: ran past --activation-timeout (exit 10); the switch was stopped. changed: the
        * host runs another system than --expect-current (exit 14); nothing changed.
        */
-      readonly result: "failed" | "timed-out" | "changed";
+      readonly result: "failed" | "timed-out" | "interrupted" | "changed";
       readonly phase: "realise" | "secrets" | "profile" | "switch" | "reboot" | "health";
       readonly exitCode: number;
       readonly message: string;

@@ -263,7 +263,7 @@ function checkVariant(o: Obj): ActivationResult {
       return present({
         ok,
         command,
-        result: oneOf(o, "result", ["failed", "timed-out", "changed"] as const),
+        result: oneOf(o, "result", ["failed", "timed-out", "interrupted", "changed"] as const),
         phase: oneOf(o, "phase", [
           "realise",
           "secrets",

@@ -235,6 +235,12 @@ export type DeployOutcome =
        * start on the host before it runs another boot.
        */
       readonly rebootsFrom?: string;
+      /**
+       * A signal on the host (INT or TERM to activate.sh: an operator's kill, the host going
+       * down) stopped the activation, which went back as any failure does. An agent stopped
+       * by the same signal applies the release again when it starts (agent.ts).
+       */
+      readonly interruptedOnHost?: true;
     }
   | {
       /** Nothing was done: the host ran another system than the request expects (`expect`). */

@@ -256,7 +256,13 @@ export function notActivated(
     const runs = typeof answer.previous === "string" ? { runs: answer.previous } : {};
     return { status: "skipped", reason: "refused", message: answer.message, ...runs };
   }
-  return failed(answer.phase, answer.message, answer.rolledBack);
+  return {
+    status: "failed",
+    phase: answer.phase,
+    message: answer.message,
+    rolledBack: answer.rolledBack,
+    ...(answer.result === "interrupted" ? { interruptedOnHost: true as const } : {}),
+  };
 }
 
 /**

@@ -26,6 +26,8 @@ export function formatAgentEvent(e: AgentEvent): string | undefined {
       return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
     case "busy":
       return `the host is busy: ${e.message}; trying again every poll until it is not (said once)`;
+    case "interrupted":
+      return `release ${e.seq} was interrupted on this host as the agent stops: ${e.message}; applied again when the agent starts`;
     case "rebooting":
       return `release ${e.seq}: the host reboots into ${e.path}; judged after the boot`;
     case "rebooted":

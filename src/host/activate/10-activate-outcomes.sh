@@ -55,7 +55,7 @@ restore_previous() {
 took_over_json() { [ -z "$took_over" ] || { printf ',"tookOver":'; json_str "$took_over"; }; }
 
 # Ends a failed activation: stops what runs, undoes what it changed, and reports result $1
-# (failed or timed-out) in phase $2, with exit code $3 and message $4.
+# (failed, timed-out or interrupted) in phase $2, with exit code $3 and message $4.
 finish_failed() {
   trap '' INT TERM
   umask 022
@@ -134,7 +134,7 @@ interrupted() {
   if aborted; then
     finish_failed failed "$l_phase" 6 "aborted by the deployer"
   fi
-  finish_failed failed "$l_phase" 6 "interrupted by SIG$1"
+  finish_failed interrupted "$l_phase" 6 "interrupted by SIG$1"
 }
 
 # Step $1 failed (code $2, message $3): because of an abort, the timeout, or by itself.
