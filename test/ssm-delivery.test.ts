@@ -569,6 +569,29 @@ describe("HTTP checks from the deployer", () => {
     const phases = events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
     expect(phases.slice(-2)).toEqual(["health", "rollback"]);
   });
+
+  it("check each host of a shared command with its own checks: one that fails goes back alone", async () => {
+    const f = makeFake(plan);
+    // Each host's checks are its own ({address}, {name} filled in): the command carries none.
+    const checks = { a: `${url()}/ok`, b: `${url()}/b/health` };
+    const wave = [host("a", "i-00000001"), host("b", "i-00000002")].map((h) => ({
+      host: h,
+      request: request({
+        httpChecks: [{ url: checks[h.name as "a" | "b"], expectStatus: 200, timeout: 1 }],
+      }),
+    }));
+    const outcomes = await f.delivery().deployWave(wave, () => {}, CONTEXT);
+    expect(f.sent()[0]).toMatchObject({ InstanceIds: ["i-00000001", "i-00000002"] });
+    expect(outcomes.map((o) => [o.status, "message" in o ? o.message : ""])).toEqual([
+      ["activated", ""],
+      ["failed", expect.stringContaining(`${checks.b}: expected status 200`)],
+    ]);
+    expect(f.sent()).toHaveLength(2);
+    expect(f.sent()[1]).toMatchObject({
+      InstanceIds: ["i-00000002"],
+      Parameters: { Command: ["rollback"] },
+    });
+  });
 });
 
 describe("reboots over SSM (deploy --reboot)", () => {

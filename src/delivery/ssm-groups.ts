@@ -9,10 +9,16 @@ const MAX_INSTANCE_IDS = 50;
 export interface Member {
   readonly index: number;
   readonly host: SsmHost;
+  /**
+   * The host's own request: the group's but for what the command does not carry and the
+   * deployer does for each host (its HTTP checks, with its own {address} and {name}).
+   */
+  readonly request: DeployRequest;
 }
 
 /** Hosts that share one SendCommand: by instance ID, or one targets host alone. */
 export interface Group {
+  /** What the command carries: its first member's request (the others differ only in what it does not). */
   readonly request: DeployRequest;
   readonly members: readonly Member[];
   readonly instanceIds: string[];
@@ -26,7 +32,12 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
   for (const [index, { host, request }] of wave.entries()) {
     const h = ssmHost(host);
     if (h.instanceId === undefined) {
-      groups.push({ request, members: [{ index, host: h }], instanceIds: [], targets: h.targets });
+      groups.push({
+        request,
+        members: [{ index, host: h, request }],
+        instanceIds: [],
+        targets: h.targets,
+      });
       continue;
     }
     const key = JSON.stringify([
@@ -60,7 +71,7 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       groups.push(group);
       open.set(key, group);
     }
-    (group.members as Member[]).push({ index, host: h });
+    (group.members as Member[]).push({ index, host: h, request });
     if (!group.instanceIds.includes(h.instanceId)) group.instanceIds.push(h.instanceId);
   }
   return groups;

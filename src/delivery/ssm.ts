@@ -408,7 +408,7 @@ export class SsmDelivery implements Delivery {
       for (const m of group.members.filter((x) => x.host.instanceId === inv.instanceId)) {
         const errors = [...finished.values()].filter(countsAsError).length;
         finishing.push(
-          this.finishHost(m.host, group.request, [inv], errors, emit, context, rebootToken).then(
+          this.finishHost(m.host, m.request, [inv], errors, emit, context, rebootToken).then(
             (o) => {
               results.set(m.index, o);
             },
@@ -434,7 +434,7 @@ export class SsmDelivery implements Delivery {
       const errors = all.filter(countsAsError).length;
       results.set(
         member.index,
-        await this.finishHost(member.host, group.request, all, errors, emit, context, rebootToken),
+        await this.finishHost(member.host, member.request, all, errors, emit, context, rebootToken),
       );
     }
     await Promise.all(finishing);
