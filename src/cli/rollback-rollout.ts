@@ -6,6 +6,7 @@ import { deployOrigin } from "../deploy/deploy-origin.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { recordRollout } from "../deploy/rollout-recorder.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type { PolicyOverride } from "../fleet/host-policy.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { futureRolloutText } from "../status/future-rollouts.js";
@@ -24,6 +25,8 @@ export interface UndoOptions {
   readonly force: boolean;
   readonly json: boolean;
   readonly policy: RolloutPolicy;
+  /** The command's policy flags, which win over each host's role (as in the deploy). */
+  readonly policyFlags: PolicyOverride;
   readonly key: SecretKey | undefined;
   readonly serveCache: DeployOptions["serveCache"];
   readonly releaseKey: SecretKey | undefined;
@@ -112,6 +115,7 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       selector: hosts.map((h) => h.name).join(","),
       action: "switch",
       policy: o.policy,
+      policyFlags: o.policyFlags,
       key: o.key,
       serveCache: o.serveCache,
       releaseKey: o.releaseKey,

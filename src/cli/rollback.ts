@@ -7,6 +7,11 @@ import { recordRollbacks } from "../deploy/push-records.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
+import {
+  applyOverride,
+  longestActivationTimeout,
+  type PolicyOverride,
+} from "../fleet/host-policy.js";
 import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
@@ -94,7 +99,8 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
   --activation-timeout S
                      ssh and ssm hosts: seconds the switch back may run before the host stops
                      it and goes back to the generation it was on, as when the switch fails
-                     (fleet policy, else ${POLICY_DEFAULTS.activationTimeout}); agent hosts use their own config's
+                     (the hosts' policy, a role's where it sets one: the longest of
+                     them; else ${POLICY_DEFAULTS.activationTimeout}); agent hosts use their own config's
                      activationTimeout
   --release-key FILE secret key that signs the rollback release for agent hosts (else
                      $NIXSHIP_RELEASE_KEY)`,
@@ -139,13 +145,15 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
     }
     const input = await readFleetInput(values, io);
     const { fleet } = input;
-    const activationTimeout =
-      rangedFlag(
-        values["activation-timeout"],
-        "--activation-timeout",
-        "rollback",
-        POLICY_RANGES.activationTimeout,
-      ) ?? fleet.policy.activationTimeout;
+    const timeoutFlag = rangedFlag(
+      values["activation-timeout"],
+      "--activation-timeout",
+      "rollback",
+      POLICY_RANGES.activationTimeout,
+    );
+    // The flag wins over every role's policy, as a deploy's flags do.
+    const policyFlags: PolicyOverride =
+      timeoutFlag === undefined ? {} : { activationTimeout: timeoutFlag };
     const hosts = selectHosts(fleet, values.on);
     const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, input.fleetFile);
     if (byRollout) {
@@ -166,7 +174,8 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
         selected: values.on === undefined ? undefined : hosts,
         force: values.force === true,
         json: values.json === true,
-        policy: { ...fleet.policy, activationTimeout },
+        policy: applyOverride(fleet.policy, policyFlags),
+        policyFlags,
         key,
         serveCache: readServeCache(values["serve-cache"], fleet, "rollback"),
         releaseKey,
@@ -191,7 +200,9 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
     let outcomes: Awaited<ReturnType<typeof delivery.rollbackHosts>>;
     let unrecorded: string | undefined;
     try {
-      outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
+      outcomes = await delivery
+        .rollbackHosts(hosts, to, timeoutFlag ?? longestActivationTimeout(fleet, hosts))
+        .finally(close);
       // Agents report a rollback release themselves; push modes leave the record here.
       unrecorded =
         mode === "agent" || fleet.cache === undefined

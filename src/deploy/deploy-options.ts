@@ -26,7 +26,7 @@ export interface DeployOptions {
   /** The fleet's policy with the flags laid over it: the rollout's own numbers. */
   readonly policy: RolloutPolicy;
   /** The policy flags given: they win over every role's policy too (host-policy.ts). */
-  readonly policyFlags?: PolicyOverride;
+  readonly policyFlags: PolicyOverride;
   /** Signs what is pushed into the fleet's cache; without it nothing is pushed. */
   readonly key: SecretKey | undefined;
   /** Serve the fleet's cache on this host:port for the hosts while deploying. */

@@ -74,7 +74,7 @@ const plan = planWith();
 const prepared = { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() };
 const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
   deployRequest(
-    { action: "switch", fleet, policy: fleet.policy },
+    { action: "switch", fleet, policy: fleet.policy, policyFlags: {} },
     prepared,
     host,
     planned,
@@ -138,7 +138,7 @@ function execute(
     mode: "ssh",
     delivery,
     requests: hostRequests(
-      { action: "switch", fleet, policy: fleet.policy },
+      { action: "switch", fleet, policy: fleet.policy, policyFlags: {} },
       prepared,
       hosts,
       planned,
@@ -332,6 +332,7 @@ describe("deploy", () => {
     const options: DeployOptions = {
       fleet,
       fleetDir: "/nonexistent",
+      policyFlags: {},
       selector: undefined,
       action: "switch",
       policy: fleet.policy,

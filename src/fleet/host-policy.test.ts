@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { FleetFileError, parseFleetValue } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
-import { hostPolicy, roleOf } from "./host-policy.js";
+import { hostPolicy, longestActivationTimeout, roleOf } from "./host-policy.js";
 
 const API_CHECK = { url: "http://{address}:8080/health", expectStatus: 200, timeout: 5 };
 const fleetDoc = (policies: unknown, extra: object = {}) => ({
@@ -120,5 +120,32 @@ describe("policies", () => {
     );
     const again = parseFleetValue(JSON.parse(formatFleet(fleet)), "f");
     expect(again.policies).toEqual(fleet.policies);
+  });
+});
+
+describe("longestActivationTimeout", () => {
+  const fleet = parseFleetValue(
+    {
+      policy: { activationTimeout: 600 },
+      policies: { "@db": { activationTimeout: 1200 }, web9: { activationTimeout: 60 } },
+      hosts: {
+        web1: { address: "10.0.0.1", tags: ["web"], system: ".#web" },
+        web9: { address: "10.0.0.9", tags: ["web"], system: ".#web" },
+        db1: { address: "10.0.0.5", tags: ["db"], system: ".#db" },
+      },
+    },
+    "nixship.json",
+  );
+  const named = (...names: string[]) => fleet.hosts.filter((h) => names.includes(h.name));
+
+  it("is a role's own where it is the longest, else the fleet's", () => {
+    expect(longestActivationTimeout(fleet, named("db1"))).toBe(1200);
+    expect(longestActivationTimeout(fleet, named("web1", "db1"))).toBe(1200);
+    expect(longestActivationTimeout(fleet, named("web1"))).toBe(600);
+  });
+
+  it("is a host's own where it is shorter, and the fleet's for no host", () => {
+    expect(longestActivationTimeout(fleet, named("web9"))).toBe(60);
+    expect(longestActivationTimeout(fleet, [])).toBe(600);
   });
 });

@@ -10,7 +10,7 @@
 // `health.commands` are each replaced whole by the latest entry that states them, so an entry
 // can also take a check away (`"commands": []`). `maxFailures` is the rollout's alone. The
 // types of an entry (`PolicyOverride`, `PolicyRule`) are the fleet's, in fleet.ts.
-import type { FleetHost, PolicyOverride, PolicyRule, RolloutPolicy } from "./fleet.js";
+import type { Fleet, FleetHost, PolicyOverride, PolicyRule, RolloutPolicy } from "./fleet.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
 /** The selector's single term; `policies` keys are one term each (the parser checks). */
@@ -80,3 +80,18 @@ function namesOneHost(rule: Pick<PolicyRule, "selector">): boolean {
 }
 
 export type { PolicyOverride, PolicyRule } from "./fleet.js";
+
+/**
+ * The longest activation timeout among `hosts`' policies (a role's own, else the fleet's; the
+ * fleet's for none): one bound for the switch back of all of them, as a wave's rollback after
+ * its bake takes.
+ */
+export function longestActivationTimeout(
+  fleet: Pick<Fleet, "policy" | "policies">,
+  hosts: readonly Pick<FleetHost, "name" | "tags">[],
+): number {
+  if (hosts.length === 0) return fleet.policy.activationTimeout;
+  return Math.max(
+    ...hosts.map((h) => hostPolicy(fleet.policy, fleet.policies, h).activationTimeout),
+  );
+}
