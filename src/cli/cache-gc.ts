@@ -14,6 +14,7 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { Fleet } from "../fleet/fleet.js";
+import { keepGenerationsOf } from "../fleet/host-policy.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { formatGcReport, gcProgressText, WHY_SHOWN } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
@@ -85,7 +86,8 @@ ${CACHE_HELP}
   --keep-releases N      newest releases kept per channel (default ${DEFAULTS.keepReleases})
   --keep-days D          also keep paths pushed within D days (default: only the grace period)
   --keep-generations N   systems of each agent host's confirmed history kept (default: the
-                         fleet's policy.keepGenerations when set, else all the history holds)
+                         host's keepGenerations in the fleet, a role's where one sets it,
+                         else policy's; where that is unset or 0, all the history holds)
   --grace H              hours within which nothing is deleted (default ${DEFAULTS.graceHours}; 0: none)
   --price USD            the storage price per GB-month for the report (default ${DEFAULT_PRICE_PER_GB_MONTH}, S3 Standard)
   --wait S               seconds to wait for pushes and deploys in progress (default ${DEFAULTS.waitSeconds})
@@ -134,9 +136,7 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
     const { fleet, url } = await readCacheInput(values, io, "cache gc");
     const keepGenerations =
       parseIntFlag(values["keep-generations"], "--keep-generations", "cache gc") ??
-      (fleet !== undefined && fleet.policy.keepGenerations > 0
-        ? fleet.policy.keepGenerations
-        : undefined);
+      (fleet === undefined ? undefined : keepGenerationsOf(fleet));
     const store = await openCache(url);
     const line = new ProgressLine(io.stderr);
     const trap = trapInterrupts({

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { FleetFileError, parseFleetValue } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
-import { hostPolicy, longestActivationTimeout, roleOf } from "./host-policy.js";
+import { hostPolicy, keepGenerationsOf, longestActivationTimeout, roleOf } from "./host-policy.js";
 
 const API_CHECK = { url: "http://{address}:8080/health", expectStatus: 200, timeout: 5 };
 const fleetDoc = (policies: unknown, extra: object = {}) => ({
@@ -147,5 +147,25 @@ describe("longestActivationTimeout", () => {
   it("is a host's own where it is shorter, and the fleet's for no host", () => {
     expect(longestActivationTimeout(fleet, named("web9"))).toBe(60);
     expect(longestActivationTimeout(fleet, [])).toBe(600);
+  });
+});
+
+describe("keepGenerationsOf", () => {
+  const fleet = parseFleetValue(
+    {
+      policy: { keepGenerations: 1 },
+      policies: { "@db": { keepGenerations: 3 }, "@cache": { keepGenerations: 0 } },
+      hosts: {
+        web1: { address: "10.0.0.1", tags: ["web"], system: ".#web" },
+        db1: { address: "10.0.0.5", tags: ["db"], system: ".#db" },
+        c1: { address: "10.0.0.6", tags: ["cache"], system: ".#c" },
+      },
+    },
+    "nixship.json",
+  );
+
+  it("is each host's own (a role's), the fleet's for a host it no longer names, none for 0", () => {
+    const keep = keepGenerationsOf(fleet);
+    expect(["web1", "db1", "c1", "gone"].map(keep)).toEqual([1, 3, undefined, 1]);
   });
 });

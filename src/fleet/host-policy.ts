@@ -95,3 +95,21 @@ export function longestActivationTimeout(
     ...hosts.map((h) => hostPolicy(fleet.policy, fleet.policies, h).activationTimeout),
   );
 }
+
+/**
+ * What each agent host keeps of its history by the fleet: its own policy's keepGenerations (a
+ * role's, where one sets it), the fleet's for a host it no longer names; 0 keeps all.
+ */
+export function keepGenerationsOf(
+  fleet: Pick<Fleet, "policy" | "policies" | "hosts">,
+): (host: string) => number | undefined {
+  const named = new Map(fleet.hosts.map((h) => [h.name, h] as const));
+  return (name) => {
+    const host = named.get(name);
+    const keep =
+      host === undefined
+        ? fleet.policy.keepGenerations
+        : hostPolicy(fleet.policy, fleet.policies, host).keepGenerations;
+    return keep > 0 ? keep : undefined;
+  };
+}

@@ -274,6 +274,12 @@ describe("gc roots", () => {
         ].sort();
       // c (the channel's), then b, its rollback target: a is past --keep-generations 2.
       expect(await roots()).toEqual([p("b"), p("c")]);
+      // Each host's own number (a role's): web1 keeps 3, so a stays too.
+      const own = await rootsFromStore(store, {
+        keepReleases: 1,
+        keepGenerations: (host) => (host === "web1" ? 3 : 1),
+      });
+      expect([...own.roots.keys()].sort()).toEqual([p("a"), p("b"), p("c")]);
       // Someone writes web1's failure of b, newer than its success.
       await new Promise((resolve) => setTimeout(resolve, 20));
       await report(2, p("b"), "failed");

@@ -57,10 +57,11 @@ export interface StoreRootOptions {
   /** The newest releases of each channel whose systems are kept (≥ 1). */
   readonly keepReleases: number;
   /**
-   * Of each agent host's confirmed history, the newest systems kept (its rollback targets);
-   * undefined: every confirmed system the history reaches.
+   * Of each agent host's confirmed history, the newest systems kept (its rollback targets):
+   * one number for every host, or each host's own (its role's); undefined: every confirmed
+   * system the history reaches.
    */
-  readonly keepGenerations?: number;
+  readonly keepGenerations?: number | ((host: string) => number | undefined);
   /** Hosts or object keys whose roots the operator lets go when they cannot be read. */
   readonly skip?: ReadonlySet<string>;
   /** Also say which confirmed systems --keep-generations let go of (`letGo`, for a dry run). */
@@ -184,7 +185,10 @@ export async function rootsFromStore(
     }
     for (const [host, events] of history.hosts) {
       const confirmed = confirmedSystems(events);
-      const keep = options.keepGenerations;
+      const keep =
+        typeof options.keepGenerations === "function"
+          ? options.keepGenerations(host)
+          : options.keepGenerations;
       // The newest confirmed, and what as many rollbacks walk back through (by when each
       // system was put there: after a rollback the two differ).
       const kept =
