@@ -98,6 +98,19 @@ describe("carryEntry", () => {
       failed: BROKEN,
       entry: { path: V2 },
     });
+    // The rest of the entry stays: the host's own checks and its delta tool.
+    const own = {
+      policy: {
+        health: { http: [], commands: [{ run: "pg_isready", timeout: 10 }] },
+        confirmTimeout: 120,
+      },
+      deltaTool: V1,
+    };
+    expect(carryEntry(web1, { path: BROKEN, ...own })).toEqual({
+      status: "replaced",
+      failed: BROKEN,
+      entry: { path: V2, ...own },
+    });
     const never = hostHistories([report(1, "deploy", { web3: [BROKEN, "failed"] })]);
     expect(carryEntry(never.get("web3"), { path: BROKEN })).toEqual({
       status: "replaced",

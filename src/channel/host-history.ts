@@ -153,8 +153,9 @@ export type Carried =
 
 /**
  * A release keeps a host's entry unless it names a system that failed on that host: then the
- * host's last confirmed system, or no entry when none is known (the agent then leaves the host
- * on what it runs).
+ * host's last confirmed system, with the rest of the entry as it was (its own checks, its delta
+ * tool, its secrets: as a rollback release sends a host back), or no entry when none is known
+ * (the agent then leaves the host on what it runs).
  */
 export function carryEntry(
   history: HostHistory | undefined,
@@ -164,7 +165,7 @@ export function carryEntry(
     return { status: "kept", entry };
   }
   const back = lastConfirmed(history, entry.path);
-  return { status: "replaced", failed: entry.path, entry: back && { path: back } };
+  return { status: "replaced", failed: entry.path, entry: back && { ...entry, path: back } };
 }
 
 /** A host of a release as `release show` marks it. */
