@@ -74,6 +74,26 @@ describe("narinfo", () => {
     expect(parseNarInfo(text).compression).toBe("bzip2");
   });
 
+  it("keeps the lines of keys it does not model, and writes them back where Nix writes System", () => {
+    // As Hydra writes it: System after Deriver; and another writer's own key at the end.
+    const text = NIX_WRITTEN.replace(
+      "Deriver: m6q88a42916jh93iyfpnj924svi6q8ln-top.drv\n",
+      "Deriver: m6q88a42916jh93iyfpnj924svi6q8ln-top.drv\nSystem: x86_64-linux\n",
+    ).concat("X-Pushed-By: ci-42\n");
+    const info = parseNarInfo(text);
+    expect(info.extra).toEqual([
+      ["System", "x86_64-linux"],
+      ["X-Pushed-By", "ci-42"],
+    ]);
+    const written = formatNarInfo(info);
+    expect(written).toContain(
+      "Deriver: m6q88a42916jh93iyfpnj924svi6q8ln-top.drv\nSystem: x86_64-linux\nX-Pushed-By: ci-42\nSig: ",
+    );
+    expect(parseNarInfo(written)).toEqual(info);
+    // Nix's own narinfo has none, and is written back byte for byte (above).
+    expect(parseNarInfo(NIX_WRITTEN).extra).toBeUndefined();
+  });
+
   it.each([
     ["no final newline", NIX_WRITTEN.slice(0, -1), /last line does not end in a newline/],
     ["no StorePath", NIX_WRITTEN.replace(/^StorePath.*\n/, ""), /missing required key StorePath/],

@@ -22,7 +22,27 @@ export interface NarInfo {
   readonly deriver: string | undefined;
   readonly sigs: readonly string[];
   readonly ca: string | undefined;
+  /**
+   * The lines of keys not modelled here (`System:`, which Hydra writes; another writer's own),
+   * in file order: kept so that a narinfo written again (re-signed) loses none of them.
+   */
+  readonly extra?: readonly (readonly [key: string, value: string])[];
 }
+
+/** The keys parseNarInfo reads; any other is kept as it is (NarInfo.extra). */
+const KNOWN_KEYS = new Set([
+  "StorePath",
+  "URL",
+  "Compression",
+  "FileHash",
+  "FileSize",
+  "NarHash",
+  "NarSize",
+  "References",
+  "Deriver",
+  "Sig",
+  "CA",
+]);
 
 const COMPRESSIONS: readonly Compression[] = ["zstd", "xz", "bzip2", "none"];
 
@@ -49,6 +69,7 @@ export function parseNarInfo(text: string, where = "narinfo"): NarInfo {
   }
   const fields = new Map<string, string>();
   const sigs: string[] = [];
+  const extra: (readonly [string, string])[] = [];
   const lines = text.split("\n");
   lines.pop();
   lines.forEach((line, index) => {
@@ -62,6 +83,7 @@ export function parseNarInfo(text: string, where = "narinfo"): NarInfo {
     const key = line.slice(0, colon);
     const value = line.slice(colon + 2);
     if (key === "Sig") sigs.push(value);
+    else if (!KNOWN_KEYS.has(key)) extra.push([detached(key), detached(value)]);
     else if (fields.has(key))
       throw new InputError("bad-narinfo", `${where}, line ${index + 1}: duplicate key ${key}`);
     else fields.set(key, value);
@@ -118,6 +140,7 @@ export function parseNarInfo(text: string, where = "narinfo"): NarInfo {
     deriver: deriver === undefined ? undefined : detached(deriver),
     sigs: sigs.map(detached),
     ca: ca === undefined ? undefined : detached(ca),
+    ...(extra.length === 0 ? {} : { extra }),
   };
 }
 
@@ -137,6 +160,8 @@ export function formatNarInfo(info: NarInfo): string {
   lines.push(`NarHash: ${info.narHash.format("nix32")}`, `NarSize: ${info.narSize}`);
   lines.push(`References: ${info.references.map(baseNameOf).join(" ")}`);
   if (info.deriver) lines.push(`Deriver: ${info.deriver}`);
+  // Where Nix writes the one it models of them (System), before the signatures.
+  for (const [key, value] of info.extra ?? []) lines.push(`${key}: ${value}`);
   for (const sig of info.sigs) lines.push(`Sig: ${sig}`);
   if (info.ca) lines.push(`CA: ${info.ca}`);
   return `${lines.join("\n")}\n`;
