@@ -152,12 +152,15 @@ describe("published host keys, pinned on first use", () => {
     });
   });
 
-  it("rekey --replace-host-keys takes the new key (checked out of band) and pins it", async () => {
+  it("rekey --replace-host-keys takes the new key (checked out of band) and pins it, keeping the file's notes", async () => {
+    const note = "# db1's new key checked by alice on the console (INC-4411)";
+    writeFileSync(join(dir, PINS_FILE), `${pinsText()}${note}\n`);
     const r = await cli(["secrets", "rekey", "--replace-host-keys"]);
     expect(r.code, r.stderr).toBe(0);
     expect(ageDecrypt(key("intruder").privateFile)).toBe(PLAINTEXT);
     expect(ageDecrypt(key("db1").privateFile)).toBeUndefined();
     expect(pinsText()).toContain(`db1 ${key("intruder").publicKey}`);
+    expect(pinsText()).toContain(`\n${note}\n`);
     expect((await cli(["secrets", "list"])).code).toBe(0);
   });
 });

@@ -93,11 +93,11 @@ export async function pinnedHostKeys(
   if (found.conflicts.length > 0 && how.replace !== true) {
     throw new HostKeyChangedError(found.conflicts, REPLACE_HOST_KEYS_FLAG, how.fix);
   }
-  const next = new Map([...pins, ...found.unpinned, ...found.changed]);
+  const changes = new Map([...found.unpinned, ...found.changed]);
   return {
     keys: new Map([...found.keys, ...found.changed]),
     pin: async () => {
-      if (found.unpinned.size > 0 || found.changed.size > 0) await writePins(fleetDir, next);
+      if (changes.size > 0) await writePins(fleetDir, changes);
     },
   };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { keyFingerprint } from "../fleet/known-hosts.js";
-import { formatPins, judgePublished, parsePins } from "./host-key-pins.js";
+import { formatPins, judgePublished, mergePins, parsePins } from "./host-key-pins.js";
 
 const A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd4o8wS1cBqgcvWbUbyIwMfXyWnu5tUrrCy9lZ0yVQE";
 const B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRzxm2q8QGoLNTeAOMJ2LnQ8vBbkyTghm0BB+lFTrHL";
@@ -24,6 +24,30 @@ describe("the pin file", () => {
         .split("\n")
         .filter((l) => !l.startsWith("#")),
     ).toEqual([`db1 ${A}`, `db2 ${B}`, ""]);
+  });
+
+  it("lays new and changed pins into the file, keeping its comments and notes", () => {
+    const text = `# pinned by nixship\n# db2 replaced 2026-11-20, checked by alice (INC-4411)\ndb2 ${B} root@db2-new\ndb1 ${A} root@db1\n`;
+    const merged = mergePins(
+      text,
+      new Map([
+        ["db1", B],
+        ["web2", A],
+      ]),
+    );
+    expect(merged).toBe(
+      `# pinned by nixship\n# db2 replaced 2026-11-20, checked by alice (INC-4411)\ndb2 ${B} root@db2-new\ndb1 ${B}\nweb2 ${A}\n`,
+    );
+    expect(parsePins(merged, "merged")).toEqual(
+      new Map([
+        ["db2", B],
+        ["db1", B],
+        ["web2", A],
+      ]),
+    );
+    // A last line without its newline gets one; no file yet: the header and the pins.
+    expect(mergePins(`db1 ${A}`, new Map([["db1", B]]))).toBe(`db1 ${B}\n`);
+    expect(mergePins(undefined, new Map([["db1", A]]))).toBe(formatPins(new Map([["db1", A]])));
   });
 
   it("names the line of what is not a pin, and of a host pinned twice", () => {

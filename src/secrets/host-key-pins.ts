@@ -33,18 +33,17 @@ export const pinsPath = (fleetDir: string) => join(fleetDir, PINS_FILE);
 /** The pins beside the fleet file; none when there is no such file. */
 export async function readPins(fleetDir: string): Promise<HostKeyPins> {
   const file = pinsPath(fleetDir);
-  const bytes = await readFileBounded(
-    file,
-    PINS_LIMIT,
-    (size) =>
-      new InputError(
-        "bad-host-key-pins",
-        `${file}: ${size} bytes is no pin file (at most ${PINS_LIMIT})`,
-        { hint: "it holds one line per host: HOST ssh-ed25519 BASE64" },
-      ),
-  );
+  const bytes = await readFileBounded(file, PINS_LIMIT, (size) => tooLarge(file, size));
   if (bytes === undefined) return new Map();
   return parsePins(bytes.toString("utf8"), file);
+}
+
+function tooLarge(file: string, size: number): InputError {
+  return new InputError(
+    "bad-host-key-pins",
+    `${file}: ${size} bytes is no pin file (at most ${PINS_LIMIT})`,
+    { hint: "it holds one line per host: HOST ssh-ed25519 BASE64" },
+  );
 }
 
 /** `HOST ssh-ed25519 BASE64` lines; `#` comments and blank lines are passed over. */
@@ -71,13 +70,49 @@ export function parsePins(text: string, file: string): HostKeyPins {
 }
 
 export function formatPins(pins: HostKeyPins): string {
-  const lines = [...pins].sort(([a], [b]) => (a < b ? -1 : 1)).map(([h, k]) => `${h} ${k}\n`);
-  return `${HEADER}${lines.join("")}`;
+  return `${HEADER}${pinLines(pins)}`;
 }
 
-/** Writes `pins` beside the fleet file, whole or not at all. */
-export async function writePins(fleetDir: string, pins: HostKeyPins): Promise<void> {
-  await writeFileAtomically(pinsPath(fleetDir), formatPins(pins));
+/** `HOST KEY` lines, sorted by host. */
+function pinLines(pins: HostKeyPins): string {
+  return [...pins]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([h, k]) => `${h} ${k}\n`)
+    .join("");
+}
+
+/**
+ * The pin file's text (`text`, a file parsePins read; undefined: none yet) with `changes` laid
+ * in: a host's line replaced where it has one (what followed its key went with the key it
+ * described), new hosts appended, sorted; every other line (comments, notes after a key)
+ * stays as it was.
+ */
+export function mergePins(text: string | undefined, changes: HostKeyPins): string {
+  if (text === undefined || text.trim() === "") return formatPins(changes);
+  const added = new Map(changes);
+  const lines = (text.endsWith("\n") ? text.slice(0, -1) : text).split("\n");
+  const kept = lines.map((raw) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return raw;
+    const host = line.split(/\s+/)[0] as string;
+    const key = added.get(host);
+    if (key === undefined) return raw;
+    added.delete(host);
+    return `${host} ${key}`;
+  });
+  return `${kept.map((l) => `${l}\n`).join("")}${pinLines(added)}`;
+}
+
+/**
+ * Lays `changes` into the pins beside the fleet file (mergePins), whole or not at all; the file
+ * is read again first, so that lines written meanwhile are kept too.
+ */
+export async function writePins(fleetDir: string, changes: HostKeyPins): Promise<void> {
+  const file = pinsPath(fleetDir);
+  const bytes = await readFileBounded(file, PINS_LIMIT, (size) => tooLarge(file, size));
+  const text = bytes?.toString("utf8");
+  if (text !== undefined) parsePins(text, file);
+  await writeFileAtomically(file, mergePins(text, changes));
 }
 
 /** The published keys judged against the pins. */
