@@ -257,11 +257,9 @@ export class Agent {
   /**
    * One poll: at most one conditional GET, at most one activation, and a heartbeat when one is
    * due (every `heartbeatEvery` polls, or the agent paused or resumed since the last one).
-   */
-  /**
-   * One poll. `stopping`: aborted when the agent is asked to stop, which the poll does not
-   * obey (an activation in progress ends first) but heeds in how it records one that the
-   * same signal interrupted on the host.
+   * `stopping`: aborted when the agent is asked to stop, which the poll does not obey (an
+   * activation in progress ends first) but heeds in how it records one that the same signal
+   * interrupted on the host.
    */
   async pollOnce(stopping?: AbortSignal): Promise<PollOutcome> {
     this.#stopping = stopping;
