@@ -10,7 +10,6 @@ import type { NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { untilAborted } from "../util/until-aborted.js";
-import { storedNarBound } from "./delta-limits.js";
 import type { NarWriter } from "./nar-pool.js";
 import { streamVerifiedNar } from "./read.js";
 
@@ -25,10 +24,7 @@ export function cacheNarSource(store: ObjectStore, info: NarInfo): DeltaNarSourc
   return {
     info,
     write: async (file, signal) => {
-      await streamVerifiedNar(store, info, createWriteStream(file), {
-        signal,
-        maxFileBytes: storedNarBound(info.narSize),
-      });
+      await streamVerifiedNar(store, info, createWriteStream(file), { signal });
     },
   };
 }

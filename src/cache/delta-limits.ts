@@ -27,11 +27,3 @@ export function deltaTimeoutMs(narBytes: number): number {
   // At most what a timer holds (about 24 days): a size past the cap is refused, not waited for.
   return Math.min(120_000 + Math.ceil(narBytes / (1024 * 1024)) * 15_000, 2 ** 31 - 1);
 }
-
-/**
- * The most bytes a NAR of `narSize` bytes is stored as, compressed (zstd, xz, bzip2: bzip2's
- * worst case is 1% larger, and a header): FileSize is not signed, so it is bounded by what is.
- */
-export function storedNarBound(narSize: number): number {
-  return narSize + Math.ceil(narSize / 64) + 64 * 1024;
-}

@@ -18,12 +18,7 @@ import type { ObjectStore } from "../store/object-store.js";
 import { eitherSignal, startDeadline } from "../util/deadline.js";
 import type { ByteBudget } from "../util/pool.js";
 import { cacheNarSource, type DeltaNarSource, storeNarSource } from "./delta-base.js";
-import {
-  DELTA_MAX_PAIR_NAR,
-  deltaScratchBytes,
-  deltaTimeoutMs,
-  storedNarBound,
-} from "./delta-limits.js";
+import { DELTA_MAX_PAIR_NAR, deltaScratchBytes, deltaTimeoutMs } from "./delta-limits.js";
 import {
   DELTA_FILES,
   DELTA_WORTH_RATIO,
@@ -314,10 +309,7 @@ async function deltaNarProblem(
   const signal = eitherSignal(deadline, interrupt);
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   try {
-    await streamVerifiedNar(store, info, discard, {
-      signal,
-      maxFileBytes: storedNarBound(info.narSize),
-    });
+    await streamVerifiedNar(store, info, discard, { signal });
     return undefined;
   } catch (err) {
     if (err instanceof NarCheckError) return err.message;

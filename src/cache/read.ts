@@ -73,7 +73,6 @@ export class NarCheckError extends OperationError {
   }
 }
 
-/** Passes bytes through, failing with `problem` once more than `max` went by (none: no bound). */
 /** Passes at most `max` bytes (undefined: all), failing with `error()` at the first past them. */
 export function byteLimit(max: number | undefined, error: () => Error): Transform {
   let seen = 0;
@@ -87,20 +86,31 @@ export function byteLimit(max: number | undefined, error: () => Error): Transfor
 }
 
 /**
+ * The most bytes a NAR of `narSize` bytes is stored as, compressed (zstd, xz, bzip2: bzip2's
+ * worst case is 1% larger, and a header): FileSize is not signed, so it is bounded by what is.
+ */
+export function storedNarBound(narSize: number): number {
+  return narSize + Math.ceil(narSize / 64) + 64 * 1024;
+}
+
+/**
  * Streams the decompressed NAR of `info` into `sink`, checking FileHash/FileSize of the stored
  * object and NarHash/NarSize of its content. The sink sees every byte before the checks end,
  * so callers that must not keep unverified data (import, restore) hold it back until this
- * resolves (a failed check rejects with a NarCheckError). A caller that believes only the
- * narinfo's signed fields (NarHash, NarSize) bounds the stored object itself (`maxFileBytes`),
- * and its time (`signal`: the promise then rejects with the signal's reason).
+ * resolves (a failed check rejects with a NarCheckError). Only the narinfo's signed fields
+ * (NarHash, NarSize) are believed to bound the stored object: at most storedNarBound(NarSize)
+ * bytes are read, whatever FileSize says or whether it says anything (a cache writer without
+ * the key can pad a NAR with what decompresses to nothing). `signal` bounds its time (the
+ * promise then rejects with the signal's reason).
  */
 export async function streamVerifiedNar(
   store: ObjectStore,
   info: NarInfo,
   sink: NodeJS.WritableStream,
-  options: { readonly signal?: AbortSignal; readonly maxFileBytes?: number } = {},
+  options: { readonly signal?: AbortSignal } = {},
 ): Promise<void> {
-  const { signal, maxFileBytes } = options;
+  const { signal } = options;
+  const maxFileBytes = storedNarBound(info.narSize);
   signal?.throwIfAborted();
   const got = await store.get(info.url);
   if (!got) {
@@ -119,7 +129,7 @@ export async function streamVerifiedNar(
       message: `${info.storePath}: ${info.url} is ${got.info.size} bytes, but the narinfo says FileSize ${info.fileSize}`,
     });
   }
-  if (maxFileBytes !== undefined && got.info.size > maxFileBytes) {
+  if (got.info.size > maxFileBytes) {
     (got.body as { destroy?: () => void }).destroy?.();
     throw new NarCheckError({
       kind: "file-mismatch",
@@ -128,7 +138,7 @@ export async function streamVerifiedNar(
   }
   const fileHasher = new HashingStream();
   const narHasher = new HashingStream();
-  const byFileSize = maxFileBytes === undefined || (info.fileSize ?? Infinity) <= maxFileBytes;
+  const byFileSize = (info.fileSize ?? Infinity) <= maxFileBytes;
   const fileLimit = byteLimit(
     byFileSize ? info.fileSize : maxFileBytes,
     () =>
