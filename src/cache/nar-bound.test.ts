@@ -116,6 +116,8 @@ describe("a served NAR held to its signed NarSize", () => {
   const plainBomb = nar("3", ".nar");
   const xzHonest = nar("4", ".nar.xz");
   const xzBomb = nar("5", ".nar.xz");
+  /** The honest NAR, then 4 MiB of a skippable frame, which decompresses to nothing. */
+  const padded = nar("6", ".nar.zst");
   const content = Buffer.alloc(MiB, 7);
 
   beforeAll(async () => {
@@ -129,6 +131,10 @@ describe("a served NAR held to its signed NarSize", () => {
     await store.put(plainBomb, Buffer.alloc(2 * MiB, 1));
     await store.put(xzHonest, compress("xz", content));
     await store.put(xzBomb, compress("xz", zeros));
+    const skippable = Buffer.alloc(8 + 4 * MiB);
+    skippable.writeUInt32LE(0x184d2a50, 0);
+    skippable.writeUInt32LE(4 * MiB, 4);
+    await store.put(padded, Buffer.concat([compress("zstd", content), skippable]));
     await store.put(NARINFO, Buffer.from(narInfoText(honest, "zstd", MiB)));
     server = createCacheServer({ store, onRequest: (e) => seen.push(e) });
     server.listen(0, "127.0.0.1");
@@ -170,6 +176,21 @@ describe("a served NAR held to its signed NarSize", () => {
       expect.objectContaining({
         status: 502,
         error: `${bomb} decompresses to more than the ${MiB} bytes its signed narinfo says: cut there (a NAR replaced by someone who cannot sign, or a corrupt upload)`,
+      }),
+    ]);
+  });
+
+  it("cuts a zstd NAR padded with what decompresses to nothing at what its signed size compresses to", async () => {
+    seen.length = 0;
+    const got = await received(boundUrl(padded, "zstd", MiB));
+    expect(got.complete).toBe(false);
+    expect(got.bytes.length).toBeLessThan(2 * MiB);
+    expect(seen).toEqual([
+      expect.objectContaining({
+        status: 502,
+        error: expect.stringContaining(
+          `${padded} is stored as more than ${MiB + MiB / 64 + 64 * 1024} bytes, more than a NAR of ${MiB} bytes compresses to`,
+        ),
       }),
     ]);
   });

@@ -16,7 +16,7 @@
 import { InputError, OperationError } from "../errors.js";
 import { type Compression, NAR_EXTENSION, parseNarInfo } from "../nix/narinfo.js";
 import { decompressor } from "./compression.js";
-import { byteLimit } from "./read.js";
+import { byteLimit, storedNarBound } from "./read.js";
 import { zstdOutputLimit } from "./zstd-stream.js";
 
 const SIZE_PARAM = "nar-size";
@@ -88,16 +88,33 @@ function tooLarge(key: string, narSize: number): OperationError {
   );
 }
 
-/** The streams a stored NAR goes through to be sent within `bound` (see sentAsStored). */
+function storedTooLarge(key: string, narSize: number): OperationError {
+  return new OperationError(
+    "nar-too-large",
+    `${key} is stored as more than ${storedNarBound(narSize)} bytes, more than a NAR of ${narSize} bytes compresses to: cut there (padded by someone who cannot sign, or a corrupt upload)`,
+  );
+}
+
+/**
+ * The streams a stored NAR goes through to be sent within `bound` (see sentAsStored): what is
+ * read of it is bounded too (storedNarBound), since a compressed stream can carry what
+ * decompresses to nothing (zstd's skippable frames) past any bound on its content.
+ */
 export function boundedNarStreams(key: string, bound: NarBound): NodeJS.ReadWriteStream[] {
   const error = () => tooLarge(key, bound.narSize);
+  const stored = () =>
+    byteLimit(storedNarBound(bound.narSize), () => storedTooLarge(key, bound.narSize));
   switch (bound.compression) {
     case "zstd":
-      return [zstdOutputLimit(bound.narSize, error)];
+      return [stored(), zstdOutputLimit(bound.narSize, error)];
     case "none":
       return [byteLimit(bound.narSize, error)];
     default:
       // The child's own output is held by its pipe; the cap downstream ends it.
-      return [decompressor(bound.compression, bound.narSize), byteLimit(bound.narSize, error)];
+      return [
+        stored(),
+        decompressor(bound.compression, bound.narSize),
+        byteLimit(bound.narSize, error),
+      ];
   }
 }
