@@ -1,5 +1,5 @@
 // Small conveniences over any ObjectStore: iterate every page of a listing, read a whole object.
-import { InputError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { mapLimit } from "../util/pool.js";
 import {
   DELETE_BATCH,
@@ -57,19 +57,53 @@ export async function readBody(
   body: AsyncIterable<unknown>,
   key: string,
   limit = SMALL_OBJECT_LIMIT,
+  deadlineMs = smallReadDeadlineMs(limit),
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body) {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
-    total += bytes.length;
-    if (total > limit) {
-      destroyBody(body);
-      throw tooLarge(key, limit, undefined);
+  let late = false;
+  // A store that sends a byte now and then, each within its connection's idle timeout, would
+  // hold the reader (an agent's poll) for ever: the whole read has a deadline.
+  const timer = setTimeout(() => {
+    late = true;
+    destroyBody(body);
+  }, deadlineMs);
+  try {
+    for await (const chunk of body) {
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+      total += bytes.length;
+      if (total > limit) {
+        destroyBody(body);
+        throw tooLarge(key, limit, undefined);
+      }
+      chunks.push(bytes);
     }
-    chunks.push(bytes);
+  } catch (err) {
+    if (!late) throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (late) {
+    throw new OperationError(
+      "store-read-timeout",
+      `${key}: ${total} bytes read in ${Math.round(deadlineMs / 1000)} s, and the store had not sent all of it: stopped`,
+      { hint: "the store (or a proxy on the way) answers too slowly; try again, or check it" },
+    );
   }
   return Buffer.concat(chunks);
+}
+
+/** The time in which a read sends its first bytes and more: a minute, for a slow link. */
+const SMALL_READ_GRACE_MS = 60_000;
+/** The slowest rate a small object's read may take, past the grace: 128 KiB (1 Mbit) a second. */
+const SMALL_READ_MIN_RATE = 128 * 1024;
+
+/**
+ * The deadline of reading a small object of at most `limit` bytes: a minute, and a second per
+ * 128 KiB it may hold (a narinfo: a minute; the default 32 MiB: 5 minutes 16 s).
+ */
+export function smallReadDeadlineMs(limit: number): number {
+  return SMALL_READ_GRACE_MS + Math.ceil(limit / SMALL_READ_MIN_RATE) * 1000;
 }
 
 function destroyBody(body: AsyncIterable<unknown>): void {
