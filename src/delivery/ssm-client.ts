@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
+import { limitAnswers } from "../util/aws-response-limit.js";
 import { awsRequestHandler } from "../util/aws-timeouts.js";
 import { testWait } from "../util/test-waits.js";
 import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
@@ -61,12 +62,7 @@ export class SsmCommands {
 
   constructor(options: SsmCommandsOptions) {
     this.settings = options.settings;
-    this.client =
-      options.client ??
-      new SSMClient({
-        requestHandler: awsRequestHandler(),
-        ...(options.settings.region ? { region: options.settings.region } : {}),
-      });
+    this.client = options.client ?? ssmClient(options.settings.region);
     this.pollInterval =
       options.pollInterval ?? testWait("NIXSHIP_SSM_POLL_MS", POLL_INTERVAL, POLL_INTERVAL);
     this.throttleDelay = options.throttleDelay ?? 1000;
@@ -262,4 +258,14 @@ export class SsmCommands {
       }
     }
   }
+}
+
+/** SSM's client: its connections bounded (aws-timeouts.ts), and every answer (aws-response-limit.ts). */
+function ssmClient(region: string | undefined): SSMClient {
+  const client = new SSMClient({
+    requestHandler: awsRequestHandler(),
+    ...(region ? { region } : {}),
+  });
+  limitAnswers(client);
+  return client;
 }

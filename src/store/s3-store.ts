@@ -19,6 +19,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
+import { limitAnswers } from "../util/aws-response-limit.js";
 import { type AwsTimeouts, awsRequestHandler } from "../util/aws-timeouts.js";
 import { Semaphore } from "../util/pool.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
@@ -114,6 +115,9 @@ export class S3Store implements ObjectStore {
       ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
       ...(options.profile ? { profile: options.profile } : {}),
     });
+    // A listing or an error is read whole: at most ANSWER_LIMIT bytes of it. An object found is
+    // streamed to the caller, who bounds it.
+    limitAnswers(this.#client, new Set(["GetObjectCommand"]));
     this.#stats = countRequests(this.#client, retryStrategy);
   }
 
