@@ -31,6 +31,7 @@ import {
   checkNarInfoSignatures,
   fingerprint,
   formatNarInfo,
+  NARINFO_KEYS,
   type NarInfo,
   parseNarInfo,
   signNarInfo,
@@ -439,19 +440,7 @@ function unlines(parts: readonly Buffer[], final: boolean): Buffer {
   return final && parts.length > 0 ? Buffer.concat([joined, Buffer.from("\n")]) : joined;
 }
 
-const FIELDS = [
-  "StorePath",
-  "URL",
-  "Compression",
-  "FileHash",
-  "FileSize",
-  "NarHash",
-  "NarSize",
-  "References",
-  "Deriver",
-  "Sig",
-  "CA",
-] as const;
+const FIELDS = NARINFO_KEYS;
 type Field = (typeof FIELDS)[number];
 
 const HUGE_NUMBERS = [

@@ -29,8 +29,8 @@ export interface NarInfo {
   readonly extra?: readonly (readonly [key: string, value: string])[];
 }
 
-/** The keys parseNarInfo reads; any other is kept as it is (NarInfo.extra). */
-const KNOWN_KEYS = new Set([
+/** The keys parseNarInfo reads, in Nix's order; any other is kept as it is (NarInfo.extra). */
+export const NARINFO_KEYS = [
   "StorePath",
   "URL",
   "Compression",
@@ -42,7 +42,8 @@ const KNOWN_KEYS = new Set([
   "Deriver",
   "Sig",
   "CA",
-]);
+] as const;
+const KNOWN_KEYS: ReadonlySet<string> = new Set(NARINFO_KEYS);
 
 const COMPRESSIONS: readonly Compression[] = ["zstd", "xz", "bzip2", "none"];
 
