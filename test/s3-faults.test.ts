@@ -49,7 +49,7 @@ describe("a server that stops answering", () => {
       region: "us-east-1",
       endpoint: s3.endpoint,
       retry: { maxDelayMs: 1 },
-      timeouts: { connectMs: 2_000, idleMs: 300 },
+      timeouts: { connectMs: 2_000, idleMs: 300, answerMs: 60_000 },
     });
 
   it("ends a request that gets no answer, naming the store and the fix", async () => {

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 export interface LyingS3 {
   readonly endpoint: string;
   readonly bucket: string;
-  /** Requests by kind: "list", "get", "head", "stalled", "other". */
+  /** Requests by kind: "list", "get", "head", "put", "stalled", "other". */
   readonly requests: Map<string, number>;
   stop(): Promise<void>;
 }
@@ -21,9 +21,26 @@ export interface LyingS3Options {
   readonly headStatus?: number;
   /**
    * GETs of these keys stall, the connection held open: "answer" sends nothing at all; "body"
-   * sends the headers of a 1 MiB object and its first 1,000 bytes, then nothing more.
+   * sends the headers of a 1 MiB object and its first 1,000 bytes, then nothing more;
+   * "headers" (HEAD too) sends its status line, then a header a byte every 100 ms, for at most
+   * a minute.
    */
-  readonly stalls?: Readonly<Record<string, "answer" | "body">>;
+  readonly stalls?: Readonly<Record<string, "answer" | "body" | "headers">>;
+  /** PUTs of these keys are answered (200) this many ms after their body has all come. */
+  readonly putDelays?: Readonly<Record<string, number>>;
+}
+
+/** Writes a status line, then a header one byte every 100 ms, until the client goes or a minute. */
+export function trickleHeaders(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket === null) return;
+  socket.write("HTTP/1.1 200 OK\r\nx-slow: ");
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (socket.destroyed || ++sent > 600) clearInterval(timer);
+    else socket.write("x");
+  }, 100);
+  socket.once("close", () => clearInterval(timer));
 }
 
 const xmlEscape = (s: string) =>
@@ -36,6 +53,18 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
     const key = decodeURIComponent(url.pathname.replace(`/${bucket}`, "").replace(/^\//, ""));
+    if (req.method === "PUT" && options.putDelays?.[key] !== undefined) {
+      count("put");
+      const delay = options.putDelays[key];
+      req.on("end", () =>
+        setTimeout(() => {
+          res.setHeader("etag", '"e"');
+          res.end();
+        }, delay),
+      );
+      req.resume();
+      return;
+    }
     req.resume();
     if (req.method === "GET" && url.searchParams.get("list-type") === "2") {
       count("list");
@@ -58,8 +87,13 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
       res.end();
       return;
     }
-    const stall = req.method === "GET" ? options.stalls?.[key] : undefined;
-    if (stall !== undefined) {
+    const stall = options.stalls?.[key];
+    if (stall === "headers" && (req.method === "GET" || req.method === "HEAD")) {
+      count("stalled");
+      trickleHeaders(res);
+      return;
+    }
+    if (stall !== undefined && req.method === "GET") {
       count("stalled");
       if (stall === "body") {
         res.setHeader("content-length", 1024 * 1024);

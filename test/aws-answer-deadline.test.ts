@@ -1,0 +1,133 @@
+// An AWS endpoint (S3, SSM) that sends its answer's headers a byte at a time, each byte within
+// the connection's idle timeout, is stopped by each attempt's answer deadline
+// (util/aws-timeouts.ts) instead of holding the request for ever; an upload's deadline grows
+// with its body. Through the real AWS SDK, against local servers that answer that way.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { SSMClient } from "@aws-sdk/client-ssm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SsmCommands } from "../src/delivery/ssm-client.js";
+import { S3Store } from "../src/store/s3-store.js";
+import { answerDeadlineMs, awsRequestHandler } from "../src/util/aws-timeouts.js";
+import { type LyingS3, startLyingS3, trickleHeaders } from "./support/lying-s3.js";
+
+// Each byte comes 100 ms after the last, well within the 300 ms idle timeout: only the answer
+// deadline of one second ends the wait (the trickle itself lasts a minute, past this file's
+// tests' timeout).
+const TIMEOUTS = { connectMs: 2_000, idleMs: 300, answerMs: 1_000 };
+
+let s3: LyingS3;
+
+beforeAll(async () => {
+  process.env.AWS_ACCESS_KEY_ID = "x";
+  process.env.AWS_SECRET_ACCESS_KEY = "y";
+  s3 = await startLyingS3({
+    stalls: { "slow.narinfo": "headers" },
+    putDelays: { "late.narinfo": 2_500, "late.nar": 2_500 },
+  });
+});
+afterAll(() => s3.stop());
+
+const store = (timeouts = TIMEOUTS) =>
+  new S3Store({
+    bucket: s3.bucket,
+    region: "us-east-1",
+    endpoint: s3.endpoint,
+    retry: { maxDelayMs: 1 },
+    timeouts,
+  });
+
+describe("an S3 answer whose headers trickle", () => {
+  for (const op of ["head", "get"] as const) {
+    it(`ends a ${op} at its deadline, naming the store, the object and the fix`, async () => {
+      const s = store();
+      const before = s3.requests.get("stalled") ?? 0;
+      try {
+        await expect(s[op]("slow.narinfo")).rejects.toMatchObject({
+          code: "store-s3-failed",
+          message: expect.stringMatching(
+            new RegExp(
+              `S3 ${op} of "slow.narinfo" in bucket "lies" at http://127\\.0\\.0\\.1:\\d+ failed after 3 attempts .*TimeoutError: the server had not answered 1 s after the request was sent`,
+            ),
+          ),
+          hint: "check that the endpoint in the store URL is right and the server is reachable",
+        });
+        // Retried as a request that got no answer, each attempt with a deadline of its own.
+        expect((s3.requests.get("stalled") ?? 0) - before).toBe(3);
+      } finally {
+        await s.close();
+      }
+    });
+  }
+});
+
+describe("an upload's answer deadline grows with its body", () => {
+  it("a body of 96 KiB has 3 s more than an empty one", () => {
+    expect(answerDeadlineMs(TIMEOUTS, 0)).toBe(1_000);
+    expect(answerDeadlineMs(TIMEOUTS, 96 * 1024)).toBe(4_000);
+    expect(answerDeadlineMs(TIMEOUTS, 96 * 1024 + 1)).toBe(5_000);
+  });
+
+  it("an answer 2.5 s after a 96 KiB body is taken; after an empty one it is late", async () => {
+    // The connection is idle while the server waits: the idle timeout must not end it first.
+    const s = store({ ...TIMEOUTS, idleMs: 10_000 });
+    try {
+      await expect(s.put("late.nar", new Uint8Array(96 * 1024))).resolves.toMatchObject({
+        status: "written",
+      });
+      await expect(s.put("late.narinfo", new Uint8Array(0))).rejects.toThrow(
+        /S3 put of "late.narinfo" .*had not answered 1 s after the request was sent/,
+      );
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe("an SSM answer whose headers trickle", () => {
+  let server: Server;
+  let endpoint: string;
+  let requests = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      trickleHeaders(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+
+  it("ends SendCommand at its deadline as an unreachable endpoint", async () => {
+    const client = new SSMClient({
+      region: "us-east-1",
+      endpoint,
+      requestHandler: awsRequestHandler(TIMEOUTS),
+      maxAttempts: 2,
+    });
+    const ssm = new SsmCommands({
+      settings: { documentName: "nixship-activate", region: "us-east-1", commandTimeout: 60 },
+      client,
+    });
+    try {
+      await expect(ssm.send({ InstanceIds: ["i-1"] })).rejects.toMatchObject({
+        code: "ssm-unreachable",
+        // A second for the answer, and one for the few bytes of JSON the request sends.
+        message: expect.stringContaining(
+          "SSM: TimeoutError: the server had not answered 2 s after the request was sent",
+        ),
+      });
+      expect(requests).toBe(2);
+    } finally {
+      client.destroy();
+    }
+  });
+});
