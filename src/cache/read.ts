@@ -4,8 +4,9 @@ import { pipeline } from "node:stream/promises";
 import { InputError, OperationError } from "../errors.js";
 import { type NarInfo, parseNarInfo } from "../nix/narinfo.js";
 import { parseStorePath } from "../nix/store-path.js";
-import { readAll } from "../store/helpers.js";
+import { readAll, readDeadlineMs } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
 import { decompressor } from "./compression.js";
 import { HashingStream } from "./hashing.js";
 import { narInfoKey } from "./layout.js";
@@ -100,14 +101,16 @@ export function storedNarBound(narSize: number): number {
  * resolves (a failed check rejects with a NarCheckError). Only the narinfo's signed fields
  * (NarHash, NarSize) are believed to bound the stored object: at most storedNarBound(NarSize)
  * bytes are read, whatever FileSize says or whether it says anything (a cache writer without
- * the key can pad a NAR with what decompresses to nothing). `signal` bounds its time (the
- * promise then rejects with the signal's reason).
+ * the key can pad a NAR with what decompresses to nothing). Its time is bounded too, by
+ * readDeadlineMs of those bytes (a store that sends a byte within each idle timeout would hold
+ * it for ever), or by `deadlineMs`; `signal` may end it sooner (the promise then rejects with
+ * the signal's reason).
  */
 export async function streamVerifiedNar(
   store: ObjectStore,
   info: NarInfo,
   sink: NodeJS.WritableStream,
-  options: { readonly signal?: AbortSignal } = {},
+  options: { readonly signal?: AbortSignal; readonly deadlineMs?: number } = {},
 ): Promise<void> {
   const { signal } = options;
   const maxFileBytes = storedNarBound(info.narSize);
@@ -139,8 +142,9 @@ export async function streamVerifiedNar(
   const fileHasher = new HashingStream();
   const narHasher = new HashingStream();
   const byFileSize = (info.fileSize ?? Infinity) <= maxFileBytes;
+  const storedBytes = byFileSize && info.fileSize !== undefined ? info.fileSize : maxFileBytes;
   const fileLimit = byteLimit(
-    byFileSize ? info.fileSize : maxFileBytes,
+    storedBytes,
     () =>
       new NarCheckError({
         kind: "file-mismatch",
@@ -157,6 +161,8 @@ export async function streamVerifiedNar(
         message: `${info.storePath}: ${info.url} decompresses to more than the ${info.narSize} bytes its narinfo's NarSize says`,
       }),
   );
+  const deadlineMs = options.deadlineMs ?? readDeadlineMs(storedBytes);
+  const deadline = startDeadline(deadlineMs);
   try {
     await pipeline(
       got.body,
@@ -167,9 +173,16 @@ export async function streamVerifiedNar(
       narLimit,
       narHasher,
       sink,
-      { signal },
+      { signal: eitherSignal(deadline, signal) },
     );
   } catch (err) {
+    if (timedOut(deadline.signal)) {
+      throw new OperationError(
+        "store-read-timeout",
+        `${info.storePath}: ${info.url} (${storedBytes} bytes at most) was not all read in ${Math.round(deadlineMs / 1000)} s: stopped`,
+        { hint: "the store (or a proxy on the way) answers too slowly; try again, or check it" },
+      );
+    }
     if (err instanceof OperationError && err.code === "compressor-failed") {
       throw new NarCheckError({
         kind: "bad-compression",
@@ -177,6 +190,8 @@ export async function streamVerifiedNar(
       });
     }
     throw err;
+  } finally {
+    deadline.clear();
   }
   const file = fileHasher.digest();
   if (info.fileHash && !file.hash.equals(info.fileHash)) {

@@ -57,7 +57,7 @@ export async function readBody(
   body: AsyncIterable<unknown>,
   key: string,
   limit = SMALL_OBJECT_LIMIT,
-  deadlineMs = smallReadDeadlineMs(limit),
+  deadlineMs = readDeadlineMs(limit),
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -94,16 +94,17 @@ export async function readBody(
 }
 
 /** The time in which a read sends its first bytes and more: a minute, for a slow link. */
-const SMALL_READ_GRACE_MS = 60_000;
-/** The slowest rate a small object's read may take, past the grace: 128 KiB (1 Mbit) a second. */
-const SMALL_READ_MIN_RATE = 128 * 1024;
+const READ_GRACE_MS = 60_000;
+/** The slowest rate a read may take, past the grace: 128 KiB (1 Mbit) a second. */
+const READ_MIN_RATE = 128 * 1024;
 
 /**
- * The deadline of reading a small object of at most `limit` bytes: a minute, and a second per
- * 128 KiB it may hold (a narinfo: a minute; the default 32 MiB: 5 minutes 16 s).
+ * The deadline of reading an object of at most `limit` bytes: a minute, and a second per
+ * 128 KiB it may hold (a narinfo: a minute; the default 32 MiB: 5 minutes 16 s; a NAR of
+ * 1 GiB: about 2 hours 18 minutes).
  */
-export function smallReadDeadlineMs(limit: number): number {
-  return SMALL_READ_GRACE_MS + Math.ceil(limit / SMALL_READ_MIN_RATE) * 1000;
+export function readDeadlineMs(limit: number): number {
+  return READ_GRACE_MS + Math.ceil(limit / READ_MIN_RATE) * 1000;
 }
 
 function destroyBody(body: AsyncIterable<unknown>): void {

@@ -2,7 +2,7 @@
 // each within its connection's idle timeout, no longer holds the reader for ever.
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readBody, smallReadDeadlineMs } from "./helpers.js";
+import { readBody, readDeadlineMs } from "./helpers.js";
 
 /** A body that sends one byte every `everyMs`, for ever (until destroyed). */
 function trickle(everyMs: number): Readable {
@@ -46,7 +46,7 @@ describe("readBody", () => {
   });
 
   it("gives a small object a minute, and a second per 128 KiB it may hold", () => {
-    expect(smallReadDeadlineMs(64 * 1024)).toBe(61_000);
-    expect(smallReadDeadlineMs(32 * 1024 * 1024)).toBe(316_000);
+    expect(readDeadlineMs(64 * 1024)).toBe(61_000);
+    expect(readDeadlineMs(32 * 1024 * 1024)).toBe(316_000);
   });
 });

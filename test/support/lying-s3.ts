@@ -3,6 +3,7 @@
 // serves fixed objects for GET and HEAD, or stalls on them. It counts the requests it gets.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Writable } from "node:stream";
 
 export interface LyingS3 {
   readonly endpoint: string;
@@ -23,9 +24,10 @@ export interface LyingS3Options {
    * GETs of these keys stall, the connection held open: "answer" sends nothing at all; "body"
    * sends the headers of a 1 MiB object and its first 1,000 bytes, then nothing more;
    * "headers" (HEAD too) sends its status line, then a header a byte every 100 ms, for at most
-   * a minute.
+   * a minute; "trickle" sends the headers of a 1 MiB object, then a byte of it every 100 ms,
+   * for at most a minute.
    */
-  readonly stalls?: Readonly<Record<string, "answer" | "body" | "headers">>;
+  readonly stalls?: Readonly<Record<string, "answer" | "body" | "headers" | "trickle">>;
   /** PUTs of these keys are answered (200) this many ms after their body has all come. */
   readonly putDelays?: Readonly<Record<string, number>>;
 }
@@ -35,12 +37,17 @@ export function trickleHeaders(res: ServerResponse): void {
   const socket = res.socket;
   if (socket === null) return;
   socket.write("HTTP/1.1 200 OK\r\nx-slow: ");
+  trickle(socket);
+}
+
+/** Writes a byte to `out` every 100 ms, until it is closed or a minute has passed. */
+function trickle(out: Writable): void {
   let sent = 0;
   const timer = setInterval(() => {
-    if (socket.destroyed || ++sent > 600) clearInterval(timer);
-    else socket.write("x");
+    if (out.destroyed || ++sent > 600) clearInterval(timer);
+    else out.write("x");
   }, 100);
-  socket.once("close", () => clearInterval(timer));
+  out.once("close", () => clearInterval(timer));
 }
 
 const xmlEscape = (s: string) =>
@@ -95,10 +102,11 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
     }
     if (stall !== undefined && req.method === "GET") {
       count("stalled");
-      if (stall === "body") {
+      if (stall === "body" || stall === "trickle") {
         res.setHeader("content-length", 1024 * 1024);
         res.setHeader("etag", '"e"');
-        res.write(Buffer.alloc(1000, 120));
+        if (stall === "body") res.write(Buffer.alloc(1000, 120));
+        else trickle(res);
       }
       return;
     }
