@@ -6,7 +6,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InterruptedError } from "../src/errors.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
@@ -204,56 +204,64 @@ describe("nixship secrets", () => {
     );
   });
 
-  it("edit stopped by SIGTERM: the editor stops with it, the scratch file goes, the secret stays", async () => {
-    const before = readFileSync(secretFile("db-password"));
-    const seen = join(dir, "editor-pid.txt");
-    const editor = join(dir, "slow-editor.sh");
-    // An editor that says where it edits and which process it is, then waits (bounded).
-    writeFileSync(editor, `#!/bin/sh\nprintf '%s %s\\n' "$$" "$1" > '${seen}'\nexec sleep 30\n`);
-    await chmod(editor, 0o755);
-    const child = spawn(
-      process.execPath,
-      [
-        NIXSHIP_BIN,
-        "secrets",
-        "edit",
-        "db-password",
-        "--identity",
-        adminIdentity,
-        "--fleet",
-        fleetFile,
-      ],
-      { env: { ...process.env, EDITOR: editor }, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    const code = new Promise<number | null>((resolve) => child.on("close", resolve));
-    // The shell creates the file before printf writes its line: wait for the whole line, or an
-    // empty read gives pid 0, which names this process group and is always "alive".
-    const written = () => existsSync(seen) && readFileSync(seen, "utf8").endsWith("\n");
-    for (let i = 0; i < 100 && !written(); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const [pid, scratch] = readFileSync(seen, "utf8").trim().split(" ");
-    expect(Number(pid), `the editor's pid line: ${pid}`).toBeGreaterThan(1);
-    child.kill("SIGTERM");
-    expect(await code, stderr).toBe(130);
-    expect(existsSync(scratch as string)).toBe(false);
-    // The editor was stopped with it (bounded wait: it is signalled as nixship stops).
-    let alive = true;
-    for (let i = 0; i < 50 && alive; i++) {
-      try {
-        process.kill(Number(pid), 0);
+  // Twice: the second signal has the process exit at once, and the scratch file still goes
+  // (it is one of the process's last words), where it used to stay on the tmpfs till reboot.
+  for (const signals of [["SIGTERM"], ["SIGINT", "SIGTERM"]] as const) {
+    it(`edit stopped by ${signals.join(" then ")}: the editor stops with it, the scratch file goes, the secret stays`, async () => {
+      const before = readFileSync(secretFile("db-password"));
+      const seen = join(dir, `editor-pid-${signals.length}.txt`);
+      const editor = join(dir, "slow-editor.sh");
+      // An editor that says where it edits and which process it is, then waits (bounded).
+      writeFileSync(editor, `#!/bin/sh\nprintf '%s %s\\n' "$$" "$1" > '${seen}'\nexec sleep 30\n`);
+      await chmod(editor, 0o755);
+      const child = spawn(
+        process.execPath,
+        [
+          NIXSHIP_BIN,
+          "secrets",
+          "edit",
+          "db-password",
+          "--identity",
+          adminIdentity,
+          "--fleet",
+          fleetFile,
+        ],
+        { env: { ...process.env, EDITOR: editor }, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      const code = new Promise<number | null>((resolve) => child.on("close", resolve));
+      // The shell creates the file before printf writes its line: wait for the whole line, or an
+      // empty read gives pid 0, which names this process group and is always "alive".
+      const written = () => existsSync(seen) && readFileSync(seen, "utf8").endsWith("\n");
+      for (let i = 0; i < 100 && !written(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-      } catch {
-        alive = false;
       }
-    }
-    expect(alive).toBe(false);
-    expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
-  });
+      const [pid, scratch] = readFileSync(seen, "utf8").trim().split(" ");
+      expect(Number(pid), `the editor's pid line: ${pid}`).toBeGreaterThan(1);
+      for (const signal of signals) child.kill(signal);
+      expect(await code, stderr).toBe(130);
+      expect(stderr).toContain(
+        signals.length === 2 ? "secrets edit: stopped" : "removing the scratch file",
+      );
+      expect(existsSync(scratch as string)).toBe(false);
+      expect(existsSync(dirname(scratch as string))).toBe(false);
+      // The editor was stopped with it (bounded wait: it is signalled as nixship stops).
+      let alive = true;
+      for (let i = 0; i < 50 && alive; i++) {
+        try {
+          process.kill(Number(pid), 0);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        } catch {
+          alive = false;
+        }
+      }
+      expect(alive).toBe(false);
+      expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
+    });
+  }
 
   it("edit with a failing editor or an identity that is not an admin's writes nothing", async () => {
     const before = readFileSync(secretFile("db-password"));

@@ -1,9 +1,11 @@
 // The one place a secret's plaintext touches a file on the deployer: a private scratch file
-// on a tmpfs (never a disk), for `secrets edit`. Removed after, its bytes overwritten first.
+// on a tmpfs (never a disk), for `secrets edit`. Removed after, its bytes overwritten first;
+// also when a second interrupt has the process exit at once (it is one of its last words).
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { OperationError } from "../errors.js";
+import { onLastWord } from "../util/last-words.js";
 
 /** statfs(2) magic numbers of file systems that live only in memory. */
 const MEMORY_FILE_SYSTEMS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
@@ -37,6 +39,8 @@ export async function createScratchFile(
   const dir = join(await memoryDirectory(env), `nixship-secret-${randomBytes(8).toString("hex")}`);
   await mkdir(dir, { mode: 0o700 });
   const path = join(dir, name);
+  let forget = () => {};
+  // Forgotten as a last word only once gone: a second interrupt may come while it is removed.
   const remove = async () => {
     const handle = await open(path, "r+").catch(() => undefined);
     if (handle !== undefined) {
@@ -48,7 +52,10 @@ export async function createScratchFile(
       }
     }
     await rm(dir, { recursive: true, force: true });
+    forget();
   };
+  // Until removed: a process made to exit at once (a second interrupt) removes it first.
+  forget = onLastWord(remove);
   try {
     const handle = await open(path, "wx", 0o600);
     try {
