@@ -40,8 +40,16 @@ export function parseFlags<O extends Options>(
       i++;
     } else args.push(word);
   }
+  const parsed = parseOrExplain(args, options, command);
+  refuseRepeated(parsed.tokens, options, command);
+  const { tokens: _tokens, ...result } = parsed;
+  return result;
+}
+
+/** parseArgs, its errors as usage errors that name the flag (and the flag meant, for a typo). */
+function parseOrExplain<O extends Options>(args: string[], options: O, command: string) {
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    return parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
     // An unknown option that is a typo of one the command takes: that one is named.
@@ -50,6 +58,37 @@ export function parseFlags<O extends Options>(
     throw new UsageError(
       `${command}: ${message}`,
       `${typo === undefined ? "" : `did you mean --${typo}? `}see 'nixship ${command} --help'`,
+    );
+  }
+}
+
+/**
+ * A flag that takes one value, given more than once: parseArgs keeps the last and says
+ * nothing, so `deploy --on web1 --on web2` would deploy web2 alone. Refused, naming the flag
+ * (not its values, which may be paths a user would rather not see echoed). A flag without a
+ * value (--json) may be repeated: it means the same each time.
+ */
+function refuseRepeated(
+  tokens: readonly { kind: string; name?: string }[],
+  options: Options,
+  command: string,
+): void {
+  const seen = new Map<string, number>();
+  for (const token of tokens) {
+    if (token.kind !== "option" || token.name === undefined) continue;
+    const option = options[token.name];
+    if (option === undefined || option.type !== "string" || option.multiple === true) continue;
+    seen.set(token.name, (seen.get(token.name) ?? 0) + 1);
+  }
+  for (const [name, count] of seen) {
+    if (count < 2) continue;
+    const how =
+      name === "on"
+        ? "give it once, with every selector joined by commas (--on web1,web2)"
+        : "give it once";
+    throw new UsageError(
+      `${command}: --${name} was given ${count} times; it takes one value`,
+      `${how}; see 'nixship ${command} --help'`,
     );
   }
 }
