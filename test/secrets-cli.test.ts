@@ -294,6 +294,13 @@ describe("nixship secrets", () => {
     const none = await cli(["secrets", "edit", "db-password"], undefined, noIdentity);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain("no admin identity to decrypt secrets with");
+    // Set empty is unset (as `NIXSHIP_IDENTITY=$X` with X empty gives it), not a file named "".
+    const empty = await cli(["secrets", "edit", "db-password"], undefined, {
+      ...noIdentity,
+      NIXSHIP_IDENTITY: "",
+    });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toBe(none.stderr);
     const hint = none.stderr.split("\n").find((l) => l.startsWith("hint: ")) ?? "";
     for (const way of [
       "--identity FILE",

@@ -5,7 +5,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NixshipError } from "../errors.js";
+import { InputError, NixshipError } from "../errors.js";
 import { formatSecretKey, generateSecretKey } from "../nix/keys.js";
 import {
   readSecretFile,
@@ -179,6 +179,20 @@ describe("readTrustedKeys and releaseKeySource", () => {
     );
     const device = await failure(readTrustedKeys(["/dev/zero"]));
     expect(device.message).toContain("--trusted-key '/dev/zero' is neither a public key");
+  });
+
+  it("refuses a --trusted-key file that holds no key, naming it, rather than trust nothing", async () => {
+    for (const [name, text] of [
+      ["empty.pub", ""],
+      ["blank.pub", " \n\t\n"],
+    ]) {
+      const file = join(dir, name as string);
+      await writeFile(file, text as string);
+      const err = await failure(readTrustedKeys([file]));
+      expect(err).toBeInstanceOf(InputError);
+      expect(err.message).toBe(`--trusted-key ${file}: the file holds no public key`);
+      expect(err.hint).toContain("nixship key public SECRET_FILE");
+    }
   });
 
   it("names the release key by the flag or the variable that gave it", () => {

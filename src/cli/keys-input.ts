@@ -196,8 +196,15 @@ export async function readTrustedKeys(
         hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
       });
     }
-    const text = bytes.toString("utf8");
-    for (const word of text.split(/\s+/).filter(Boolean)) {
+    const words = bytes.toString("utf8").split(/\s+/).filter(Boolean);
+    // A file with no key at all would trust nothing, and every signature would read as made
+    // by a key that is not trusted: the file is what is wrong, and is named.
+    if (words.length === 0) {
+      throw new InputError("bad-key", `${flag} ${value}: the file holds no public key`, {
+        hint: "put the public key in it (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it), or give the key itself",
+      });
+    }
+    for (const word of words) {
       try {
         keys.push(parsePublicKey(word));
       } catch (err) {

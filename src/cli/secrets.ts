@@ -53,7 +53,9 @@ async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeI
     join(homedir(), ".config", "nixship", "identity.txt"),
     join(homedir(), ".ssh", "id_ed25519"),
   ];
-  const file = flag ?? io.env.NIXSHIP_IDENTITY ?? defaults.find((f) => existsSync(f));
+  // Set empty (`NIXSHIP_IDENTITY= nixship …`) is unset, as a shell user means it.
+  const fromEnv = io.env.NIXSHIP_IDENTITY || undefined;
+  const file = flag ?? fromEnv ?? defaults.find((f) => existsSync(f));
   if (file === undefined) {
     throw new UsageError(
       "no admin identity to decrypt secrets with",
@@ -63,7 +65,7 @@ async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeI
   const name =
     flag !== undefined
       ? "--identity"
-      : io.env.NIXSHIP_IDENTITY !== undefined
+      : fromEnv !== undefined
         ? "$NIXSHIP_IDENTITY"
         : "identity file";
   const text = await readSecretFile(file, "identity file", {

@@ -14,6 +14,35 @@ import {
 const NIX_PUBLIC = "test-1:gg+Ac3acg1MrhtcaQbc+nJHt6RomHydolRU4aAZWcPo=";
 
 describe("keys", () => {
+  it("says what in a key is not base64, rather than 'must hold 64 bytes, found 64'", () => {
+    const secret = formatSecretKey(generateSecretKey("k1"));
+    const body = secret.slice("k1:".length);
+    const cases: [string, RegExp][] = [
+      [
+        `${secret}\n${formatSecretKey(generateSecretKey("k2"))}`,
+        /a space or a line break inside it/,
+      ],
+      [`k1:${body.slice(0, 40)} ${body.slice(40)}`, /a space or a line break inside it/],
+      [`k1:${Buffer.from(body, "base64").toString("base64url")}`, /'-' or '_' \(base64url's\)/],
+      ["k1:", /nothing after 'NAME:'/],
+    ];
+    for (const [text, expected] of cases) {
+      let message = "";
+      try {
+        parseSecretKey(text);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(/^secret key 'k1' is not one key in base64: it has /);
+      expect(message).toMatch(expected);
+      // The key's text is never shown.
+      expect(message).not.toContain(body.slice(0, 12));
+    }
+    expect(() => parsePublicKey("k1:gg+Ac3acg1MrhtcaQbc+nJHt6RomHydolRU4aAZWcPo=x")).toThrow(
+      /^public key 'k1' is not one key in base64: it has characters base64 does not use$/,
+    );
+  });
+
   it("generates a key whose file form round-trips and has no trailing newline", () => {
     const key = generateSecretKey("cache.example.org-1");
     const text = formatSecretKey(key);

@@ -50,8 +50,15 @@ function splitKey(text: string, what: string, byteLength: number): { name: strin
     throw new InputError("bad-key", `${what} must look like 'NAME:BASE64'${got}`);
   }
   const body = trimmed.slice(colon + 1);
+  const unlike = notBase64(body);
+  if (unlike !== undefined) {
+    throw new InputError(
+      "bad-key",
+      `${what} '${preview(name)}' is not one key in base64: it has ${unlike}`,
+    );
+  }
   const bytes = Buffer.from(body, "base64");
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || bytes.length !== byteLength) {
+  if (bytes.length !== byteLength) {
     // A secret key where a public one belongs: its own hint (the reverse has one at --key).
     const hint =
       !secret && bytes.length === 64
@@ -63,6 +70,17 @@ function splitKey(text: string, what: string, byteLength: number): { name: strin
     );
   }
   return { name, bytes };
+}
+
+/** What in `body` base64 does not have (named by kind, never shown), or undefined. */
+function notBase64(body: string): string | undefined {
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(body)) return undefined;
+  if (/\s/.test(body)) {
+    return "a space or a line break inside it (a key is one word: one key per file, not wrapped)";
+  }
+  if (/[-_]/.test(body)) return "'-' or '_' (base64url's) where base64 has '+' and '/'";
+  if (body === "") return "nothing after 'NAME:'";
+  return "characters base64 does not use";
 }
 
 function preview(text: string): string {
