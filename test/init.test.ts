@@ -287,6 +287,29 @@ describe("nixship init refuses", () => {
     expect(await leftBehind(dir, join(work, "no-keys"))).toEqual([]);
   });
 
+  // nixship.deployment's types are loose (tags: strings, policy: an attribute set): values the
+  // module takes and the fleet does not are named by where they came from, in both formats,
+  // before a key, a cache or a fleet is written (init used to write it and say "next: doctor").
+  it("deployment values the fleet would refuse, naming each, and writes nothing (exit 2)", async () => {
+    const dir = await flakeDir(`
+      nixosConfigurations.web1 = nixosSystem {
+        toplevel = examples.web-v1;
+        modules = [ deployment { nixship.deployment = { address = "10.0.0.1"; tags = [ "Web" ]; policy.parallel = 0; }; } ];
+      };`);
+    const keys = join(work, "unloadable-keys");
+    for (const format of ["json", "nix"]) {
+      const r = await init(dir, ["--format", format, "--key-out", join(keys, "k.sec")]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(
+        `init: the fleet from the configurations in ${join(dir, "flake.nix")} would not load:`,
+      );
+      expect(r.stderr).toContain("  hosts.web1.tags[0]: must be a string matching");
+      expect(r.stderr).toContain("  policies.web1.parallel: must be a whole number >= 1 (got 0)");
+      expect(r.stderr).toContain("hosts.NAME is nixosConfigurations.NAME's");
+      expect(await leftBehind(dir, keys)).toEqual([]);
+    }
+  });
+
   it("a cache URL holding credentials, without quoting them, and writes nothing (exit 2)", async () => {
     const dir = await flakeDir();
     const keys = join(work, "cache-url-keys");

@@ -11,13 +11,14 @@ import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
 import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
 import { InputError, UsageError } from "../errors.js";
-import { conversionProblems } from "../fleet/conversion-check.js";
+import { conversionProblems, fleetProblems } from "../fleet/conversion-check.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { formatJson } from "../fleet/fleet-json.js";
 import { type Conversion, conversionJson, conversionNix } from "../fleet/foreign-fleet.js";
 import { convertColmena } from "../fleet/from-colmena.js";
 import { convertDeployRs } from "../fleet/from-deploy-rs.js";
 import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fleet/init-fleet.js";
+import type { Problem } from "../fleet/json-check.js";
 import { formatJsonPath } from "../fleet/json-path.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
@@ -156,19 +157,12 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
       if (hasFleet) refuseShadowing(dir, fleetFile, values.force === true);
       const settings = { cacheUrl, publicKey };
       // What the fleet could not hold stops init here, before anything is written.
-      const problems = conversionProblems(conversion, settings);
-      if (problems.length > 0) {
-        throw new InputError(
-          "conversion-refused",
-          `${COMMAND} --from ${from}: the fleet converted from ${dir} would not load:\n${problems
-            .slice(0, 20)
-            .map((p) => `  ${formatJsonPath(p.path)}: ${p.message}`)
-            .join("\n")}${problems.length > 20 ? `\n  … and ${problems.length - 20} more` : ""}`,
-          {
-            hint: `change those settings in the ${from === "colmena" ? "hive" : "deploy-rs flake"} (or leave them out), then convert again; nothing was written`,
-          },
-        );
-      }
+      refuseUnloadable(
+        conversionProblems(conversion, settings),
+        "conversion-refused",
+        `${COMMAND} --from ${from}: the fleet converted from ${dir} would not load`,
+        `change those settings in the ${from === "colmena" ? "hive" : "deploy-rs flake"} (or leave them out), then convert again; nothing was written`,
+      );
       // The fleet file's place is checked before the key and the cache are made.
       await checkFleetFilePlace(fleetFile);
       await writeKey(keyOut, key);
@@ -259,12 +253,21 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
       );
     }
 
+    const settings = { cacheUrl, publicKey };
+    // The configurations' nixship.deployment is copied as it is (the module's types are loose):
+    // what the fleet loader would refuse stops init here, whichever format it writes (the Nix
+    // one reads the same values when the fleet is loaded).
+    refuseUnloadable(
+      fleetProblems(initFleetJson(configurations, settings)),
+      "init-refused",
+      `${COMMAND}: the fleet from the configurations in ${join(dir, "flake.nix")} would not load`,
+      "change those in the configurations' nixship.deployment (hosts.NAME is nixosConfigurations.NAME's; policies.NAME its policy), then run init again; nothing was written",
+    );
     // Everything is read and checked (the fleet file's place too): now the key, the cache, and
     // the fleet last.
     await checkFleetFilePlace(fleetFile);
     await writeKey(keyOut, key);
     const cacheCreated = localCache ? await initCache(cacheUrl) : null;
-    const settings = { cacheUrl, publicKey };
     const text =
       format === "json"
         ? formatJson(initFleetJson(configurations, settings))
@@ -550,4 +553,17 @@ async function initCache(url: string): Promise<boolean> {
   } finally {
     await store.close();
   }
+}
+
+/** Refuses, naming up to 20 of them, the problems the fleet loader found in what init would write. */
+function refuseUnloadable(
+  problems: readonly Problem[],
+  code: string,
+  what: string,
+  hint: string,
+): void {
+  if (problems.length === 0) return;
+  const shown = problems.slice(0, 20).map((p) => `  ${formatJsonPath(p.path)}: ${p.message}`);
+  const more = problems.length > 20 ? `\n  … and ${problems.length - 20} more` : "";
+  throw new InputError(code, `${what}:\n${shown.join("\n")}${more}`, { hint });
 }
