@@ -85,8 +85,10 @@ and init prints what it carried over, what maps to what, and what it left behind
 (docs/coming-from-colmena.md, docs/coming-from-deploy-rs.md). A node nixship cannot reach (no
 targetHost or hostname, no system profile) or an evaluation error is named by its attribute.
 
-Nothing is written until the flake is read; each file is written whole (a temporary file,
-renamed), and an existing fleet file is kept unless --force.
+Nothing is written until the flake is read and the fleet to write is checked as every command
+loads it (a value of nixship.deployment or of a node the fleet refuses is named, and init
+stops); each file is written whole (a temporary file, renamed), and an existing fleet file is
+kept unless --force.
 
 Options:
   --from TOOL        convert the fleet of colmena or deploy-rs in the flake
