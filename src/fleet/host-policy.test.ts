@@ -104,6 +104,20 @@ describe("policies", () => {
     ]);
   });
 
+  it("says nothing of an entry's host or tag while a host has a problem of its own", () => {
+    // worker1 is there, with a bad field: only that field is named, not "no host is named
+    // worker1", nor "no host has tag worker" (its tags could not be read either).
+    const doc = fleetDoc({ worker1: { canary: 1 }, "@worker": {} });
+    const bad = {
+      ...doc,
+      hosts: { ...doc.hosts, worker1: { ...doc.hosts.worker1, tags: "worker", sudo: "yes" } },
+    };
+    expect(problemsOf(bad)).toEqual([
+      'hosts.worker1.tags: must be an array (got "worker")',
+      'hosts.worker1.sudo: must be true or false (got "yes")',
+    ]);
+  });
+
   it("asks for an address only on the hosts whose role's checks use it", () => {
     expect(
       problemsOf(fleetDoc({ "@api": { health: { http: [{ url: API_CHECK.url }] } } })),

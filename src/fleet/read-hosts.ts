@@ -65,7 +65,10 @@ export function readHosts(value: unknown, problems: Problems): FleetHost[] | und
       );
     }
   }
-  return hosts;
+  // Only every host, or none: what is checked against the hosts (a policy's or a secret's
+  // selector) would otherwise say "no host is named db1" of a host that is there, with a bad
+  // field of its own.
+  return hosts.length === entries.length ? hosts : undefined;
 }
 
 function readHost(
