@@ -6,12 +6,13 @@ import { narInfoKey } from "../cache/layout.js";
 import { PIN_MAX_PATHS, readPins, removePin, writePin } from "../cache/pins.js";
 import { readNarInfo } from "../cache/read.js";
 import { InputError, OperationError, UsageError } from "../errors.js";
-import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import type { StorePath } from "../nix/store-path.js";
 import { formatLeaseEvent } from "../ui/lease-events.js";
 import { mapLimit } from "../util/pool.js";
 import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, refuseArguments, requireFlag, writeJson } from "./command.js";
 import { trapInterrupts } from "./interrupts.js";
+import { storePathArgument } from "./store-path-argument.js";
 
 export const cachePin: Command = {
   path: ["cache", "pin"],
@@ -40,7 +41,7 @@ no cache).`,
     if (positionals.length > PIN_MAX_PATHS) {
       throw new UsageError(`cache pin: at most ${PIN_MAX_PATHS} paths a pin`);
     }
-    const paths = [...new Set(positionals.map((p) => parseStorePath(p, "argument").path))];
+    const paths = [...new Set(positionals.map((p) => storePathArgument(p, "argument")))];
     const { url } = await readCacheInput(values, io, "cache pin");
     const store = await openCache(url);
     // A pin is a root: leased from before it looks at the cache until it is written, so that a

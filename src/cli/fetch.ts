@@ -1,12 +1,12 @@
 // `nixship fetch`: download a path and its closure, verified, then import or restore it.
 import { type FetchSource, fetchAndImport, fetchAndRestore } from "../cache/fetch.js";
 import { UsageError } from "../errors.js";
-import { parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
 import { whileTrapped } from "./interrupts.js";
 import { requireTrustedKeys } from "./keys-input.js";
+import { storePathArgument } from "./store-path-argument.js";
 
 export const fetch: Command = {
   path: ["fetch"],
@@ -48,7 +48,7 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
     }
     if (values.store && !values.import) throw new UsageError("fetch: --store goes with --import");
     const trusted = await requireTrustedKeys(values["trusted-key"], "fetch");
-    const root = parseStorePath(positionals[0] as string, "STORE_PATH").path;
+    const root = storePathArgument(positionals[0] as string, "STORE_PATH");
     const store = await openStore(requireFlag(values.from, "--from", "fetch"));
     try {
       const line = new ProgressLine(io.stderr);

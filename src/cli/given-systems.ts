@@ -9,9 +9,10 @@ import { InputError, OperationError, UsageError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
-import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import type { FleetInput } from "./fleet-input.js";
+import { storePathArgument } from "./store-path-argument.js";
 
 /** `--system HOST=PATH` flags, each a host of the fleet and a store path, each host once. */
 export function parseSystemFlags(
@@ -42,7 +43,7 @@ export function parseSystemFlags(
     }
     let path: StorePath;
     try {
-      path = parseStorePath(flag.slice(at + 1), `--system ${host}`).path;
+      path = storePathArgument(flag.slice(at + 1), `--system ${host}`);
     } catch (err) {
       throw new UsageError(`${command}: ${(err as Error).message}`);
     }

@@ -1,10 +1,10 @@
 // `nixship verify`: check a cache's signatures and content, problem by problem.
 import { verifyCache } from "../cache/verify.js";
-import { parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
 import { requireTrustedKeys } from "./keys-input.js";
+import { storePathArgument } from "./store-path-argument.js";
 
 export const verify: Command = {
   path: ["verify"],
@@ -39,7 +39,7 @@ Exit codes: 0 all good, 1 problems found, 2 bad usage or input.`,
       "verify",
     );
     const trusted = await requireTrustedKeys(values["trusted-key"], "verify");
-    const paths = positionals.map((p) => parseStorePath(p, "argument").path);
+    const paths = positionals.map((p) => storePathArgument(p, "argument"));
     const jobs = parseIntFlag(values.jobs, "--jobs", "verify") ?? 8;
     const store = await openStore(requireFlag(values.cache, "--cache", "verify"));
     try {

@@ -41,7 +41,12 @@ describe("store paths", () => {
     ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9de-dep", /32-character nix32 hash/],
     ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx", /32-character nix32 hash/],
     ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-", /name is empty/],
-    ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-a/b", /characters outside/],
+    // A file inside a store path: that path is named, rather than the '/' as a bad character.
+    [
+      "/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-a/b",
+      /is inside the store path '\/nix\/store\/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-a': give that path$/,
+    ],
+    ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-a b/c", /characters outside/],
     ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-..", /'\.' or '\.\.'/],
     ["/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-.-x", /starts with '\.-'/],
     [`/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-${"a".repeat(212)}`, /longer than 211/],

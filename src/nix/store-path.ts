@@ -48,7 +48,14 @@ export function storePathProblem(text: string, where = "store path"): string | u
     return `${where} '${text}' does not start with a 32-character nix32 hash and '-'`;
   }
   const problem = storePathNameProblem(text.slice(STORE_PREFIX.length + HASH_PART_LENGTH + 1));
-  return problem === undefined ? undefined : `${where} '${text}': ${problem}`;
+  if (problem === undefined) return undefined;
+  // A file inside a store path (…-libd-1.0/lib): the path it is in is what was meant.
+  const slash = text.indexOf("/", STORE_PREFIX.length);
+  const enclosing = slash === -1 ? undefined : text.slice(0, slash);
+  if (enclosing !== undefined && storePathProblem(enclosing) === undefined) {
+    return `${where} '${text}' is inside the store path '${enclosing}': give that path`;
+  }
+  return `${where} '${text}': ${problem}`;
 }
 
 export function parseStorePath(text: string, where = "store path"): StorePathParts {
