@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import { FsStore } from "./fs-store.js";
@@ -166,6 +169,27 @@ describe("openStore", () => {
 
   it("rejects a bad URL with InputError", async () => {
     await expect(openStore("relative/dir")).rejects.toThrow(InputError);
+  });
+
+  // Its reads said "no binary cache: run cache init", and cache init then failed with ENOTDIR
+  // on a temporary file's name and a hint about "a" and "a/b".
+  it("refuses a directory store whose root is a file, or under one, as what it is", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-url-file-root-"));
+    try {
+      const file = join(dir, "afile");
+      await writeFile(file, "x");
+      await expect(openStore(`file://${file}`)).rejects.toMatchObject({
+        code: "store-not-directory",
+        message: `file://${file}: ${file} is a file, not a directory`,
+        hint: expect.stringContaining("a file:// store URL names a directory"),
+      });
+      await expect(openStore(`${file}/cache`)).rejects.toMatchObject({
+        code: "store-not-directory",
+        message: `file://${file}/cache: ${file}/cache is under a file, not a directory`,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

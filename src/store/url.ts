@@ -1,5 +1,6 @@
 // Store URLs (`file:///dir`, `/dir`, `s3://bucket/prefix?region=&endpoint=&profile=&upload-concurrency=`):
 // parsing, the canonical form, and `openStore`, the one factory that turns a URL into an ObjectStore.
+import { stat } from "node:fs/promises";
 import { isAbsolute, normalize } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { InputError } from "../errors.js";
@@ -194,7 +195,10 @@ export function formatStoreUrl(url: StoreUrl): string {
  */
 export async function openStore(text: string): Promise<ObjectStore> {
   const url = parseStoreUrl(text);
-  if (url.kind === "file") return new FsStore(url.root, { fsync: url.fsync });
+  if (url.kind === "file") {
+    await refuseFileRoot(url.root);
+    return new FsStore(url.root, { fsync: url.fsync });
+  }
   const { S3Store } = await import("./s3-store.js");
   return new S3Store({
     bucket: url.bucket,
@@ -205,6 +209,24 @@ export async function openStore(text: string): Promise<ObjectStore> {
     ...(url.uploadConcurrency !== undefined ? { uploadConcurrency: url.uploadConcurrency } : {}),
     url: formatStoreUrl(url),
   });
+}
+
+/**
+ * A directory store's root that is there and is not a directory (or lies under a file): its
+ * every read would say "no binary cache" and its every write fail with ENOTDIR on a temporary
+ * file's name. Said once, as what it is. A root not there yet is made by the first write.
+ */
+async function refuseFileRoot(root: string): Promise<void> {
+  const problem = await stat(root).then(
+    (info) => (info.isDirectory() ? undefined : "is a file, not a directory"),
+    (err: NodeJS.ErrnoException) =>
+      err.code === "ENOTDIR" ? "is under a file, not a directory" : undefined,
+  );
+  if (problem !== undefined) {
+    throw new InputError("store-not-directory", `${pathToFileURL(root).href}: ${root} ${problem}`, {
+      hint: "a file:// store URL names a directory (made by the first write if it is not there): give another path",
+    });
+  }
 }
 
 function trimSlash(path: string): string {
