@@ -48,6 +48,8 @@ export async function readLabState(labDir: string): Promise<LabState | undefined
   try {
     const state = JSON.parse(text) as LabState;
     if (state.version !== 1 || !Array.isArray(state.hosts)) throw new Error("unknown shape");
+    const bad = state.hosts.findIndex((host: unknown) => hostProblem(host) !== undefined);
+    if (bad !== -1) throw new Error(`hosts[${bad}] ${hostProblem(state.hosts[bad])}`);
     return state;
   } catch (err) {
     throw new InputError(
@@ -58,6 +60,23 @@ export async function readLabState(labDir: string): Promise<LabState | undefined
       },
     );
   }
+}
+
+/** What is wrong with a host of lab.json, or undefined: the fields every lab command reads. */
+function hostProblem(host: unknown): string | undefined {
+  if (typeof host !== "object" || host === null || Array.isArray(host)) return "is not an object";
+  const h = host as Record<string, unknown>;
+  for (const key of ["name", "address", "netns"] as const) {
+    if (typeof h[key] !== "string" || h[key] === "") return `has no ${key}`;
+  }
+  for (const key of ["pid", "agentPid"] as const) {
+    const value = h[key];
+    if (value === undefined && key === "agentPid") continue;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      return `has no ${key} (a whole number)`;
+    }
+  }
+  return undefined;
 }
 
 export async function writeLabState(labDir: string, state: LabState): Promise<void> {
