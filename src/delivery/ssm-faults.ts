@@ -2,6 +2,7 @@
 // wave rather than one host, and what each means for the user, with the fix in the hint.
 import { NixshipError, OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
+import { awsErrorText } from "../util/aws-error-text.js";
 
 // Faults that concern the account, the region or the document, never one host.
 export const WAVE_FAULTS = new Set([
@@ -101,7 +102,7 @@ const FAULTS: readonly (readonly [readonly string[], string, (s: SsmSettings) =>
 export function ssmFault(err: unknown, settings: SsmSettings): NixshipError {
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = awsErrorText(err);
   if (/region is missing/i.test(detail)) {
     return new OperationError("ssm-no-region", `SSM: ${detail}`, {
       cause: err,

@@ -24,4 +24,15 @@ describe("s3Fault", () => {
       'S3 put of "x" in bucket "b" failed: InvalidToken (HTTP 400): bad request: token=*** key=*** for bucket b',
     );
   });
+
+  it("gives a 301 without a body (a HEAD in another region) a hint", () => {
+    const err = Object.assign(new Error("UnknownError"), {
+      name: "Unknown",
+      $metadata: { httpStatusCode: 301 },
+    });
+    expect(s3Fault(err, 'S3 head of "x" in bucket "b"')).toMatchObject({
+      message: 'S3 head of "x" in bucket "b" failed: Unknown (HTTP 301): UnknownError',
+      hint: "the bucket is in another region, or the endpoint moved: set ?region= in the store URL, or check its endpoint",
+    });
+  });
 });

@@ -1,14 +1,14 @@
 // How S3 failures read: which SDK errors mean "absent" or "precondition failed" (expected
 // outcomes), and how the rest become an OperationError naming the object, the S3 code and a hint.
 import { NixshipError, OperationError } from "../errors.js";
+import { awsErrorText } from "../util/aws-error-text.js";
 import type { PutCondition } from "./object-store.js";
 
 /** `what` names the operation and object, e.g. `S3 get of "k" in bucket "b"`. */
 export function s3Fault(err: unknown, what: string): Error {
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
-  // A server's message may echo what it was sent: never the deployer's own credentials.
-  const detail = withoutOwnCredentials((err as Error | undefined)?.message ?? String(err));
+  const detail = awsErrorText(err);
   // A response without a body (HEAD, or a proxy's error page) leaves the SDK with no S3 code
   // ("UnknownError"): the HTTP status is what says what happened.
   const status = httpStatus(err);
@@ -30,19 +30,6 @@ export function s3Fault(err: unknown, what: string): Error {
       ...(hint ? { hint } : {}),
     },
   );
-}
-
-/** The credentials the SDK takes from the environment, long enough to tell from other text. */
-const OWN_CREDENTIALS = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] as const;
-
-/** `text` with every credential of the environment's replaced by `***`. */
-export function withoutOwnCredentials(text: string): string {
-  let shown = text;
-  for (const name of OWN_CREDENTIALS) {
-    const value = process.env[name];
-    if (value !== undefined && value.length >= 8) shown = shown.split(value).join("***");
-  }
-  return shown;
 }
 
 function errorName(err: unknown): string {
@@ -88,6 +75,7 @@ export function isPreconditionFailed(err: unknown, condition?: PutCondition): bo
 }
 
 const STATUS_HINTS: Readonly<Record<number, string>> = {
+  301: "the bucket is in another region, or the endpoint moved: set ?region= in the store URL, or check its endpoint",
   400: "the server refused the request: check the store URL (bucket, region, endpoint)",
   401: "the server wants credentials: check the AWS credentials",
   403: "access denied: check the AWS credentials, their policy and the bucket's policy",
