@@ -593,6 +593,10 @@ describe("parseFleet", () => {
     expect(problemsOf(withPolicy({ parallel: 1e20 }))).toEqual([
       "policy.parallel: must be a whole number from 1 to 9007199254740991 (got 100000000000000000000)",
     ]);
+    // JSON reads 1e400 as Infinity: said as such, not as null.
+    expect(problemsOf(withPolicy({ parallel: Number.POSITIVE_INFINITY }))).toEqual([
+      "policy.parallel: must be a whole number >= 1 (got Infinity)",
+    ]);
     expect(problemsOf(withPolicy({ maxFailures: -1 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ canary: 1.5 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ confirmTimeout: "30" }))).toEqual([

@@ -33,7 +33,11 @@ export function isJsonObject(value: unknown): value is Record<string, unknown> {
 export function got(value: unknown): string {
   if (isJsonObject(value)) return "got an object";
   if (Array.isArray(value)) return "got an array";
-  const text = JSON.stringify(value) ?? String(value);
+  // JSON reads 1e400 as Infinity, which JSON.stringify would show as null.
+  const text =
+    typeof value === "number" && !Number.isFinite(value)
+      ? String(value)
+      : (JSON.stringify(value) ?? String(value));
   return `got ${text.length > 60 ? `${text.slice(0, 57)}…` : text}`;
 }
 

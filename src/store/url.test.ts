@@ -52,6 +52,15 @@ describe("parseStoreUrl", () => {
     expect(parseStoreUrl("s3://bucket/", {})).toMatchObject({ region: "us-east-1", prefix: "" });
   });
 
+  it("says what is wrong with a file URL's percent-encoding", () => {
+    expect(() => parseStoreUrl("file:///tmp/a%2", ENV)).toThrow(
+      /the path is not valid percent-encoding \(a '%' is followed by two hex digits; '%25' is '%'\)/,
+    );
+    expect(() => parseStoreUrl("file:///tmp/a%00b", ENV)).toThrow(
+      /the path holds a NUL byte \(%00\)/,
+    );
+  });
+
   it("keeps credentials written into a URL out of the error message", () => {
     for (const text of ["s3://AKIA:s3cr3t@bucket", "s3://bucket?endpoint=http://AKIA:s3cr3t@h:1"]) {
       expect(() => parseStoreUrl(text, ENV)).toThrow(/credentials/);

@@ -77,9 +77,14 @@ function parseFileUrl(url: URL, text: string, bad: (what: string) => InputError)
   try {
     root = fileURLToPath(url);
   } catch (err) {
-    throw bad((err as Error).message);
+    throw bad(
+      err instanceof URIError
+        ? "the path is not valid percent-encoding (a '%' is followed by two hex digits; '%25' is '%')"
+        : (err as Error).message,
+    );
   }
-  if (!isAbsolute(root) || root.includes("\0")) throw bad("the path must be absolute");
+  if (root.includes("\0")) throw bad("the path holds a NUL byte (%00)");
+  if (!isAbsolute(root)) throw bad("the path must be absolute");
   return { kind: "file", root: notTheRoot(trimSlash(normalize(root)), bad), fsync };
 }
 
