@@ -17,6 +17,7 @@ import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { releaseKey } from "../release/release-store.js";
+import { hostStatusKey } from "../status/status.js";
 import type { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
 import { ChannelKeeper, type RollbackRelease } from "./channel-keeper.js";
@@ -195,6 +196,42 @@ describe("ChannelKeeper.publishRollback", () => {
       {
         host: "web1",
         why: `release ${planted} of channel prod is not signed by a trusted release key (one since dropped from releases.publicKeys? --to /nix/store/… sends the host to the system it named: docs/keys.md)`,
+      },
+    ]);
+  });
+
+  // Anyone who can write to the store can write web1's status record: the system it names for a
+  // generation is sent only when a verified release named it for web1 (the release key would
+  // otherwise sign the writer's choice, e.g. another host's system).
+  it("--to generation:N takes no system from an unsigned record that no release named for the host", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") }, { web1: sys("b", "web1") });
+    const forged = sys("a", "web2");
+    await store.put(
+      hostStatusKey("web1"),
+      Buffer.from(
+        JSON.stringify({
+          version: 1,
+          host: "web1",
+          mode: "agent",
+          channel: CHANNEL,
+          seq: 2,
+          desired: sys("b", "web1"),
+          current: forged,
+          generation: 7,
+          previous: null,
+          state: "success",
+          phase: null,
+          error: null,
+          rolledBack: null,
+          startedAt: "2026-11-25T06:00:00.000Z",
+          updatedAt: "2026-11-25T06:01:00.000Z",
+        }),
+      ),
+    );
+    expect(await rollback(["web1"], { kind: "generation", generation: 7 })).toEqual([
+      {
+        host: "web1",
+        why: `web1's status record says generation 7 is ${forged}, which no verified release of channel prod in the releases read named for web1, and the record is not signed (releases.signedReports): give --to /nix/store/… to send it there on purpose`,
       },
     ]);
   });

@@ -99,7 +99,14 @@ async function generationSystem(
           .catch(() => undefined);
   const latest = await read(hostStatusKey(name), { host: name });
   if (latest?.generation === generation && latest.current !== null) {
-    return { path: latest.current as StorePath };
+    const path = latest.current as StorePath;
+    // A record the host did not sign may be anyone's who can write to the store: the system it
+    // names is taken only when a verified release named it for this host (else the release key
+    // would sign a writer's choice: an old system, or another host's).
+    if (hostKey !== undefined || past.some((e) => e.path === path)) return { path };
+    return {
+      why: `${name}'s status record says generation ${generation} is ${path}, which no verified release of channel ${channel} in the releases read named for ${name}, and the record is not signed (releases.signedReports): give --to /nix/store/… to send it there on purpose`,
+    };
   }
   for (const e of [...past].reverse()) {
     if (e.outcome !== "success") continue;
