@@ -7,7 +7,7 @@ import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
 import { isHostTwice } from "../release/release-parse.js";
-import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
+import { listedSeqs, readRelease, releaseKey } from "../release/release-store.js";
 import { loadRelease, loadVerifiedRelease, storedShardKeys } from "../release/shard-store.js";
 import { isFinalState, type StatusState } from "../status/status.js";
 import { type Progress, readProgress } from "../status/status-store.js";
@@ -74,7 +74,9 @@ export async function readHistory(
   options: HistoryOptions,
 ): Promise<HistoryRead> {
   const { channel } = options;
-  const newest = await highestListed(store, channel);
+  // The release files there are, newest first: a number no file has is no release (a publisher
+  // that lost a race withdrew it), and costs no read.
+  const listed = (await listedSeqs(store, channel)).reverse();
   const count = options.releases ?? HISTORY_RELEASES;
   // Read back, a batch at a time, until `count` releases that are no refresh were read (a
   // refresh repeats its channel's entries: a daily one would push a month's deploys out of
@@ -155,17 +157,19 @@ export async function readHistory(
   };
   const reads: Awaited<ReturnType<typeof readOne>>[] = [];
   let counted = 0;
-  for (let next = newest; next >= 1 && counted < count && reads.length < HISTORY_READS; ) {
-    const size = Math.min(count - counted, HISTORY_READS - reads.length, next);
-    const batch = Array.from({ length: size }, (_, i) => next - i);
+  for (let next = 0; next < listed.length && counted < count && reads.length < HISTORY_READS; ) {
+    const size = Math.min(count - counted, HISTORY_READS - reads.length, listed.length - next);
+    const batch = listed.slice(next, next + size);
     total += size;
     const got = await mapLimit(batch, READS, readOne);
     reads.push(...got);
-    // A release that could not be read counts: what it was is not known.
+    // Only a release that verified counts: a file that did not (one planted by a store writer
+    // without the key, numbered above the channel's) must not push the releases the hosts ran
+    // out of the window. It costs a read of the HISTORY_READS.
     counted += got.filter(
-      (r) => typeof r.report === "string" || r.report.release.kind !== "refresh",
+      (r) => typeof r.report !== "string" && r.report.release.kind !== "refresh",
     ).length;
-    next -= size;
+    next += size;
   }
   const reports: ReleaseReport[] = [];
   const untrusted: number[] = [];

@@ -236,6 +236,18 @@ describe("ChannelKeeper.publishRollback", () => {
     ]);
   });
 
+  // A release file anyone who can write to the store can plant, numbered far above the
+  // channel's: it is passed over, and the releases the hosts ran are still read (the window
+  // used to start at the highest number and count the missing ones, and saw none of them).
+  it("still reads the channel's releases past a planted file numbered above them", async () => {
+    await deployed({ web1: sys("a", "web1") }, { web1: sys("b", "web1") });
+    await store.put(releaseKey(CHANNEL, 64), Buffer.from("{}"));
+    const k = keeper();
+    const result = await k.publishRollback(["web1"], undefined);
+    expect([...result.refused]).toEqual([]);
+    expect(result.hosts).toEqual([{ host: "web1", path: sys("a", "web1") }]);
+  });
+
   it("passes over a release withdrawn by a publisher that lost a race", async () => {
     await deployed({ web1: sys("a", "web1") }, { web1: sys("b", "web1") });
     await store.delete(releaseKey(CHANNEL, 1));
