@@ -56,13 +56,13 @@ function sampleServed(seconds: number): { stop: () => Promise<string[][]> } {
 }
 
 /** `rollback --on *`: every host back one step (its last confirmed system), as --on means. */
+/** `rollback` of every host, or of those `extra`'s own --on selects (a flag is given once). */
 function rollback(...extra: string[]): Promise<CliRun> {
   return nixship([
     "rollback",
     "--fleet",
     lab.fleetFile,
-    "--on",
-    "*",
+    ...(extra.includes("--on") ? [] : ["--on", "*"]),
     "--release-key",
     lab.releaseKeyFile,
     "--json",
