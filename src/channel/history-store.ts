@@ -115,13 +115,16 @@ export async function readHistory(
         .filter(([, e]) => isFinalState(e.state))
         .map(([host, e]) => [host, e.state] as const),
     );
+    const failedToo = new Set(
+      [...progress.hosts].filter(([, e]) => e.failedToo === true).map(([host]) => host),
+    );
     const known = options.known;
     if (known?.release.seq === seq && known.release.channel === channel) {
       options.onProgress?.(++done, total);
       note(known);
       return {
         seq,
-        report: { release: slim(known.release, states), states },
+        report: { release: slim(known.release, states), states, failedToo },
         named: of(known.release, progress),
       };
     }
@@ -141,7 +144,9 @@ export async function readHistory(
         getCalls += signed.shards?.length ?? 0;
         // Copied under another number: its markers are not about this content.
         const placed = signed.release.seq === seq && signed.release.channel === channel;
-        report = placed ? { release: slim(signed.release, states), states } : "untrusted";
+        report = placed
+          ? { release: slim(signed.release, states), states, failedToo }
+          : "untrusted";
         if (placed) {
           whole = signed.release;
           note(signed);

@@ -10,6 +10,8 @@ export interface ReleaseReport {
   readonly release: Pick<Release, "seq" | "kind" | "hosts">;
   /** Host → its final state for this release (applying hosts are left out). */
   readonly states: ReadonlyMap<string, StatusState>;
+  /** Hosts whose success on this release has a failure marker beside it (ProgressEntry). */
+  readonly failedToo?: ReadonlySet<string>;
 }
 
 /** A system a host confirmed healthy (success) or failed on, in one release. */
@@ -24,6 +26,8 @@ export interface HostEvent {
    * every host of the channel). Absent: it changed the entry, or the release before is unread.
    */
   readonly carried?: true;
+  /** A success whose host also left a failure marker on the release (ReleaseReport.failedToo). */
+  readonly failedToo?: true;
 }
 
 /** One host's events, oldest release first. */
@@ -33,7 +37,7 @@ export type HostHistory = readonly HostEvent[];
 export function hostHistories(reports: readonly ReleaseReport[]): Map<string, HostEvent[]> {
   const histories = new Map<string, HostEvent[]>();
   const ordered = [...reports].sort((a, b) => a.release.seq - b.release.seq);
-  for (const [i, { release, states }] of ordered.entries()) {
+  for (const [i, { release, states, failedToo }] of ordered.entries()) {
     const before = ordered[i - 1]?.release;
     const previous = before?.seq === release.seq - 1 ? before : undefined;
     for (const [host, state] of states) {
@@ -47,6 +51,7 @@ export function hostHistories(reports: readonly ReleaseReport[]): Map<string, Ho
         path,
         outcome: state,
         ...(carried ? { carried: true as const } : {}),
+        ...(state === "success" && failedToo?.has(host) ? { failedToo: true as const } : {}),
       });
       histories.set(host, events);
     }

@@ -1192,4 +1192,34 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     const [back] = await delivery({ reportKeys }).rollbackHosts([host("web1")], undefined);
     expect(back).toMatchObject({ status: "rolled-back", path: sys("b", "web1") });
   });
+  it("a success its host did not sign, written after the failure it signed, erases neither", async () => {
+    const web1 = await hostKeyPair("web1");
+    startAgents(["web1", "web2"], [sys("c", "web1")], new Map([["web1", web1.file]]));
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    for (const step of [{ web1: sys("a", "web1") }, { web1: sys("b", "web1") }]) {
+      const [o] = await delivery({ reportKeys }).deployWave(wave(step), () => {}, CONTEXT);
+      expect(o).toMatchObject({ status: "activated" });
+    }
+    const d = delivery({ reportKeys });
+    const [failed] = await d.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
+    expect(failed).toMatchObject({ status: "failed", rolledBack: true });
+    expect(d.published.map((r) => [r.release.seq, r.release.kind])).toEqual([
+      [3, "deploy"],
+      [4, "rollback"],
+    ]);
+    // Whoever can write the store says web1 confirmed c on release 3 after all: the newer
+    // marker, beside the failure web1 signed. A rollback from b would go to c, the failed system.
+    await new Promise((r) => setTimeout(r, 20));
+    await store.put(
+      progressKey(CHANNEL, 3, "web1", "success"),
+      formatStatusRecord(forged("web1", 3, "success", sys("c", "web1"))),
+    );
+    const next = delivery({ reportKeys });
+    const notes = await next.channel.plan([{ host: "web2", path: sys("a", "web2"), runs: false }]);
+    expect(notes).toEqual([
+      "web1: a success report on release 3 is not believed (it is not signed): its signed failure on that release counts instead",
+    ]);
+    const [back] = await delivery({ reportKeys }).rollbackHosts([host("web1")], undefined);
+    expect(back).toMatchObject({ status: "rolled-back", path: sys("a", "web1") });
+  });
 });

@@ -227,6 +227,11 @@ export interface ProgressEntry {
   /** The marker holding the record for that state. */
   readonly key: string;
   readonly at: Date;
+  /**
+   * Set on a success when the host also left a failure marker on the release: which one counts
+   * is the newer's word, so a reader that verifies reports judges both (believed-history.ts).
+   */
+  readonly failedToo?: true;
 }
 
 /**
@@ -238,12 +243,18 @@ export function summariseProgress(
   objects: readonly { readonly key: string; readonly lastModified: Date }[],
 ): Map<string, ProgressEntry> {
   const hosts = new Map<string, ProgressEntry>();
+  const failed = new Set<string>();
   for (const o of objects) {
     const parsed = parseProgressKey(prefix, o.key);
     if (parsed === undefined) continue;
+    if (parsed.state === "failed") failed.add(parsed.host);
     const entry = { state: parsed.state, key: o.key, at: o.lastModified };
     const known = hosts.get(parsed.host);
     if (known === undefined || beats(entry, known)) hosts.set(parsed.host, entry);
+  }
+  for (const [host, entry] of hosts) {
+    if (entry.state === "success" && failed.has(host))
+      hosts.set(host, { ...entry, failedToo: true });
   }
   return hosts;
 }
