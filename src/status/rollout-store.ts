@@ -138,6 +138,13 @@ export async function readTrustedRollout(
 export const ASK_ROLLOUTS = 20;
 /** Rollout records read at most for the fleet's last ask of each host. */
 export const ASK_LOOKBACK = 200;
+/**
+ * Bytes of rollout records read at most for the asks, by the sizes the listing gives: a record
+ * may be 8 MiB (ROLLOUT_RECORD_LIMIT) and costs about 1.6 times its size while it is kept
+ * parsed, so 200 of them would cost a view gigabytes and seconds. A fleet of 10,000 hosts
+ * writes records of about 1.5 MB: this reads the newest 40 of those.
+ */
+export const ASK_BYTES = 64 * 1024 * 1024;
 
 /** What the fleet last asked of hosts, and of which hosts the records read could not tell. */
 export interface AsksRead {
@@ -152,6 +159,8 @@ export interface AsksRead {
   readonly undone: ReadonlyMap<string, UndoneFailure>;
   /** The records read, newest first. */
   readonly records: { readonly key: string; readonly record: RolloutRecord }[];
+  /** How many records were listed to be read (those read, and any gone since the listing). */
+  readonly lookedBack: number;
 }
 
 /** Where the rollout records come from: listed newest first, each read (undefined: gone). */
@@ -163,24 +172,34 @@ export interface RolloutSource {
 /**
  * What the fleet last asked of each of `hosts`: the newest ASK_ROLLOUTS rollout records, then
  * older ones, ASK_ROLLOUTS at a time, while a host is open (asksOpen: no ask yet, and no record
- * of its own, `since`, newer than the records read), up to ASK_LOOKBACK records.
+ * of its own, `since`, newer than the records read), up to ASK_LOOKBACK records and ASK_BYTES
+ * of them (`bytes`).
  */
 export async function readAsksBack(
   source: RolloutSource,
   hosts: readonly string[],
   since: ReadonlyMap<string, string>,
   now: Date = new Date(),
+  bytes: number = ASK_BYTES,
 ): Promise<AsksRead> {
   const read: { key: string; record: RolloutRecord }[] = [];
   if (hosts.length === 0) {
-    return { asks: new Map(), unjudged: [], undone: new Map(), records: read };
+    return { asks: new Map(), unjudged: [], undone: new Map(), records: read, lookedBack: 0 };
   }
   const seen = new Set<string>();
+  let spent = 0;
   let count = ASK_ROLLOUTS;
   let listed = await source.list(count);
   for (;;) {
-    const batch = listed.filter((o) => !seen.has(o.key)).slice(0, ASK_ROLLOUTS);
-    for (const o of batch) seen.add(o.key);
+    const unseen = listed.filter((o) => !seen.has(o.key)).slice(0, ASK_ROLLOUTS);
+    // The budget ends the read before a record past it (the first record is always read).
+    const batch: ObjectInfo[] = [];
+    for (const o of unseen) {
+      if (seen.size > 0 && spent + o.size > bytes) break;
+      spent += o.size;
+      seen.add(o.key);
+      batch.push(o);
+    }
     const found = await mapLimit(batch, 4, (o) => source.read(o));
     read.push(...found.flatMap((r) => (r === undefined ? [] : [r])));
     // Newest first (keys sort so), though a record started since the first listing comes later.
@@ -189,13 +208,15 @@ export async function readAsksBack(
     const open = asksOpen(read, asks, hosts, since);
     const more = listed.some((o) => !seen.has(o.key));
     const undone = undoneFailures(read);
+    const lookedBack = seen.size;
     if (open.length === 0 || (!more && listed.length < count)) {
-      return { asks, unjudged: [], undone, records: read };
+      return { asks, unjudged: [], undone, records: read, lookedBack };
+    }
+    if (batch.length < unseen.length || (!more && count >= ASK_LOOKBACK)) {
+      const unjudged = open.filter((h) => since.has(h));
+      return { asks, unjudged, undone, records: read, lookedBack };
     }
     if (!more) {
-      if (count >= ASK_LOOKBACK) {
-        return { asks, unjudged: open.filter((h) => since.has(h)), undone, records: read };
-      }
       count = ASK_LOOKBACK;
       listed = await source.list(count);
     }

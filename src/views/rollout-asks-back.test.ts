@@ -12,7 +12,16 @@ import { parseFleetValue } from "../fleet/fleet-file.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
-import { ASK_LOOKBACK, ASK_ROLLOUTS, readLastAsks, writeRollout } from "../status/rollout-store.js";
+import {
+  ASK_BYTES,
+  ASK_LOOKBACK,
+  ASK_ROLLOUTS,
+  listNewestRollouts,
+  readAsksBack,
+  readLastAsks,
+  readRolloutOrNone,
+  writeRollout,
+} from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -125,6 +134,27 @@ describe("the fleet's last ask, read back", () => {
     expect((await readLastAsks(store, ["web5"], new Map())).unjudged).toEqual([]);
   });
 
+  it("reads no record past its byte budget, by the listing's sizes; a host with an older record is not judged", async () => {
+    await skippedThenOthers(ASK_ROLLOUTS * 2);
+    const listed = await listNewestRollouts(store, ASK_LOOKBACK);
+    const size = listed[0]?.size ?? 0;
+    expect(size).toBeGreaterThan(0);
+    const { store: counted, counts } = countReads(store);
+    const source = {
+      list: (count: number) => listNewestRollouts(counted, count),
+      read: ({ key }: { key: string }) => readRolloutOrNone(counted, key),
+    };
+    // A budget of 25 records: the first listing's 20, then 5 of the next.
+    const since = new Map([["web5", at(0)]]);
+    const read = await readAsksBack(source, ["web5"], since, new Date(), size * 25 + size / 2);
+    expect(read).toMatchObject({ unjudged: ["web5"], lookedBack: 25 });
+    expect(read.asks.has("web5")).toBe(false);
+    expect(counts.get).toBe(25);
+    // The newest record is read whatever its size.
+    const one = await readAsksBack(source, ["web5"], since, new Date(), 1);
+    expect(one).toMatchObject({ unjudged: ["web5"], lookedBack: 1 });
+  });
+
   it("the dashboard's watch reads each record once while its etag holds, and keeps the map", async () => {
     await skippedThenOthers(ASK_ROLLOUTS + 3);
     const { store: counted, counts } = countReads(store);
@@ -170,7 +200,7 @@ describe("status --stored", () => {
     expect(view.warnings).toEqual([
       expect.stringMatching(
         new RegExp(
-          `^web5: its record is older than the newest ${ASK_LOOKBACK} rollouts, none of which names it: whether an older rollout left it behind is not judged`,
+          `^web5: its record is older than the newest ${ASK_LOOKBACK} rollouts \\(a view reads the newest ${ASK_LOOKBACK} at most, and ${ASK_BYTES / 1024 / 1024} MiB of records\\), none of which names it: whether an older rollout left it behind is not judged`,
         ),
       ),
     ]);

@@ -197,7 +197,12 @@ export class RolloutWatch {
       .sort()
       .join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
     if (this.#asked?.of !== of) this.#asked = { of, asks: read.asks, undone: read.undone };
-    return { asks: this.#asked.asks, unjudged: read.unjudged, undone: this.#asked.undone };
+    return {
+      asks: this.#asked.asks,
+      unjudged: read.unjudged,
+      undone: this.#asked.undone,
+      lookedBack: read.lookedBack,
+    };
   }
 
   /** The recent rollout records that could be read, newest first, each read once a change. */

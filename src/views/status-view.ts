@@ -21,7 +21,7 @@ import { failureUndone } from "../status/behind.js";
 import type { Ask, UndoneFailure } from "../status/fleet-asks.js";
 import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
-import { ASK_LOOKBACK } from "../status/rollout-store.js";
+import { ASK_BYTES, ASK_LOOKBACK } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { namesShown } from "../util/names-shown.js";
@@ -141,7 +141,7 @@ export async function readStatusView(
   const unjudged = stored?.unjudged ?? [];
   if (unjudged.length > 0) {
     warnings.push(
-      `${namesShown(unjudged, 5)}: ${unjudged.length === 1 ? "its record is" : "their records are"} older than the newest ${ASK_LOOKBACK} rollouts, none of which names ${unjudged.length === 1 ? "it" : "them"}: whether an older rollout left ${unjudged.length === 1 ? "it" : "them"} behind is not judged (deploy ${unjudged.length === 1 ? "it" : "them"}, or read 'nixship status --on HOST' live)`,
+      `${namesShown(unjudged, 5)}: ${unjudged.length === 1 ? "its record is" : "their records are"} older than the newest ${stored?.lookedBack ?? 0} rollouts (${lookBackLimits()}), none of which names ${unjudged.length === 1 ? "it" : "them"}: whether an older rollout left ${unjudged.length === 1 ? "it" : "them"} behind is not judged (deploy ${unjudged.length === 1 ? "it" : "them"}, or read 'nixship status --on HOST' live)`,
     );
   }
   const expired = expiredChannel(fleet, stored?.agents?.channel, new Date());
@@ -236,6 +236,8 @@ interface StoreFacts {
   readonly undone: ReadonlyMap<string, UndoneFailure>;
   /** Hosts whose records are older than every rollout read for the asks (AsksRead). */
   readonly unjudged: readonly string[];
+  /** How many rollout records the asks looked back over (AsksRead). */
+  readonly lookedBack: number;
   readonly paused: PausedRollout[];
   /** The first rollout record passed over for being dated in the future. */
   readonly future: FutureRollout | undefined;
@@ -267,7 +269,7 @@ async function readStore(
         record === undefined ? [] : [[host, record.startedAt] as const],
       ),
     );
-    const [{ asks, unjudged, undone }, future, newest] = await Promise.all([
+    const [{ asks, unjudged, undone, lookedBack }, future, newest] = await Promise.all([
       rollouts.asks(
         hosts.map((h) => h.name),
         since,
@@ -283,8 +285,13 @@ async function readStore(
       await requireCacheInfo(store);
     }
     const paused = await withAnswers(store, rollouts.pausedNow());
-    return { poll, agents, origins, asks, unjudged, undone, paused, future, newest };
+    return { poll, agents, origins, asks, unjudged, lookedBack, undone, paused, future, newest };
   } finally {
     if (kept === undefined) await store.close();
   }
+}
+
+/** What a view reads of the rollout records, at most, to judge who is behind. */
+function lookBackLimits(): string {
+  return `a view reads the newest ${ASK_LOOKBACK} at most, and ${ASK_BYTES / (1024 * 1024)} MiB of records`;
 }
