@@ -12,7 +12,12 @@ import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
-import { writeRollout } from "../status/rollout-store.js";
+import {
+  ASK_BYTES,
+  ASK_LOOKBACK,
+  listNewestRollouts,
+  writeRollout,
+} from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { readUndo } from "./rollout-undo.js";
@@ -75,6 +80,30 @@ async function twoRollouts(): Promise<void> {
 }
 
 describe("a rollback without --rollout", () => {
+  it("reads no more than ASK_BYTES of the newer records that name no selected host (the newest always)", async () => {
+    await twoRollouts();
+    // Rollouts of 40,000 hosts the fleet file does not have, newer than X: a record near
+    // ROLLOUT_RECORD_LIMIT each, and more of them than the budget holds.
+    const others = Array.from({ length: 40_000 }, (_, i) => host(`o${i}`, "confirmed", V2, V1));
+    const count = Math.ceil(ASK_BYTES / (8 * 1024 * 1024)) + 1;
+    for (let i = 0; i < count; i++) {
+      await writeRollout(
+        store,
+        rollout(`c${i.toString(16).padStart(11, "0")}`, HOUR - i, others),
+        key,
+      );
+    }
+    const listed = await listNewestRollouts(store, ASK_LOOKBACK);
+    expect(listed.slice(0, count).every((o) => o.size > 7 * 1024 * 1024)).toBe(true);
+    await expect(readUndo(fleet, {})).rejects.toThrow(
+      new RegExp(
+        `^rollback: none of the newest ${count - 1} rollouts in file://.* \\(64 MiB of records, all a rollback reads\\) names a selected host$`,
+      ),
+    );
+    // Given by id, it is found all the same.
+    expect((await readUndo(fleet, { id: "bbbbbbbbbbbb" })).record.id).toBe("bbbbbbbbbbbb");
+  }, 60_000);
+
   it("passes over a rollout a rollback sent back for every host, to the one before", async () => {
     await twoRollouts();
     const back = ["a", "b", "c"].map((h) => host(h, "confirmed", V1, V2));

@@ -20,6 +20,7 @@ import {
   undoneHosts,
 } from "../status/rollout.js";
 import {
+  ASK_BYTES,
   ASK_LOOKBACK,
   findRolloutAndNewer,
   listNewestRollouts,
@@ -181,8 +182,19 @@ async function findRecord(
   // send back, and is finished). What a rollback undid is believed only when its record is signed.
   const passed: RolloutRecord[] = [];
   const undone = new Map<string, Set<string>>();
-  for (const { key } of await listNewestRollouts(store, ASK_LOOKBACK)) {
+  let spent = 0;
+  let read = 0;
+  for (const { key, size } of await listNewestRollouts(store, ASK_LOOKBACK)) {
     if (!isRolloutKey(key)) continue;
+    // As the views, at most ASK_BYTES of records by the listing's sizes (the newest always).
+    spent += size;
+    if (read > 0 && spent > ASK_BYTES) {
+      throw new UsageError(
+        `rollback: none of the newest ${read} rollouts in ${store.url} (${ASK_BYTES / (1024 * 1024)} MiB of records, all a rollback reads) names a selected host`,
+        "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
+      );
+    }
+    read++;
     const record = await readRollout(store, key);
     if (record === undefined) continue;
     if (rolloutEntries(record).some((e) => selected.has(e.host))) {
