@@ -57,13 +57,14 @@ before, or (asked live) whose activation awaits its deploy's confirmation, is no
 
 Each host's note (and --json 'origin') says who put the system it runs there and from what
 source: the deploy's rollout record (status/rollouts/…: who started it, each flake with its git
-commit and whether its tree was dirty), the release its agent applied (the origin document
+commit and whether its tree was dirty; believed only when a key of cache.publicKeys signed it,
+as a deploy with --key does), the release its agent applied (the origin document
 signed beside it, believed only when a key of releases.publicKeys signed it for that release),
 or the rollback and who ran it. Each rollout record and release is read once, whatever the
 number of hosts it put there; one that is gone, unreadable or not to be believed is said so.
 
 A host is behind when the newest rollout that named it (among the newest 200 rollout records
-in the store, status/rollouts/…) gave it a system it does not run, and nothing it reported
+in the store, status/rollouts/…, and 64 MiB of them) gave it a system it does not run, and nothing it reported
 since says otherwise: the rollout skipped it as unreachable, never started its wave, or it
 failed. A host that failed (or was interrupted) before anything changed there, in its connect,
 copy or realise, keeps the record it had: it runs what it ran, behind, not failed. An agent's

@@ -17,6 +17,8 @@ import { type OriginCache, PROBLEM_RETRY_MS, readHostOrigins } from "./host-orig
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1" as StorePath;
 const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-web-v2" as StorePath;
 const key = generateSecretKey("prod-release-1");
+const cacheKey = generateSecretKey("prod-cache-1");
+const KEYS = { release: [publicKeyOf(key)], rollout: [publicKeyOf(cacheKey)] };
 const started = new Date("2026-11-25T10:00:00.000Z");
 const ROLLOUT = rolloutKey(started, "0123456789ab");
 
@@ -84,7 +86,9 @@ describe("who put each host's system there", () => {
       startedAt: started.toISOString(),
       updatedAt: started.toISOString(),
     };
-    await writeRollout(store, rollout);
+    await writeRollout(store, rollout, cacheKey);
+    // One written by someone without the cache key, naming whom they like.
+    await writeRollout(store, { ...rollout, id: "cccccccccccc", by: "mallory@x" });
     // A rollback of it: the rollout that put web7 back.
     const undo = {
       ...rollout,
@@ -93,7 +97,7 @@ describe("who put each host's system there", () => {
       sources: [],
       undoes: rollout.id,
     };
-    await writeRollout(store, undo);
+    await writeRollout(store, undo, cacheKey);
     const release = {
       channel: "prod",
       hosts: { ag1: { path: A }, ag2: { path: B } },
@@ -135,17 +139,19 @@ describe("who put each host's system there", () => {
       ["web5", record("web5", {}, { kind: "rollout", key: rolloutKey(started, "ffffffffffff") })],
       ["web6", record("web6")],
       ["web7", record("web7", {}, { kind: "rollout", key: rolloutKey(started, undo.id) })],
+      ["web8", record("web8", {}, { kind: "rollout", key: rolloutKey(started, "cccccccccccc") })],
     ]);
     const counted = counting(store);
     const cache: OriginCache = new Map();
     const t0 = Date.now();
-    const shown = await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache, t0);
+    const shown = await readHostOrigins(counted.store, records, KEYS, cache, t0);
     // One rollout record, one gone, and each release's file and origin: once each.
     expect(counted.gets.sort()).toEqual(
       [
         ROLLOUT,
         rolloutKey(started, "ffffffffffff"),
         rolloutKey(started, undo.id),
+        rolloutKey(started, "cccccccccccc"),
         "releases/prod/1.json",
         "releases/prod/1.origin.json",
         "releases/prod/2.json",
@@ -168,25 +174,23 @@ describe("who put each host's system there", () => {
     expect(text("web4")).toBe("rolled back by bob@laptop");
     expect(text("web5")).toMatch(/by whom unknown: its rollout record .* is gone/);
     expect(shown.has("web6")).toBe(false);
+    expect(text("web8")).toBe(
+      "deployed (rollout cccccccccccc), by whom unknown: its rollout record is not to be believed: it is not signed",
+    );
     expect(text("web7")).toBe(
       "rolled back (rollout bbbbbbbbbbbb, undoing 0123456789ab) by bob@laptop",
     );
     // A dashboard's next poll reads nothing: what was believed is kept, and what was not is
     // shown as it was until PROBLEM_RETRY_MS passed; then only that is asked again.
     counted.gets.length = 0;
-    const next = await readHostOrigins(
-      counted.store,
-      records,
-      [publicKeyOf(key)],
-      cache,
-      t0 + 1000,
-    );
+    const next = await readHostOrigins(counted.store, records, KEYS, cache, t0 + 1000);
     expect(counted.gets).toEqual([]);
     expect(next.get("web5")?.problem).toMatch(/is gone/);
-    await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache, t0 + PROBLEM_RETRY_MS);
+    await readHostOrigins(counted.store, records, KEYS, cache, t0 + PROBLEM_RETRY_MS);
     expect(counted.gets.sort()).toEqual(
       [
         rolloutKey(started, "ffffffffffff"),
+        rolloutKey(started, "cccccccccccc"),
         "releases/prod/2.json",
         "releases/prod/2.origin.json",
       ].sort(),

@@ -1,12 +1,13 @@
 // Who put each host's system there and from what source, for the status view: a
 // host's record names what put it there (a rollout record, a release, a rollback), and this
-// reads each distinct one once (a rollout record within its size limit; a release's origin
-// document, trusted only when a release key signed it for that release's digest).
+// reads each distinct one once (a rollout record within its size limit, trusted only when a
+// cache key signed it; a release's origin document, trusted only when a release key signed it
+// for that release's digest).
 import { NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { OriginSource } from "../release/release-origin.js";
 import { readRelease, readReleaseOrigin } from "../release/release-store.js";
-import { readRollout } from "../status/rollout-store.js";
+import { readWeighedRollout } from "../status/rollout-store.js";
 import type { KnownOrigin, StatusRecord } from "../status/status.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -76,15 +77,24 @@ export type OriginCache = Map<
 /** Milliseconds before an origin that could not be told is asked again. */
 export const PROBLEM_RETRY_MS = 5 * 60_000;
 
+/** The keys an origin is believed on. */
+export interface OriginKeys {
+  /** The fleet's release keys (undefined: none, so no release origin is believed). */
+  readonly release: readonly PublicKey[] | undefined;
+  /** The fleet's cache.publicKeys, which sign rollout records (rollout-signature.ts). */
+  readonly rollout: readonly PublicKey[];
+}
+
 /**
  * Each record's origin as shown, by host: every distinct rollout record and release origin
- * among `records` read once (ORIGIN_READS at once), or taken from `cache`. `releaseKeys`: the
- * fleet's release keys (undefined: none, so no release origin is trusted).
+ * among `records` read once (ORIGIN_READS at once), or taken from `cache`; who and what only
+ * from a record or origin document `keys` signed (anyone who can write the store could have
+ * written another).
  */
 export async function readHostOrigins(
   store: ObjectStore,
   records: ReadonlyMap<string, StatusRecord>,
-  releaseKeys: readonly PublicKey[] | undefined,
+  keys: OriginKeys,
   cache: OriginCache = new Map(),
   now: number = Date.now(),
 ): Promise<Map<string, ShownOrigin>> {
@@ -100,7 +110,7 @@ export async function readHostOrigins(
   if (cache.size + wanted.size > CACHE_LIMIT) cache.clear();
   const fresh = new Map<string, ShownOrigin>();
   await mapLimit([...wanted], ORIGIN_READS, async ([ref, origin]) => {
-    const shown = await readOrigin(store, origin, releaseKeys);
+    const shown = await readOrigin(store, origin, keys);
     fresh.set(ref, shown);
     // What could not be told is asked again later (a record written late, a fault).
     cache.set(
@@ -121,8 +131,9 @@ export async function readHostOrigins(
 async function readOrigin(
   store: ObjectStore,
   origin: KnownOrigin,
-  releaseKeys: readonly PublicKey[] | undefined,
+  keys: OriginKeys,
 ): Promise<ShownOrigin> {
+  const releaseKeys = keys.release;
   const problem = (ref: string | null, why: string): ShownOrigin => ({
     kind: origin.kind,
     ref,
@@ -136,8 +147,12 @@ async function readOrigin(
     case "rollout": {
       const id = /-([0-9a-f]+)\.json$/.exec(origin.key)?.[1] ?? origin.key;
       try {
-        const record = await readRollout(store, origin.key);
-        if (record === undefined) return problem(id, `its rollout record ${origin.key} is gone`);
+        const read = await readWeighedRollout(store, origin.key, keys.rollout);
+        if (read === undefined) return problem(id, `its rollout record ${origin.key} is gone`);
+        if (!read.trusted) {
+          return problem(id, `its rollout record is not to be believed: ${read.why}`);
+        }
+        const { record } = read;
         if (record.by === undefined) return problem(id, "its rollout record names nobody");
         return {
           kind: "rollout",

@@ -261,7 +261,12 @@ async function readStore(
       ? await (options.signals?.read() ?? readAgentSignals(store, fleet))
       : undefined;
     const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
-    const origins = await readHostOrigins(store, poll.records, releaseKeys, options.origins);
+    const origins = await readHostOrigins(
+      store,
+      poll.records,
+      { release: releaseKeys, rollout: (fleet.cache?.publicKeys ?? []).map(parsePublicKey) },
+      options.origins,
+    );
     const rollouts = options.rollouts ?? new RolloutWatch(store);
     // A host's own record, newer than a rollout, is the newer word: no need to read back past it.
     const since = new Map(
