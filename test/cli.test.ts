@@ -44,6 +44,15 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["plan", "--fleet", "/nonexistent/nixship.json"],
       /cannot read the fleet file \/nonexistent\/nixship.json: no such file\nhint: create it \('nixship init'.*--fleet.*\$NIXSHIP_FLEET/,
     ],
+    // A bad flag is said before the fleet is read, by the command that was given it.
+    [
+      ["plan", "--fleet", "/nonexistent/nixship.json", "--max-connections", "0"],
+      /^error: plan: --max-connections must be a whole number ≥ 1, got '0'/,
+    ],
+    [
+      ["status", "--fleet", "/nonexistent/nixship.json", "--max-connections", "100001"],
+      /^error: status: --max-connections takes at most 100000, got '100001'/,
+    ],
     [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
     [
       ["deploy", "--paralel", "2"],

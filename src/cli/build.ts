@@ -32,7 +32,7 @@ ${FLEET_HELP}
       "build",
     );
     refuseArguments(positionals, "build");
-    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readFleetInput(values, io, "build");
     const where = await resolveBuildPlace(fleet, values["build-host"]);
     const progress = showBuildProgress(io.stderr, values.json === true);
     // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.

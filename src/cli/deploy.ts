@@ -134,7 +134,11 @@ ${BUILD_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, PLAN_FLAGS, "plan");
     refuseArguments(positionals, "plan");
-    const input = await withSystemFlags(await readFleetInput(values, io), values.system, "plan");
+    const input = await withSystemFlags(
+      await readFleetInput(values, io, "plan"),
+      values.system,
+      "plan",
+    );
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.
@@ -297,7 +301,11 @@ bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
     refuseArguments(positionals, "deploy");
-    const input = await withSystemFlags(await readFleetInput(values, io), values.system, "deploy");
+    const input = await withSystemFlags(
+      await readFleetInput(values, io, "deploy"),
+      values.system,
+      "deploy",
+    );
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "deploy");
     const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
     if (input.fleet.cache !== undefined && key === undefined) {

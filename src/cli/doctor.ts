@@ -119,7 +119,7 @@ async function fleetChecks(
   }
   let input: Awaited<ReturnType<typeof readFleetInput>>;
   try {
-    input = await readFleetInput(values, io);
+    input = await readFleetInput(values, io, "doctor");
   } catch (err) {
     // A fleet that cannot be read (a bad file, a flake the local Nix cannot evaluate, a Nix
     // too old to ask) is one failed check: the others are still shown, the local Nix's first.

@@ -73,26 +73,21 @@ export interface FleetInput {
   readonly fleetDir: string;
 }
 
+/** The fleet the flags name, with --max-connections (checked first); `command` names errors. */
 export async function readFleetInput(
   values: { fleet?: string | undefined; "max-connections"?: string | undefined },
   io: CliIO,
+  command = "nixship",
 ): Promise<FleetInput> {
+  const text = values["max-connections"];
+  const bound = text === undefined ? undefined : connectionBound(text, command);
   const {
     fleet: loaded,
     fleetFile,
     fleetDir,
   } = await loadNamedFleet(values.fleet ?? io.env.NIXSHIP_FLEET);
-  const bound = values["max-connections"];
   const fleet =
-    bound === undefined
-      ? loaded
-      : {
-          ...loaded,
-          ssh: {
-            ...loaded.ssh,
-            maxConnections: connectionBound(bound),
-          },
-        };
+    bound === undefined ? loaded : { ...loaded, ssh: { ...loaded.ssh, maxConnections: bound } };
   return { fleet, fleetFile, fleetDir };
 }
 
@@ -139,11 +134,11 @@ export function fleetHere(cwd: string = process.cwd()): string | undefined {
 }
 
 /** `--max-connections N`: a whole number from 1 to MAX_CONNECTIONS_LIMIT, else a usage error. */
-function connectionBound(text: string): number {
-  const n = parseIntFlag(text, "--max-connections", "nixship") ?? 1;
+function connectionBound(text: string, command: string): number {
+  const n = parseIntFlag(text, "--max-connections", command) ?? 1;
   if (n > MAX_CONNECTIONS_LIMIT) {
     throw new UsageError(
-      `nixship: --max-connections takes at most ${MAX_CONNECTIONS_LIMIT}, got '${text}'`,
+      `${command}: --max-connections takes at most ${MAX_CONNECTIONS_LIMIT}, got '${text}'`,
     );
   }
   return n;

@@ -66,7 +66,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       "release publish",
     );
     refuseArguments(positionals, "release publish");
-    const input = await readFleetInput(values, io);
+    const input = await readFleetInput(values, io, "release publish");
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "release publish");
     if (values.key === undefined) {
       throw new UsageError("release publish: --key CACHE_SECRET is needed to sign what is pushed");

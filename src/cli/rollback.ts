@@ -143,7 +143,7 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
         }
       }
     }
-    const input = await readFleetInput(values, io);
+    const input = await readFleetInput(values, io, "rollback");
     const { fleet } = input;
     const timeoutFlag = rangedFlag(
       values["activation-timeout"],

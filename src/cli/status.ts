@@ -111,7 +111,7 @@ ${FLEET_HELP}
       "status",
     );
     refuseArguments(positionals, "status");
-    const { fleet } = await readFleetInput(values, io);
+    const { fleet } = await readFleetInput(values, io, "status");
     const hosts = selectHosts(fleet, values.on);
     const { rows, warnings, paused, futureRollout, expiredChannel, untrustedChannel } =
       await readStatusView(fleet, hosts, {
