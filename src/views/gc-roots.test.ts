@@ -287,6 +287,54 @@ describe("gc roots", () => {
     });
   });
 
+  it("a release file a writer planted above the channel's stops the collection, named; skipped, it takes no host's history with it", async () => {
+    await inStore(async (store) => {
+      const key = generateSecretKey("release-1");
+      const at = "2026-11-26T07:00:00.000Z";
+      for (const [seq, path] of [
+        [1, p("a")],
+        [2, p("b")],
+        [3, p("c")],
+      ] as const) {
+        await publishRelease(store, {
+          channel: "web",
+          hosts: { web1: { path: path as StorePath } },
+          kind: "deploy",
+          action: "switch",
+          health: { http: [], commands: [] },
+          confirmTimeout: 0,
+          key,
+        });
+        await store.put(
+          progressKey("web", seq, "web1", "success"),
+          formatStatusRecord(
+            sshRecord({
+              mode: "agent",
+              channel: "web",
+              seq,
+              desired: path,
+              current: path,
+              startedAt: at,
+              updatedAt: at,
+            }),
+          ),
+        );
+      }
+      await store.put("releases/web/99.json", Buffer.from("{}\n"));
+      const options = { keepReleases: 1, keepGenerations: 2 };
+      const stopped = await rootsFromStore(store, options);
+      expect(stopped.unreadable.map((u) => u.name)).toEqual(["releases/web/99.json"]);
+      const skipped = await rootsFromStore(store, {
+        ...options,
+        skip: new Set(["releases/web/99.json"]),
+      });
+      expect(skipped.unreadable).toEqual([]);
+      expect(skipped.skipped.map((u) => u.name)).toEqual(["releases/web/99.json"]);
+      // c, the channel's; b, web1's rollback target by its history.
+      expect([...skipped.roots.keys()].sort()).toEqual([p("b"), p("c")]);
+    });
+  });
+
   it("--keep-generations keeps what as many rollbacks walk back through: after a rollback, the system before it", async () => {
     await inStore(async (store) => {
       const key = generateSecretKey("release-1");

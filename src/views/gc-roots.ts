@@ -178,6 +178,8 @@ export async function rootsFromStore(
     for (const seq of history.untrusted) {
       if (refusedSeqs.has(seq)) continue;
       const key = releaseKey(channel, seq);
+      // Named once: among the newest releases it was named already.
+      if (unreadable.some((u) => u.name === key)) continue;
       unreadable.push({
         name: key,
         problem: `${key}: does not read as a release of ${channel} (malformed, or a shard missing or changed): the systems its hosts were confirmed on are unknown`,
