@@ -162,6 +162,18 @@ describe("planUndo with the rollouts started since", () => {
     ]);
   });
 
+  it("says when the later rollout's record is not signed: the operator judges whether to --force", () => {
+    const newer = {
+      records: [later("bbbbbbbbbbbb", "2026-11-26T12:00:00.000Z", V3, V1)],
+      complete: true,
+      unsigned: new Set(["bbbbbbbbbbbb"]),
+    };
+    expect(planUndo(r, running, { newer })[0]).toMatchObject({
+      kind: "refused",
+      why: "rollout bbbbbbbbbbbb (2026-11-26T12:00:00.000Z; its record is not signed by a cache key: a deploy without --key, or anyone who can write the store, wrote it) changed it since: undoing rollout 0123456789ab again would undo that too ('nixship rollback --rollout 0123456789ab --on a --force' sends it back all the same)",
+    });
+  });
+
   it("says so of a host a rollback of this rollout sent back already", () => {
     const rollback = later("cccccccccccc", "2026-11-26T11:00:00.000Z", V2, V3, "0123456789ab");
     const steps = planUndo(r, running, {

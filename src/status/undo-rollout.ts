@@ -17,6 +17,8 @@ import {
 export interface NewerRollouts {
   readonly records: readonly RolloutRecord[];
   readonly complete: boolean;
+  /** The ids of those whose record no cache key signed (said when one refuses a host). */
+  readonly unsigned?: ReadonlySet<string>;
 }
 
 export type UndoStep =
@@ -88,10 +90,13 @@ function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts)
     if (later.undoes !== undefined && newer.ids.has(later.undoes)) continue;
     const entry = rolloutEntries(later).find((e) => e.host === host);
     if (entry === undefined || !mayHaveChanged(entry)) continue;
+    const unsigned = newer.unsigned?.has(later.id)
+      ? `; its record is not signed by a cache key: a deploy without --key, or anyone who can write the store, wrote it`
+      : "";
     const what =
       later.undoes === record.id
-        ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt})`
-        : `rollout ${later.id} (${later.startedAt}) changed it since`;
+        ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt}${unsigned})`
+        : `rollout ${later.id} (${later.startedAt}${unsigned}) changed it since`;
     return `${what}: undoing rollout ${record.id} again would undo that too (${forcing(record, host)})`;
   }
   if (!newer.complete) {

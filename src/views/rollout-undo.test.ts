@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { OperationError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
@@ -80,6 +80,25 @@ async function twoRollouts(): Promise<void> {
 }
 
 describe("a rollback without --rollout", () => {
+  it("names a newer record no cache key signed, and the signed rollout it would undo in its place", async () => {
+    await twoRollouts();
+    const all = ["a", "b", "c"].map((h) => host(h, "confirmed", V0, V2));
+    await writeRollout(store, rollout("cccccccccccc", HOUR, all));
+    const refused = await readUndo(fleet, {}).then(
+      () => undefined,
+      (err: unknown) => err as InputError,
+    );
+    expect(refused).toBeInstanceOf(InputError);
+    expect(refused?.message).toMatch(
+      /^rollout cccccccccccc's record \(.*\) is not to be believed: it is not signed/,
+    );
+    expect(refused?.hint).toMatch(
+      /^the newest rollout a cache key signed that names these hosts is bbbbbbbbbbbb \(started [^)]*\): 'nixship rollback --rollout bbbbbbbbbbbb' undoes it\. a deploy signs its record/,
+    );
+    // Given by id, it is read with the unsigned record among those started since.
+    expect((await readUndo(fleet, { id: "bbbbbbbbbbbb" })).record.id).toBe("bbbbbbbbbbbb");
+  });
+
   it("reads no more than ASK_BYTES of the newer records that name no selected host (the newest always)", async () => {
     await twoRollouts();
     // Rollouts of 40,000 hosts the fleet file does not have, newer than X: a record near

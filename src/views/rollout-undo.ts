@@ -26,6 +26,7 @@ import {
   listNewestRollouts,
   readRollout,
   readTrustedRollout,
+  readWeighedRollout,
 } from "../status/rollout-store.js";
 import { type NewerRollouts, planUndo, type UndoStep } from "../status/undo-rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -173,7 +174,11 @@ async function findRecord(
         "the dashboard's rollouts, or 'nixship status', name the rollouts kept",
       );
     }
-    return { key: found.key, record, newer: await readNewer(store, found.newer, found.more) };
+    return {
+      key: found.key,
+      record,
+      newer: await readNewer(store, found.newer, found.more, keys),
+    };
   }
   // The newest that names a selected host and still stands for one: those newer name none of
   // them, or are rollbacks, passed over with the rollouts they undid for the hosts they were
@@ -182,6 +187,8 @@ async function findRecord(
   // send back, and is finished). What a rollback undid is believed only when its record is signed.
   const passed: RolloutRecord[] = [];
   const undone = new Map<string, Set<string>>();
+  /** The newest record naming a selected host that no cache key signed: it is named. */
+  let unsigned: InputError | undefined;
   let spent = 0;
   let read = 0;
   for (const { key, size } of await listNewestRollouts(store, ASK_LOOKBACK)) {
@@ -189,6 +196,7 @@ async function findRecord(
     // As the views, at most ASK_BYTES of records by the listing's sizes (the newest always).
     spent += size;
     if (read > 0 && spent > ASK_BYTES) {
+      if (unsigned !== undefined) throw unsigned;
       throw new UsageError(
         `rollback: none of the newest ${read} rollouts in ${store.url} (${ASK_BYTES / (1024 * 1024)} MiB of records, all a rollback reads) names a selected host`,
         "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
@@ -198,8 +206,13 @@ async function findRecord(
     const record = await readRollout(store, key);
     if (record === undefined) continue;
     if (rolloutEntries(record).some((e) => selected.has(e.host))) {
-      // The one to undo is believed only when signed: one that is not is named, not passed over.
-      const trusted = await readTrustedRollout(store, key, keys);
+      // The one to undo is believed only when signed: one that is not is named, not passed
+      // over, with the signed one before it that would be undone in its place.
+      const trusted = await readTrustedRollout(store, key, keys).catch((err: unknown) => {
+        if (!(err instanceof InputError) || err.code !== "rollout-untrusted") throw err;
+        unsigned ??= err;
+        return undefined;
+      });
       if (trusted === undefined) continue;
       for (const [id, hosts] of undoneHosts([trusted])) {
         undone.set(id, new Set([...(undone.get(id) ?? []), ...hosts]));
@@ -208,11 +221,13 @@ async function findRecord(
         (e) => selected.has(e.host) && !undone.get(trusted.id)?.has(e.host),
       );
       if (trusted.undoes === undefined && stands) {
+        if (unsigned !== undefined) throw namedInstead(unsigned, trusted);
         return { key, record: trusted, newer: { records: passed, complete: true } };
       }
     }
     passed.push(record);
   }
+  if (unsigned !== undefined) throw unsigned;
   throw new UsageError(
     `rollback: none of the newest ${ASK_LOOKBACK} rollouts in ${store.url} names a selected host`,
     "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
@@ -220,21 +235,35 @@ async function findRecord(
 }
 
 /**
- * The records of `keys` (newest first); one gone since the listing is passed over, and one
- * that cannot be read leaves the list incomplete.
+ * The refusal of a newer record no cache key signed, naming the signed rollout a plain rollback
+ * would undo were it not there: the operator, who knows whether a deploy wrote it, chooses.
+ */
+function namedInstead(unsigned: InputError, signed: RolloutRecord): InputError {
+  const by = signed.by === undefined ? "" : ` by ${signed.by}`;
+  return new InputError(unsigned.code, unsigned.message, {
+    hint: `the newest rollout a cache key signed that names these hosts is ${signed.id} (started ${signed.startedAt}${by}): 'nixship rollback --rollout ${signed.id}' undoes it. ${unsigned.hint ?? ""}`.trim(),
+  });
+}
+
+/**
+ * The records of `keys` (newest first), each weighed against the cache keys (`trusted`); one
+ * gone since the listing is passed over, and one that cannot be read leaves the list incomplete.
  */
 async function readNewer(
   store: ObjectStore,
   keys: readonly string[],
   more: boolean,
+  trusted: readonly PublicKey[],
 ): Promise<NewerRollouts> {
   let complete = !more;
   const read = await mapLimit(keys, 8, (key) =>
-    readRollout(store, key).catch((err: unknown) => {
+    readWeighedRollout(store, key, trusted).catch((err: unknown) => {
       if (!(err instanceof InputError)) throw err;
       complete = false;
       return undefined;
     }),
   );
-  return { records: read.flatMap((r) => (r === undefined ? [] : [r])), complete };
+  const weighed = read.flatMap((r) => (r === undefined ? [] : [r]));
+  const unsigned = new Set(weighed.flatMap((w) => (w.trusted ? [] : [w.record.id])));
+  return { records: weighed.map((w) => w.record), complete, unsigned };
 }
