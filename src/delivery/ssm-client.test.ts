@@ -2,7 +2,9 @@
 // and a listing that does not move on ends the wait with an error naming the command, where it
 // would have polled for ever; and a command SSM never reports ended is waited for no longer
 // than its own bounds allow.
-import type { SSMClient } from "@aws-sdk/client-ssm";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { SSMClient } from "@aws-sdk/client-ssm";
 import { describe, expect, it } from "vitest";
 import type { FleetHost } from "../fleet/fleet.js";
 import { SsmDelivery } from "./ssm.js";
@@ -155,4 +157,42 @@ describe("a command SSM never reports ended", () => {
     expect(elapsed()).toBeGreaterThan((11 * 900 + 300) * 1000);
     expect(elapsed()).toBeLessThanOrEqual((11 * 900 + 300) * 1000 + 51 * 2000);
   });
+});
+
+describe("an interrupt while SSM does not answer", () => {
+  it("ends the wait at once, each host unfinished, through the real SDK against an SSM that never answers", async () => {
+    // Accepts each request and answers nothing: the call would last the answer deadline.
+    const held: ServerResponse[] = [];
+    const server = createServer((_req, res) => {
+      held.push(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = new SSMClient({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: "us-east-1",
+      credentials: { accessKeyId: "AKIDTEST", secretAccessKey: "test-secret" },
+    });
+    try {
+      const stop = new AbortController();
+      setTimeout(() => stop.abort(), 300);
+      const started = Date.now();
+      const finished = await new SsmCommands({ settings, client }).waitFor(
+        "cmd-held",
+        ["i-0123456789abcdef0"],
+        {},
+        stop.signal,
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(held.length).toBeGreaterThan(0);
+      expect([...finished.values()]).toEqual([
+        expect.objectContaining({ instanceId: "i-0123456789abcdef0", status: "Unfinished" }),
+      ]);
+    } finally {
+      client.destroy();
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 20_000);
 });

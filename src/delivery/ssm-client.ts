@@ -119,8 +119,22 @@ export class SsmCommands {
       for (const inv of invs) finished.set(inv.instanceId, inv);
       for (const inv of invs) hooks.onFinished?.(inv, finished);
     };
+    // What the last poll listed: an interrupt that ends a poll mid-call settles by it.
+    let invocations: CommandInvocation[] = [];
+    const unfinished = (status: string) =>
+      [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])]
+        .filter((id): id is string => id !== undefined && !finished.has(id))
+        .map((id) => missing(id, status));
     for (;;) {
-      const invocations = await this.listInvocations(commandId);
+      const listed = await this.listInvocations(commandId, signal).catch((err: unknown) => {
+        if (signal?.aborted) return undefined;
+        throw err;
+      });
+      if (listed === undefined) {
+        settle(unfinished("Unfinished"));
+        return finished;
+      }
+      invocations = listed;
       for (const inv of invocations)
         if (inv.InstanceId !== undefined) instances.add(inv.InstanceId);
       hooks.onProgress?.(invocations);
@@ -133,7 +147,10 @@ export class SsmCommands {
         if (instanceIds?.every((id) => finished.has(id))) {
           complete = true;
         } else {
-          const command = await this.getCommand(commandId);
+          const command = await this.getCommand(commandId, signal).catch((err: unknown) => {
+            if (signal?.aborted) return undefined;
+            throw err;
+          });
           const target = command?.TargetCount ?? 0;
           // A command not listed yet (SSM is eventually consistent) is still to come.
           complete =
@@ -142,10 +159,6 @@ export class SsmCommands {
               (instanceIds === undefined && target > 0 && finished.size >= target));
         }
       }
-      const unfinished = (status: string) =>
-        [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])]
-          .filter((id): id is string => id !== undefined && !finished.has(id))
-          .map((id) => missing(id, status));
       if (complete) {
         settle(unfinished("Terminated"));
         return finished;
@@ -154,7 +167,7 @@ export class SsmCommands {
         settle(unfinished("Unfinished"));
         return finished;
       }
-      await this.sleep(this.pollInterval);
+      await abortableSleep(this.sleep, this.pollInterval, signal);
     }
   }
 
@@ -162,7 +175,10 @@ export class SsmCommands {
    * Every invocation of the command, page by page: at most MAX_INVOCATION_PAGES, and a page
    * that does not move on (its token repeated, or empty while it says more follow) is refused.
    */
-  private async listInvocations(commandId: string): Promise<CommandInvocation[]> {
+  private async listInvocations(
+    commandId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<CommandInvocation[]> {
     const all: CommandInvocation[] = [];
     let token: string | undefined;
     for (let pages = 0; ; pages++) {
@@ -174,7 +190,7 @@ export class SsmCommands {
         ...(token ? { NextToken: token } : {}),
       };
       const page = await this.call(() =>
-        this.client.send(new ListCommandInvocationsCommand(input)),
+        this.client.send(new ListCommandInvocationsCommand(input), { abortSignal: signal }),
       );
       const listed = page.CommandInvocations ?? [];
       all.push(...listed);
@@ -187,9 +203,9 @@ export class SsmCommands {
     }
   }
 
-  private async getCommand(commandId: string) {
+  private async getCommand(commandId: string, signal: AbortSignal | undefined) {
     const page = await this.call(() =>
-      this.client.send(new ListCommandsCommand({ CommandId: commandId })),
+      this.client.send(new ListCommandsCommand({ CommandId: commandId }), { abortSignal: signal }),
     );
     return page.Commands?.[0];
   }
@@ -268,4 +284,22 @@ function ssmClient(region: string | undefined): SSMClient {
   });
   limitAnswers(client);
   return client;
+}
+
+/** `sleep(ms)`, ended early by `signal` (an interrupt is not kept waiting for the next poll). */
+function abortableSleep(
+  sleep: (ms: number) => Promise<void>,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  if (signal === undefined) return sleep(ms);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    signal.addEventListener("abort", done, { once: true });
+    void sleep(ms).then(done);
+  });
 }
