@@ -30,6 +30,51 @@ async function inStore(test: (store: FsStore) => Promise<void>): Promise<void> {
 
 const p = (n: string) => `/nix/store/${n.repeat(32)}-${n}` as const;
 
+/**
+ * Releases 1-3 of channel web give web1 a, b, then c, each confirmed by its success marker; the
+ * writer of a marker on web1's behalf, returned.
+ */
+async function webHistory(
+  store: FsStore,
+): Promise<(seq: number, path: string, state: "success" | "failed") => Promise<void>> {
+  const key = generateSecretKey("release-1");
+  const at = "2026-11-26T07:00:00.000Z";
+  const report = async (seq: number, path: string, state: "success" | "failed") => {
+    await store.put(
+      progressKey("web", seq, "web1", state),
+      formatStatusRecord(
+        sshRecord({
+          mode: "agent",
+          channel: "web",
+          seq,
+          desired: path,
+          current: path,
+          state,
+          startedAt: at,
+          updatedAt: at,
+        }),
+      ),
+    );
+  };
+  for (const [seq, path] of [
+    [1, p("a")],
+    [2, p("b")],
+    [3, p("c")],
+  ] as const) {
+    await publishRelease(store, {
+      channel: "web",
+      hosts: { web1: { path: path as StorePath } },
+      kind: "deploy",
+      action: "switch",
+      health: { http: [], commands: [] },
+      confirmTimeout: 0,
+      key,
+    });
+    await report(seq, path, "success");
+  }
+  return report;
+}
+
 describe("gc roots", () => {
   it("from a release: every host's system, the age its secrets need and its delta tool", () => {
     const release = {
@@ -234,40 +279,7 @@ describe("gc roots", () => {
 
   it("a system confirmed on an agent host stays a root when a failure is written over its success (the reports are not judged here), as every system that failed last does", async () => {
     await inStore(async (store) => {
-      const key = generateSecretKey("release-1");
-      const at = "2026-11-26T07:00:00.000Z";
-      const report = (seq: number, path: string, state: "success" | "failed") =>
-        store.put(
-          progressKey("web", seq, "web1", state),
-          formatStatusRecord(
-            sshRecord({
-              mode: "agent",
-              channel: "web",
-              seq,
-              desired: path,
-              current: path,
-              state,
-              startedAt: at,
-              updatedAt: at,
-            }),
-          ),
-        );
-      for (const [seq, path] of [
-        [1, p("a")],
-        [2, p("b")],
-        [3, p("c")],
-      ] as const) {
-        await publishRelease(store, {
-          channel: "web",
-          hosts: { web1: { path: path as StorePath } },
-          kind: "deploy",
-          action: "switch",
-          health: { http: [], commands: [] },
-          confirmTimeout: 0,
-          key,
-        });
-        await report(seq, path, "success");
-      }
+      const report = await webHistory(store);
       const roots = async () =>
         [
           ...(await rootsFromStore(store, { keepReleases: 1, keepGenerations: 2 })).roots.keys(),
@@ -289,37 +301,7 @@ describe("gc roots", () => {
 
   it("a release file a writer planted above the channel's stops the collection, named; skipped, it takes no host's history with it", async () => {
     await inStore(async (store) => {
-      const key = generateSecretKey("release-1");
-      const at = "2026-11-26T07:00:00.000Z";
-      for (const [seq, path] of [
-        [1, p("a")],
-        [2, p("b")],
-        [3, p("c")],
-      ] as const) {
-        await publishRelease(store, {
-          channel: "web",
-          hosts: { web1: { path: path as StorePath } },
-          kind: "deploy",
-          action: "switch",
-          health: { http: [], commands: [] },
-          confirmTimeout: 0,
-          key,
-        });
-        await store.put(
-          progressKey("web", seq, "web1", "success"),
-          formatStatusRecord(
-            sshRecord({
-              mode: "agent",
-              channel: "web",
-              seq,
-              desired: path,
-              current: path,
-              startedAt: at,
-              updatedAt: at,
-            }),
-          ),
-        );
-      }
+      await webHistory(store);
       await store.put("releases/web/99.json", Buffer.from("{}\n"));
       const options = { keepReleases: 1, keepGenerations: 2 };
       const stopped = await rootsFromStore(store, options);
