@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SsmCommands } from "../src/delivery/ssm-client.js";
+import { readAll } from "../src/store/helpers.js";
 import { S3Store } from "../src/store/s3-store.js";
 import { answerDeadlineMs, awsRequestHandler } from "../src/util/aws-timeouts.js";
 import { type LyingS3, startLyingS3, trickleHeaders } from "./support/lying-s3.js";
@@ -22,7 +23,7 @@ beforeAll(async () => {
   process.env.AWS_ACCESS_KEY_ID = "x";
   process.env.AWS_SECRET_ACCESS_KEY = "y";
   s3 = await startLyingS3({
-    stalls: { "slow.narinfo": "headers" },
+    stalls: { "slow.narinfo": "headers", "gone.narinfo": "absent" },
     putDelays: { "late.narinfo": 2_500, "late.nar": 2_500 },
   });
 });
@@ -59,6 +60,45 @@ describe("an S3 answer whose headers trickle", () => {
       }
     });
   }
+});
+
+describe("an S3 answer whose body the SDK reads whole, and which trickles", () => {
+  it("ends the read of an absent key once its body falls behind, and takes the 404 for what it is", async () => {
+    const s = store();
+    const before = s3.requests.get("stalled") ?? 0;
+    const started = Date.now();
+    try {
+      // The answer's second of grace, then 128 KiB a second: a byte every 100 ms is far behind.
+      // The status came: the key is absent, and is not asked again.
+      await expect(readAll(s, "gone.narinfo", 1024)).resolves.toBeUndefined();
+      expect((s3.requests.get("stalled") ?? 0) - before).toBe(1);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it("ends a listing whose body falls behind, naming the store and what came", async () => {
+    const listing = await startLyingS3({ trickleListing: true });
+    const s = new S3Store({
+      bucket: listing.bucket,
+      region: "us-east-1",
+      endpoint: listing.endpoint,
+      retry: { maxDelayMs: 1 },
+      timeouts: TIMEOUTS,
+    });
+    try {
+      await expect(s.list("")).rejects.toMatchObject({
+        message: expect.stringMatching(
+          /^S3 list of "" in bucket "lies" at http:\/\/127\.0\.0\.1:\d+ failed.*ListObjectsV2Command: the answer's body came too slowly \(\d+ bytes in 2 s after its headers; one read whole must come at 128 KiB a second past its first 1 s\): stopped/,
+        ),
+      });
+      expect(listing.requests.get("list")).toBe(1);
+    } finally {
+      await s.close();
+      await listing.stop();
+    }
+  }, 60_000);
 });
 
 describe("an upload's answer deadline grows with its body", () => {

@@ -7,8 +7,8 @@ import { streamVerifiedNar } from "../src/cache/read.js";
 import { Sha256 } from "../src/nix/hash.js";
 import type { NarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { readDeadlineMs } from "../src/store/helpers.js";
 import { S3Store } from "../src/store/s3-store.js";
+import { readDeadlineMs } from "../src/util/deadline.js";
 import { type LyingS3, startLyingS3 } from "./support/lying-s3.js";
 
 let s3: LyingS3;

@@ -3,6 +3,7 @@
 import { NixshipError, OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
 import { awsErrorText } from "../util/aws-error-text.js";
+import { isAnswerCut } from "../util/aws-response-limit.js";
 
 // Faults that concern the account, the region or the document, never one host.
 export const WAVE_FAULTS = new Set([
@@ -100,6 +101,13 @@ const FAULTS: readonly (readonly [readonly string[], string, (s: SsmSettings) =>
 
 /** An AWS SDK error as an OperationError with an `ssm-…` code and a hint. */
 export function ssmFault(err: unknown, settings: SsmSettings): NixshipError {
+  // An answer cut (util/aws-response-limit.ts): said as SSM's.
+  if (isAnswerCut(err)) {
+    return new OperationError("ssm-failed", `SSM: ${err.message}`, {
+      cause: err,
+      ...(err.hint === undefined ? {} : { hint: err.hint }),
+    });
+  }
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
   const detail = awsErrorText(err);

@@ -1,5 +1,6 @@
 // Small conveniences over any ObjectStore: iterate every page of a listing, read a whole object.
 import { InputError, OperationError } from "../errors.js";
+import { readDeadlineMs } from "../util/deadline.js";
 import { mapLimit } from "../util/pool.js";
 import {
   DELETE_BATCH,
@@ -91,20 +92,6 @@ export async function readBody(
     );
   }
   return Buffer.concat(chunks);
-}
-
-/** The time in which a read sends its first bytes and more: a minute, for a slow link. */
-const READ_GRACE_MS = 60_000;
-/** The slowest rate a read may take, past the grace: 128 KiB (1 Mbit) a second. */
-const READ_MIN_RATE = 128 * 1024;
-
-/**
- * The deadline of reading an object of at most `limit` bytes: a minute, and a second per
- * 128 KiB it may hold (a narinfo: a minute; the default 32 MiB: 5 minutes 16 s; a NAR of
- * 1 GiB: about 2 hours 18 minutes).
- */
-export function readDeadlineMs(limit: number): number {
-  return READ_GRACE_MS + Math.ceil(limit / READ_MIN_RATE) * 1000;
 }
 
 function destroyBody(body: AsyncIterable<unknown>): void {

@@ -2,7 +2,8 @@
 // each within its connection's idle timeout, no longer holds the reader for ever.
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readBody, readDeadlineMs } from "./helpers.js";
+import { readDeadlineMs } from "../util/deadline.js";
+import { readBody } from "./helpers.js";
 
 /** A body that sends one byte every `everyMs`, for ever (until destroyed). */
 function trickle(everyMs: number): Readable {

@@ -2,10 +2,18 @@
 // outcomes), and how the rest become an OperationError naming the object, the S3 code and a hint.
 import { NixshipError, OperationError } from "../errors.js";
 import { awsErrorText } from "../util/aws-error-text.js";
+import { isAnswerCut } from "../util/aws-response-limit.js";
 import type { PutCondition } from "./object-store.js";
 
 /** `what` names the operation and object, e.g. `S3 get of "k" in bucket "b"`. */
 export function s3Fault(err: unknown, what: string): Error {
+  // An answer cut (util/aws-response-limit.ts) says what came; this says of what and where.
+  if (isAnswerCut(err)) {
+    return new OperationError("store-s3-failed", `${what} failed: ${err.message}`, {
+      cause: err,
+      ...(err.hint === undefined ? {} : { hint: err.hint }),
+    });
+  }
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
   const detail = awsErrorText(err);

@@ -19,7 +19,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
-import { limitAnswers } from "../util/aws-response-limit.js";
+import { isAnswerCut, limitAnswers } from "../util/aws-response-limit.js";
 import { type AwsTimeouts, awsRequestHandler } from "../util/aws-timeouts.js";
 import { Semaphore } from "../util/pool.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
@@ -117,7 +117,9 @@ export class S3Store implements ObjectStore {
     });
     // A listing or an error is read whole: at most ANSWER_LIMIT bytes of it. An object found is
     // streamed to the caller, who bounds it.
-    limitAnswers(this.#client, new Set(["GetObjectCommand"]));
+    limitAnswers(this.#client, new Set(["GetObjectCommand"]), {
+      ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
+    });
     this.#stats = countRequests(this.#client, retryStrategy);
   }
 
@@ -261,7 +263,8 @@ export class S3Store implements ObjectStore {
       const last = all.at(-1)?.key;
       return out.IsTruncated && last !== undefined ? { objects, nextToken: last } : { objects };
     } catch (err) {
-      if (err instanceof OperationError) throw err;
+      // (Its own stall, above, names the listing already.)
+      if (err instanceof OperationError && !isAnswerCut(err)) throw err;
       throw this.#fault("list", prefix, err);
     }
   }

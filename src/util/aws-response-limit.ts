@@ -1,13 +1,17 @@
 // What an AWS SDK client (S3, SSM) reads of an answer it takes whole: a listing, an error, SSM's
-// JSON. The SDK reads such a body into memory with no limit, so an endpoint that answered at
-// length (a listing of gigabytes: 64 MiB of it took 2.5 GB of memory) would exhaust a deployer
-// or an agent. Each is cut past ANSWER_LIMIT bytes instead. An answer whose body the caller
-// streams (S3's GetObject, when it found the object) is the caller's to bound, and passes.
+// JSON. The SDK reads such a body into memory with no limit and no deadline, so an endpoint that
+// answered at length (a listing of gigabytes: 64 MiB of it took 2.5 GB of memory) would exhaust
+// a deployer or an agent, and one that sent its body a byte within each idle timeout (a 404's
+// body behind every read of an absent key) would hold it for ever. Each is cut past
+// ANSWER_LIMIT bytes, and once it comes slower than an object's read may (byteCap), instead. An answer whose body the caller streams (S3's GetObject, when it found
+// the object) is the caller's to bound, and passes.
 import type { Readable } from "node:stream";
 import { pipeline, Transform } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
+import { AWS_TIMEOUTS, type AwsTimeouts } from "./aws-timeouts.js";
+import { readDeadlineMs } from "./deadline.js";
 
 /**
  * The most bytes of an answer read whole: far above real ones (a listing of 1,000 keys is
@@ -16,13 +20,17 @@ import { OperationError } from "../errors.js";
 export const ANSWER_LIMIT = 16 * 1024 * 1024;
 
 /**
- * Cuts, on `client`, every answer body read whole past `limit` bytes; `streamed`: the commands
- * whose successful answer's body the caller reads as a stream (left as it is).
+ * Cuts, on `client`, every answer body read whole past `limit` bytes, or once it comes slower
+ * than readDeadlineMs allows (its grace: `timeouts.answerMs`); `streamed`:
+ * the commands whose successful answer's body the caller reads as a stream (left as it is).
  */
 export function limitAnswers(
   client: S3Client | SSMClient,
   streamed: ReadonlySet<string> = new Set(),
-  limit = ANSWER_LIMIT,
+  {
+    limit = ANSWER_LIMIT,
+    timeouts = AWS_TIMEOUTS,
+  }: { limit?: number; timeouts?: AwsTimeouts } = {},
 ): void {
   // One stack type for both clients: the middleware uses nothing of either service's own.
   (client.middlewareStack as S3Client["middlewareStack"]).add(
@@ -38,11 +46,8 @@ export function limitAnswers(
       ) {
         return result;
       }
-      response.body = pipeline(
-        body,
-        byteCap(limit, context.commandName ?? "an AWS call"),
-        () => {},
-      );
+      const what = context.commandName ?? "an AWS call";
+      response.body = pipeline(body, byteCap(limit, what, timeouts.answerMs), () => {});
       return result;
     },
     // Innermost of the deserialize step: the raw answer, before the SDK reads it.
@@ -50,9 +55,19 @@ export function limitAnswers(
   );
 }
 
-function byteCap(limit: number, what: string): Transform {
+/**
+ * Passes at most `limit` bytes, at readDeadlineMs's pace: past `graceMs` from its start, the
+ * bytes seen must have come at 128 KiB a second (a trickle ends about `graceMs` in; a large
+ * answer that keeps moving goes on, at most readDeadlineMs(limit, graceMs) in all).
+ */
+function byteCap(limit: number, what: string, graceMs: number): Transform {
   let seen = 0;
-  return new Transform({
+  const started = Date.now();
+  const cap: Transform = new Transform({
+    flush(done) {
+      clearTimeout(timer);
+      done();
+    },
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length;
       if (seen > limit) {
@@ -66,4 +81,33 @@ function byteCap(limit: number, what: string): Transform {
       } else done(null, chunk);
     },
   });
+  // Not a TimeoutError: the answer came (its status says what it is; a 404 is an absent key),
+  // and asking again would only wait as long again.
+  const check = (): void => {
+    const elapsed = Date.now() - started;
+    const allowed = readDeadlineMs(seen, graceMs);
+    if (elapsed < allowed) {
+      timer = setTimeout(check, allowed - elapsed).unref();
+      return;
+    }
+    cap.destroy(
+      new OperationError(
+        "aws-answer-too-slow",
+        `${what}: the answer's body came too slowly (${seen} bytes in ${Math.round(elapsed / 1000)} s after its headers; one read whole must come at 128 KiB a second past its first ${Math.round(graceMs / 1000)} s): stopped`,
+        { hint: "the endpoint (or a proxy on the way) is not answering as AWS does; check it" },
+      ),
+    );
+  };
+  // The reader's own handles keep the process alive; the deadline alone does not.
+  let timer = setTimeout(check, graceMs).unref();
+  cap.on("close", () => clearTimeout(timer));
+  return cap;
+}
+
+/** Whether `err` is this module's cut of an answer (too large, or too slow). */
+export function isAnswerCut(err: unknown): err is OperationError {
+  return (
+    err instanceof OperationError &&
+    (err.code === "aws-answer-too-large" || err.code === "aws-answer-too-slow")
+  );
 }

@@ -24,7 +24,7 @@ export interface AwsTimeouts {
    * From sending a request to the end of its answer's headers, past the time its body may take
    * (answerDeadlineMs). A server that trickles its headers, a byte within each idle timeout,
    * is stopped here. The answer's body is its reader's to bound (store/helpers.ts readBody, a
-   * NAR's signed size).
+   * NAR's signed size), or, read whole by the SDK, aws-response-limit.ts's (this is its grace).
    */
   readonly answerMs: number;
 }

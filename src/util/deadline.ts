@@ -53,3 +53,17 @@ export async function withDeadline<T>(
     deadline.clear();
   }
 }
+
+/** The time in which a read sends its first bytes and more: a minute, for a slow link. */
+const READ_GRACE_MS = 60_000;
+/** The slowest rate a read may take, past the grace: 128 KiB (1 Mbit) a second. */
+const READ_MIN_RATE = 128 * 1024;
+
+/**
+ * The deadline of reading at most `limit` bytes (an object of a store, an answer the AWS SDK
+ * reads whole): `graceMs` (a minute), and a second per 128 KiB it may hold (a narinfo: a
+ * minute; the default 32 MiB: 5 minutes 16 s; a NAR of 1 GiB: about 2 hours 18 minutes).
+ */
+export function readDeadlineMs(limit: number, graceMs: number = READ_GRACE_MS): number {
+  return graceMs + Math.ceil(limit / READ_MIN_RATE) * 1000;
+}

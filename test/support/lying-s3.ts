@@ -25,9 +25,12 @@ export interface LyingS3Options {
    * sends the headers of a 1 MiB object and its first 1,000 bytes, then nothing more;
    * "headers" (HEAD too) sends its status line, then a header a byte every 100 ms, for at most
    * a minute; "trickle" sends the headers of a 1 MiB object, then a byte of it every 100 ms,
-   * for at most a minute.
+   * for at most a minute; "absent" answers 404 at once, then sends its error's body a byte
+   * every 100 ms, for at most a minute (a body the SDK reads whole).
    */
-  readonly stalls?: Readonly<Record<string, "answer" | "body" | "headers" | "trickle">>;
+  readonly stalls?: Readonly<Record<string, "answer" | "body" | "headers" | "trickle" | "absent">>;
+  /** Every ListObjectsV2 answers 200 at once, then sends its body a byte every 100 ms. */
+  readonly trickleListing?: boolean;
   /** PUTs of these keys are answered (200) this many ms after their body has all come. */
   readonly putDelays?: Readonly<Record<string, number>>;
 }
@@ -75,6 +78,12 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
     req.resume();
     if (req.method === "GET" && url.searchParams.get("list-type") === "2") {
       count("list");
+      if (options.trickleListing) {
+        res.setHeader("content-type", "application/xml");
+        res.write('<?xml version="1.0" encoding="UTF-8"?>');
+        trickle(res);
+        return;
+      }
       const listed = options.listedKeys ?? [];
       const contents = listed
         .map(
@@ -98,6 +107,14 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
     if (stall === "headers" && (req.method === "GET" || req.method === "HEAD")) {
       count("stalled");
       trickleHeaders(res);
+      return;
+    }
+    if (stall === "absent" && (req.method === "GET" || req.method === "HEAD")) {
+      count("stalled");
+      res.statusCode = 404;
+      res.setHeader("content-type", "application/xml");
+      res.write('<?xml version="1.0" encoding="UTF-8"?>');
+      trickle(res);
       return;
     }
     if (stall !== undefined && req.method === "GET") {
