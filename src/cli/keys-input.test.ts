@@ -170,6 +170,35 @@ describe("readTrustedKeys and releaseKeySource", () => {
     expect(err.hint).toContain("NAME:BASE64");
   });
 
+  it("never echoes a secret key given where a public key belongs, as the value or in a file", async () => {
+    const secret = formatSecretKey(generateSecretKey("cache-1"));
+    const bare = secret.slice(secret.indexOf(":") + 1);
+    const age = `AGE-SECRET-KEY-1${"Q".repeat(58)}`;
+    const nameless = join(dir, "nameless.sec");
+    await writeFile(nameless, `${bare}\n`);
+    const ageFile = join(dir, "age-identity.txt");
+    await writeFile(ageFile, `${age}\n`);
+    const messages: string[] = [];
+    for (const value of [bare, age, nameless, ageFile]) {
+      const err = await failure(readTrustedKeys([value]));
+      messages.push(err.message);
+    }
+    for (const message of messages) {
+      expect(message).not.toContain(bare.slice(0, 12));
+      expect(message).not.toContain("QQQQ");
+    }
+    expect(messages[0]).toBe(
+      "--trusted-key (88 characters that look like a secret, not shown): no such file",
+    );
+    expect(messages[1]).toBe(
+      "--trusted-key (74 characters that look like a secret, not shown): no such file",
+    );
+    expect(messages[2]).toContain(
+      "public key must look like 'NAME:BASE64' (its text is not shown)",
+    );
+    expect(messages[3]).toContain("this holds an age identity (its text is not shown)");
+  });
+
   it("refuses a --trusted-key file too large to be one, and one that is not a file, unread", async () => {
     const huge = join(dir, "huge.pub");
     await writeFile(huge, Buffer.alloc(1024 * 1024, 0x61));

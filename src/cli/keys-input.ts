@@ -40,6 +40,16 @@ function looksLikeToken(file: string): boolean {
   return base64(file.slice(file.lastIndexOf("/") + 1), 32);
 }
 
+/**
+ * A value given where a public key or its file belongs, as a message shows it: quoted, unless
+ * it looks like a secret or a token (a secret key's text given by mistake is not echoed).
+ */
+function shownValue(value: string, quote: string): string {
+  return looksLikeSecret(value) || looksLikeToken(value)
+    ? `(${value.length} characters that look like a secret, not shown)`
+    : `${quote}${value}${quote}`;
+}
+
 /** Who named a secret file (the flag or field, `$NIXSHIP_RELEASE_KEY`), and how to make one. */
 export interface SecretFileNamer {
   readonly name: string;
@@ -187,12 +197,12 @@ export async function readTrustedKeys(
         if (err instanceof InputError) throw err;
         throw new InputError(
           "key-unreadable",
-          `${flag} '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code === "ENOTFILE" ? "not a regular file" : (err.code ?? err.message)})`,
+          `${flag} ${shownValue(value, "'")} is neither a public key (NAME:BASE64) nor a readable file (${err.code === "ENOTFILE" ? "not a regular file" : (err.code ?? err.message)})`,
         );
       },
     );
     if (bytes === undefined) {
-      throw new InputError("key-missing", `${flag} ${value}: no such file`, {
+      throw new InputError("key-missing", `${flag} ${shownValue(value, "")}: no such file`, {
         hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
       });
     }

@@ -29,6 +29,9 @@ const OTHER_SECRET_KEYS: readonly (readonly [RegExp, string])[] = [
   [/^-----BEGIN (OPENSSH|RSA|EC|DSA|ENCRYPTED)? ?PRIVATE KEY-----/, "a PEM or OpenSSH private key"],
 ];
 
+/** Text that may be a key's own bytes: a run of base64 as long as a public key's or longer. */
+const KEY_MATERIAL = /^[A-Za-z0-9+/=_-]{40,}$/;
+
 /**
  * Splits `NAME:BASE64`. A secret key's text is never quoted in an error, nor is its name
  * unless it is one (a file holding something else may hold a password before its first ':').
@@ -36,7 +39,8 @@ const OTHER_SECRET_KEYS: readonly (readonly [RegExp, string])[] = [
 function splitKey(text: string, what: string, byteLength: number): { name: string; bytes: Buffer } {
   const trimmed = text.trim();
   const secret = what !== "public key";
-  const other = secret ? OTHER_SECRET_KEYS.find(([pattern]) => pattern.test(trimmed)) : undefined;
+  // Another kind of secret, where either kind of Nix key belongs: named, never quoted.
+  const other = OTHER_SECRET_KEYS.find(([pattern]) => pattern.test(trimmed));
   if (other !== undefined) {
     throw new InputError(
       "bad-key",
@@ -46,7 +50,12 @@ function splitKey(text: string, what: string, byteLength: number): { name: strin
   const colon = trimmed.indexOf(":");
   const name = trimmed.slice(0, Math.max(colon, 0));
   if (colon <= 0 || (secret && !KEY_NAME.test(name))) {
-    const got = secret ? " (its text is not shown)" : `, got '${preview(trimmed)}'`;
+    // Where a public key belongs, a key's bare base64 (a secret key without its name?) is not
+    // quoted either.
+    const got =
+      secret || KEY_MATERIAL.test(trimmed)
+        ? " (its text is not shown)"
+        : `, got '${preview(trimmed)}'`;
     throw new InputError("bad-key", `${what} must look like 'NAME:BASE64'${got}`);
   }
   const body = trimmed.slice(colon + 1);
