@@ -53,6 +53,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["status", "--fleet", "/nonexistent/nixship.json", "--max-connections", "100001"],
       /^error: status: --max-connections takes at most 100000, got '100001'/,
     ],
+    // `--fleet "$FLEET"` with FLEET unset names no fleet: never the one that happens to be here.
+    [["plan", "--fleet", ""], /^error: plan: --fleet is empty\nhint: name a fleet file/],
+    [["deploy", "--fleet", " "], /^error: deploy: --fleet is empty/],
+    [["push", "ROOT", "--fleet", "", "--key", "KEY"], /^error: push: --fleet is empty/],
+    [["cache", "pins", "--fleet", ""], /^error: --fleet is empty/],
     [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
     [
       ["deploy", "--paralel", "2"],

@@ -113,7 +113,8 @@ async function fleetChecks(
       () => false,
     );
   const none = `none given and no ./${DEFAULT_FLEET_FILE}`;
-  if (!named && fleetHere() === undefined) {
+  // (An empty --fleet is refused below, with the other faults of the fleet named.)
+  if (!named && values.fleet === undefined && fleetHere() === undefined) {
     const own = (await exists("flake.nix")) ? ` (the flake here is nixship's own)` : "";
     return [skip("fleet", "fleet file", `${none}${own}: only the local Nix was checked`)];
   }

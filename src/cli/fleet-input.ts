@@ -77,10 +77,17 @@ export interface FleetInput {
 export async function readFleetInput(
   values: { fleet?: string | undefined; "max-connections"?: string | undefined },
   io: CliIO,
-  command = "nixship",
+  command?: string,
 ): Promise<FleetInput> {
+  // `--fleet "$FLEET"` with FLEET unset must not deploy the fleet that happens to be here.
+  if (values.fleet !== undefined && values.fleet.trim() === "") {
+    throw new UsageError(
+      `${command === undefined ? "" : `${command}: `}--fleet is empty`,
+      `name a fleet file or a flake's fleet output (.#${DEFAULT_FLEET_OUTPUT}); without --fleet, $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE}, else the flake here`,
+    );
+  }
   const text = values["max-connections"];
-  const bound = text === undefined ? undefined : connectionBound(text, command);
+  const bound = text === undefined ? undefined : connectionBound(text, command ?? "nixship");
   const {
     fleet: loaded,
     fleetFile,

@@ -164,6 +164,9 @@ Options:
         `lab up: --boot-counting takes the tries per entry, 1-9; got '${tries}'`,
       );
     }
+    if (values.fleet !== undefined && values.fleet.trim() === "") {
+      throw new UsageError("lab up: --fleet is empty", "name the fleet file to add the lab to");
+    }
     if (values.agents && values.fleet !== undefined) {
       throw new UsageError(
         "lab up: --agents uses the lab's own fleet file (its release key and channel); leave out --fleet",

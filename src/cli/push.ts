@@ -117,13 +117,14 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       }
     }
     const jobs = parseIntFlag(values.jobs, "--jobs", "push") ?? availableParallelism();
-    const fleetFile = values.fleet ?? io.env.NIXSHIP_FLEET;
+    // (An empty $NIXSHIP_FLEET names nothing; an empty --fleet is refused.)
+    const fleetFile = values.fleet ?? (io.env.NIXSHIP_FLEET || undefined);
     // Loaded only with a fleet: reading one costs about 0.1 s of imports, which a push to a
     // cache named by --to alone (the common small push) does not need.
     const input =
       fleetFile === undefined
         ? undefined
-        : await (await import("./fleet-input.js")).readFleetInput({ fleet: fleetFile }, io);
+        : await (await import("./fleet-input.js")).readFleetInput({ fleet: fleetFile }, io, "push");
     const cache = input?.fleet.cache;
     if (input !== undefined && cache === undefined) {
       throw new UsageError(
