@@ -54,9 +54,44 @@ describe("the invocations' listing", () => {
     await expect(ssm.waitFor("cmd-2", ["i-1"])).rejects.toMatchObject({
       code: "ssm-paging",
       message:
-        "SSM's list of the invocations of command cmd-2 does not move on: a page gave back the token it was asked with",
+        "SSM's list of the invocations of command cmd-2 does not move on: a page gave back a token the listing was at before",
     });
     expect(calls).toEqual([undefined, "again"]);
+  });
+
+  it("refuses tokens that come round again (A, B, A…), and a page past the invocations asked for", async () => {
+    const cycling = pagingClient((token) => ({
+      CommandInvocations: [done("i-1")],
+      NextToken: token === "A" ? "B" : "A",
+    }));
+    const ssm = new SsmCommands({ settings, client: cycling.client, sleep: async () => {} });
+    await expect(ssm.waitFor("cmd-5", ["i-1"])).rejects.toMatchObject({
+      code: "ssm-paging",
+      message: expect.stringContaining("a page gave back a token the listing was at before"),
+    });
+    expect(cycling.calls).toEqual([undefined, "A", "B"]);
+    // A page of 51 (SSM sends at most MaxResults, 50): refused, not kept.
+    const crowded = pagingClient(() => ({
+      CommandInvocations: Array.from({ length: 51 }, (_, i) => done(`i-${i}`)),
+    }));
+    const crowd = new SsmCommands({ settings, client: crowded.client, sleep: async () => {} });
+    await expect(crowd.waitFor("cmd-6", ["i-1"])).rejects.toMatchObject({
+      code: "ssm-paging",
+      message: expect.stringContaining("a page holds 51 invocations, past the 50 asked for"),
+    });
+  });
+
+  it("keeps of each invocation only what the wait reads, each field clipped", async () => {
+    const padded = {
+      ...done("i-1"),
+      Comment: "x".repeat(1_000_000),
+      DocumentName: "y".repeat(1_000),
+    };
+    const { client } = pagingClient(() => ({ CommandInvocations: [padded] }));
+    const seen: object[] = [];
+    const ssm = new SsmCommands({ settings, client, sleep: async () => {} });
+    await ssm.waitFor("cmd-7", ["i-1"], { onProgress: (invs) => seen.push(...invs) });
+    expect(seen).toEqual([{ InstanceId: "i-1", Status: "Success", StatusDetails: "Success" }]);
   });
 
   it("refuses an empty page that says more follow", async () => {

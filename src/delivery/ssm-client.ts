@@ -180,6 +180,7 @@ export class SsmCommands {
     signal: AbortSignal | undefined,
   ): Promise<CommandInvocation[]> {
     const all: CommandInvocation[] = [];
+    const tokens = new Set<string>();
     let token: string | undefined;
     for (let pages = 0; ; pages++) {
       if (pages === MAX_INVOCATION_PAGES)
@@ -193,12 +194,21 @@ export class SsmCommands {
         this.client.send(new ListCommandInvocationsCommand(input), { abortSignal: signal }),
       );
       const listed = page.CommandInvocations ?? [];
-      all.push(...listed);
+      if (listed.length > INVOCATIONS_PER_PAGE) {
+        throw pagingError(
+          commandId,
+          `a page holds ${listed.length} invocations, past the ${INVOCATIONS_PER_PAGE} asked for`,
+        );
+      }
+      // Only what the wait reads of each (a page of 16 MiB, kept for 1,000 pages, would not fit).
+      all.push(...listed.map(slimInvocation));
       const next = page.NextToken || undefined;
       if (next === undefined) return all;
-      if (next === token)
-        throw pagingError(commandId, "a page gave back the token it was asked with");
+      if (next === token || tokens.has(next)) {
+        throw pagingError(commandId, "a page gave back a token the listing was at before");
+      }
       if (listed.length === 0) throw pagingError(commandId, "an empty page says more follow");
+      tokens.add(next);
       token = next;
     }
   }
@@ -302,4 +312,20 @@ function abortableSleep(
     signal.addEventListener("abort", done, { once: true });
     void sleep(ms).then(done);
   });
+}
+
+/** The longest value of an invocation's field kept: an instance ID is 19 characters, a status 20. */
+const FIELD_KEPT = 64;
+
+/** The fields of an invocation the wait reads (instance, status, its details), each clipped. */
+function slimInvocation(inv: CommandInvocation): CommandInvocation {
+  const clip = (v: string | undefined) => (v === undefined ? undefined : v.slice(0, FIELD_KEPT));
+  const instanceId = clip(inv.InstanceId);
+  const status = clip(inv.Status);
+  const details = clip(inv.StatusDetails);
+  return {
+    ...(instanceId === undefined ? {} : { InstanceId: instanceId }),
+    ...(status === undefined ? {} : { Status: status as CommandInvocation["Status"] }),
+    ...(details === undefined ? {} : { StatusDetails: details }),
+  };
 }
