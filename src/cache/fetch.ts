@@ -13,6 +13,8 @@ import { restoreNar } from "../nix/nar-restore.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { readDeadlineMs } from "../util/deadline.js";
+import { testWait } from "../util/test-waits.js";
 import { walkClosure } from "./closure-walk.js";
 import { importExport, type NixOptions, validPaths } from "./local-nix.js";
 import { NarCheckError, streamVerifiedNar } from "./read.js";
@@ -73,11 +75,16 @@ export interface ImportResult {
   readonly alreadyValid: number;
 }
 
-/** Fetches `root` and its closure into the local Nix store with `nix-store --import`. */
+/**
+ * Fetches `root` and its closure into the local Nix store with `nix-store --import`; `signal`
+ * (an interrupt) stops it, and the import has twice the time a read of the closure's NAR bytes
+ * may take (readDeadlineMs): a Nix that stops (a lock another Nix holds) does not hold it for ever.
+ */
 export async function fetchAndImport(
   source: FetchSource,
   root: StorePath,
   nix: NixOptions = {},
+  signal?: AbortSignal,
 ): Promise<ImportResult> {
   const closure = await resolveClosure(source, root);
   const valid = await validPaths(
@@ -89,7 +96,12 @@ export async function fetchAndImport(
   if (todo.length === 0) return { paths: closure.length, imported: [], alreadyValid: valid.size };
 
   const exportStream = new PassThrough({ highWaterMark: 1 << 20 });
-  const importing = importExport(exportStream, nix);
+  const narBytes = todo.reduce((sum, i) => sum + i.narSize, 0);
+  const seconds = (2 * readDeadlineMs(narBytes)) / 1000;
+  const importing = importExport(exportStream, nix, {
+    timeoutMs: testWait("NIXSHIP_IMPORT_TIMEOUT", seconds, seconds) * 1000,
+    ...(signal === undefined ? {} : { signal }),
+  });
   importing.catch(() => {}); // awaited below, by the end of the stream or after a failure
   try {
     for (const info of todo) {

@@ -179,6 +179,7 @@ export async function validPaths(
 export async function resolveInstallables(
   installables: readonly string[],
   options: NixOptions = {},
+  signal?: AbortSignal,
 ): Promise<StorePath[]> {
   const direct: StorePath[] = [];
   const toBuild: string[] = [];
@@ -193,14 +194,14 @@ export async function resolveInstallables(
     } else toBuild.push(item);
   }
   if (toBuild.length === 0) return direct;
-  const { stdout } = await runNix("nix", [
-    ...NEW_CLI,
-    "build",
-    "--no-link",
-    "--json",
-    ...storeArgs(options),
-    ...toBuild,
-  ]);
+  // The interrupt's signal stops the build (a SIGTERM reaches nixship alone: Nix would build on).
+  const { stdout } = await runNix(
+    "nix",
+    [...NEW_CLI, "build", "--no-link", "--json", ...storeArgs(options), ...toBuild],
+    undefined,
+    undefined,
+    signal,
+  );
   const built = JSON.parse(stdout) as { outputs?: Record<string, string>; path?: string }[];
   const outputs = built
     .flatMap((b) => (b.outputs ? Object.values(b.outputs) : b.path ? [b.path] : []))
@@ -208,9 +209,20 @@ export async function resolveInstallables(
   return [...direct, ...outputs];
 }
 
-/** Feeds a `nix-store --export` stream to `nix-store --import`. */
-export async function importExport(stream: Readable, options: NixOptions = {}): Promise<void> {
-  await runNix("nix-store", [...storeArgs(options), "--import"], stream);
+/**
+ * Feeds a `nix-store --export` stream to `nix-store --import`, stopped by `bounds.signal` (an
+ * interrupt) or once it has run `bounds.timeoutMs`.
+ */
+export async function importExport(
+  stream: Readable,
+  options: NixOptions = {},
+  bounds: { readonly signal?: AbortSignal; readonly timeoutMs?: number } = {},
+): Promise<void> {
+  await nixCommand("nix-store", [...storeArgs(options), "--import"], {
+    input: stream,
+    ...(bounds.signal === undefined ? {} : { signal: bounds.signal }),
+    ...(bounds.timeoutMs === undefined ? {} : { timeoutMs: bounds.timeoutMs }),
+  });
 }
 
 /**

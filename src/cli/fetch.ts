@@ -71,11 +71,10 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
         if (values.json) writeJson(io, { path: root, restoredTo: values.restore });
         else io.stderr.write(`restored ${root} into ${values.restore}\n`);
       } else {
-        const result = await fetchAndImport(
-          source,
-          root,
-          values.store ? { store: values.store } : {},
-        );
+        const nix = values.store ? { store: values.store } : {};
+        const result = await whileTrapped("fetch", (signal) =>
+          fetchAndImport(source, root, nix, signal),
+        ).finally(() => line.clear());
         if (values.json) writeJson(io, { path: root, ...result });
         else
           io.stderr.write(

@@ -176,7 +176,7 @@ export async function resolvePushInstallables(
     if (err instanceof MissingOutputsError) throw missingOutputs(err, flakeItems);
     throw withWhose(err, (i) => `'${sourceReference(flakeItems[i] ?? "")}'`);
   });
-  return [...paths, ...(await resolveInstallables(others, nix))];
+  return [...paths, ...(await resolveInstallables(others, nix, signal))];
 }
 
 export interface BuildSystemsOptions extends NixRunOptions {

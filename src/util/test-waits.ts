@@ -9,6 +9,8 @@ export const TEST_WAITS = {
   NIXSHIP_PAUSE_POLL_MS: "milliseconds between a paused deployer's reads of its answer (2000)",
   NIXSHIP_REBOOT_PROBE_MS: "milliseconds between two probes of a host rebooting (2000)",
   NIXSHIP_SSM_POLL_MS: "milliseconds between two polls of a running SSM command (2000)",
+  NIXSHIP_IMPORT_TIMEOUT:
+    "seconds fetch --import gives nix-store --import (twice a read of the closure's NAR bytes)",
 } as const;
 
 /**
