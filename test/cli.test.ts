@@ -58,6 +58,10 @@ describe("usage errors exit 2 and say what is wrong", () => {
     [["deploy", "--fleet", " "], /^error: deploy: --fleet is empty/],
     [["push", "ROOT", "--fleet", "", "--key", "KEY"], /^error: push: --fleet is empty/],
     [["cache", "pins", "--fleet", ""], /^error: --fleet is empty/],
+    [
+      ["ssm", "document", "--script", "--json"],
+      /^error: ssm document: --script prints a shell script, not JSON/,
+    ],
     [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
     [
       ["deploy", "--paralel", "2"],

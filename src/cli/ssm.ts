@@ -54,7 +54,8 @@ Options:
   --name NAME   the document's name in the printed create-document command
                 (default ${SSM_DEFAULTS.documentName}); the document itself does not hold it
   --script      print the activate.sh the document embeds, decoded, instead of the document
-  --json        accepted for symmetry with other commands: the output is always JSON
+  --json        accepted for symmetry with other commands: the document is JSON (not with
+                --script)
 
 Examples:
   nixship ssm document > doc.json
@@ -70,6 +71,11 @@ Examples:
     if (!NAME_PATTERN.test(name)) {
       throw new UsageError(
         `ssm document: --name must be 3 to 128 letters, digits, '_', '.' or '-', got '${name}'`,
+      );
+    }
+    if (values.script && values.json) {
+      throw new UsageError(
+        "ssm document: --script prints a shell script, not JSON: give one of --script and --json",
       );
     }
     if (values.script) {
