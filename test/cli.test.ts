@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS as ENTRIES, loadCommands } from "../src/cli/commands.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
-import { NIXSHIP_BIN, nixStoreDump, nixship } from "../support/cli.js";
+import { generatedKey, NIXSHIP_BIN, nixStoreDump, nixship } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 import { narTokens } from "./support/nar-bytes.js";
 
@@ -151,6 +151,43 @@ describe("usage errors exit 2 and say what is wrong", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).toMatch(/^error: /);
+  });
+
+  it("release publish of an ssh host names what it takes, not deploy's --via", async () => {
+    const dir = join(work, "publish-mixed");
+    await mkdir(join(dir, "cache"), { recursive: true });
+    await writeFile(join(dir, "cache", "nix-cache-info"), "StoreDir: /nix/store\n");
+    const cache = await generatedKey(dir, "mixed-cache-1");
+    const release = await generatedKey(dir, "mixed-release-1");
+    const system = `/nix/store/${"a".repeat(32)}-nixos-system-x`;
+    const fleet = join(dir, "fleet.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        cache: { url: `file://${join(dir, "cache")}`, publicKeys: [cache.publicKey] },
+        releases: { channel: "prod", publicKeys: [release.publicKey] },
+        hosts: { web1: { address: "192.0.2.1", system }, a1: { delivery: "agent", system } },
+      }),
+    );
+    const r = await nixship([
+      "release",
+      "publish",
+      "--fleet",
+      fleet,
+      "--key",
+      cache.file,
+      "--release-key",
+      release.file,
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(2);
+    const { error } = JSON.parse(r.stdout) as { error: { message: string; hint: string } };
+    expect(error.message).toBe(
+      "release publish releases to agent hosts only, but web1 is delivered by ssh in the fleet file",
+    );
+    expect(error.hint).toBe(
+      "select the agent hosts with --on, or deploy the others with 'nixship deploy'",
+    );
   });
 
   it("push says when it made a new cache, so that a mistyped URL does not pass unseen", async () => {

@@ -1,7 +1,7 @@
 // `nixship release publish`: build the selected agent hosts' systems, push them, and publish
 // one signed release of the fleet's channel naming them (`deploy --via agent --async`).
 import { deploy } from "../deploy/deploy.js";
-import { UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
@@ -119,10 +119,27 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
         }
         if (e.type !== "plan") renderer.onEvent(e);
       },
-    }).finally(() => {
-      renderer.finish();
-      trap.release();
-    });
+    })
+      .catch((err: unknown) => {
+        // The delivery's own words name the --via that deploy takes, which this command has not.
+        if (err instanceof InputError && err.code === "delivery-mismatch") {
+          throw new InputError(
+            err.code,
+            err.message.replace(
+              /^--via agent, but /,
+              "release publish releases to agent hosts only, but ",
+            ),
+            {
+              hint: "select the agent hosts with --on, or deploy the others with 'nixship deploy'",
+            },
+          );
+        }
+        throw err;
+      })
+      .finally(() => {
+        renderer.finish();
+        trap.release();
+      });
     for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
     if (released === undefined) {
       throw new UsageError("release publish: no agent host is selected: there is nothing to name");
