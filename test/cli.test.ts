@@ -556,6 +556,20 @@ describe("operation failures exit 1", () => {
     }
   });
 
+  it("cache init where nix-cache-info is a directory: refused, not said made (stats would send the user back to init)", async () => {
+    const dir = join(work, "info-is-a-dir");
+    await mkdir(join(dir, "nix-cache-info"), { recursive: true });
+    const r = await nixship(["cache", "init", `file://${dir}`, "--json"]);
+    expect(r.code, r.stdout).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      error: {
+        code: "bad-cache-info",
+        message: `file://${dir}: nix-cache-info is there, but is not a file a reader takes (a directory?)`,
+        hint: `remove it, then run 'nixship cache init file://${dir}' again`,
+      },
+    });
+  });
+
   it("fetch of a path the cache does not have", async () => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
     const r = await nixship([

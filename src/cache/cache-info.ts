@@ -14,11 +14,23 @@ const CACHE_INFO_LIMIT = 64 * 1024;
 export async function ensureCacheInfo(store: ObjectStore): Promise<boolean> {
   const existing = await readText(store, CACHE_INFO_KEY, CACHE_INFO_LIMIT);
   if (existing === undefined) {
-    await store.put(CACHE_INFO_KEY, Buffer.from(formatCacheInfo()), {
+    const put = await store.put(CACHE_INFO_KEY, Buffer.from(formatCacheInfo()), {
       contentType: "text/x-nix-cache-info",
       condition: { ifAbsent: true },
     });
-    return true;
+    if (put.status === "written") return true;
+    // Something is there already: another writer's nix-cache-info (checked as any), or what a
+    // read does not take for one (a directory of that name), which no reader ever would.
+    const there = await readText(store, CACHE_INFO_KEY, CACHE_INFO_LIMIT);
+    if (there === undefined) {
+      throw new InputError(
+        "bad-cache-info",
+        `${store.url}: ${CACHE_INFO_KEY} is there, but is not a file a reader takes (a directory?)`,
+        { hint: `remove it, then run 'nixship cache init ${store.url}' again` },
+      );
+    }
+    checkStoreDir(store, there);
+    return false;
   }
   checkStoreDir(store, existing);
   return false;
