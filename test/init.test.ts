@@ -310,6 +310,17 @@ describe("nixship init refuses", () => {
     }
   });
 
+  it("a cache that cannot be made (its URL names a file), and writes no key (exit 2)", async () => {
+    const dir = await flakeDir();
+    const keys = join(work, "cache-file-keys");
+    const file = join(work, "not-a-cache");
+    await writeFile(file, "a file\n");
+    const r = await init(dir, ["--key-out", join(keys, "k.sec"), "--cache", `file://${file}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`file://${file}`);
+    expect(await leftBehind(dir, keys)).toEqual([]);
+  });
+
   it("a cache URL holding credentials, without quoting them, and writes nothing (exit 2)", async () => {
     const dir = await flakeDir();
     const keys = join(work, "cache-url-keys");

@@ -167,8 +167,9 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
       );
       // The fleet file's place is checked before the key and the cache are made.
       await checkFleetFilePlace(fleetFile);
-      await writeKey(keyOut, key);
+      // The cache first: one that cannot be made (a file, a bad nix-cache-info) leaves no key.
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
+      await writeKey(keyOut, key);
       const text =
         format === "json"
           ? formatJson(conversionJson(conversion, settings))
@@ -268,8 +269,9 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
     // Everything is read and checked (the fleet file's place too): now the key, the cache, and
     // the fleet last.
     await checkFleetFilePlace(fleetFile);
-    await writeKey(keyOut, key);
+    // The cache first: one that cannot be made (a file, a bad nix-cache-info) leaves no key.
     const cacheCreated = localCache ? await initCache(cacheUrl) : null;
+    await writeKey(keyOut, key);
     const text =
       format === "json"
         ? formatJson(initFleetJson(configurations, settings))
