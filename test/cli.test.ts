@@ -539,13 +539,15 @@ describe("help", () => {
 });
 
 describe("operation failures exit 1", () => {
-  it("verify, cache stats and cache gc of a URL that holds no cache: one refusal (a typo must not pass as 0 paths checked)", async () => {
+  it("verify, cache stats, cache gc, fetch and release list of a URL that holds no cache: one refusal (a typo must not pass as 0 paths checked, a path missing or no releases)", async () => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
     const url = `file://${work}/no-such-cache`;
     for (const args of [
       ["verify", "--cache", url, "--trusted-key", pub],
       ["cache", "stats", "--cache", url],
       ["cache", "gc", "--cache", url, "--dry-run"],
+      ["fetch", root, "--from", url, "--trusted-key", pub, "--restore", join(work, "typo-restore")],
+      ["release", "list", "--channel", "prod", "--store", url],
     ]) {
       const r = await nixship(args);
       expect(r.code, args.join(" ")).toBe(2);
@@ -572,6 +574,7 @@ describe("operation failures exit 1", () => {
 
   it("fetch of a path the cache does not have", async () => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
+    expect((await nixship(["cache", "init", `file://${work}/empty`])).code).toBe(0);
     const r = await nixship([
       "fetch",
       root,

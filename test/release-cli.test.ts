@@ -86,6 +86,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-release-cli-"));
   storeDir = join(dir, "store");
   const store = new FsStore(storeDir, { fsync: false });
+  // The fleet's cache, where releases live.
+  await store.put("nix-cache-info", Buffer.from("StoreDir: /nix/store\n"));
   first = await publishRelease(store, options());
   second = await publishRelease(
     store,
@@ -169,6 +171,16 @@ describe("release list", () => {
     const r = await run(releaseList, ["--channel", "staging", "--store", storeDir]);
     expect(r).toMatchObject({ code: 0, stdout: "" });
     expect(r.stderr).toContain("channel staging has no releases in file://");
+  });
+
+  it("refuses a store that holds no binary cache (a mistyped URL), rather than list no releases", async () => {
+    const typo = join(dir, "no-such-store");
+    await expect(
+      run(releaseList, ["--channel", "prod", "--store", `file://${typo}`]),
+    ).rejects.toMatchObject({
+      code: "no-binary-cache",
+      message: `file://${typo} holds no binary cache (it has no nix-cache-info)`,
+    });
   });
 
   it("takes the store from the fleet file's cache by default", async () => {

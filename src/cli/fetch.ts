@@ -1,4 +1,6 @@
 // `nixship fetch`: download a path and its closure, verified, then import or restore it.
+
+import { requireCacheInfo } from "../cache/cache-info.js";
 import { type FetchSource, fetchAndImport, fetchAndRestore } from "../cache/fetch.js";
 import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
@@ -51,6 +53,8 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
     const root = storePathArgument(positionals[0] as string, "STORE_PATH");
     const store = await openStore(requireFlag(values.from, "--from", "fetch"));
     try {
+      // A mistyped URL is said as such, not as a path the cache does not have.
+      await requireCacheInfo(store);
       const line = new ProgressLine(io.stderr);
       let total = 0;
       let done = 0;

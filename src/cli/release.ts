@@ -1,5 +1,6 @@
 // `nixship release list` and `nixship release show`: a channel's signed releases in a store.
 
+import { requireCacheInfo } from "../cache/cache-info.js";
 import { HISTORY_RELEASES } from "../channel/history-store.js";
 import { InputError, UsageError } from "../errors.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
@@ -51,6 +52,8 @@ Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usa
     try {
       const channel = releaseChannel(values.channel, fleet, "release list");
       const { releases, warnings } = await readReleaseList(store, channel);
+      // None there: a store that holds no binary cache at all is likely a mistyped URL.
+      if (releases.length === 0) await requireCacheInfo(store);
       if (values.json) {
         writeJson(io, { store: store.url, channel, releases });
         return 0;
