@@ -153,6 +153,43 @@ describe("usage errors exit 2 and say what is wrong", () => {
     expect(r.stderr).toMatch(/^error: /);
   });
 
+  it("a directory where a file is named: bad input (exit 2), in words, with what the flag takes", async () => {
+    const dir = join(work, "dir-for-files");
+    await mkdir(join(dir, "cache"), { recursive: true });
+    await writeFile(join(dir, "cache", "nix-cache-info"), "StoreDir: /nix/store\n");
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const outputs = join(dir, "out.json");
+    const output = (value: unknown) => ({ sensitive: false, type: "string", value });
+    await writeFile(
+      outputs,
+      JSON.stringify({
+        cache_url: output(`file://${join(dir, "cache")}`),
+        region: output("eu-west-1"),
+        ssm_document_name: output("nixship-activate"),
+        hosts: output({
+          web1: {
+            instance_id: "i-0123456789abcdef0",
+            private_ip: "10.0.0.5",
+            public_ip: "",
+            ssh_host_public_key: "",
+            tags: {},
+          },
+        }),
+      }),
+    );
+    const system = `/nix/store/${"a".repeat(32)}-nixos-system-x`;
+    const args = ["fleet", "from-terraform", outputs, "--system", system, "--cache-key", pub];
+    const r = await nixship([...args, "--via", "ssh", "--known-hosts", dir, "--json"]);
+    expect(r.code, r.stdout).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      error: {
+        code: "known-hosts-unreadable",
+        message: `cannot read ${dir}: it is not a regular file (ENOTFILE)`,
+        hint: "--known-hosts names the known_hosts file to update (made when it is not there)",
+      },
+    });
+  });
+
   it("release publish of an ssh host names what it takes, not deploy's --via", async () => {
     const dir = join(work, "publish-mixed");
     await mkdir(join(dir, "cache"), { recursive: true });

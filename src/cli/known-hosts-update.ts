@@ -1,5 +1,6 @@
 // `fleet from-terraform --known-hosts`: the ssh hosts' keys (Terraform's output, else what each
 // host published to the store) merged into a known_hosts file, read and written bounded.
+
 import { stat } from "node:fs/promises";
 import { InputError, OperationError } from "../errors.js";
 import { type FleetFromTerraform, REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
@@ -13,6 +14,7 @@ import { hostKeyObjectKey, readPublishedHostKeyObject } from "../status/host-key
 import { openStore } from "../store/url.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
+import { errnoWords, isPathFault } from "../util/errno-words.js";
 import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 import { outputTarget } from "./output-file.js";
@@ -130,11 +132,12 @@ async function readKnownHosts(file: string): Promise<string | undefined> {
     return bytes?.toString("utf8");
   } catch (err) {
     if (err instanceof InputError) throw err;
-    throw new OperationError(
-      "known-hosts-unreadable",
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      { cause: err },
-    );
+    // A path that is wrong (a directory, not allowed) is bad input; the machine's fault is not.
+    const Fault = isPathFault(err) ? InputError : OperationError;
+    throw new Fault("known-hosts-unreadable", `cannot read ${file}: ${errnoWords(err)}`, {
+      cause: err,
+      hint: "--known-hosts names the known_hosts file to update (made when it is not there)",
+    });
   }
 }
 

@@ -16,6 +16,7 @@ import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/sec
 import { secretsCommand } from "../secrets/secrets-command.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
 import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
+import { errnoWords } from "../util/errno-words.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts, whileTrapped } from "./interrupts.js";
@@ -98,10 +99,9 @@ async function readBounded(file: string): Promise<Uint8Array> {
   const bytes = await readFileBounded(file, MAX_PLAINTEXT, () => tooLarge(file)).catch(
     (err: NodeJS.ErrnoException) => {
       if (err instanceof OperationError) throw err;
-      throw new InputError(
-        "secret-source-unreadable",
-        `cannot read ${file}: ${err.code ?? err.message}`,
-      );
+      throw new InputError("secret-source-unreadable", `cannot read ${file}: ${errnoWords(err)}`, {
+        hint: "--from names the file that holds the secret (or give it on stdin)",
+      });
     },
   );
   if (bytes === undefined) {
