@@ -59,6 +59,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
     [["push", "ROOT", "--fleet", "", "--key", "KEY"], /^error: push: --fleet is empty/],
     [["cache", "pins", "--fleet", ""], /^error: --fleet is empty/],
     [
+      ["key", "generate", "--name", "", "--out", "/tmp/x.sec"],
+      /^error: key generate: --name is empty/,
+    ],
+    [["lab", "up", "abc"], /^error: lab up: N is the number of hosts, a whole number; got 'abc'/],
+    [
       ["ssm", "document", "--script", "--json"],
       /^error: ssm document: --script prints a shell script, not JSON/,
     ],

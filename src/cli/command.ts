@@ -94,8 +94,12 @@ function refuseRepeated(
 }
 
 export function requireFlag<T>(value: T | undefined, flag: string, command: string): T {
-  if (value === undefined || value === "") {
+  if (value === undefined) {
     throw new UsageError(`${command}: ${flag} is required`, `see 'nixship ${command} --help'`);
+  }
+  // Given empty (`--to "$URL"` with URL unset): said as such, not as missing.
+  if (value === "") {
+    throw new UsageError(`${command}: ${flag} is empty`, `see 'nixship ${command} --help'`);
   }
   return value;
 }

@@ -174,7 +174,12 @@ Options:
     }
     if (positionals.length !== 1) throw new UsageError("lab up: give the number of hosts, N");
     const count = Number(positionals[0]);
-    validateHostCount(Number.isInteger(count) ? count : Number.NaN);
+    if (!/^\d+$/.test(positionals[0] ?? "")) {
+      throw new UsageError(
+        `lab up: N is the number of hosts, a whole number; got '${positionals[0]}'`,
+      );
+    }
+    validateHostCount(count);
     const name = validateLabName(values.name ?? "lab");
     const shell = parseHostShell(values.sh ?? "system");
     const nix = await resolveHostNix(values.nix ?? "system", io.env);
