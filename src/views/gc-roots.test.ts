@@ -317,6 +317,16 @@ describe("gc roots", () => {
     });
   });
 
+  it("names a pin that does not read once, by its key", async () => {
+    await inStore(async (store) => {
+      await store.put("gc/pins/bad.json", Buffer.from("{ torn"));
+      const read = await rootsFromStore(store, { keepReleases: 1 });
+      expect(read.unreadable).toEqual([
+        { name: "gc/pins/bad.json", problem: "gc/pins/bad.json: is not JSON" },
+      ]);
+    });
+  });
+
   it("--keep-generations keeps what as many rollbacks walk back through: after a rollback, the system before it", async () => {
     await inStore(async (store) => {
       const key = generateSecretKey("release-1");

@@ -279,8 +279,8 @@ export async function rootsFromStore(
 
   const pins = await readPins(store);
   for (const pin of pins.pins) for (const p of pin.paths) add(p, "pin", `pin ${pin.name}`);
-  for (const [key, why] of pins.unreadable)
-    unreadable.push({ name: key, problem: `${key}: ${why}` });
+  // (Each why names its pin's key already.)
+  for (const [key, why] of pins.unreadable) unreadable.push({ name: key, problem: why });
   const judged = judgeUnreadable(unreadable, options.skip ?? new Set());
   // A release refused, or let go unread, may name bundles its agents still fetch: then none go.
   const releasesRead =
