@@ -195,6 +195,16 @@ describe("usage errors exit 2 and say what is wrong", () => {
     });
   });
 
+  it("a fleet named by $NIXSHIP_FLEET that does not read says where its name came from", async () => {
+    const r = await nixship(["status", "--stored"], {
+      env: { ...process.env, NIXSHIP_FLEET: "/nonexistent/env-fleet.json" },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error: the fleet \$NIXSHIP_FLEET names: cannot read the fleet file \/nonexistent\/env-fleet.json: no such file/,
+    );
+  });
+
   it("release publish of an ssh host names what it takes, not deploy's --via", async () => {
     const dir = join(work, "publish-mixed");
     await mkdir(join(dir, "cache"), { recursive: true });

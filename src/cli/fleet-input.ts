@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { flakeFleetSource } from "../deploy/flake-fleet-source.js";
-import { InputError, UsageError } from "../errors.js";
+import { InputError, NixshipError, UsageError } from "../errors.js";
 import { type Action, parseAction } from "../fleet/action.js";
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -88,11 +88,18 @@ export async function readFleetInput(
   }
   const text = values["max-connections"];
   const bound = text === undefined ? undefined : connectionBound(text, command ?? "nixship");
+  const fromEnv = values.fleet === undefined && Boolean(io.env.NIXSHIP_FLEET);
   const {
     fleet: loaded,
     fleetFile,
     fleetDir,
-  } = await loadNamedFleet(values.fleet ?? io.env.NIXSHIP_FLEET);
+  } = await loadNamedFleet(values.fleet ?? io.env.NIXSHIP_FLEET).catch((err: unknown) => {
+    // A fleet the user did not name on this command line: say where its name came from.
+    if (fromEnv && err instanceof NixshipError) {
+      err.message = `the fleet $NIXSHIP_FLEET names: ${err.message}`;
+    }
+    throw err;
+  });
   const fleet =
     bound === undefined ? loaded : { ...loaded, ssh: { ...loaded.ssh, maxConnections: bound } };
   return { fleet, fleetFile, fleetDir };
