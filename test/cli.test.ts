@@ -62,6 +62,10 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["key", "generate", "--name", "", "--out", "/tmp/x.sec"],
       /^error: key generate: --name is empty/,
     ],
+    [
+      ["rollout", "resume", "abc123", "--store", "file:///tmp/x"],
+      /rollout resume: 'abc123' is not a rollout's id \(8 to 32 lowercase hex digits/,
+    ],
     [["lab", "up", "abc"], /^error: lab up: N is the number of hosts, a whole number; got 'abc'/],
     [
       ["ssm", "document", "--script", "--json"],

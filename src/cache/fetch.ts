@@ -144,7 +144,9 @@ export async function fetchAndRestore(
       () => false,
     )
   ) {
-    throw new InputError("target-exists", `cannot restore into ${target}: it already exists`);
+    throw new InputError("target-exists", `cannot restore into ${target}: it already exists`, {
+      hint: "name a path that is not there yet (a restore never writes into or over one)",
+    });
   }
   const closure = await resolveClosure(source, root);
   const info = closure.find((i) => i.storePath === root) as NarInfo;

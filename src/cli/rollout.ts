@@ -77,7 +77,7 @@ ${OPTIONS}`,
       if (extra !== undefined) throw new UsageError(`${command}: unexpected argument '${extra}'`);
       if (!ROLLOUT_ID.test(id)) {
         throw new UsageError(
-          `${command}: '${id}' is not a rollout's id (hex, as the paused deploy prints it)`,
+          `${command}: '${id}' is not a rollout's id (8 to 32 lowercase hex digits, as the paused deploy prints it)`,
         );
       }
       if (values.store !== undefined && values.fleet !== undefined) {
