@@ -225,9 +225,14 @@ describe("nixship secrets", () => {
           adminIdentity,
           "--fleet",
           fleetFile,
+          "--json",
         ],
         { env: { ...process.env, EDITOR: editor }, stdio: ["ignore", "pipe", "pipe"] },
       );
+      let stdout = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        stdout += d;
+      });
       let stderr = "";
       child.stderr.setEncoding("utf8").on("data", (d: string) => {
         stderr += d;
@@ -246,6 +251,10 @@ describe("nixship secrets", () => {
       expect(stderr).toContain(
         signals.length === 2 ? "secrets edit: stopped" : "removing the scratch file",
       );
+      // One interrupt: said on stdout too, as JSON (a second one exits at once).
+      if (signals.length === 1) {
+        expect(JSON.parse(stdout)).toMatchObject({ error: { code: "interrupted" } });
+      }
       expect(existsSync(scratch as string)).toBe(false);
       expect(existsSync(dirname(scratch as string))).toBe(false);
       // The editor was stopped with it (bounded wait: it is signalled as nixship stops).

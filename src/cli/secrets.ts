@@ -19,7 +19,7 @@ import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { errnoWords } from "../util/errno-words.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
-import { INTERRUPTED_EXIT, trapInterrupts, whileTrapped } from "./interrupts.js";
+import { trapInterrupts, whileTrapped } from "./interrupts.js";
 import { readSecretFile } from "./keys-input.js";
 
 const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
@@ -222,7 +222,13 @@ ${FLEET_HELP}`,
         );
       return 0;
     } catch (err) {
-      if (trap.signal.aborted) return INTERRUPTED_EXIT;
+      // Said as every interrupted command says it (with --json, as the error object).
+      if (trap.signal.aborted) {
+        throw new InterruptedError(
+          "secrets edit: interrupted; the scratch file was removed and the secret left as it was",
+          { cause: err },
+        );
+      }
       throw err;
     } finally {
       trap.release();
