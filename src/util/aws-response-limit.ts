@@ -3,8 +3,9 @@
 // answered at length (a listing of gigabytes: 64 MiB of it took 2.5 GB of memory) would exhaust
 // a deployer or an agent, and one that sent its body a byte within each idle timeout (a 404's
 // body behind every read of an absent key) would hold it for ever. Each is cut past
-// ANSWER_LIMIT bytes, and once it comes slower than an object's read may (byteCap), instead. An answer whose body the caller streams (S3's GetObject, when it found
-// the object) is the caller's to bound, and passes.
+// ANSWER_LIMIT bytes, and once it comes slower than an object's read may (byteCap), instead.
+// An answer whose body the caller streams (S3's GetObject, when it found the object) is the
+// caller's to bound, and passes.
 import type { Readable } from "node:stream";
 import { pipeline, Transform } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
