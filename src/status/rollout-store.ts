@@ -122,16 +122,23 @@ export async function readTrustedRollout(
 ): Promise<RolloutRecord | undefined> {
   const weighed = await readWeighedRollout(store, key, keys);
   if (weighed === undefined) return undefined;
-  if (!weighed.trusted) {
-    throw new InputError(
-      "rollout-untrusted",
-      `rollout ${weighed.record.id}'s record (${store.url} ${key}) is not to be believed: ${weighed.why}; anyone who can write the store could have put it there`,
-      {
-        hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, by a deploy without --key, or signed by a key cache.publicKeys no longer lists cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION). A key rotated (not leaked) may be listed again for the undo (docs/keys.md)",
-      },
-    );
-  }
+  if (!weighed.trusted) throw untrustedRollout(store, key, weighed);
   return weighed.record;
+}
+
+/** The refusal (InputError rollout-untrusted) of a record weighed and not believed. */
+export function untrustedRollout(
+  store: ObjectStore,
+  key: string,
+  weighed: WeighedRollout & { readonly trusted: false },
+): InputError {
+  return new InputError(
+    "rollout-untrusted",
+    `rollout ${weighed.record.id}'s record (${store.url} ${key}) is not to be believed: ${weighed.why}; anyone who can write the store could have put it there`,
+    {
+      hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, by a deploy without --key, or signed by a key cache.publicKeys no longer lists cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION). A key rotated (not leaked) may be listed again for the undo (docs/keys.md)",
+    },
+  );
 }
 
 /** Rollout records read at a time, newest first, for the fleet's last ask of each host. */
@@ -145,6 +152,29 @@ export const ASK_LOOKBACK = 200;
  * writes records of about 1.5 MB: this reads the newest 40 of those.
  */
 export const ASK_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The bytes of rollout records a reader of the newest may still take, by the sizes the listing
+ * gives: the first record is always taken, and the read ends before one that would pass `bytes`.
+ */
+export class RecordBudget {
+  #spent = 0;
+  #taken = 0;
+  constructor(private readonly bytes: number = ASK_BYTES) {}
+
+  /** Whether a record of `size` bytes is to be read (then it is counted). */
+  take(size: number): boolean {
+    if (this.#taken > 0 && this.#spent + size > this.bytes) return false;
+    this.#spent += size;
+    this.#taken++;
+    return true;
+  }
+
+  /** The records taken. */
+  get taken(): number {
+    return this.#taken;
+  }
+}
 
 /** What the fleet last asked of hosts, and of which hosts the records read could not tell. */
 export interface AsksRead {
@@ -187,7 +217,7 @@ export async function readAsksBack(
     return { asks: new Map(), unjudged: [], undone: new Map(), records: read, lookedBack: 0 };
   }
   const seen = new Set<string>();
-  let spent = 0;
+  const budget = new RecordBudget(bytes);
   let count = ASK_ROLLOUTS;
   let listed = await source.list(count);
   for (;;) {
@@ -195,8 +225,7 @@ export async function readAsksBack(
     // The budget ends the read before a record past it (the first record is always read).
     const batch: ObjectInfo[] = [];
     for (const o of unseen) {
-      if (seen.size > 0 && spent + o.size > bytes) break;
-      spent += o.size;
+      if (!budget.take(o.size)) break;
       seen.add(o.key);
       batch.push(o);
     }

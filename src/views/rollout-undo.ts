@@ -24,9 +24,10 @@ import {
   ASK_LOOKBACK,
   findRolloutAndNewer,
   listNewestRollouts,
-  readRollout,
+  RecordBudget,
   readTrustedRollout,
   readWeighedRollout,
+  untrustedRollout,
 } from "../status/rollout-store.js";
 import { type NewerRollouts, planUndo, type UndoStep } from "../status/undo-rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -189,40 +190,36 @@ async function findRecord(
   const undone = new Map<string, Set<string>>();
   /** The newest record naming a selected host that no cache key signed: it is named. */
   let unsigned: InputError | undefined;
-  let spent = 0;
-  let read = 0;
+  // As the views, at most ASK_BYTES of records by the listing's sizes (the newest always).
+  const budget = new RecordBudget();
   for (const { key, size } of await listNewestRollouts(store, ASK_LOOKBACK)) {
     if (!isRolloutKey(key)) continue;
-    // As the views, at most ASK_BYTES of records by the listing's sizes (the newest always).
-    spent += size;
-    if (read > 0 && spent > ASK_BYTES) {
+    if (!budget.take(size)) {
       if (unsigned !== undefined) throw unsigned;
       throw new UsageError(
-        `rollback: none of the newest ${read} rollouts in ${store.url} (${ASK_BYTES / (1024 * 1024)} MiB of records, all a rollback reads) names a selected host`,
+        `rollback: none of the newest ${budget.taken} rollouts in ${store.url} (${ASK_BYTES / (1024 * 1024)} MiB of records, all a rollback reads) names a selected host`,
         "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
       );
     }
-    read++;
-    const record = await readRollout(store, key);
-    if (record === undefined) continue;
+    const weighed = await readWeighedRollout(store, key, keys);
+    if (weighed === undefined) continue;
+    const record = weighed.record;
     if (rolloutEntries(record).some((e) => selected.has(e.host))) {
       // The one to undo is believed only when signed: one that is not is named, not passed
       // over, with the signed one before it that would be undone in its place.
-      const trusted = await readTrustedRollout(store, key, keys).catch((err: unknown) => {
-        if (!(err instanceof InputError) || err.code !== "rollout-untrusted") throw err;
-        unsigned ??= err;
-        return undefined;
-      });
-      if (trusted === undefined) continue;
-      for (const [id, hosts] of undoneHosts([trusted])) {
+      if (!weighed.trusted) {
+        unsigned ??= untrustedRollout(store, key, weighed);
+        continue;
+      }
+      for (const [id, hosts] of undoneHosts([record])) {
         undone.set(id, new Set([...(undone.get(id) ?? []), ...hosts]));
       }
-      const stands = rolloutEntries(trusted).some(
-        (e) => selected.has(e.host) && !undone.get(trusted.id)?.has(e.host),
+      const stands = rolloutEntries(record).some(
+        (e) => selected.has(e.host) && !undone.get(record.id)?.has(e.host),
       );
-      if (trusted.undoes === undefined && stands) {
-        if (unsigned !== undefined) throw namedInstead(unsigned, trusted);
-        return { key, record: trusted, newer: { records: passed, complete: true } };
+      if (record.undoes === undefined && stands) {
+        if (unsigned !== undefined) throw namedInstead(unsigned, record);
+        return { key, record, newer: { records: passed, complete: true } };
       }
     }
     passed.push(record);
