@@ -33,7 +33,7 @@ import {
   writeJson,
   writeJsonLine,
 } from "./command.js";
-import { INTERRUPT_SIGNALS, trapInterrupts } from "./interrupts.js";
+import { serviceStop, trapInterrupts } from "./interrupts.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
 const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
@@ -71,8 +71,9 @@ ${CONFIG_HELP}
 Refuses to start (exit 2) when the channel has releases and neither its current release nor
 the 50 before it names this host: the name it looked for is wrong (set "host" or --host).
 
-Stops on SIGINT, SIGTERM or SIGHUP, after the activation in progress (if any) finishes (--once
-alike: its poll ends first).
+Stops on SIGINT, SIGTERM or SIGHUP, after the activation in progress (if any) finishes, with
+exit 0 (--once alike: its poll ends first, and it exits as the poll says); a second signal
+exits 130 at once.
 
 Subcommands (each with its own --help):
   nixship agent pause     stop applying releases (the agent keeps running and says so)
@@ -183,13 +184,11 @@ Subcommands (each with its own --help):
           trap.release();
         }
       }
-      const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      for (const name of INTERRUPT_SIGNALS) process.once(name, onSignal);
+      const stop = serviceStop();
       try {
         await agent.run(stop.signal);
       } finally {
-        for (const name of INTERRUPT_SIGNALS) process.off(name, onSignal);
+        stop.release();
       }
       return 0;
     } finally {

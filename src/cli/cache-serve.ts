@@ -6,7 +6,9 @@ import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { tokenIn } from "../util/bearer-token.js";
 import { parseListen } from "../util/listen-address.js";
+import { whenAborted } from "../util/until-aborted.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
+import { serviceStop } from "./interrupts.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
 export const cacheServe: Command = {
@@ -32,7 +34,8 @@ a download that was cut.
 Prints 'listening on http://HOST:PORT' on stderr once ready, and there each request the
 cache's store failed to answer or a NAR it cut (the client gets a 502 that names nothing of
 the store);
-stops on SIGINT or SIGTERM.
+stops on SIGINT, SIGTERM or SIGHUP, closing its connections, with exit 0 (a second signal
+exits 130 at once).
 
 Options:
   --listen HOST:PORT   address to listen on (port 0 picks a free port)
@@ -77,13 +80,8 @@ Options:
       port,
     );
     io.stderr.write(`listening on ${url}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        closeCacheServer(server).then(resolve, resolve);
-      };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    });
+    await whenAborted(serviceStop().signal);
+    await closeCacheServer(server).catch(() => {});
     await store.close();
     return 0;
   },

@@ -1,5 +1,6 @@
 // `nixship dashboard`: a read-only web view of the fleet (hosts, releases, the newest rollout,
 // live), its JSON API and Prometheus metrics, from the fleet's cache store.
+
 import { spawn } from "node:child_process";
 import { basename } from "node:path";
 import { closeCacheServer } from "../cache/serve.js";
@@ -9,8 +10,10 @@ import { checkToken } from "../dashboard/token.js";
 import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { isLoopback, parseListen } from "../util/listen-address.js";
+import { whenAborted } from "../util/until-aborted.js";
 import { type Command, parseFlags, refuseArguments } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
+import { serviceStop } from "./interrupts.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7300";
@@ -38,7 +41,8 @@ event stream). Metrics: /metrics, in Prometheus's text format.
 It listens on loopback unless told otherwise. Any other address needs --token-file: every
 request must then carry the token, as 'Authorization: Bearer TOKEN' or as the password of
 Basic auth (which browsers ask for). Prints 'listening on URL' on stderr once the store has
-been read; runs until interrupted.
+been read; stops on SIGINT, SIGTERM or SIGHUP, closing its connections, with exit 0 (a second
+signal exits 130 at once).
 
 Options:
   --fleet FILE         the fleet file, or a flake's fleet output (.#nixship) (default:
@@ -102,13 +106,8 @@ Options:
       const { server, url } = await listenDashboard(dashboard, host, port);
       io.stderr.write(`listening on ${url}\n`);
       if (values.open === true) openBrowser(url, io.stderr);
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          closeCacheServer(server).then(resolve, resolve);
-        };
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-      });
+      await whenAborted(serviceStop().signal);
+      await closeCacheServer(server).catch(() => {});
     } finally {
       await poller.stop();
       await store.close();

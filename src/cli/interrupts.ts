@@ -154,3 +154,22 @@ export function exitSoonAfterInterrupt(): void {
     });
   }
 }
+
+/**
+ * How a service (cache serve, dashboard, the agent's loop) is asked to stop: the first SIGINT,
+ * SIGTERM or SIGHUP aborts `signal`, and the service closes and exits 0, since being stopped
+ * is how a service ends. Once released (or after the first), a second signal meets the early
+ * handler (early-interrupts.ts) and exits 130 at once.
+ */
+export function serviceStop(): InterruptTrap {
+  const controller = new AbortController();
+  const release = (): void => {
+    for (const name of INTERRUPT_SIGNALS) process.off(name, onSignal);
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    release();
+    controller.abort(`stopped (${signal})`);
+  };
+  for (const name of INTERRUPT_SIGNALS) process.on(name, onSignal);
+  return { signal: controller.signal, release };
+}

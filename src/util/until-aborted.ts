@@ -2,6 +2,14 @@
 // (a worker thread's job), so that its caller keeps its deadline; the work's own outcome, when
 // it comes later, is dropped.
 
+/** Resolves once `signal` is aborted (a service's wait for its stop). */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
 /** `work`'s outcome, or `signal`'s reason as soon as it aborts, whichever comes first. */
 export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
