@@ -17,7 +17,8 @@ import type { DeployRequest } from "../host/activation-session.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { headOf, type ReleaseHost, type SignedRelease } from "../release/release.js";
-import { canonicalJson, releaseDigest } from "../release/release-canonical.js";
+import { canonicalForms, canonicalJson, releaseDigest } from "../release/release-canonical.js";
+import { parseReleaseHead } from "../release/release-parse.js";
 import { shardIndex, signRelease } from "../release/release-shard.js";
 import { formatRelease, formatShardedHead } from "../release/release-sign.js";
 import { channelKey, publishRelease } from "../release/release-store.js";
@@ -29,6 +30,7 @@ import { readRecord, readStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { listAll, readAll } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
+import { withoutControls } from "../util/text.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import { Agent, type AgentEvent, type AgentOptions } from "./agent.js";
 import { EMPTY_STATE, loadState, saveState, setPaused } from "./state.js";
@@ -1606,6 +1608,56 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     expect(await agent.pollOnce()).toBe("unchanged");
   });
 
+  it("still applies an interrupted release in full after a second restart that came before it could", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      applying: { seq: 1, digest: first.digest, path: sys("a"), startedAt: CLOCK.toISOString() },
+    });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 4 };
+    // Restarted during the boot, before the store answered: nothing was applied again yet.
+    await makeAgent().start();
+    expect(await loadState(stateDir)).toMatchObject({
+      applying: null,
+      interrupted: { seq: 1, digest: first.digest, path: sys("a") },
+    });
+    // Restarted once more: the host looks current, yet its checks never ran.
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(await loadState(stateDir)).toMatchObject({ interrupted: null, lastSeq: 1 });
+  });
+
+  it("refuses a replayed release older than the one whose activation was interrupted, and takes that one", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    const second = await publish({ [HOST]: sys("b") });
+    const third = await publish({ [HOST]: sys("c") });
+    // Release 1 was applied; the agent was killed applying release 3, the host switched to it.
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      lastSeq: 1,
+      lastDigest: first.digest,
+      lastResult: "success",
+      applying: { seq: 3, digest: third.digest, path: sys("c"), startedAt: CLOCK.toISOString() },
+    });
+    activator.system = { current: sys("c"), profile: sys("c"), generation: 4 };
+    // A bucket writer puts release 2 back on the channel: genuinely signed, not expired.
+    await writeChannel(Buffer.from(second.bytes));
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(ofType("rejected")[0]?.message).toBe(
+      "release 2 is older than release 3, whose activation began here and was interrupted (a replay?)",
+    );
+    expect(activator.requests).toEqual([]);
+    expect(activator.system.current).toBe(sys("c"));
+    // Release 3 back: applied in full.
+    await writeChannel(Buffer.from(third.bytes));
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("c")]);
+  });
+
   it("keeps an outcome whose report failed and reports it first on the next poll", async () => {
     await publish();
     // The store fails the success report's first write (the host's record) once.
@@ -1876,5 +1928,55 @@ describe("Agent heartbeats", () => {
     expect(beats().length).toBeGreaterThanOrEqual(2);
     release();
     expect(await polling).toBe("applied");
+  });
+});
+
+describe("Agent.pollOnce: a hostile document's words", () => {
+  /** Release 1's fields as release 2, signed by a key whose name the bucket's writer chose. */
+  async function plantSignedBy(name: string): Promise<void> {
+    const { head, hosts } = parseReleaseHead(await channelBytes(), "planted");
+    if (hosts === undefined) throw new Error("release 1 is sharded: its hosts are elsewhere");
+    const signature = `${name}:${Buffer.alloc(64, 1).toString("base64")}`;
+    const planted = canonicalForms({ ...head, seq: 2 }, { hosts }, signature).stored;
+    await writeChannel(planted);
+  }
+
+  it("keeps a refusal quoting a 10,000-character key name short and clean: the agent starts again, the record reads", async () => {
+    await publish();
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    await plantSignedBy(`\u001b]0;pwned\u0007\u001b[2J${"k".repeat(10_000)}`);
+    expect(await agent.pollOnce()).toBe("rejected");
+    const [refusal] = ofType("rejected");
+    expect(refusal?.message).toMatch(/signed by key '\ufffd\]0;pwned\ufffd\ufffd\[2Jk+…'/);
+    expect(refusal?.message.length).toBeLessThanOrEqual(2000);
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "rejected" });
+    expect(record.error).toBe(withoutControls(record.error ?? ""));
+    // What a restart reads (systemd's Restart=always after a reboot or a crash): the state file
+    // holds, and the agent goes on to the next genuine release.
+    expect((await loadState(stateDir)).refused?.reason).toBe(refusal?.message);
+    const restarted = makeAgent();
+    await restarted.start();
+    await publish({ [HOST]: sys("b") });
+    expect(await restarted.pollOnce()).toBe("applied");
+    expect(activator.system.current).toBe(sys("b"));
+  });
+
+  it("names an unknown key of 9,000 characters clipped, and starts again after refusing it", async () => {
+    await publish();
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    await writeChannel(JSON.stringify({ version: 1, [`\u001b[2J${"x".repeat(9000)}`]: 1 }));
+    // (A body that does not parse is read twice before it is refused: a torn read.)
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await agent.pollOnce()).toBe("rejected");
+    const record = await hostRecord();
+    expect(record.error).toMatch(/\["\\u001b\[2Jx+…\]: unknown key/);
+    expect(record.error?.length).toBeLessThan(2000);
+    await loadState(stateDir);
+    await makeAgent().start();
   });
 });

@@ -37,6 +37,7 @@ import { successorSigned } from "../release/signed-release-reads.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
 import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { clipped } from "../util/text.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import {
   type AgentSelf,
@@ -172,6 +173,8 @@ export type AgentEvent =
 
 /** Longest wait between polls after repeated store errors. */
 const MAX_BACKOFF_SECONDS = 600;
+/** The longest refusal an agent keeps and reports (status/rollout.ts keeps a host's as long). */
+const REFUSAL_MESSAGE = 2000;
 
 export class Agent {
   readonly #o: AgentOptions;
@@ -179,11 +182,6 @@ export class Agent {
   #trust: AgentTrust;
   readonly #emit: (event: AgentEvent) => void;
   #state: AgentState | undefined;
-  /**
-   * The system an activation was interrupted on (the state file's `applying` at start): the
-   * host may run it unchecked, so whichever release names it next applies it in full.
-   */
-  #recovering: string | undefined;
   /** What the host last said it is busy with, while it is: said once, not at every retry. */
   #busy: string | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
@@ -222,10 +220,12 @@ export class Agent {
     let state = await loadState(this.#o.stateDir);
     // A reboot the agent began is judged by the first poll (after-boot), not applied again.
     if (state.applying !== null && state.applying.reboot === undefined) {
-      this.#emit({ type: "recovering", seq: state.applying.seq, path: state.applying.path });
-      this.#recovering = state.applying.path;
-      // Read the channel afresh: it still holds that release (applied again now) or a newer one.
-      state = { ...state, etag: null, applying: null };
+      const { seq, digest, path } = state.applying;
+      this.#emit({ type: "recovering", seq, path });
+      // Kept in the state file until an apply concludes (state.ts): a second restart before
+      // then still knows it. Read the channel afresh: it still holds that release (applied
+      // again now) or a newer one.
+      state = { ...state, etag: null, applying: null, interrupted: { seq, digest, path } };
       await saveState(this.#o.stateDir, state);
     }
     // Started with other keys than the channel was last judged under (its config changed while
@@ -450,7 +450,7 @@ export class Agent {
     const before = await this.#inspect();
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
-      this.#recovering !== path &&
+      this.state.interrupted?.path !== path &&
       before?.current === path &&
       (keepsProfile || before.profile === path) &&
       (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
@@ -559,7 +559,6 @@ export class Agent {
       return "busy";
     }
     this.#busy = undefined;
-    this.#recovering = undefined;
     return this.#conclude(
       applied,
       { seq: release.seq, digest, etag },
@@ -623,6 +622,7 @@ export class Agent {
       lastResult: ok ? "success" : "failed",
       refused: null,
       applying: null,
+      interrupted: null,
       rebootingBack:
         applied.status === "failed" && applied.rebootsFrom !== undefined
           ? { bootId: applied.rebootsFrom, since: this.#now(), timeout: rebootTimeout }
@@ -827,13 +827,15 @@ export class Agent {
    */
   async #reject(
     etag: string,
-    message: string,
+    why: string,
     claim: { readonly seq: number | undefined; readonly digest: string },
     refusal: Refusal = { phase: "verify", desired: null },
   ): Promise<PollOutcome> {
+    // The message may quote what the store's writer chose: it is kept (in the state file, the
+    // status record, the event) clipped, without controls.
+    const message = clipped(why, REFUSAL_MESSAGE);
     this.#emit({ type: "rejected", message });
     const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
-    if (refusal.phase === "secrets") this.#recovering = undefined;
     const refused = { seq: claim.seq ?? null, reason: message, at: this.#now() };
     // The record the first refusal of a run replaces, for the channel's coming back.
     const beforeRefusal =

@@ -32,6 +32,26 @@ describe("headVerdict", () => {
     expect(headVerdict(HEAD, DIGEST, "prod", last, VALID)).toEqual({ kind: "unchanged" });
   });
 
+  it("holds the channel to a release whose activation began here and was interrupted", () => {
+    const last = { lastSeq: 1, lastDigest: "sha256-one", interrupted: { seq: 3, digest: DIGEST } };
+    // That release itself is taken (applied again, in full); a newer one too.
+    expect(headVerdict(HEAD, DIGEST, "prod", last, VALID)).toEqual({ kind: "take" });
+    expect(headVerdict({ ...HEAD, seq: 4 }, "sha256-four", "prod", last, VALID)).toEqual({
+      kind: "take",
+    });
+    // An older one (a replay), or another of its number, is not.
+    expect(headVerdict({ ...HEAD, seq: 2 }, "sha256-two", "prod", last, VALID)).toEqual({
+      kind: "refuse",
+      why: "release 2 is older than release 3, whose activation began here and was interrupted (a replay?)",
+      seq: 2,
+    });
+    expect(headVerdict(HEAD, "sha256-other", "prod", last, VALID)).toEqual({
+      kind: "refuse",
+      why: "release 3 differs from the release 3 whose activation began here and was interrupted",
+      seq: 3,
+    });
+  });
+
   it("refuses a release changed under the same number, or older than the last applied", () => {
     expect(
       headVerdict(HEAD, DIGEST, "prod", { lastSeq: 3, lastDigest: "sha256-b" }, VALID),

@@ -14,15 +14,18 @@ export type HeadVerdict =
       readonly seq: number | undefined;
     };
 
-/** What this host applied last (its state file's). */
+/** What this host applied last (its state file's), and the release it was interrupted in. */
 export interface LastApplied {
   readonly lastSeq: number | null;
   readonly lastDigest: string | null;
+  readonly interrupted?: { readonly seq: number; readonly digest: string } | null;
 }
 
 /**
  * The verdict on `release` (signed, its digest `digest`) for an agent that follows `channel`:
- * another channel's, an older or a changed release, or one expired at `now`, is refused.
+ * another channel's, an older or a changed release, or one expired at `now`, is refused. A
+ * release begun here and interrupted holds the channel as one applied does: the host may run
+ * its system, so an older release (a replay) would take it back; that release itself is taken.
  */
 export function headVerdict(
   release: ReleaseHead,
@@ -47,6 +50,21 @@ export function headVerdict(
         sequence.reason === "same"
           ? `release ${release.seq} differs from the release ${release.seq} already applied`
           : `release ${release.seq} is older than release ${sequence.lastApplied} already applied here (a replay?)`,
+      seq: release.seq,
+    };
+  }
+  const begun = last.interrupted;
+  if (begun != null && release.seq < begun.seq) {
+    return {
+      kind: "refuse",
+      why: `release ${release.seq} is older than release ${begun.seq}, whose activation began here and was interrupted (a replay?)`,
+      seq: release.seq,
+    };
+  }
+  if (begun != null && release.seq === begun.seq && digest !== begun.digest) {
+    return {
+      kind: "refuse",
+      why: `release ${release.seq} differs from the release ${begun.seq} whose activation began here and was interrupted`,
       seq: release.seq,
     };
   }

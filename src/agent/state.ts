@@ -58,6 +58,13 @@ export interface AgentState {
    * older agents.
    */
   readonly rebootingBack?: RebootingBack | null;
+  /**
+   * An activation found interrupted at start-up (`applying` then), kept until an apply
+   * concludes: the host may run its system unchecked, so whichever release names that system
+   * next applies it in full, and no release older than it (nor another of its number) is taken,
+   * however often the agent restarts meanwhile. Absent in state files of older agents.
+   */
+  readonly interrupted?: InterruptedApply | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;
@@ -67,6 +74,13 @@ export interface AgentState {
     /** Set once the boot activation of a reboot went through: judged after the boot. */
     readonly reboot?: PendingReboot;
   } | null;
+}
+
+/** The release an interrupted activation was applying. */
+export interface InterruptedApply {
+  readonly seq: number;
+  readonly digest: string;
+  readonly path: string;
 }
 
 /** A channel document the agent refused (its status record in the store says the same). */
@@ -172,6 +186,12 @@ function wrongField(v: Record<string, unknown>, file: string): string | undefine
       (a.reboot === undefined || (typeof a.reboot === "object" && a.reboot !== null))
     );
   };
+  const interrupted = (x: unknown) => {
+    const a = x as Record<string, unknown>;
+    return (
+      typeof a === "object" && !Array.isArray(a) && count(a.seq) && text(a.digest) && text(a.path)
+    );
+  };
   const rebootingBack = (x: unknown) => {
     const r = x as Record<string, unknown>;
     return (
@@ -200,6 +220,7 @@ function wrongField(v: Record<string, unknown>, file: string): string | undefine
     nullable("lastResult", (x) => RESULTS.includes(x as string), `one of ${RESULTS.join(", ")}`) ??
     nullable("bootId", text, "a string") ??
     nullable("applying", applying, "an activation (seq, digest, path, startedAt)") ??
+    nullable("interrupted", interrupted, "an interrupted activation (seq, digest, path)") ??
     nullable("rebootingBack", rebootingBack, "a reboot back (bootId, since, timeout)") ??
     nullable("refused", refused, "a refusal (seq, reason, at)") ??
     record("unreported") ??

@@ -321,7 +321,8 @@ function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
   if (json) return (event) => writeJsonLine(io, { at: new Date().toISOString(), ...event });
   return (event) => {
     const line = formatAgentEvent(event);
-    if (line !== undefined) io.stderr.write(`nixship-agent: ${line}\n`);
+    // An event may quote what a store's writer chose (a refused release's key name).
+    if (line !== undefined) io.stderr.write(`nixship-agent: ${withoutControls(line)}\n`);
   };
 }
 

@@ -24,9 +24,14 @@ export function closestFirst(word: string, candidates: Iterable<string>): string
 
 /** The closest candidate if it is plausibly a typo of `word` (at most a third of it differs). */
 export function likelyTypo(word: string, candidates: Iterable<string>): string | undefined {
-  const best = closestFirst(word, candidates)[0];
+  const most = Math.max(1, Math.floor(word.length / 3));
+  // The distance is at least the lengths' difference: a word far longer or shorter than a
+  // candidate is no typo of it, and is not weighed against it (a cost of both lengths; a
+  // planted document's 28 MB key would take seconds).
+  const near = [...candidates].filter((c) => Math.abs(c.length - word.length) <= most);
+  const best = closestFirst(word, near)[0];
   if (best === undefined) return undefined;
-  return editDistance(word, best) <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+  return editDistance(word, best) <= most ? best : undefined;
 }
 
 /** `a, b, c` for a hint, cut after `limit` entries. */

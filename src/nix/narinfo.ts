@@ -1,6 +1,7 @@
 // .narinfo files: strict parsing, canonical serialisation, and the signed fingerprint.
 import { InputError } from "../errors.js";
 import { detached } from "../util/detached.js";
+import { clipped, signatureKeyName } from "../util/text.js";
 import { Sha256 } from "./hash.js";
 import type { PublicKey, SecretKey, SignatureCheck } from "./keys.js";
 import { signDetached, verifyDetached } from "./keys.js";
@@ -203,13 +204,13 @@ export function checkNarInfoSignatures(
   for (const sig of info.sigs) {
     const check: SignatureCheck = verifyDetached(sig, fp, trusted);
     if (check.ok) return check;
-    const keyName = sig.slice(0, Math.max(0, sig.indexOf(":")));
+    const keyName = signatureKeyName(sig);
     problems.push(
       check.reason === "untrusted-key"
         ? `signature by '${keyName}' is from a key that is not trusted`
         : check.reason === "bad-signature"
           ? `signature by '${keyName}' does not match the narinfo's contents`
-          : `signature '${sig.slice(0, 30)}' is malformed`,
+          : `signature '${clipped(sig, 30)}' is malformed`,
     );
   }
   return { ok: false, problems };

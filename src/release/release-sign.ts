@@ -1,6 +1,7 @@
 // Signing a release (whole, or a sharded release's head) and verifying one against trusted keys.
 import { InputError } from "../errors.js";
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
+import { signatureKeyName } from "../util/text.js";
 import {
   RELEASE_VERSION,
   type Release,
@@ -95,7 +96,8 @@ export function verifyReleaseHead(
       hint: "hosts only follow signed releases; publish it again with a release key",
     });
   }
-  const keyName = signature.slice(0, signature.indexOf(":"));
+  // Whoever wrote the document chose the name: shown clipped, without controls.
+  const keyName = signatureKeyName(signature);
   const check = verifyDetached(signature, parsed.message, trustedKeys);
   if (check.ok) return { ...parsed, signature };
   switch (check.reason) {

@@ -3,7 +3,7 @@
 // only one that key wrote, never one that someone else who can write the store put there or
 // edited. The layout (the signature, the record's last member) is signed-record.ts's. Pure.
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
-import { withoutControls } from "../util/text.js";
+import { signatureKeyName } from "../util/text.js";
 import { splitSignedRecord, withSignature } from "./signed-record.js";
 
 /** What a record's signature signs: this context, then the record's text without it. */
@@ -29,10 +29,10 @@ export function recordTrust(bytes: Uint8Array, keys: readonly PublicKey[]): Reco
   switch (check.reason) {
     case "untrusted-key": {
       // The name as the signature gives it: whoever wrote the record chose it.
-      const name = withoutControls(signature.slice(0, Math.max(0, signature.indexOf(":"))));
+      const name = signatureKeyName(signature);
       return {
         trusted: false,
-        why: `it is signed by key '${name.slice(0, 100)}', which is not in cache.publicKeys (one dropped from them, rotated or leaked, or a stranger's)`,
+        why: `it is signed by key '${name}', which is not in cache.publicKeys (one dropped from them, rotated or leaked, or a stranger's)`,
       };
     }
     case "bad-signature":

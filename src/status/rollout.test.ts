@@ -313,14 +313,14 @@ describe("rollout records", () => {
     expect(parsed.stopped).toBe("stop\ufffdped");
   });
 
-  it("clips long messages to 2000 characters and marks the cut", () => {
+  it("clips long messages to 2000 characters, the mark of the cut included", () => {
     const value = plain();
     hostOf(value).message = "x".repeat(2000);
     hostOf(value, 1, 0).message = `${"y".repeat(2000)}zzz`;
     value.stopped = "s".repeat(2001);
     const parsed = parse(value);
     expect(parsed.waves[0]?.hosts[0]?.message).toBe("x".repeat(2000));
-    expect(parsed.waves[1]?.hosts[0]?.message).toBe(`${"y".repeat(2000)}…`);
-    expect(parsed.stopped).toBe(`${"s".repeat(2000)}…`);
+    expect(parsed.waves[1]?.hosts[0]?.message).toBe(`${"y".repeat(1999)}…`);
+    expect(parsed.stopped).toBe(`${"s".repeat(1999)}…`);
   });
 });

@@ -15,7 +15,7 @@ import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import type { SecretKey } from "../nix/keys.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
-import { jsonErrorText, withoutControls } from "../util/text.js";
+import { clipped, jsonErrorText, withoutControls } from "../util/text.js";
 import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
 import { signedRecordBytes } from "./rollout-signature.js";
 
@@ -650,8 +650,7 @@ function date(value: unknown, source: string, key: string): string {
 }
 
 function clip(text: string): string {
-  const clean = withoutControls(text);
-  return clean.length > MAX_MESSAGE ? `${clean.slice(0, MAX_MESSAGE)}…` : clean;
+  return clipped(text, MAX_MESSAGE);
 }
 
 function malformed(source: string, what: string): InputError {

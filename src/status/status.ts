@@ -12,7 +12,7 @@ import { InputError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
-import { quoted, withoutControls } from "../util/text.js";
+import { clipped, quoted, withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
 import { type DeltaReport, readDeltaReport } from "./delta-report.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
@@ -296,7 +296,15 @@ export interface RecordParts {
   readonly updatedAt: string;
 }
 
-/** The one builder of a status record (deploys, agents' reports and refusals). */
+/** The longest error a status record may carry. */
+const MAX_ERROR = 8192;
+
+/**
+ * The one builder of a status record (deploys, agents' reports and refusals). Its error is
+ * clipped to what a reader takes (MAX_ERROR, no control character): a message quoting what a
+ * store's writer chose (a refused release's key name, its unknown keys) never makes a record
+ * that its own reader, or the agent's state file, refuses.
+ */
 export function statusRecord(p: RecordParts): StatusRecord {
   const { system } = p;
   return {
@@ -314,6 +322,7 @@ export function statusRecord(p: RecordParts): StatusRecord {
     ...(p.agent === undefined ? {} : { agent: p.agent }),
     origin: p.origin ?? { kind: "unknown" },
     ...p.what,
+    error: typeof p.what.error === "string" ? clipped(p.what.error, MAX_ERROR) : p.what.error,
     startedAt: p.startedAt,
     updatedAt: p.updatedAt,
   };
@@ -325,9 +334,6 @@ export function formatStatusRecord(record: StatusRecord): Uint8Array {
 
 /** A release's digest as a refusal names it: SRI sha256. */
 const RELEASE_DIGEST = /^sha256-[A-Za-z0-9+/]{43}=$/;
-
-/** The longest error a status record may carry. */
-const MAX_ERROR = 8192;
 
 /** Parses a status object; `source` names it in errors. */
 export function parseStatusRecord(bytes: Uint8Array, source: string): StatusRecord {

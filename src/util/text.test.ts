@@ -1,7 +1,15 @@
 // Text from elsewhere, made safe to show: a record that is not JSON shows nothing of itself
 // but Node's words, and a value quoted in a message has no control character.
 import { describe, expect, it } from "vitest";
-import { jsonErrorText, oneLine, quoted, terminalJson, withoutControls } from "./text.js";
+import {
+  clipped,
+  jsonErrorText,
+  oneLine,
+  quoted,
+  signatureKeyName,
+  terminalJson,
+  withoutControls,
+} from "./text.js";
 
 const parseError = (text: string): unknown => {
   try {
@@ -34,6 +42,16 @@ describe("text from elsewhere", () => {
     expect(text).toBe(withoutControls(text));
     expect(text).not.toContain("and more");
     expect(jsonErrorText(parseError(`{"a": ${"1".repeat(500)}x}`)).length).toBeLessThanOrEqual(200);
+  });
+
+  it("clips another's text to its length, the mark of the cut included, with no control character", () => {
+    expect(clipped("a\u001bb", 3)).toBe("a\ufffdb");
+    expect(clipped("abcd", 3)).toBe("ab…");
+    expect(clipped("x".repeat(10_000), 2000)).toHaveLength(2000);
+    expect(signatureKeyName(`\u001b]0;x\u0007${"k".repeat(500)}:c2ln`)).toBe(
+      `\ufffd]0;x\ufffd${"k".repeat(93)}…`,
+    );
+    expect(signatureKeyName("cache-1:c2ln")).toBe("cache-1");
   });
 
   it("quotes a value as JSON, cut, with no control character", () => {

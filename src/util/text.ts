@@ -16,6 +16,20 @@ export function withoutControls(text: string): string {
 }
 
 /**
+ * Text someone else chose, shown in a message or kept in a record: without control characters
+ * (withoutControls) and at most `max` characters, cut with "…" (the ellipsis counted).
+ */
+export function clipped(text: string, max: number): string {
+  if (text.length <= max) return withoutControls(text);
+  return `${withoutControls(text.slice(0, max - 1))}…`;
+}
+
+/** A signature's key name (the text before its ':') as a message shows it: clipped to 100. */
+export function signatureKeyName(signature: string): string {
+  return clipped(signature.slice(0, Math.max(0, signature.indexOf(":"))), 100);
+}
+
+/**
  * `text` on one line, for a message that quotes it: control characters shown as U+FFFD (as
  * withoutControls), and each run of line breaks and tabs, with the spaces around it, one space
  * (another's text never starts a line of its own, as if nixship had said it).

@@ -18,6 +18,7 @@ import {
 import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
 import { newestSignedRelease } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { signatureKeyName } from "../util/text.js";
 import { listWarnings, showWarnings } from "./release-warnings.js";
 import { StatusReader } from "./status-reader.js";
 
@@ -102,7 +103,7 @@ export async function readReleaseShow(
     source: found.source,
     current: found.current,
     digest,
-    signature: { key: signature?.slice(0, signature.indexOf(":")) ?? null, verified },
+    signature: { key: signature === undefined ? null : signatureKeyName(signature), verified },
     expired,
     newerRelease: newer ?? null,
     warnings: [
