@@ -25,6 +25,7 @@ import {
 } from "../src/release/release-store.js";
 import { loadRelease, loadVerifiedRelease, shardKeys } from "../src/release/shard-store.js";
 import { readSignedRelease } from "../src/release/signed-release-reads.js";
+import { progressKey } from "../src/status/status.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { listAll, readAll } from "../src/store/helpers.js";
@@ -333,6 +334,31 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       ]);
     });
 
+    it("withdraws a release whose channel write failed, and keeps one whose write landed though its answer was lost", async () => {
+      await publishRelease(store, options());
+      const failing = (lands: boolean) =>
+        wrap(store, {
+          put: async (k: string, body: Uint8Array, opts?: PutOptions) => {
+            if (k !== channelKey("prod")) return store.put(k, body, opts);
+            if (lands) await store.put(k, body, opts);
+            throw new Error("the store's retries were spent");
+          },
+        });
+      await expect(
+        publishRelease(failing(false), options({ origin: { by: "ci", sources: [] } })),
+      ).rejects.toThrow("the store's retries were spent");
+      // No file is left above a channel that never named it (the next publisher could not tell
+      // it from a replayed channel).
+      expect(await keys(store, "releases/prod/")).toEqual([releaseKey("prod", 1)]);
+      expect((await readChannelToUpdate(store, "prod", trusted)).trusted?.release.seq).toBe(1);
+      const landed = await publishRelease(failing(true), options());
+      expect(landed.release.seq).toBe(2);
+      expect(await keys(store, "releases/prod/")).toEqual([
+        releaseKey("prod", 1),
+        releaseKey("prod", 2),
+      ]);
+    });
+
     it("answers not-modified to a channel read with the current etag", async () => {
       await publishRelease(store, options());
       const first = await readChannel(store, "prod");
@@ -365,7 +391,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       expect(listed[1]).toMatchObject({ problem: expect.stringContaining("releases/prod/2.json") });
     });
 
-    it("builds on the newest release, not an older one copied over the channel (a replay), but on the channel over an orphan", async () => {
+    it("builds on the newest release, not an older one copied over the channel (a replay); refuses one step back no host reported on; builds on the channel once the orphan is gone", async () => {
       const system = (c: string) => ({ web1: { path: path(c) }, web2: { path: path(c) } });
       await publishRelease(store, options({ hosts: system("a") }));
       await publishRelease(store, options({ hosts: system("a") }));
@@ -377,8 +403,20 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       expect(read.trusted?.release.seq).toBe(4);
       expect(read.trusted?.release.hosts.web1?.path).toBe(path("b"));
       expect(read.replayed).toEqual({ named: 2, newest: 4 });
-      // Release 4 alone above the channel may be an interrupted publisher's: the channel stands.
+      // Release 4 alone above the channel, on which no host reported: an interrupted publisher's,
+      // or a replay whose reports were removed; which, the operator knows: refused.
       await store.put(channelKey("prod"), (await readAll(store, releaseKey("prod", 3))) as Buffer);
+      await expect(readChannelToUpdate(store, "prod", trusted)).rejects.toMatchObject({
+        code: "release-channel-ambiguous",
+        exitCode: 2,
+      });
+      // A host reported on it: it was the channel's.
+      await store.put(progressKey("prod", 4, "web1", "success"), Buffer.from("{}\n"));
+      const reported = await readChannelToUpdate(store, "prod", trusted);
+      expect(reported.trusted?.release.seq).toBe(4);
+      expect(reported.replayed).toEqual({ named: 3, newest: 4 });
+      // The orphan removed (the refusal's first fix): the channel stands.
+      await store.delete(releaseKey("prod", 4));
       const orphaned = await readChannelToUpdate(store, "prod", trusted);
       expect(orphaned.trusted?.release.seq).toBe(3);
       expect(orphaned.replayed).toBeUndefined();

@@ -411,6 +411,29 @@ describe("ChannelKeeper: entries and releases", () => {
     expect((await channelRelease(store)).release.seq).toBe(3);
   });
 
+  it("refresh signs no release copied one step back over the channel (a replay): refused while no host reported on the newer, built on it once one did", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    await keeper().publishWave(wave({ web1: sys("b", "web1") }), "switch");
+    // Someone who can write the bucket but holds no release key puts release 1 back.
+    const release1 = await readAll(store, "releases/prod/1.json");
+    if (release1 === undefined) throw new Error("no release 1");
+    await store.put("channels/prod.json", release1);
+    await expect(keeper().refresh()).rejects.toMatchObject({
+      exitCode: 2,
+      code: "release-channel-ambiguous",
+      message: `channel prod names release 1, but release 2 (${store.url} releases/prod/2.json) is on file and signed by a release key, and no host reported on it: either its publisher stopped before it moved the channel, or release 1 was copied over the channel (a replay, which a new release built on it would sign again, sending hosts back); nothing was published`,
+      hint: "if a publish was stopped (killed, a crash), delete releases/prod/2.json; if the channel was replayed, copy releases/prod/2.json over channels/prod.json; then run the command again",
+    });
+    // Nothing was written: no release 3, the channel as the writer left it.
+    expect(await readAll(store, "releases/prod/3.json")).toBeUndefined();
+    expect((await channelRelease(store)).release.seq).toBe(1);
+    // A host reported on release 2: it was the channel's, and the refresh renews it.
+    await hosts.report(2, { web1: "success" });
+    const { replaced, release } = await keeper().refresh();
+    expect(replaced.release.seq).toBe(2);
+    expect(release.release).toMatchObject({ seq: 3, hosts: { web1: { path: sys("b", "web1") } } });
+  });
+
   it("refresh refuses a channel with no release a trusted key signed", async () => {
     await expect(keeper().refresh()).rejects.toMatchObject({
       exitCode: 2,

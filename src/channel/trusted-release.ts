@@ -1,13 +1,16 @@
 // The channel's current release as a deployer may build on it: verified against the fleet's
 // release keys, else the newest release that verifies, so what a bucket writer planted without a
-// release key is never signed again into the next release.
+// release key is never signed again into the next release; nor an older release copied over the
+// channel (a replay), which would send its hosts back: a newer signed release on file is built on
+// when it was the channel's, and a publish is refused when that cannot be told.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedRelease } from "../release/release.js";
 import { releaseDigest } from "../release/release-canonical.js";
-import { channelKey, listedSeqs, readChannel } from "../release/release-store.js";
+import { channelKey, listedSeqs, readChannel, releaseKey } from "../release/release-store.js";
 import { loadVerifiedRelease } from "../release/shard-store.js";
 import { readSignedHead, readSignedRelease } from "../release/signed-release-reads.js";
+import { progressPrefix } from "../status/status.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /**
@@ -59,18 +62,51 @@ export async function readChannelToUpdate(
     return { trusted: await newestVerified(store, channel, keys, 0), basis };
   }
   // An older release, signed, copied over the channel (a replay: the agents refuse it, as it is
-  // older than what they applied) must not be signed again into a newer one. A release above
-  // it that a later one was built on (its `previous`) was the channel's since: then the newest
-  // release on file that verifies is built on instead, and said. (One newer release alone may be
-  // an interrupted publisher's, never the channel's: the channel stands.)
-  if (!(await headSince(store, channel, keys, head.release.seq))) return { trusted: head, basis };
-  const newer = await newestVerified(store, channel, keys, head.release.seq);
+  // older than what they applied) must not be signed again into a newer one: its hosts would be
+  // sent back. A newer release that verifies was the channel's when a later one was built on it
+  // (its `previous`) or a host reported on it: then the newest is built on instead, and said.
+  const seq = head.release.seq;
+  const newer = await newestVerified(store, channel, keys, seq);
   if (newer === undefined) return { trusted: head, basis };
-  return {
-    trusted: newer,
-    basis,
-    replayed: { named: head.release.seq, newest: newer.release.seq },
-  };
+  if (
+    (await headSince(store, channel, keys, seq)) ||
+    (await reportedOn(store, channel, seq, newer.release.seq))
+  ) {
+    return { trusted: newer, basis, replayed: { named: seq, newest: newer.release.seq } };
+  }
+  // Else it is a publisher's stopped between the release file and the channel (a crash), or
+  // the channel was replayed and the hosts' reports removed: which, the operator knows.
+  const newerFile = releaseKey(channel, newer.release.seq);
+  throw new InputError(
+    "release-channel-ambiguous",
+    `channel ${channel} names release ${seq}, but release ${newer.release.seq} (${store.url} ${newerFile}) is on file and signed by a release key, and no host reported on it: either its publisher stopped before it moved the channel, or release ${seq} was copied over the channel (a replay, which a new release built on it would sign again, sending hosts back); nothing was published`,
+    {
+      hint: `if a publish was stopped (killed, a crash), delete ${newerFile}; if the channel was replayed, copy ${newerFile} over ${channelKey(channel)}; then run the command again`,
+    },
+  );
+}
+
+/**
+ * Whether a host reported on a release numbered above `seq`, up to `newest` (its progress
+ * markers, status/releases/CHANNEL/SEQ/): an agent saw it on the channel. One LIST a release,
+ * NEWER_HEADS at most. A bucket writer could plant one, but only to make the publisher build on
+ * a newer release a release key signed, never to send hosts back.
+ */
+async function reportedOn(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  newest: number,
+): Promise<boolean> {
+  const above = (await listedSeqs(store, channel))
+    .filter((s) => s > seq && s <= newest)
+    .slice(-NEWER_HEADS);
+  for (const s of above.reverse()) {
+    if ((await store.list(progressPrefix(channel, s), { limit: 1 })).objects.length > 0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** Release files above the channel's read, at most, for the proof that one was the channel's. */

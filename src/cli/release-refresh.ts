@@ -23,7 +23,11 @@ Agents already run their entries, so they only report. Run it from a schedule we
 maxAge, e.g. daily.
 
 The current release must verify against the fleet's releases.publicKeys; a channel that
-does not (planted) is passed over for the newest release that does.
+does not (planted) is passed over for the newest release that does. An older release copied
+over the channel (a replay) is never signed again: a newer signed release on file is built on
+when it was the channel's (a release was built on it, or a host reported on it), and the
+refresh is refused (exit 2, release-channel-ambiguous, nothing written) when that cannot be
+told: the error names the file to delete or to copy back.
 
 Options:
 ${FLEET_FILE_HELP}

@@ -277,14 +277,29 @@ export async function publishRelease(
         throw err;
       });
   }
-  // (6) The channel, only over the version read in (1).
-  const moved = await store.put(channelKey(channel), signed.bytes, {
-    contentType: "application/json",
-    condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
-  });
-  if (moved.status === "precondition-failed") {
+  // (6) The channel, only over the version read in (1). A write that failed (the store's
+  // retries spent) may yet have landed: the channel is read back, and the release withdrawn
+  // unless the channel holds it, so that no release file is left above a channel that never
+  // named it (which the next publisher could not tell from a replayed channel).
+  const withdraw = async (): Promise<void> => {
     if (options.origin !== undefined) await store.delete(originFile);
     await store.delete(file);
+  };
+  const moved = await store
+    .put(channelKey(channel), signed.bytes, {
+      contentType: "application/json",
+      condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
+    })
+    .catch(async (err: unknown) => {
+      const now = await readChannel(store, channel).catch(() => undefined);
+      if (now?.status === "found" && releaseDigest(now.bytes) === signed.digest) {
+        return { status: "written" as const, etag: now.etag };
+      }
+      if (now !== undefined) await withdraw().catch(() => undefined);
+      throw err;
+    });
+  if (moved.status === "precondition-failed") {
+    await withdraw();
     throw conflict(
       `another publisher published a release of channel ${channel} at the same time; release ${seq} was withdrawn and the channel left as they set it; re-run to publish on top of it`,
     );
