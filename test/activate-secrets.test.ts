@@ -372,6 +372,32 @@ describe("activate --secrets on a lab host", () => {
     expect((await status(H1)).secrets).toBe(before.secrets);
   });
 
+  it("dry-activate leaves the secrets and the kept bundle as they are; test installs them and keeps the bundle of the boot", async () => {
+    const kept = async () => ssh(H1, "sha256sum /nix/var/nixship/secrets-bundle");
+    const before = await status(H1);
+    const keptBefore = await kept();
+    const gamma = plain("gamma");
+    // A bundle that replaces alpha with gamma.
+    const bundle = secretsBundle([await seal(gamma, H1)]);
+    const dry = await activate(H1, "web-v2", bundle, { action: "dry-activate" });
+    expect(dry.code, JSON.stringify(dry.result)).toBe(0);
+    expect(dry.stderr).toContain("dry-activate: the secrets are left as they are");
+    expect(await installed(H1, alpha.path)).toMatchObject({ content: alpha.plaintext });
+    expect(await installed(H1, gamma.path)).toBeUndefined();
+    expect((await status(H1)).secrets).toBe(before.secrets);
+    expect(await kept()).toBe(keptBefore);
+    // test: the running system gets them; after a boot, the boot default's come back.
+    const tested = await activate(H1, "web-v2", bundle, { action: "test" });
+    expect(tested.code, JSON.stringify(tested.result)).toBe(0);
+    expect(await installed(H1, gamma.path)).toMatchObject({ content: gamma.plaintext });
+    expect(await installed(H1, alpha.path)).toBeUndefined();
+    expect(await kept()).toBe(keptBefore);
+    // Back as the tests below expect: web-v1 switched with alpha, kept.
+    const back = await activate(H1, "web-v1", secretsBundle([await seal(alpha, H1)]));
+    expect(back.code, JSON.stringify(back.result)).toBe(0);
+    expect(await installed(H1, gamma.path)).toBeUndefined();
+  });
+
   it("restore-secrets installs the kept bundle again after a boot emptied /run, and only then", async () => {
     const before = await status(H1);
     const restore = async () => {

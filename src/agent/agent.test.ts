@@ -326,6 +326,27 @@ describe("Agent.pollOnce: secrets", () => {
     expect((await hostRecord()).secrets).toBe("1".repeat(64));
   });
 
+  it("a dry-activate fetches no bundle and hands the activation none: the host's secrets stay", async () => {
+    const sha = await putSecretsBundle(store, HOST, BUNDLE);
+    await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { [HOST]: { path: sys("a"), secrets: { bundle: sha, manifest: "1".repeat(64) } } },
+      kind: "deploy",
+      action: "dry-activate",
+      health: HEALTH,
+      confirmTimeout: 45,
+      key: releaseKey,
+      now: CLOCK,
+    });
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+    expect(activator.requests[0]?.action).toBe("dry-activate");
+    expect(activator.requests[0]?.secrets).toBeUndefined();
+    expect(calls.filter((c) => c.key === secretsBundleKey(HOST, sha))).toEqual([]);
+  });
+
   it("applies again when only the secrets change, and not when nothing does", async () => {
     await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
     const agent = makeAgent();

@@ -483,7 +483,11 @@ export class Agent {
     // The secrets bundle is fetched and checked before anything runs. One that is missing or
     // changed in the store is the store's fault, not the system's: the release is refused (a
     // rejection says nothing of a system, so the next release may name it again unflagged).
-    const secrets = already ? { given: undefined } : await this.#secrets(entry);
+    // A dry-activate carries none (buildDeployRequest): its bundle is not fetched either.
+    const secrets =
+      already || release.action === "dry-activate"
+        ? { given: undefined }
+        : await this.#secrets(entry);
     if ("failed" in secrets) {
       return this.#reject(
         etag,

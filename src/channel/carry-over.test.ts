@@ -73,7 +73,7 @@ describe("statesEntries", () => {
     expect(statesEntries(named, entries)).toBe(true);
   });
 
-  it("fails on another system, other secrets, other checks, or another set of hosts", () => {
+  it("fails on another system, other secrets, other checks, another reboot or delta tool, or another set of hosts", () => {
     const web1 = entries.web1 as ReleaseHost;
     expect(statesEntries({ ...entries, web2: { path: sys("b", "web2") } }, entries)).toBe(false);
     expect(
@@ -93,6 +93,19 @@ describe("statesEntries", () => {
         },
         entries,
       ),
+    ).toBe(false);
+    const web2 = entries.web2 as ReleaseHost;
+    const rebooting = { ...web2, reboot: { timeout: 300, rollback: true } };
+    expect(statesEntries({ ...entries, web2: rebooting }, entries)).toBe(false);
+    expect(statesEntries(entries, { ...entries, web2: rebooting })).toBe(false);
+    expect(
+      statesEntries(
+        { ...entries, web2: { ...rebooting, reboot: { timeout: 300, rollback: false } } },
+        { ...entries, web2: rebooting },
+      ),
+    ).toBe(false);
+    expect(
+      statesEntries({ ...entries, web2: { ...web2, deltaTool: sys("z", "zstd") } }, entries),
     ).toBe(false);
     expect(statesEntries({ web1 }, entries)).toBe(false);
     expect(statesEntries({ ...entries, web3: { path: sys("a", "web3") } }, entries)).toBe(false);

@@ -34,7 +34,10 @@ export function carryOver(
   return { entries, notes };
 }
 
-/** Whether `named` (a release's hosts) has exactly `entries`: same hosts, systems, secrets, checks. */
+/**
+ * Whether `named` (a release's hosts) has exactly `entries`: same hosts, systems, secrets,
+ * checks, reboots and delta tools.
+ */
 export function statesEntries(
   named: Readonly<Record<string, ReleaseHost>>,
   entries: Readonly<Record<string, ReleaseHost>>,
@@ -45,11 +48,18 @@ export function statesEntries(
   );
 }
 
-/** Whether two entries name the same system, the same secrets and the same checks. */
+/**
+ * Whether two entries ask the same of their host: the same system, secrets (by bundle: the
+ * manifest follows from it), checks, reboot and delta tool. An entry that differs only in its
+ * reboot or delta tool is a new ask: a channel left with an old `reboot` would reboot a host
+ * reimaged later, and one with an old tool would fetch through it.
+ */
 function sameEntry(a: ReleaseHost | undefined, b: ReleaseHost): boolean {
   return (
     a?.path === b.path &&
     a.secrets?.bundle === b.secrets?.bundle &&
-    canonicalJson(a.policy ?? null) === canonicalJson(b.policy ?? null)
+    canonicalJson(a.policy ?? null) === canonicalJson(b.policy ?? null) &&
+    canonicalJson(a.reboot ?? null) === canonicalJson(b.reboot ?? null) &&
+    a.deltaTool === b.deltaTool
   );
 }

@@ -16,6 +16,7 @@ import {
   type ActivationTransport,
   activateDeadline,
   activationSteps,
+  buildDeployRequest,
   type DeployRequest,
   runActivationSession,
   type ScriptRun,
@@ -738,5 +739,26 @@ describe("runActivationSession, interrupted", () => {
     const { outcome } = await session(t, request(), controller.signal);
     expect(outcome).toMatchObject({ status: "failed", phase: "confirm", rolledBack: true });
     expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
+  });
+});
+
+describe("buildDeployRequest", () => {
+  const parts = (action: Action) => ({
+    path: "/nix/store/00000000000000000000000000000000-system" as StorePath,
+    action,
+    substituters: [],
+    trustedKeys: [],
+    checks: { health: { http: [], commands: [] }, confirmTimeout: 0 },
+    host: { name: "web1", address: "10.0.0.1" },
+    activationTimeout: 60,
+    secrets: { bundle: "nixship-secrets 1\n", digest: "d".repeat(64), age: undefined },
+  });
+
+  it("gives a dry-activate no secrets, every other action the host's", () => {
+    for (const action of ACTIONS) {
+      const request = buildDeployRequest(parts(action));
+      if (action === "dry-activate") expect(request.secrets, action).toBeUndefined();
+      else expect(request.secrets, action).toEqual(parts(action).secrets);
+    }
   });
 });

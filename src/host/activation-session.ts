@@ -35,9 +35,14 @@ import {
   settleOverNew,
 } from "./session-steps.js";
 
-/** The one builder of a DeployRequest (the deployer's, for each host; an agent's, for itself). */
+/**
+ * The one builder of a DeployRequest (the deployer's, for each host; an agent's, for itself).
+ * A dry-activate carries no secrets: a preview changes nothing on the host, and installing a
+ * bundle would replace the values the running system uses and remove the ones it lacks.
+ */
 export function buildDeployRequest(parts: RequestParts): DeployRequest {
-  const { checks, secrets } = parts;
+  const { checks } = parts;
+  const secrets = parts.action === "dry-activate" ? undefined : parts.secrets;
   return {
     ...(secrets === undefined ? {} : { secrets }),
     path: parts.path,

@@ -98,8 +98,12 @@ cmd_activate() {
     step_failed realise 2 "the command check '$u_bad' is not one $path declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
   fi
 
-  # 2. Secrets.
-  [ "$secrets" = 0 ] || install_secrets
+  # 2. Secrets. A dry-activate changes nothing: the secrets the running system uses stay.
+  if [ "$secrets" = 1 ] && [ "$action" = dry-activate ]; then
+    log "dry-activate: the secrets are left as they are"
+  elif [ "$secrets" = 1 ]; then
+    install_secrets
+  fi
 
   # 3. Profile.
   if [ "$action" = switch ] || [ "$action" = boot ]; then
