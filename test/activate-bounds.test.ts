@@ -316,6 +316,51 @@ describe("the activation timeout", () => {
   });
 });
 
+describe("a confirmation window no watcher holds", () => {
+  const host = `${LAB}1`;
+
+  it("goes back at once, failed, rather than wait unwatched (the watcher could not start)", async () => {
+    // A setsid that fails, as one would on a host short of processes: no watcher starts.
+    const stub = await ssh(
+      host,
+      "mkdir -p /run/no-setsid && printf '#!/bin/sh\\nexit 1\\n' >/run/no-setsid/setsid && chmod +x /run/no-setsid/setsid",
+    );
+    expect(stub.code, stub.stderr).toBe(0);
+    const before = await status(host);
+    const args = activateArgs({
+      path: systems["web-v3"],
+      action: "switch",
+      substituters: [server.url],
+      trustedKeys: [publicKey],
+      confirmTimeout: 60,
+      token: "ab-unwatched",
+    });
+    const r = await run(
+      "ssh",
+      ["-F", sshConfig, host, `PATH=/run/no-setsid:$PATH sh -s -- ${args.map(quote).join(" ")}`],
+      { input: Buffer.from(activateScript()) },
+    );
+    expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.unconfirmed);
+    expect(parseActivationResult(r.stdout, host)).toMatchObject({
+      ok: false,
+      result: "failed",
+      phase: "health",
+      message:
+        "the confirmation watcher did not start, so nothing would roll the host back were the deployer gone",
+      rolledBack: true,
+    });
+    expect(await status(host)).toMatchObject({
+      current: before.current,
+      profile: before.profile,
+      activation: null,
+    });
+    // Asked after, the token names the outcome.
+    const asked = await onHost(host, abortArgs("ab-unwatched"), true);
+    expect(asked.result).toMatchObject({ command: "abort", result: "rolled-back" });
+    await ssh(host, "rm -rf /run/no-setsid");
+  });
+});
+
 describe("stopping an activation under way", () => {
   const host = `${LAB}2`;
 

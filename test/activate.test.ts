@@ -457,6 +457,20 @@ describe("activate.sh on a lab host", () => {
     expect(odd.result).toMatchObject({ message: expect.stringContaining('x"y\\z') });
     const unknown = await onHost(`${LAB}3`, ["explode"]);
     expect(unknown.code).toBe(ACTIVATE_EXIT.usage);
+    // timeout(1) reads 0 as no timeout at all: a check must end, within a day.
+    for (const seconds of ["0", "86401"]) {
+      const r = await onHost(`${LAB}3`, [
+        "check",
+        "--health-timeout",
+        seconds,
+        "--health-once",
+        "sleep 1",
+      ]);
+      expect(r.code, seconds).toBe(ACTIVATE_EXIT.usage);
+      expect(r.result).toMatchObject({
+        message: "check: --health-timeout must be whole seconds from 1 to 86400",
+      });
+    }
   });
 
   it("takes over a lock whose holder was killed, but not one whose holder lives", async () => {

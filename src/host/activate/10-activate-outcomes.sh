@@ -173,6 +173,14 @@ succeed() {
       sleep 0.1
       i=$((i + 1))
     done
+    if [ "$(info_value kind "$state_dir/lock/info")" != window ]; then
+      # No watcher holds the window (systemd-run or setsid failed, or it did not start in 6 s):
+      # nothing would roll back were the deployer gone. The host goes back now, this process
+      # holding the lock still; a watcher that starts later finds the abort and ends as one.
+      : >"$state_dir/abort-$token"
+      remove_file "$state_dir/pending-$token"
+      finish_failed failed health 6 "the confirmation watcher did not start, so nothing would roll the host back were the deployer gone"
+    fi
     locked=0
     printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":'
     json_str "$token"

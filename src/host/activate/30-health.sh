@@ -10,15 +10,20 @@ health_option() {
 " ;;
     --health-timeout)
       health_timeout=$2
-      case $2 in '' | *[!0-9]*) h_bad_timeout=$2 ;; *) h_next=$(decimal "$2") ;; esac ;;
+      case $2 in '' | *[!0-9]*) h_bad_timeout=$2 ;; *) h_next=$(decimal "$2") ;; esac
+      # timeout(1) reads 0 as none at all: a check must end.
+      { [ -n "$h_bad_timeout" ] || { [ "$h_next" -ge 1 ] && [ "$h_next" -le 86400 ]; }; } ||
+        h_bad_timeout=$2 ;;
   esac
 }
 
 # The health options' timeouts, for verb $1: whole seconds, or a usage error.
 check_health_timeouts() {
   case $health_timeout in '' | *[!0-9]*) h_bad_timeout=${h_bad_timeout:-$health_timeout} ;; esac
-  [ -z "$h_bad_timeout" ] || usage "$1: --health-timeout must be whole seconds"
+  [ -z "$h_bad_timeout" ] || usage "$1: --health-timeout must be whole seconds from 1 to 86400"
   health_timeout=$(decimal "$health_timeout")
+  { [ "$health_timeout" -ge 1 ] && [ "$health_timeout" -le 86400 ]; } ||
+    usage "$1: --health-timeout must be whole seconds from 1 to 86400"
 }
 
 # The timeout of check line $1 (health_option), in seconds.

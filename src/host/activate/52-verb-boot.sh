@@ -40,6 +40,8 @@ boot_json() {
 # bad and, with --reboot-rollback, the host rebooted into the previous one.
 undo_boot() {
   u_phase=$1 code=$2 message=$3 u_reboot=false outcome=rolled-back rolled=true
+  # A failed check's work directory (its last output) goes, as every other verb's does.
+  [ -z "$h_dir" ] || rm -rf "$h_dir"
   u_booted=$(resolve /run/booted-system || true)
   mark_phase rollback
   log "$message; rolling back to generation ${p_prev_gen:-?}"
