@@ -359,6 +359,33 @@ describe("a confirmation window no watcher holds", () => {
     expect(asked.result).toMatchObject({ command: "abort", result: "rolled-back" });
     await ssh(host, "rm -rf /run/no-setsid");
   });
+
+  it("a window that closes while another holds Nix's profile lock: the watcher still switches back, bounded, and says the profile could not move", async () => {
+    const before = await status(host);
+    const r = await activate(host, "web-v3", { confirmTimeout: 3, token: "ab-profile-locked" });
+    expect(r.code, r.stderr).toBe(0);
+    // Another Nix command holds the profile's lock (flock, as Nix takes it) past the test.
+    const held = await ssh(
+      host,
+      "setsid flock /nix/var/nix/profiles/system.lock sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+    );
+    const holder = held.stdout.trim();
+    expect(holder).toMatch(/^\d+$/);
+    try {
+      await waitUntil("the watcher switches back though the profile is locked", 45, async () => {
+        const s = await status(host);
+        return s.current === before.current && s.activation === null;
+      });
+      const asked = await onHost(host, abortArgs("ab-profile-locked"), true);
+      expect(asked.result).toMatchObject({ command: "abort", result: "rollback-failed" });
+    } finally {
+      await ssh(host, `pkill -P ${holder}; kill ${holder}`);
+    }
+    // The lock free again, the next activation puts the profile right.
+    const again = await activate(host, "web-v2");
+    expect(again.code, again.stderr).toBe(0);
+    expect(await status(host)).toMatchObject({ current: systems["web-v2"], activation: null });
+  });
 });
 
 describe("stopping an activation under way", () => {

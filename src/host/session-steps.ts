@@ -27,7 +27,7 @@ import type {
  * set-up, the rollback switch after a failure, and SSM's delivery.
  */
 export const SESSION_MARGIN = 90;
-/** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
+/** Seconds a confirm, abort or rollback may take (activate.sh waits up to its SETTLE_TIME, 80 s, for its watcher). */
 export const SETTLE_TIMEOUT = 90;
 
 /** The phases of an activation from the profile's change on: an abort there rolls back. */

@@ -158,10 +158,13 @@ trap '' HUP PIPE
 state_dir=/run/nixship
 profile=/nix/var/nix/profiles/system
 # Seconds a switch back may take (after a failure, a timeout or an abort, and in a takeover);
-# what is stopped gets KILL_GRACE seconds from TERM to KILL. SETTLE_TIME bounds both (the end
-# of an activation): part of a holder's deadline, and what confirm and abort wait at most.
-ROLLBACK_TIMEOUT=45 KILL_GRACE=5
-SETTLE_TIME=$((ROLLBACK_TIMEOUT + 2 * KILL_GRACE + 5))
+# what is stopped gets KILL_GRACE seconds from TERM to KILL; PROFILE_TIMEOUT bounds each
+# nix-env that moves the profile back or drops a generation (it waits on Nix's profile lock,
+# which another process may hold). SETTLE_TIME bounds them all (the end of an activation):
+# part of a holder's deadline, and what confirm and abort wait at most (SETTLE_TIMEOUT, the
+# deployer's wait for them, is longer).
+ROLLBACK_TIMEOUT=45 KILL_GRACE=5 PROFILE_TIMEOUT=10
+SETTLE_TIME=$((ROLLBACK_TIMEOUT + PROFILE_TIMEOUT + 3 * KILL_GRACE + 5))
 # The largest secrets bundle taken (MAX_SECRETS_BUNDLE in host/secrets-bundle.ts), and the
 # seconds that fetching it, or decrypting one secret, may take.
 MAX_SECRETS_BUNDLE=8388608 MAX_SECRETS_URL=4096 SECRETS_TIMEOUT=30

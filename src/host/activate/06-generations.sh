@@ -172,13 +172,19 @@ generation_usable() {
   fi
 }
 
+# nix-env on the profile ($@: what it does), bounded to PROFILE_TIMEOUT: a rollback must not wait
+# for good on the profile's lock that another Nix command holds.
+profile_env() {
+  timeout -k "$KILL_GRACE" "$PROFILE_TIMEOUT" nix-env -p "$profile" "$@"
+}
+
 # Removes generation $1 of the profile, which a failed activation made: no rollback, prune or
 # boot menu may take it for a good system (nixship's own records keep what ran). Not the one
 # the profile points at, nor the previous one.
 forget_generation() {
   [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] &&
     [ -L "$profile-$1-link" ] || return 0
-  nix-env -p "$profile" --delete-generations "$1" >&2 ||
+  profile_env --delete-generations "$1" >&2 ||
     log "could not remove generation $1 (a failed system) from $profile"
 }
 

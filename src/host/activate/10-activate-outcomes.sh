@@ -25,7 +25,7 @@ restore_previous() {
   r_done=0 r_failed=0 r_missing=0 r_system=""
   if [ "$profile_set" = 1 ] && [ -n "$prev_gen" ] && [ "$(current_generation)" != "$prev_gen" ]; then
     r_new=$(current_generation)
-    if nix-env -p "$profile" --switch-generation "$prev_gen" >&2; then
+    if profile_env --switch-generation "$prev_gen" >&2; then
       r_done=1
       forget_generation "$r_new"
     else

@@ -3,6 +3,7 @@ watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
 settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-} started=${13-}
+profile_timeout=${14-10}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
@@ -49,9 +50,10 @@ if [ "$outcome" = rolled-back ]; then
     if [ "$action" = switch ] && [ -n "$prev_gen" ]; then
       # The generation this activation made goes: no rollback or boot menu may take it.
       failed_gen=$(readlink "$profile" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p')
-      if nix-env -p "$profile" --switch-generation "$prev_gen"; then
+      # Each bounded: Nix's profile lock may be another's.
+      if timeout -k "$kill_grace" "$profile_timeout" nix-env -p "$profile" --switch-generation "$prev_gen"; then
         [ -z "$failed_gen" ] || [ "$failed_gen" = "$prev_gen" ] ||
-          nix-env -p "$profile" --delete-generations "$failed_gen" || true
+          timeout -k "$kill_grace" "$profile_timeout" nix-env -p "$profile" --delete-generations "$failed_gen" || true
       else
         ok=false
       fi
@@ -106,13 +108,13 @@ start_watcher() {
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
       "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
-      "$KILL_GRACE" "${1-}" "$(now)" >&2
+      "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT" >&2
   else
     (
       trap - INT TERM
       exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
         "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
-        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}" "$(now)"
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT"
     ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }

@@ -42,7 +42,7 @@ cmd_rollback() {
   log "rolling back from generation ${from:-?} to $to ($target)"
   why="" switched=0
   was=$(resolve /run/current-system || true)
-  if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
+  if ! profile_env --switch-generation "$to" >&2; then
     why="switching the profile to generation $to failed"
   else
     remaining_set
@@ -73,7 +73,7 @@ cmd_rollback() {
 rollback_undo() {
   u_back=1
   if [ -n "$from" ] && [ "$(current_generation)" != "$from" ]; then
-    nix-env -p "$profile" --switch-generation "$from" >&2 || u_back=0
+    profile_env --switch-generation "$from" >&2 || u_back=0
   fi
   if [ "$switched" = 1 ] && [ -n "$was" ]; then
     log "$why; going back: switch-to-configuration switch ($was)"

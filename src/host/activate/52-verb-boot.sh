@@ -51,7 +51,7 @@ undo_boot() {
     mark_failed "$u_booted" "$message"
   else
     if [ "$(current_generation)" != "$p_prev_gen" ]; then
-      if nix-env -p "$profile" --switch-generation "$p_prev_gen" >&2; then
+      if profile_env --switch-generation "$p_prev_gen" >&2; then
         forget_generation "$p_generation"
       else
         rolled=false
