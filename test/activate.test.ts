@@ -430,8 +430,22 @@ describe("activate.sh on a lab host", () => {
     const asked = await onHost(host, abortArgs(token));
     expect(asked.result).toMatchObject({ command: "abort", result: "unknown-token" });
 
-    const ahead = await activate(host, "web-v1", { expectCurrent: systems["web-v3"] });
+    const ahead = await activate(host, "web-v1", {
+      expectCurrent: systems["web-v3"],
+      token: "expect-t2",
+    });
     expect(ahead.code, JSON.stringify(ahead.result)).toBe(0);
+    expect(await servedName(host)).toBe("web-v1");
+    // Asked after (as when its answer is lost), its token says it ended activated: no window
+    // waits, nothing is undone, and it is not taken for one that never began.
+    const late = await onHost(host, abortArgs("expect-t2"));
+    expect(late.code).toBe(ACTIVATE_EXIT.unconfirmed);
+    expect(late.result).toMatchObject({
+      command: "abort",
+      result: "activated",
+      message: `the activation had ended, activated, before it was asked: the host runs ${systems["web-v1"]}`,
+      current: systems["web-v1"],
+    });
     expect(await servedName(host)).toBe("web-v1");
     const bad = await activate(host, "web-v2", { expectCurrent: "web-v3" });
     expect(bad.code).toBe(ACTIVATE_EXIT.usage);

@@ -148,6 +148,8 @@ export type ActivationResult =
         | "confirmed"
         | "rolled-back"
         | "rollback-failed"
+        /** An activation with no window that had ended well before it was asked. */
+        | "activated"
         | "unknown"
         | "unknown-token";
       readonly exitCode: number;

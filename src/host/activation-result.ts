@@ -293,6 +293,7 @@ function checkVariant(o: Obj): ActivationResult {
           "confirmed",
           "rolled-back",
           "rollback-failed",
+          "activated",
           "unknown",
           "unknown-token",
         ] as const),

@@ -75,7 +75,7 @@ function activated(action: Action, token?: string): ActivationResult {
 
 const settled = (
   command: "confirm" | "abort",
-  result: "confirmed" | "rolled-back" | "unknown-token",
+  result: "confirmed" | "rolled-back" | "activated" | "unknown-token",
   exitCode: number,
   stoppedIn?: string,
   message = `${command}: ${result}`,
@@ -451,6 +451,29 @@ describe("runActivationSession, each failure", () => {
       message: "ssh: Connection refused",
       rolledBack: false,
     });
+  });
+
+  it("no answer, but the host ran to its end with no window: activated, not taken for one that never began", async () => {
+    // The switch restarted the network: ssh died, the script finished on its own.
+    const t = new FakeTransport({
+      activate: () => silent("ssh: connection closed by remote host"),
+      abort: code(
+        6,
+        settled(
+          "abort",
+          "activated",
+          6,
+          undefined,
+          `the activation had ended, activated, before it was asked: the host runs ${PATH}`,
+        ),
+      ),
+    });
+    const { outcome, logs } = await session(t, request({ confirmTimeout: 0 }));
+    expect(outcome).toEqual({ status: "activated", generation: 4, previous: undefined });
+    expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
+    expect(logs).toContain(
+      `ssh: connection closed by remote host; asked after, the host says: the activation had ended, activated, before it was asked: the host runs ${PATH}`,
+    );
   });
 
   it("exit 0 and no answer, and nothing began: activates once more, and the host activates", async () => {

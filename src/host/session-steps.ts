@@ -82,6 +82,22 @@ export async function abortUnanswered(
     // The activation never began (or ended before it recorded itself): nothing to undo.
     return failed("connect", why, false);
   }
+  if (
+    r &&
+    "command" in r &&
+    r.command === "abort" &&
+    r.result === "activated" &&
+    request.reboot === undefined
+  ) {
+    // Its answer was lost (a switch that restarted the network), yet it ran to its end with
+    // its own checks, and no window waited on the deployer's: the host runs the new system.
+    // (A reboot's is judged after the boot, by the reboot session, not here.)
+    hooks.log(`${why}; asked after, the host says: ${r.message}`);
+    return kept(transport, request, hooks, onLog, {
+      generation: r.generation ?? undefined,
+      previous: undefined,
+    });
+  }
   // What ends it on the host: its activation timeout while it switches, then (once switched,
   // awaiting its deploy's word) its confirmation window.
   const switched = reached === "health" || reached === "confirm";

@@ -80,6 +80,8 @@ cmd_settle() {
     confirmed) code=0 ok=true ;;
     rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;
     rollback-failed) code=7 ok=false ;;
+    # An activation with no window, ended well: nothing waits for a word, nothing is undone.
+    activated) code=6 ok=false; [ "$verb" = confirm ] && code=0 && ok=true ;;
     *) code=7 ok=false outcome=unknown
       reason="no outcome for token $token within ${SETTLE_TIME}s"
       [ -d "$state_dir/lock" ] || [ -e "$state_dir/pending-$token" ] ||
