@@ -770,3 +770,40 @@ describe("command health checks", () => {
     expect(await servedName(host)).toBe("web-v2");
   });
 });
+
+describe("a boot during a confirmation window", () => {
+  const host = `${LAB}3`;
+
+  it("brings the host back on the unconfirmed system, which its status calls failed, never confirmed, until an activation decides anew", async () => {
+    const r = await activate(host, "web-v3", { confirmTimeout: 300, token: "ab-cut" });
+    expect(r.code, r.stderr).toBe(0);
+    // A panic, a watchdog, a power cut: the host boots its profile's system, /run empty.
+    const rebooted = await nixship(["lab", "reboot", host, "--name", LAB], {
+      env: { NIXSHIP_LAB_DIR: labsDir },
+    });
+    expect(rebooted.code, rebooted.stderr).toBe(0);
+    expect(await status(host)).toMatchObject({
+      current: systems["web-v3"],
+      activation: null,
+      failed: {
+        path: systems["web-v3"],
+        reason: "a boot cut its confirmation window (token ab-cut): it was never confirmed",
+      },
+    });
+    const again = await activate(host, "web-v1");
+    expect(again.code, again.stderr).toBe(0);
+    expect(await status(host)).toMatchObject({ current: systems["web-v1"], failed: null });
+  });
+
+  it("a window confirmed leaves nothing for a later boot to report", async () => {
+    const r = await activate(host, "web-v2", { confirmTimeout: 60, token: "ab-kept" });
+    expect(r.code, r.stderr).toBe(0);
+    const confirmed = await onHost(host, confirmArgs("ab-kept"), true);
+    expect(confirmed.result).toMatchObject({ result: "confirmed" });
+    const rebooted = await nixship(["lab", "reboot", host, "--name", LAB], {
+      env: { NIXSHIP_LAB_DIR: labsDir },
+    });
+    expect(rebooted.code, rebooted.stderr).toBe(0);
+    expect(await status(host)).toMatchObject({ current: systems["web-v2"], failed: null });
+  });
+});

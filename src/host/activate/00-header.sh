@@ -183,6 +183,10 @@ outcome_command=activate
 h_next="" h_bad_timeout=""
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
+# A confirmation window open on this host, on the disk (/run does not outlive a boot): its
+# token, system and boot. The watcher removes it when it ends; found after a boot, the window
+# was cut by it, and the system the host booted back into was never confirmed (failed_json).
+window_file=/nix/var/nixship/window-pending
 # The last secrets bundle installed (ciphertexts only, root's alone) and the age package it
 # named, on the disk: restore-secrets installs it again after a boot emptied /run.
 saved_secrets=/nix/var/nixship/secrets-bundle saved_age=/nix/var/nixship/secrets-age

@@ -196,6 +196,28 @@ mark_failed() {
     mv -f "$state_dir/failed.tmp" "$state_dir/failed"
 }
 
+# A confirmation window a boot cut (window_file from another boot) on the system the host runs
+# now, as a failed mark's JSON: never confirmed, it is activated again by the next deploy, and
+# every view says why. Returns 1 (printing nothing) when there is none.
+window_cut_json() {
+  [ -f "$window_file" ] || return 1
+  c_token="" c_path="" c_since="" c_boot=""
+  while IFS= read -r c_line; do
+    case $c_line in
+      token=*) c_token=${c_line#token=} ;;
+      path=*) c_path=${c_line#path=} ;;
+      since=*) c_since=${c_line#since=} ;;
+      boot=*) c_boot=${c_line#boot=} ;;
+    esac
+  done 2>/dev/null <"$window_file"
+  [ -n "$c_path" ] && [ "$c_path" = "$r_out" ] || return 1
+  boot_id_set
+  [ -n "$c_boot" ] && [ "$c_boot" != "$i_out" ] || return 1
+  digits "$c_since" || c_since=null
+  printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$c_path")" "$c_since" \
+    "$(json_str "a boot cut its confirmation window (token $c_token): it was never confirmed")"
+}
+
 # The failed mark as JSON when it names the system the host runs, else null.
 # Read by the shell: most hosts have no mark, and a status starts nothing for it.
 failed_json() {
@@ -211,7 +233,7 @@ failed_json() {
   fi
   resolve_set /run/current-system || true
   if [ -z "$f_path" ] || [ "$f_path" != "$r_out" ]; then
-    printf 'null'
+    window_cut_json || printf 'null'
     return 0
   fi
   digits "$f_since" || f_since=null

@@ -3,7 +3,7 @@ watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
 settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-} started=${13-}
-profile_timeout=${14-10}
+profile_timeout=${14-10} window_file=${15-}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
@@ -93,6 +93,10 @@ while IFS= read -r w_line; do
   case $w_line in pid=*) w_pid=${w_line#pid=}; break ;; esac
 done 2>/dev/null <"$dir/lock/info"
 if [ "$w_pid" = "$$" ]; then rm -rf "$dir/lock"; fi
+# The window ended, as the record on the disk says no more (unless another's replaced it).
+w_token=""
+{ IFS= read -r w_token; } 2>/dev/null <"$window_file" || true
+[ "$w_token" != "token=$token" ] || rm -f "$window_file"
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
 rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"
@@ -108,13 +112,13 @@ start_watcher() {
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
       "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
-      "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT" >&2
+      "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT" "$window_file" >&2
   else
     (
       trap - INT TERM
       exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
         "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
-        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT"
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}" "$(now)" "$PROFILE_TIMEOUT" "$window_file"
     ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }

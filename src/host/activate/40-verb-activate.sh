@@ -79,8 +79,10 @@ cmd_activate() {
   [ -z "$expect_current" ] || [ "$prev_system" = "$expect_current" ] ||
     { [ -n "$took_over" ] && [ "$expect_current" = "$took_over_from" ]; } || changed_since
   [ -z "$token" ] || remove_file "$state_dir/result-$token"
-  # An activation decides the host's state anew: a reboot left unconfirmed is over.
+  # An activation decides the host's state anew: a reboot left unconfirmed is over, and so is a
+  # window a boot cut.
   remove_file "$boot_file"
+  remove_file "$window_file"
   write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
