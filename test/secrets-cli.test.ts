@@ -296,6 +296,44 @@ describe("nixship secrets", () => {
     expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
   });
 
+  it("edit of a secret with no file yet, left empty by the editor, writes nothing and says how to set one empty", async () => {
+    writeFleet((doc) => {
+      doc.secrets.entries["api-key"] = { hosts: "@db" };
+    });
+    const r = await cli(["secrets", "edit", "api-key", "--identity", adminIdentity], undefined, {
+      EDITOR: "true",
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "error: secrets edit api-key: the secret has no file yet, and the editor left it empty (quit without saving?); nothing was written\nhint: an empty secret is set on purpose with 'nixship secrets set api-key --allow-empty < /dev/null'\n",
+    );
+    expect(existsSync(secretFile("api-key"))).toBe(false);
+    writeFleet();
+  });
+
+  it("list shows a file that is not an age file as damaged, beside the others, and says what to do", async () => {
+    const file = secretFile("web-token");
+    const kept = readFileSync(file);
+    writeFileSync(file, "garbage\n");
+    try {
+      const r = await cli(["secrets", "list", "--json"]);
+      expect(r.code).toBe(1);
+      const rows = (JSON.parse(r.stdout) as { secrets: { name: string; state: string }[] }).secrets;
+      expect(rows.map((s) => [s.name, s.state])).toEqual([
+        ["db-password", "ok"],
+        ["web-token", "damaged"],
+      ]);
+      // What reads it whole names the fix.
+      const rekey = await cli(["secrets", "rekey", "--identity", adminIdentity]);
+      expect(rekey.code).toBe(2);
+      expect(rekey.stderr).toContain(
+        "hint: restore the file from version control (it is kept beside the fleet file), or set the secret anew with 'nixship secrets set NAME'",
+      );
+    } finally {
+      writeFileSync(file, kept);
+    }
+  });
+
   it("edit without an identity names every way to give one; $NIXSHIP_IDENTITY is one", async () => {
     const home = join(dir, "empty-home");
     mkdirSync(home);

@@ -295,10 +295,14 @@ async function readHeader(
   return { ok: true, value: { binary: binary.value, header: header.value } };
 }
 
+/** What to do with a secret's file that is not a whole age file. */
+const DAMAGED_HINT =
+  "restore the file from version control (it is kept beside the fleet file), or set the secret anew with 'nixship secrets set NAME'";
+
 /** Reads only the header (at most 64 KiB of it), binary or armored. */
 export async function readAgeHeader(ciphertext: Uint8Array, where: string): Promise<AgeHeader> {
   const read = await readHeader(ciphertext);
-  if (!read.ok) throw new InputError("not-age", `${where}: ${read.reason}`);
+  if (!read.ok) throw new InputError("not-age", `${where}: ${read.reason}`, { hint: DAMAGED_HINT });
   return read.value.header;
 }
 
@@ -402,7 +406,9 @@ export async function decryptSecret(
   where: string,
 ): Promise<Uint8Array> {
   const read = await readHeader(ciphertext);
-  if (!read.ok) throw new OperationError("secret-corrupt", `${where}: ${read.reason}`);
+  if (!read.ok) {
+    throw new OperationError("secret-corrupt", `${where}: ${read.reason}`, { hint: DAMAGED_HINT });
+  }
   const { binary, header } = read.value;
   if (identities.length === 0) {
     throw new OperationError(
@@ -440,9 +446,7 @@ export async function decryptSecret(
     throw new OperationError(
       "secret-corrupt",
       `${where}: the secret is corrupt or was tampered with`,
-      {
-        cause: err,
-      },
+      { cause: err, hint: DAMAGED_HINT },
     );
   }
 }

@@ -9,7 +9,7 @@ import {
   readAgeHeader,
   recipientsDigest,
 } from "../age/age.js";
-import { InterruptedError, OperationError } from "../errors.js";
+import { InputError, InterruptedError, OperationError } from "../errors.js";
 import type { Fleet, SecretSpec } from "../fleet/fleet.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import {
@@ -29,7 +29,7 @@ type SecretsFleet = Pick<Fleet, "hosts" | "secrets">;
  * unchecked: written by another tool, so its recipients cannot be told (rekey to check);
  * missing: no file yet (set).
  */
-export type SecretFileState = "ok" | "stale" | "unchecked" | "missing";
+export type SecretFileState = "ok" | "stale" | "unchecked" | "missing" | "damaged";
 
 export interface SecretRow {
   readonly name: string;
@@ -60,10 +60,22 @@ export async function listSecrets(
       owner: spec.owner,
       group: spec.group,
       mode: spec.mode,
-      state: bytes === undefined ? "missing" : await fileState(bytes, spec, r),
+      state: bytes === undefined ? "missing" : await listedState(bytes, spec, r),
     });
   }
   return rows;
+}
+
+/** fileState for the list: a file that is not an age file is a row of its own (damaged). */
+async function listedState(
+  bytes: Uint8Array,
+  spec: SecretSpec,
+  r: SecretRecipients,
+): Promise<SecretFileState> {
+  return fileState(bytes, spec, r).catch((err: unknown) => {
+    if (err instanceof InputError && err.code === "not-age") return "damaged";
+    throw err;
+  });
 }
 
 async function fileState(
@@ -153,6 +165,15 @@ export async function editSecret(
     after = await readScratch(scratch.path, name);
   } finally {
     await scratch.remove();
+  }
+  if (bytes === undefined && after.length === 0) {
+    throw new InputError(
+      "secret-empty",
+      `secrets edit ${name}: the secret has no file yet, and the editor left it empty (quit without saving?); nothing was written`,
+      {
+        hint: `an empty secret is set on purpose with 'nixship secrets set ${name} --allow-empty < /dev/null'`,
+      },
+    );
   }
   const same =
     bytes !== undefined &&

@@ -9,6 +9,7 @@ const ACTION: Record<SecretRow["state"], string | undefined> = {
   stale: "rekey",
   unchecked: "rekey",
   missing: "set",
+  damaged: "set",
 };
 
 /** `fleetArg`: the fleet as --fleet named it, for the commands it prints. */
