@@ -1005,7 +1005,13 @@ describe("docs/ci.md", () => {
       "--json",
     ]);
     expect(set.r.code, set.r.stderr).toBe(0);
-    expect(set.value).toMatchObject({ name: "db-password", hosts: ["db1", "db2"], recipients: 3 });
+    expect(set.value).toMatchObject({
+      name: "db-password",
+      hosts: ["db1", "db2"],
+      recipients: 3,
+      // db2's published key, trusted on first sight: said with its fingerprint.
+      pinned: [{ host: "db2", fingerprint: expect.stringMatching(/^SHA256:/) }],
+    });
     expectDocumented(writes, set.r, set.value);
     // An editor that changes nothing: nothing written.
     const identity = ["--identity", join(dir, "admin.txt")];
@@ -1029,6 +1035,7 @@ describe("docs/ci.md", () => {
     expect(rekeyed.r.code, rekeyed.r.stderr).toBe(0);
     expect(rekeyed.value).toEqual({
       secrets: [{ name: "db-password", outcome: "rekeyed", hosts: ["db1", "db2"], recipients: 3 }],
+      pinned: [],
     });
     expectDocumented(writes, rekeyed.r, rekeyed.value);
     expectDocumentedError(

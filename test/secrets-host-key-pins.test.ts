@@ -78,12 +78,23 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("published host keys, pinned on first use", () => {
-  it("set encrypts to the key db1 published, and pins it beside the fleet file", async () => {
+  it("set encrypts to the key db1 published, pins it beside the fleet file, and says so with its fingerprint", async () => {
     publish("db1");
-    const r = await cli(["secrets", "set", "db-password"], PLAINTEXT);
+    const r = await cli(["secrets", "set", "db-password", "--json"], PLAINTEXT);
     expect(r.code, r.stderr).toBe(0);
     expect(ageDecrypt(key("db1").privateFile)).toBe(PLAINTEXT);
     expect(pinsText()).toContain(`\ndb1 ${key("db1").publicKey}\n`);
+    // Trusted on first sight: the operator is shown what to check on the host.
+    const fingerprint = keyFingerprint(key("db1").publicKey);
+    expect(JSON.parse(r.stdout).pinned).toEqual([{ host: "db1", fingerprint }]);
+    expect(r.stderr).toBe(
+      `db1: pinned its host key ${fingerprint}, as it published it in the store, in ${PINS_FILE}: check it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)\n`,
+    );
+    // Pinned once: the next command says nothing of it.
+    const again = await cli(["secrets", "set", "db-password", "--json"], PLAINTEXT);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).pinned).toEqual([]);
+    expect(again.stderr).toBe("");
   });
 
   it("a key rewritten in the store is refused by rekey and set, named with both fingerprints", async () => {
@@ -157,6 +168,9 @@ describe("published host keys, pinned on first use", () => {
     writeFileSync(join(dir, PINS_FILE), `${pinsText()}${note}\n`);
     const r = await cli(["secrets", "rekey", "--replace-host-keys"]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `db1: pinned its new host key ${keyFingerprint(key("intruder").publicKey)}, as it published it in the store`,
+    );
     expect(ageDecrypt(key("intruder").privateFile)).toBe(PLAINTEXT);
     expect(ageDecrypt(key("db1").privateFile)).toBeUndefined();
     expect(pinsText()).toContain(`db1 ${key("intruder").publicKey}`);

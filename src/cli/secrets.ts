@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type AgeIdentity, parseIdentities } from "../age/age.js";
-import { collectHostKeys, pinnedHostKeys } from "../delivery/host-keys.js";
+import { collectHostKeys, type NewPin, pinnedHostKeys } from "../delivery/host-keys.js";
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
@@ -44,6 +44,20 @@ const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-
  */
 const keysToEncryptTo = (fleet: Fleet, fleetDir: string, replace: boolean) =>
   pinnedHostKeys(fleet, fleet.hosts, fleetDir, { replace });
+
+/**
+ * Says each host key pinned now on stderr, with its fingerprint: the key came from the store,
+ * trusted on first sight, so the operator checks it out of band (on the host,
+ * `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`). Returns them for --json.
+ */
+function sayPins(pins: readonly NewPin[], io: CliIO): { host: string; fingerprint: string }[] {
+  for (const p of pins) {
+    io.stderr.write(
+      `${p.host}: ${p.replaced ? "pinned its new" : "pinned its"} host key ${p.fingerprint}, as it published it in the store, in ${PINS_FILE}: check it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)\n`,
+    );
+  }
+  return pins.map(({ host, fingerprint }) => ({ host, fingerprint }));
+}
 
 const REPLACE_HELP = `  ${REPLACE_HOST_KEYS_FLAG}
                      take the keys ssm and agent hosts published to the store where they
@@ -157,13 +171,13 @@ ${FLEET_HELP}`,
       values["replace-host-keys"] === true,
     );
     // An interrupt waits for the file to be written whole: never half a secret.
-    const outcome = await whileTrapped("secrets set", async () => {
+    const { outcome, pins } = await whileTrapped("secrets set", async () => {
       const set = await setSecret(fleet, name, plaintext, keys);
-      await pin();
-      return set;
+      return { outcome: set, pins: await pin() };
     });
     plaintext.fill(0);
-    if (values.json) writeJson(io, { name, ...outcome });
+    const pinned = sayPins(pins, io);
+    if (values.json) writeJson(io, { name, ...outcome, pinned });
     else {
       io.stdout.write(
         `${name}: encrypted to ${outcome.recipients} recipients (hosts: ${outcome.hosts.join(", ") || "none"}) in ${outcome.file}\n`,
@@ -213,8 +227,8 @@ ${FLEET_HELP}`,
       const outcome = await editSecret(fleet, name, keys, identities, (path) =>
         runEditor(io.env.EDITOR || io.env.VISUAL || "vi", path, trap.signal),
       );
-      if (outcome.changed) await pin();
-      if (values.json) writeJson(io, { name, ...outcome });
+      const pinned = sayPins(outcome.changed ? await pin() : [], io);
+      if (values.json) writeJson(io, { name, ...outcome, pinned });
       else if (!outcome.changed) io.stdout.write(`${name}: unchanged\n`);
       else
         io.stdout.write(
@@ -306,12 +320,12 @@ ${FLEET_HELP}`,
         force: values.force === true,
         ...(values.fleet === undefined ? {} : { fleetArg: values.fleet }),
       });
-      await pin();
-      return done;
+      return { done, pins: await pin() };
     });
-    if (values.json) writeJson(io, { secrets: rows });
+    const pinned = sayPins(rows.pins, io);
+    if (values.json) writeJson(io, { secrets: rows.done, pinned });
     else {
-      for (const row of rows) {
+      for (const row of rows.done) {
         io.stdout.write(`${row.name}: ${row.outcome} (${row.recipients} recipients)\n`);
       }
     }

@@ -4,7 +4,7 @@
 // judged against the pins beside the fleet file (secrets/host-key-pins.ts).
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
-import { HostKeyChangedError, type HostKeyConflict } from "../fleet/known-hosts.js";
+import { HostKeyChangedError, type HostKeyConflict, keyFingerprint } from "../fleet/known-hosts.js";
 import {
   type HostKeyPins,
   judgePublished,
@@ -73,8 +73,20 @@ export async function collectHostKeys(
 /** The hosts' keys, the published ones judged against their pins, and how to pin those used. */
 export interface PinnedHostKeys {
   readonly keys: ReadonlyMap<string, string>;
-  /** Pins the published keys `keys` holds that no pin named (or, replacing, named otherwise). */
-  readonly pin: () => Promise<void>;
+  /**
+   * Pins the published keys `keys` holds that no pin named (or, replacing, named otherwise),
+   * and says which, with their fingerprints: a first sight is trusted as it is, so the operator
+   * is shown what to check out of band.
+   */
+  readonly pin: () => Promise<readonly NewPin[]>;
+}
+
+/** A host key pinned now: the host and its key's SHA256 fingerprint. */
+export interface NewPin {
+  readonly host: string;
+  readonly fingerprint: string;
+  /** Whether it replaced another pin (--replace-host-keys). */
+  readonly replaced: boolean;
 }
 
 /**
@@ -98,6 +110,11 @@ export async function pinnedHostKeys(
     keys: new Map([...found.keys, ...found.changed]),
     pin: async () => {
       if (changes.size > 0) await writePins(fleetDir, changes);
+      return [...changes].map(([host, key]) => ({
+        host,
+        fingerprint: keyFingerprint(key),
+        replaced: found.changed.has(host),
+      }));
     },
   };
 }
