@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
+import { statusRecord } from "../status/status.js";
 import { EMPTY_STATE, loadState, STATE_LIMIT, saveState } from "./state.js";
 
 let dir: string;
@@ -36,6 +37,7 @@ describe("the agent's state file", () => {
       lastDigest: "sha256-x",
       lastResult: "success" as const,
       applying: { seq: 8, digest: "sha256-y", path: "/nix/store/p", startedAt: "T" },
+      interrupted: { seq: 8, digest: "sha256-y", path: "/nix/store/p" },
       rebootingBack: { bootId: "b1", since: "T", timeout: 600 },
     };
     await saveState(dir, state);
@@ -55,6 +57,9 @@ describe("the agent's state file", () => {
     expect((await refusal(state({ applying: 5 }))).message).toContain(
       `"applying" must be an activation (seq, digest, path, startedAt) or null`,
     );
+    expect((await refusal(state({ interrupted: { seq: "3" } }))).message).toContain(
+      `"interrupted" must be an interrupted activation (seq, digest, path) or null`,
+    );
     expect((await refusal(state({ refused: { seq: 1 } }))).message).toContain(
       `"refused" must be a refusal (seq, reason, at) or null`,
     );
@@ -65,6 +70,30 @@ describe("the agent's state file", () => {
       `"unreported" is not a status record`,
     );
     expect((await refusal("[1]")).message).toContain("not an agent state of version 1");
+  });
+
+  it("heals a record whose error an older agent kept whole (a refusal quoting a planted document): clipped, it starts", async () => {
+    const record = {
+      ...statusRecord({
+        host: "web1",
+        mode: "agent",
+        release: { channel: "prod", seq: 2 },
+        desired: null,
+        system: undefined,
+        what: { state: "rejected", phase: "verify", error: "x", rolledBack: null },
+        startedAt: "2026-11-21T10:00:00.000Z",
+        updatedAt: "2026-11-21T10:00:00.000Z",
+      }),
+      error: `release refused: ${"k".repeat(10_000)}`,
+    };
+    await writeFile(
+      join(dir, "state.json"),
+      JSON.stringify({ ...EMPTY_STATE, reported: record, beforeRefusal: record }),
+    );
+    const state = await loadState(dir);
+    expect(state.reported?.error).toHaveLength(8192);
+    expect(state.reported?.error?.endsWith("k…")).toBe(true);
+    expect(state.beforeRefusal?.error).toHaveLength(8192);
   });
 
   it(`refuses a file larger than ${STATE_LIMIT} bytes before reading it whole`, async () => {

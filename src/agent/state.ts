@@ -6,10 +6,10 @@ import { rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import type { ReleaseHostPolicy } from "../release/release.js";
-import { parseStatusRecord, type StatusRecord } from "../status/status.js";
+import { MAX_ERROR, parseStatusRecord, type StatusRecord } from "../status/status.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
-import { jsonErrorText } from "../util/text.js";
+import { clipped, jsonErrorText } from "../util/text.js";
 
 export interface AgentState {
   readonly version: 1;
@@ -151,9 +151,26 @@ export async function loadState(stateDir: string): Promise<AgentState> {
   if (typeof v !== "object" || v === null || Array.isArray(v) || v.version !== 1) {
     throw badState(file, "not an agent state of version 1");
   }
+  healLongErrors(v);
   const wrong = wrongField(v, file);
   if (wrong !== undefined) throw badState(file, wrong);
   return { ...EMPTY_STATE, ...(v as Partial<AgentState>) };
+}
+
+/**
+ * Clips, in place, the errors of the records `v` keeps to what a record may carry: an agent
+ * before records were clipped (statusRecord) kept a refusal quoting a planted document whole,
+ * which its reader then refused, and it could not start again. Such a state file heals.
+ */
+function healLongErrors(v: Record<string, unknown>): void {
+  for (const key of ["unreported", "reported", "beforeRefusal"]) {
+    const record = v[key];
+    if (typeof record !== "object" || record === null || Array.isArray(record)) continue;
+    const r = record as Record<string, unknown>;
+    if (typeof r.error === "string" && r.error.length > MAX_ERROR) {
+      r.error = clipped(r.error, MAX_ERROR);
+    }
+  }
 }
 
 /** What is wrong with a field of state `v` (read from `file`), or undefined when none is. */

@@ -297,7 +297,7 @@ export interface RecordParts {
 }
 
 /** The longest error a status record may carry. */
-const MAX_ERROR = 8192;
+export const MAX_ERROR = 8192;
 
 /**
  * The one builder of a status record (deploys, agents' reports and refusals). Its error is
