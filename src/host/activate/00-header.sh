@@ -184,8 +184,10 @@ h_next="" h_bad_timeout=""
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
 # A confirmation window open on this host, on the disk (/run does not outlive a boot): its
-# token, system and boot. The watcher removes it when it ends; found after a boot, the window
-# was cut by it, and the system the host booted back into was never confirmed (failed_json).
+# token and system. The watcher empties it when it ends; found with no trace of its window in
+# /run (no lock, no pending or outcome for its token), a boot cut the window, and the system
+# the host booted back into was never confirmed (window_cut_json). Emptied, not removed, by
+# a redirection: no process is started for it.
 window_file=/nix/var/nixship/window-pending
 # The last secrets bundle installed (ciphertexts only, root's alone) and the age package it
 # named, on the disk: restore-secrets installs it again after a boot emptied /run.

@@ -213,7 +213,7 @@ take_over() {
   fi
   [ -z "$o_token" ] || rm -f "$state_dir/pending-$o_token" "$state_dir/confirmed-$o_token" \
     "$state_dir/abort-$o_token" "$state_dir/sleeper-$o_token"
-  [ "$o_kind" != window ] || remove_file "$window_file"
+  [ "$o_kind" != window ] || forget_window
   l_kind=$s_kind l_command=$s_command l_path=$s_path l_action=$s_action l_token=$s_token
   l_phase=$s_phase profile=$s_profile action=$s_act l_prev_gen="" l_prev_system="" l_new_gen=""
   prev_gen="" prev_system="" profile_set=0 switch_started=0

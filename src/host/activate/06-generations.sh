@@ -196,23 +196,27 @@ mark_failed() {
     mv -f "$state_dir/failed.tmp" "$state_dir/failed"
 }
 
-# A confirmation window a boot cut (window_file from another boot) on the system the host runs
-# now, as a failed mark's JSON: never confirmed, it is activated again by the next deploy, and
-# every view says why. Returns 1 (printing nothing) when there is none.
+# The window record emptied (window_file): by a redirection alone, when it holds one.
+forget_window() {
+  [ ! -s "$window_file" ] || : >"$window_file"
+}
+
+# A confirmation window a boot cut (window_file, with no trace of its window in /run) on the
+# system the host runs now, as a failed mark's JSON: never confirmed, it is activated again by
+# the next deploy, and every view says why. Returns 1 (printing nothing) when there is none.
 window_cut_json() {
-  [ -f "$window_file" ] || return 1
-  c_token="" c_path="" c_since="" c_boot=""
+  [ -s "$window_file" ] && [ ! -d "$state_dir/lock" ] || return 1
+  c_token="" c_path="" c_since=""
   while IFS= read -r c_line; do
     case $c_line in
       token=*) c_token=${c_line#token=} ;;
       path=*) c_path=${c_line#path=} ;;
       since=*) c_since=${c_line#since=} ;;
-      boot=*) c_boot=${c_line#boot=} ;;
     esac
   done 2>/dev/null <"$window_file"
-  [ -n "$c_path" ] && [ "$c_path" = "$r_out" ] || return 1
-  boot_id_set
-  [ -n "$c_boot" ] && [ "$c_boot" != "$i_out" ] || return 1
+  [ -n "$c_token" ] && [ -n "$c_path" ] && [ "$c_path" = "$r_out" ] || return 1
+  # Its window under way, or ended with an outcome: not cut.
+  [ ! -e "$state_dir/pending-$c_token" ] && [ ! -e "$state_dir/result-$c_token" ] || return 1
   digits "$c_since" || c_since=null
   printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$c_path")" "$c_since" \
     "$(json_str "a boot cut its confirmation window (token $c_token): it was never confirmed")"

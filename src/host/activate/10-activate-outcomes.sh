@@ -166,9 +166,8 @@ succeed() {
     # at most): it sleeps until the watcher, recorded, ends that sleep (no polling), and looks.
     [ -d "$boot_dir" ] || mkdir -p "$boot_dir"
     now_set
-    boot_id_set
-    printf 'token=%s\npath=%s\nsince=%s\nboot=%s\n' "$token" "$path" "$c_now" "$i_out" \
-      >"$window_file" || log "could not record the window in $window_file: a boot during it goes unsaid"
+    printf 'token=%s\npath=%s\nsince=%s\n' "$token" "$path" "$c_now" >"$window_file" ||
+      log "could not record the window in $window_file: a boot during it goes unsaid"
     sleep 5 >/dev/null 2>&1 &
     s_waker=$!
     start_watcher "$s_waker"
@@ -184,7 +183,7 @@ succeed() {
       # holding the lock still; a watcher that starts later finds the abort and ends as one.
       : >"$state_dir/abort-$token"
       remove_file "$state_dir/pending-$token"
-      remove_file "$window_file"
+      forget_window
       finish_failed failed health 6 "the confirmation watcher did not start, so nothing would roll the host back were the deployer gone"
     fi
     locked=0

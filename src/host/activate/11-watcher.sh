@@ -96,7 +96,7 @@ if [ "$w_pid" = "$$" ]; then rm -rf "$dir/lock"; fi
 # The window ended, as the record on the disk says no more (unless another's replaced it).
 w_token=""
 { IFS= read -r w_token; } 2>/dev/null <"$window_file" || true
-[ "$w_token" != "token=$token" ] || rm -f "$window_file"
+if [ "$w_token" = "token=$token" ]; then : >"$window_file"; fi
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
 rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"

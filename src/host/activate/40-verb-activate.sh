@@ -82,7 +82,7 @@ cmd_activate() {
   # An activation decides the host's state anew: a reboot left unconfirmed is over, and so is a
   # window a boot cut.
   remove_file "$boot_file"
-  remove_file "$window_file"
+  forget_window
   write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
