@@ -8,6 +8,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fetchAndImport } from "../src/cache/fetch.js";
+import { validPaths } from "../src/cache/local-nix.js";
+import { parsePublicKey } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { openStore } from "../src/store/url.js";
 import { generatedKey, NIXSHIP_BIN, nixship, runOk } from "../support/cli.js";
 
 let work: string;
@@ -43,18 +48,26 @@ async function marked(mark: string): Promise<string[]> {
   return found;
 }
 
+/** Whether a process `marked` found is nix-store's import (not the fetch, nor setpriv before it). */
+const isImport = (process: string): boolean => /^[0-9]+: nix-store .*--import/.test(process);
+
 /** A fetch --import of `path` into `store`, its children marked with `mark`. */
-function fetchInto(store: string, mark: string, env: NodeJS.ProcessEnv = {}) {
+function fetchInto(
+  store: string,
+  mark: string,
+  env: NodeJS.ProcessEnv = {},
+  what = { root: path, from: cache, trustedKey: publicKey },
+) {
   const fetch = spawn(
     process.execPath,
     [
       NIXSHIP_BIN,
       "fetch",
-      path,
+      what.root,
       "--from",
-      cache,
+      what.from,
       "--trusted-key",
-      publicKey,
+      what.trustedKey,
       "--import",
       "--store",
       store,
@@ -76,11 +89,13 @@ function fetchInto(store: string, mark: string, env: NodeJS.ProcessEnv = {}) {
   return { fetch, code, stderr: () => stderr };
 }
 
-/** A store of its own whose lock on `path` another process holds (flock, as Nix takes it). */
-async function lockedStore(name: string) {
+/** A store of its own whose lock on `locked` another process holds (flock, as Nix takes it). */
+async function lockedStore(name: string, locked = path) {
   const store = join(work, name);
   await mkdir(join(store, "nix/store"), { recursive: true });
-  const holder = spawn("flock", [join(store, `${path}.lock`), "sleep", "60"], { stdio: "ignore" });
+  const holder = spawn("flock", [join(store, `${locked}.lock`), "sleep", "60"], {
+    stdio: "ignore",
+  });
   await new Promise((r) => setTimeout(r, 300));
   return { store, release: () => holder.kill() };
 }
@@ -107,15 +122,13 @@ describe("fetch --import, its import held by another Nix's lock", () => {
     let run: ReturnType<typeof fetchInto> | undefined;
     try {
       run = fetchInto(store, mark);
-      // Until the import runs, waiting on the lock.
+      // Until nix-store runs (the fetch's own command line says --import too), waiting on
+      // the lock.
       for (let i = 0; i < 200; i++) {
-        if ((await marked(mark)).some((p) => / --import/.test(p))) break;
+        if ((await marked(mark)).some(isImport)) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(
-        (await marked(mark)).some((p) => / --import/.test(p)),
-        run.stderr(),
-      ).toBe(true);
+      expect((await marked(mark)).some(isImport), run.stderr()).toBe(true);
       await new Promise((r) => setTimeout(r, 1000));
       run.fetch.kill("SIGINT");
       expect(await run.code, run.stderr()).toBe(130);
@@ -129,4 +142,70 @@ describe("fetch --import, its import held by another Nix's lock", () => {
       release();
     }
   }, 60_000);
+});
+
+describe("fetch --import, its import stopped while the fetch still sends", () => {
+  it("fails with the import's deadline, not exit 0 with nothing said", async () => {
+    // A closure of two paths: the small base first, whose lock another Nix holds, then 6 MB
+    // that fill the pipe while nix-store waits. The deadline stops nix-store, which closes the
+    // stream the fetch was waiting to write into.
+    const nixFile = join(work, "two.nix");
+    await writeFile(
+      nixFile,
+      `{ seed }:
+let
+  mk = name: script: derivation { inherit name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" script ]; PATH = "/usr/bin:/bin"; };
+  base = mk "fetch-base-\${seed}" "echo \${seed} > $out";
+in mk "fetch-top-\${seed}" "head -c 6000000 /dev/urandom > $out; echo \${base} >> $out"
+`,
+    );
+    const seed = randomUUID();
+    const top = (
+      await runOk("nix-build", ["--no-out-link", nixFile, "--argstr", "seed", seed])
+    ).trim();
+    const base = (await runOk("nix-store", ["--query", "--references", top])).trim();
+    expect(base).toMatch(/-fetch-base-/);
+    const key = await generatedKey(work, "fetch-import-2");
+    const twoCache = `file://${join(work, "two-cache")}`;
+    const pushed = await nixship(["push", top, "--to", twoCache, "--key", key.file]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+
+    const { store, release } = await lockedStore("store-two", base);
+    const mark = randomUUID();
+    let run: ReturnType<typeof fetchInto> | undefined;
+    try {
+      run = fetchInto(
+        store,
+        mark,
+        { NIXSHIP_IMPORT_TIMEOUT: "2" },
+        { root: top, from: twoCache, trustedKey: key.publicKey },
+      );
+      expect(await run.code, run.stderr()).toBe(1);
+      expect(run.stderr()).toMatch(/--import' took longer than 2 s, and was stopped/);
+      expect(await marked(mark)).toEqual([]);
+    } finally {
+      run?.fetch.kill("SIGKILL");
+      release();
+    }
+  }, 60_000);
+});
+
+describe("fetchAndImport, interrupted before its import starts", () => {
+  it("stops there: no nix-store is started, nothing is imported", async () => {
+    const store = join(work, "store-early");
+    await mkdir(join(store, "nix/store"), { recursive: true });
+    const objects = await openStore(cache);
+    try {
+      const stopped = fetchAndImport(
+        { store: objects, trusted: [parsePublicKey(publicKey)] },
+        path as StorePath,
+        { store },
+        AbortSignal.abort("interrupted (SIGINT)"),
+      );
+      await expect(stopped).rejects.toBe("interrupted (SIGINT)");
+      expect(await validPaths([path as StorePath], { store })).toEqual(new Set());
+    } finally {
+      await objects.close();
+    }
+  }, 20_000);
 });

@@ -14,6 +14,7 @@ import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readDeadlineMs } from "../util/deadline.js";
+import { writeDrained } from "../util/drained.js";
 import { testWait } from "../util/test-waits.js";
 import { walkClosure } from "./closure-walk.js";
 import { importExport, type NixOptions, validPaths } from "./local-nix.js";
@@ -59,12 +60,17 @@ export async function resolveClosure(source: FetchSource, root: StorePath): Prom
   );
 }
 
-/** Writes into `target` without ever ending it, honouring backpressure. */
+/** The import's input closed under the fetch: `nix-store --import` stopped or was stopped. */
+const importStopped = (): Error => new Error("nix-store --import stopped reading its input");
+
+/**
+ * Writes into `target` without ever ending it, honouring backpressure; fails once `target` is
+ * closed (the import stopped, and its stream with it).
+ */
 function forwardTo(target: PassThrough): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, done) {
-      if (target.write(chunk)) done();
-      else target.once("drain", () => done());
+      writeDrained(target, chunk, importStopped).then(() => done(), done);
     },
   });
 }
@@ -95,6 +101,8 @@ export async function fetchAndImport(
   source.onEvent?.({ type: "closure", paths: closure.length, toFetch: todo.length });
   if (todo.length === 0) return { paths: closure.length, imported: [], alreadyValid: valid.size };
 
+  // An interrupt that came while the closure was read stops here, before Nix is started.
+  signal?.throwIfAborted();
   const exportStream = new PassThrough({ highWaterMark: 1 << 20 });
   const narBytes = todo.reduce((sum, i) => sum + i.narSize, 0);
   const seconds = (2 * readDeadlineMs(narBytes)) / 1000;
@@ -114,10 +122,16 @@ export async function fetchAndImport(
     }
     exportStream.end(exportEnd());
   } catch (err) {
+    // The import stopped first (its deadline, an interrupt, Nix's own failure), its stream
+    // closed with it: its error is the cause. Otherwise the reading failed (a NAR not the one
+    // signed), and the import fails because its stream is cut here: the reading's error is.
+    const importEndedFirst = exportStream.destroyed;
     exportStream.destroy();
-    // The import fails because its stream was cut: the reading's error is the cause to report.
-    await importing.catch(() => {});
-    throw err;
+    const importFailure = await importing.then(
+      () => undefined,
+      (importErr: unknown) => importErr,
+    );
+    throw importEndedFirst && importFailure !== undefined ? importFailure : err;
   }
   await importing;
   return {

@@ -9,6 +9,7 @@ import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
+import { writeDrained } from "../util/drained.js";
 import { compressor } from "./compression.js";
 import { HashingStream } from "./hashing.js";
 import { checkNar, type Digest, FRAME_SIZE, type NarDigests } from "./nar-check.js";
@@ -27,26 +28,9 @@ export interface NarPipelineOptions {
   readonly label?: string;
 }
 
-/** Waits until `sink` wants more, failing if it is closed first (its consumer gave up). */
-function drained(sink: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onDrain = (): void => {
-      sink.off("close", onClose);
-      resolve();
-    };
-    const onClose = (): void => {
-      sink.off("drain", onDrain);
-      reject(
-        new OperationError(
-          "nar-sink-closed",
-          "the NAR's destination closed before it was fully written",
-        ),
-      );
-    };
-    sink.once("drain", onDrain);
-    sink.once("close", onClose);
-  });
-}
+/** The NAR's sink closed before the NAR was written whole (its consumer gave up). */
+const sinkClosed = (): Error =>
+  new OperationError("nar-sink-closed", "the NAR's destination closed before it was fully written");
 
 /** Writes the (compressed) NAR of `path` into `sink`, ends it, and returns both digests. */
 export async function writeNar(
@@ -65,7 +49,7 @@ export async function writeNar(
       narHash.update(chunk);
       narSize += chunk.length;
       options.onBytes?.(chunk.length);
-      if (!sink.write(chunk)) await drained(sink);
+      await writeDrained(sink, chunk, sinkClosed);
     }
     nar = { hash: new Sha256(narHash.digest()), size: narSize };
     if (options.expected) checkNar(options.label ?? path, nar, options.expected);

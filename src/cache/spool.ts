@@ -7,6 +7,9 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
+import { writeDrained } from "../util/drained.js";
+
+const spoolFileClosed = (): Error => new Error("the spool's temporary file closed early");
 
 export class Spool extends Writable {
   private chunks: Buffer[] = [];
@@ -24,13 +27,9 @@ export class Spool extends Writable {
       done();
       return;
     }
-    this.toFile().then(
-      (stream) => {
-        if (stream.write(chunk)) done();
-        else stream.once("drain", () => done());
-      },
-      (err: Error) => done(err),
-    );
+    this.toFile()
+      .then((stream) => writeDrained(stream, chunk, spoolFileClosed))
+      .then(() => done(), done);
   }
 
   override _final(done: (err?: Error | null) => void): void {
@@ -47,6 +46,9 @@ export class Spool extends Writable {
     const dir = await mkdtemp(join(tmpdir(), "nixship-spool-"));
     const path = join(dir, "nar");
     const stream = createWriteStream(path);
+    // A write that fails (the disk full) fails the spool, whenever it comes: never an
+    // unhandled 'error' event.
+    stream.on("error", (err) => this.destroy(err));
     for (const c of this.chunks) stream.write(c);
     this.chunks = [];
     this.inMemory = 0;

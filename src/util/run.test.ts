@@ -1,5 +1,6 @@
 // runCommand against real commands: output, allowed exit codes, and the bounds on what it keeps
 // and how long it runs.
+import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { runCommand } from "./run.js";
 
@@ -41,5 +42,41 @@ describe("runCommand", () => {
     await expect(
       runCommand("sleep", ["30"], { timeoutMs: 60_000, signal: AbortSignal.timeout(300) }),
     ).rejects.toThrow("'sleep 30' was killed by SIGTERM");
+  });
+
+  /** An input stream far larger than a pipe holds: 8 MiB, produced as it is read. */
+  const largeInput = () =>
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < 128; i++) yield Buffer.alloc(65536, 1);
+      })(),
+    );
+
+  it("says how a command that stops reading its input ended, not the broken pipe", async () => {
+    await expect(
+      runCommand("sh", ["-c", "head -c 10 >/dev/null; echo refused >&2; exit 3"], {
+        input: largeInput(),
+      }),
+    ).rejects.toThrow(/exited with 3:\nrefused/);
+  });
+
+  it("says a command stopped at its deadline while its input waits was late", async () => {
+    await expect(
+      runCommand("sh", ["-c", "head -c 10 >/dev/null; exec sleep 30"], {
+        input: largeInput(),
+        timeoutMs: 300,
+      }),
+    ).rejects.toThrow(/took longer than 0.3 s, and was stopped/);
+  });
+
+  it("reports an input that fails as the cause, and stops the command", async () => {
+    const failing = new Readable({
+      read() {
+        this.destroy(new Error("the NAR's hash is not the one signed"));
+      },
+    });
+    await expect(
+      runCommand("sleep", ["30"], { input: failing, timeoutMs: 20_000 }),
+    ).rejects.toThrow("the NAR's hash is not the one signed");
   });
 });

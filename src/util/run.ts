@@ -87,7 +87,11 @@ export function runCommand(
       proc.stdin.end(options.input ?? "");
     } else {
       // If the input fails, the command must not wait for more: end it and report the cause.
-      pipeline(options.input, proc.stdin).catch((err: Error) => {
+      // A command that stopped reading (EPIPE) or was stopped (its deadline, its caller) is
+      // not the input's failure: how the command ended is the cause, said when it closes.
+      pipeline(options.input, proc.stdin).catch((err: NodeJS.ErrnoException) => {
+        const ended = proc.exitCode !== null || proc.signalCode !== null;
+        if (err.code === "EPIPE" || stop?.aborted || ended) return;
         inputFailure = err;
         proc.kill();
       });
