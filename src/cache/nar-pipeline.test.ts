@@ -76,4 +76,33 @@ describe("writeNar", () => {
       expect(ended).toBe(false);
     },
   );
+
+  it.each(["none", "xz"] as const)(
+    "fails when the sink's consumer gives up, midway or at its end, rather than waiting (%s)",
+    async (compression) => {
+      // Closed without an error, as a consumer that stops reading closes it: neither 'drain'
+      // nor 'finish' ever comes.
+      const midway = new Writable({
+        highWaterMark: 1024,
+        write(_chunk, _enc, _done) {
+          setTimeout(() => this.destroy(), 10);
+        },
+      });
+      await expect(writeNar(dir, midway, { compression, level: 0 })).rejects.toThrow(
+        /closed|Premature close/,
+      );
+      const atItsEnd = new Writable({
+        write(_chunk, _enc, done) {
+          done();
+        },
+        final(_done) {
+          setTimeout(() => this.destroy(), 10);
+        },
+      });
+      await expect(writeNar(dir, atItsEnd, { compression, level: 0 })).rejects.toThrow(
+        /closed|Premature close/,
+      );
+    },
+    20_000,
+  );
 });

@@ -2,14 +2,13 @@
 // one pass: for the formats that stream (none, and xz or bzip2 through Debian's binaries). zstd
 // and none are written in frames on worker threads instead (nar-pool.ts).
 import { createHash } from "node:crypto";
-import { once } from "node:events";
 import { availableParallelism } from "node:os";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
-import { writeDrained } from "../util/drained.js";
+import { finishedWriting, writeDrained } from "../util/drained.js";
 import { compressor } from "./compression.js";
 import { HashingStream } from "./hashing.js";
 import { checkNar, type Digest, FRAME_SIZE, type NarDigests } from "./nar-check.js";
@@ -54,7 +53,7 @@ export async function writeNar(
     nar = { hash: new Sha256(narHash.digest()), size: narSize };
     if (options.expected) checkNar(options.label ?? path, nar, options.expected);
     sink.end();
-    await once(sink, "finish");
+    await finishedWriting(sink, sinkClosed);
   } catch (err) {
     // Without an error argument: the sink's consumer sees a premature close and fails, and
     // no unobserved 'error' event is raised.
@@ -87,7 +86,7 @@ async function viaChildProcess(
     const nar = narHasher.digest();
     if (options.expected) checkNar(options.label ?? path, nar, options.expected);
     sink.end();
-    await once(sink, "finish");
+    await finishedWriting(sink, sinkClosed);
     return { nar, file: fileHasher.digest() };
   } catch (err) {
     sink.destroy();

@@ -1,7 +1,7 @@
 // drained: a full writable is waited on until it drains, and no longer once it closes or fails.
 import { PassThrough, Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { drained, writeDrained } from "./drained.js";
+import { drained, finishedWriting, writeDrained } from "./drained.js";
 
 const closed = () => new Error("closed early");
 
@@ -47,5 +47,29 @@ describe("drained", () => {
     sink.destroy();
     await expect(writeDrained(sink, Buffer.alloc(16), closed)).rejects.toThrow("closed early");
     await expect(drained(sink, closed)).rejects.toThrow("closed early");
+  });
+});
+
+describe("finishedWriting", () => {
+  it("resolves once the ended sink has taken everything", async () => {
+    const { sink, release } = slowSink();
+    sink.end(Buffer.alloc(16));
+    const waiting = finishedWriting(sink, closed);
+    release();
+    await expect(waiting).resolves.toBeUndefined();
+    await expect(finishedWriting(sink, closed)).resolves.toBeUndefined();
+  });
+
+  it("fails when the sink closes after its end but before 'finish' (its commit never came)", async () => {
+    const sink = new Writable({
+      write(_chunk, _enc, done) {
+        done();
+      },
+      final(_done) {
+        setTimeout(() => this.destroy(), 10);
+      },
+    });
+    sink.end(Buffer.alloc(16));
+    await expect(finishedWriting(sink, closed)).rejects.toThrow("closed early");
   });
 });
