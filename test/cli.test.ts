@@ -614,6 +614,28 @@ describe("operation failures exit 1", () => {
     }
   });
 
+  it("cache gc's numbers in anything but digits: refused before the cache is read, saying how to write them", async () => {
+    for (const [flag, value] of [
+      ["--keep-days", "1e99"],
+      ["--grace", "-1"],
+      ["--price", "0x10"],
+      ["--keep-days", "7d"],
+    ] as const) {
+      const r = await nixship([
+        "cache",
+        "gc",
+        "--cache",
+        `file://${work}/no-such-cache`,
+        flag,
+        value,
+      ]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(
+        `cache gc: ${flag} must be a number ≥ 0 written in digits (as 7 or 0.5), got '${value}'`,
+      );
+    }
+  });
+
   it("cache init where nix-cache-info is a directory: refused, not said made (stats would send the user back to init)", async () => {
     const dir = join(work, "info-is-a-dir");
     await mkdir(join(dir, "nix-cache-info"), { recursive: true });

@@ -230,7 +230,9 @@ function parseNumberFlag(value: string | undefined, flag: string): number | unde
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !Number.isFinite(n)) {
-    throw new UsageError(`cache gc: ${flag} must be a number ≥ 0, got '${value}'`);
+    throw new UsageError(
+      `cache gc: ${flag} must be a number ≥ 0 written in digits (as 7 or 0.5), got '${value}'`,
+    );
   }
   return n;
 }
