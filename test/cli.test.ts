@@ -1,6 +1,7 @@
 // The CLI contract: exit codes (0 ok, 1 failed, 2 bad usage or input), errors that name what
 // was wrong, --help, --json errors, and the nar commands against nix-store.
 import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -648,6 +649,44 @@ describe("operation failures exit 1", () => {
         hint: `remove it, then run 'nixship cache init file://${dir}' again`,
       },
     });
+  });
+
+  it("fetch --restore into a directory that is not there: exit 2 before a byte is read, for a NAR of any size", async () => {
+    // 4 MiB: more than the stream between the read and the restore holds. A restore that
+    // failed before reading left the read waiting on it for good.
+    const big = join(work, "restore-big");
+    await writeFile(big, randomBytes(4 << 20));
+    const path = spawnSync("nix-store", ["--add", big], { encoding: "utf8" }).stdout.trim();
+    expect(path).toMatch(/-restore-big$/);
+    const cache = `file://${work}/restore-cache`;
+    const pushed = await nixship([
+      "push",
+      path,
+      "--to",
+      cache,
+      "--key",
+      key,
+      "--compression",
+      "none",
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const into = join(work, "no-such-parent", "out");
+    const r = await nixship([
+      "fetch",
+      path,
+      "--from",
+      cache,
+      "--trusted-key",
+      pub,
+      "--restore",
+      into,
+    ]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(
+      `error: cannot restore into '${into}': ${dirname(into)} is not a directory that exists\n`,
+    );
+    expect(r.stderr).not.toMatch(/bug in nixship|is not the NAR/);
   });
 
   it("fetch of a path the cache does not have", async () => {

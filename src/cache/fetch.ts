@@ -2,14 +2,14 @@
 // through hash checks, then import into the local Nix or restore into a directory. Nothing
 // unverified is kept: an import stops before a bad path's metadata, a restore is staged.
 import { randomBytes } from "node:crypto";
-import { rename, rm, stat } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { InputError, OperationError } from "../errors.js";
 import { referencesFirst } from "../nix/closure.js";
 import { exportEnd, exportPathEnd, exportPathStart } from "../nix/export.js";
 import type { PublicKey } from "../nix/keys.js";
-import { restoreNar } from "../nix/nar-restore.js";
+import { requireRestorable, restoreNar } from "../nix/nar-restore.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -152,16 +152,7 @@ export async function fetchAndRestore(
   signal?: AbortSignal,
 ): Promise<void> {
   const target = resolve(dir);
-  if (
-    await stat(target).then(
-      () => true,
-      () => false,
-    )
-  ) {
-    throw new InputError("target-exists", `cannot restore into ${target}: it already exists`, {
-      hint: "name a path that is not there yet (a restore never writes into or over one)",
-    });
-  }
+  requireRestorable(target);
   const closure = await resolveClosure(source, root);
   const info = closure.find((i) => i.storePath === root) as NarInfo;
   source.onEvent?.({ type: "closure", paths: closure.length, toFetch: 1 });
@@ -176,6 +167,8 @@ export async function fetchAndRestore(
   let unpacking: unknown;
   restoring.catch((e: unknown) => {
     unpacking = e;
+    // Nothing reads the stream any more: cut it, or the read would wait on it for good.
+    nar.destroy();
   });
   try {
     await streamVerifiedNar(source.store, info, nar, signal === undefined ? {} : { signal });
@@ -189,7 +182,7 @@ export async function fetchAndRestore(
     if (err instanceof NarCheckError || !restoreFailedFirst) throw err;
     // The restore stopped first (and the stream was cut): a NAR that does not parse is not
     // the one the narinfo's signed NarHash describes; any other cause is the restore's own.
-    if (unpacking instanceof InputError) {
+    if (unpacking instanceof InputError && unpacking.code === "bad-nar") {
       throw new NarCheckError({
         kind: "nar-mismatch",
         message: `${info.storePath}: ${info.url} is not the NAR its narinfo describes (${unpacking.message})`,

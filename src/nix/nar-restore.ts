@@ -45,8 +45,7 @@ export async function restoreNar(
   const target = resolve(targetDir);
   // Before the first byte, a target that is there is bad input (exit 2); just before the
   // rename, one made meanwhile is a race the restore lost (exit 1).
-  refuseExisting(target);
-  requireParent(target);
+  requireRestorable(target);
   const tmp = resolve(
     dirname(target),
     `.${basename(target)}.nixship-tmp-${randomBytes(6).toString("hex")}`,
@@ -123,6 +122,17 @@ async function unpack(
 function writeAll(fd: number, chunk: Buffer): void {
   let done = 0;
   while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+}
+
+/**
+ * A restore may make `target`: it is not there yet (a restore never writes into or over one),
+ * and the directory it is made in is (the restore makes only `target` itself). Bad input
+ * otherwise (InputError): a caller checks it before it reads a byte of the NAR.
+ */
+export function requireRestorable(targetDir: string): void {
+  const target = resolve(targetDir);
+  refuseExisting(target);
+  requireParent(target);
 }
 
 /** The directory `target` is made in must be there: the restore makes only `target` itself. */
