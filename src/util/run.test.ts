@@ -69,6 +69,15 @@ describe("runCommand", () => {
     ).rejects.toThrow(/took longer than 0.3 s, and was stopped/);
   });
 
+  it("ends a moment after the command exits when a process it left behind holds its output", async () => {
+    const started = Date.now();
+    const r = await runCommand("sh", ["-c", "sleep 60 & echo $!"], { timeoutMs: 1000 });
+    process.kill(Number(r.stdout.trim()), "SIGKILL");
+    expect(r.code).toBe(0);
+    // Its exit, then the grace for what it wrote (2 s), not the sleep's 60 s.
+    expect(Date.now() - started).toBeLessThan(30_000);
+  }, 60_000);
+
   it("reports an input that fails as the cause, and stops the command", async () => {
     const failing = new Readable({
       read() {

@@ -4,6 +4,7 @@ import { setPriority } from "node:os";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
+import { whenChildEnds } from "./child-end.js";
 import { eitherSignal, startDeadline } from "./deadline.js";
 import { spawnOwned } from "./owned-children.js";
 
@@ -106,35 +107,45 @@ export function runCommand(
         }),
       );
     });
-    proc.on("close", (code, signal) => {
-      deadline?.clear();
-      if (inputFailure) {
-        reject(inputFailure);
-        return;
-      }
-      if (overflowed) {
+    // At 'close', or a moment after the exit when a process it left behind holds its pipes
+    // (util/child-end.ts): that process would otherwise hold the run past every deadline.
+    const stopped = () => overflowed || inputFailure !== undefined || stop?.aborted === true;
+    whenChildEnds(
+      proc,
+      (code, signal) => {
+        deadline?.clear();
+        if (inputFailure) {
+          reject(inputFailure);
+          return;
+        }
+        if (overflowed) {
+          reject(
+            new OperationError(
+              codes.failed,
+              `'${shown}'${purpose} wrote more than ${limit} bytes of output, and was stopped`,
+            ),
+          );
+          return;
+        }
+        const result = { code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr };
+        if ((options.okCodes ?? [0]).includes(result.code)) {
+          resolve(result);
+          return;
+        }
+        const why = deadline?.signal.aborted
+          ? `took longer than ${Math.round((options.timeoutMs ?? 0) / 100) / 10} s, and was stopped`
+          : signal
+            ? `was killed by ${signal}`
+            : `exited with ${code}`;
+        const last = stderr.trim().split("\n").slice(-6).join("\n");
         reject(
           new OperationError(
             codes.failed,
-            `'${shown}'${purpose} wrote more than ${limit} bytes of output, and was stopped`,
+            `'${shown}'${purpose} ${why}${last ? `:\n${last}` : ""}`,
           ),
         );
-        return;
-      }
-      const result = { code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr };
-      if ((options.okCodes ?? [0]).includes(result.code)) {
-        resolve(result);
-        return;
-      }
-      const why = deadline?.signal.aborted
-        ? `took longer than ${Math.round((options.timeoutMs ?? 0) / 100) / 10} s, and was stopped`
-        : signal
-          ? `was killed by ${signal}`
-          : `exited with ${code}`;
-      const last = stderr.trim().split("\n").slice(-6).join("\n");
-      reject(
-        new OperationError(codes.failed, `'${shown}'${purpose} ${why}${last ? `:\n${last}` : ""}`),
-      );
-    });
+      },
+      stopped,
+    );
   });
 }

@@ -6,6 +6,7 @@
 // after a grace period. Pipes that a process the child left behind holds open are not waited on
 // past a grace after the child's exit, and all the child wrote before it exited is read first.
 import { spawn } from "node:child_process";
+import { whenChildEnds } from "./child-end.js";
 import { spawnOwned } from "./owned-children.js";
 import { withoutControls } from "./text.js";
 
@@ -16,8 +17,6 @@ export const STDOUT_KEPT = 1024 * 1024;
 const STDERR_KEPT = 16_000;
 /** Milliseconds from TERM to KILL when a run is stopped. */
 const KILL_GRACE_MS = 5000;
-/** Milliseconds the output of a process that exited is still read for. */
-const STREAMS_GRACE_MS = 2000;
 
 export interface StreamedRunOptions {
   readonly input?: string;
@@ -112,10 +111,7 @@ export function runStreamed(
     proc.on("error", (err) => {
       failed = err;
     });
-    let done = false;
-    const finish = (code: number | null, signal: NodeJS.Signals | null, held = false) => {
-      if (done) return;
-      done = true;
+    const finish = (code: number | null, signal: NodeJS.Signals | null, held: boolean) => {
       options.signal?.removeEventListener("abort", stop);
       if (partial.trim() && !cutting && emit) emit(withoutControls(partial.slice(0, LINE_KEPT)));
       resolve({
@@ -129,23 +125,8 @@ export function runStreamed(
         ...(held ? { streamsHeld: true as const } : {}),
       });
     };
-    proc.on("close", (code, signal) => finish(code, signal));
-    // A process that left a child behind holding its pipes (a daemon) never closes them: once
-    // it exited, what it wrote is read for a moment, then no longer waited for. (ssh's shared
-    // master is not one: it moves its stdio to /dev/null as it detaches, measured with OpenSSH
-    // 9.2, docs/performance.md.) A stopped one is not waited for at all.
-    // The moment ends after one more poll of the pipes (an immediate runs after the loop's poll
-    // phase), never on the timer alone: the exit can be reaped before the loop has read what the
-    // child wrote just before it (in the pass another child's exit starts), and a loop held up
-    // past the grace (synchronous spawns on a loaded deployer, 32 at once in a survey) runs its
-    // timers before it polls again. Ending there lost whole answers: "ssh exited with 0 and no
-    // result" from hosts that had answered (docs/performance.md).
-    proc.on("exit", (code, signal) => {
-      if (stopped) finish(code, signal);
-      else {
-        // (The immediate is not unref'd: it keeps the poll from blocking on the held pipes.)
-        setTimeout(() => setImmediate(() => finish(code, signal, true)), STREAMS_GRACE_MS).unref();
-      }
-    });
+    // Pipes that a process the child left behind holds are not waited on for long, and a
+    // stopped child not past its exit (util/child-end.ts).
+    whenChildEnds(proc, finish, () => stopped);
   });
 }
