@@ -91,6 +91,8 @@ export class NarPool implements NarWriter {
   readonly #workers: Worker[];
   #nextId = 0;
   #broken: Error | undefined;
+  /** The workers that have not exited. */
+  #running = 0;
 
   /** Starts `size` workers. */
   constructor(size: number) {
@@ -131,11 +133,18 @@ export class NarPool implements NarWriter {
 
   #spawn(): Worker {
     const worker = new Worker(workerScript());
+    this.#running++;
     worker.on("message", (reply: WorkerReply) => this.#onReply(worker, reply));
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
+      // Never handed work again: a job posted to it would wait for good.
+      const idle = this.#idle.indexOf(worker);
+      if (idle >= 0) this.#idle.splice(idle, 1);
+      this.#running--;
       if (this.#busy.has(worker) || this.#queue.length > 0) {
         this.#fail(new Error(`a NAR worker thread exited (code ${code}) while it wrote NAR files`));
+      } else if (this.#running === 0) {
+        this.#fail(new Error(`every NAR worker thread exited (the last with code ${code})`));
       }
     });
     return worker;
