@@ -100,20 +100,30 @@ async function lockedStore(name: string, locked = path) {
   return { store, release: () => holder.kill() };
 }
 
+/**
+ * A fetch into `locked`'s store, its import's deadline 2 s: it fails saying so (exit 1), with
+ * nothing of it left running.
+ */
+async function expectImportDeadline(
+  locked: Awaited<ReturnType<typeof lockedStore>>,
+  what?: Parameters<typeof fetchInto>[3],
+): Promise<void> {
+  const mark = randomUUID();
+  let run: ReturnType<typeof fetchInto> | undefined;
+  try {
+    run = fetchInto(locked.store, mark, { NIXSHIP_IMPORT_TIMEOUT: "2" }, what);
+    expect(await run.code, run.stderr()).toBe(1);
+    expect(run.stderr()).toMatch(/--import' took longer than 2 s, and was stopped/);
+    expect(await marked(mark)).toEqual([]);
+  } finally {
+    run?.fetch.kill("SIGKILL");
+    locked.release();
+  }
+}
+
 describe("fetch --import, its import held by another Nix's lock", () => {
   it("gives up at the import's deadline, saying so, with nothing left running", async () => {
-    const { store, release } = await lockedStore("store-deadline");
-    const mark = randomUUID();
-    let run: ReturnType<typeof fetchInto> | undefined;
-    try {
-      run = fetchInto(store, mark, { NIXSHIP_IMPORT_TIMEOUT: "2" });
-      expect(await run.code, run.stderr()).toBe(1);
-      expect(run.stderr()).toMatch(/--import' took longer than 2 s, and was stopped/);
-      expect(await marked(mark)).toEqual([]);
-    } finally {
-      run?.fetch.kill("SIGKILL");
-      release();
-    }
+    await expectImportDeadline(await lockedStore("store-deadline"));
   }, 60_000);
 
   it("stops at an interrupt with its nix-store --import, exit 130", async () => {
@@ -170,23 +180,11 @@ in mk "fetch-top-\${seed}" "head -c 6000000 /dev/urandom > $out; echo \${base} >
     const pushed = await nixship(["push", top, "--to", twoCache, "--key", key.file]);
     expect(pushed.code, pushed.stderr).toBe(0);
 
-    const { store, release } = await lockedStore("store-two", base);
-    const mark = randomUUID();
-    let run: ReturnType<typeof fetchInto> | undefined;
-    try {
-      run = fetchInto(
-        store,
-        mark,
-        { NIXSHIP_IMPORT_TIMEOUT: "2" },
-        { root: top, from: twoCache, trustedKey: key.publicKey },
-      );
-      expect(await run.code, run.stderr()).toBe(1);
-      expect(run.stderr()).toMatch(/--import' took longer than 2 s, and was stopped/);
-      expect(await marked(mark)).toEqual([]);
-    } finally {
-      run?.fetch.kill("SIGKILL");
-      release();
-    }
+    await expectImportDeadline(await lockedStore("store-two", base), {
+      root: top,
+      from: twoCache,
+      trustedKey: key.publicKey,
+    });
   }, 60_000);
 });
 
