@@ -378,10 +378,51 @@ describe("a confirmation window no watcher holds", () => {
       });
       const asked = await onHost(host, abortArgs("ab-profile-locked"), true);
       expect(asked.result).toMatchObject({ command: "abort", result: "rollback-failed" });
+      // Which step failed, and how.
+      expect(asked.result && "message" in asked.result ? asked.result.message : "").toMatch(
+        /^no confirmation within 3s; the rollback failed too \(nix-env --switch-generation \d+ took longer than 10s; stopped\)$/,
+      );
     } finally {
       await ssh(host, `pkill -P ${holder}; kill ${holder}`);
     }
     // The lock free again, the next activation puts the profile right.
+    const again = await activate(host, "web-v2");
+    expect(again.code, again.stderr).toBe(0);
+    expect(await status(host)).toMatchObject({ current: systems["web-v2"], activation: null });
+  });
+
+  it("an abort while the switch hangs and another holds Nix's profile lock: the host switches back, and the failed rollback names its step", async () => {
+    const before = await status(host);
+    const pending = activate(host, "web-hang", {
+      activationTimeout: 120,
+      token: "ab-abort-locked",
+    });
+    await waitHanging(host);
+    const held = await ssh(
+      host,
+      "setsid flock /nix/var/nix/profiles/system.lock sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+    );
+    const holder = held.stdout.trim();
+    expect(holder).toMatch(/^\d+$/);
+    try {
+      const aborted = await onHost(host, abortArgs("ab-abort-locked"), true);
+      const message = `aborted by the deployer; the rollback failed too (nix-env --switch-generation ${before.generation} took longer than 10s; stopped)`;
+      expect(aborted.result, aborted.stderr).toMatchObject({
+        command: "abort",
+        result: "rollback-failed",
+        message,
+        current: before.current,
+      });
+      const r = await within(30, "the aborted activation ends", pending);
+      expect(r.result, `${r.stdout}\n${r.stderr}`).toMatchObject({
+        result: "failed",
+        phase: "switch",
+        message,
+        rolledBack: false,
+      });
+    } finally {
+      await ssh(host, `pkill -P ${holder}; kill ${holder}`);
+    }
     const again = await activate(host, "web-v2");
     expect(again.code, again.stderr).toBe(0);
     expect(await status(host)).toMatchObject({ current: systems["web-v2"], activation: null });

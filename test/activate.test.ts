@@ -455,6 +455,55 @@ describe("activate.sh on a lab host", () => {
     });
   });
 
+  it("an abort that comes before its activation began cancels it: that activation ends at once and changes nothing; --keep-token does not cancel", async () => {
+    const host = `${LAB}2`;
+    // The test above left it on web-v1.
+    const before = await status(host);
+    // The deployer was interrupted while its activate command was on the way: its abort finds
+    // nothing under the token, and says that nothing will begin under it.
+    const asked = await onHost(host, abortArgs("early-t1"));
+    expect(asked.code).toBe(9);
+    expect(asked.result).toMatchObject({
+      command: "abort",
+      result: "unknown-token",
+      message: "no activation is waiting for token early-t1; none will begin under it now",
+    });
+    // The activation arrives after it: it changes nothing, and says why.
+    const late = await activate(host, "web-v2", { token: "early-t1", confirmTimeout: 30 });
+    expect(late.code, late.stderr).toBe(ACTIVATE_EXIT.unconfirmed);
+    expect(late.result).toMatchObject({
+      ok: false,
+      result: "failed",
+      phase: "realise",
+      message: "aborted by the deployer before it began",
+      rolledBack: false,
+      generation: before.generation,
+    });
+    expect(await servedName(host)).toBe("web-v1");
+    expect(await status(host)).toMatchObject({
+      current: before.current,
+      generation: before.generation,
+      generations: before.generations,
+      activation: null,
+    });
+    // Asked after, the token names that outcome.
+    const again = await onHost(host, abortArgs("early-t1"));
+    expect(again.result).toMatchObject({
+      command: "abort",
+      result: "rolled-back",
+      message: "aborted by the deployer before it began",
+    });
+    // --keep-token (a deployer that will activate under the token itself) cancels nothing.
+    const kept = await onHost(host, abortArgs("early-t2", true));
+    expect(kept.result).toMatchObject({
+      result: "unknown-token",
+      message: "no activation is waiting for token early-t2",
+    });
+    const ahead = await activate(host, "web-v2", { token: "early-t2" });
+    expect(ahead.code, ahead.stderr).toBe(0);
+    expect(await servedName(host)).toBe("web-v2");
+  });
+
   it("cannot roll back a first deploy that fails, and says so", async () => {
     const { code, result } = await activate(`${LAB}3`, "web-failing");
     expect(code).toBe(ACTIVATE_EXIT.switch);

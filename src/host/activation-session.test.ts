@@ -492,7 +492,11 @@ describe("runActivationSession, each failure", () => {
     const { outcome, logs } = await session(t, request());
     expect(outcome).toMatchObject({ status: "activated", generation: 5 });
     expect(attempts).toBe(2);
-    expect(t.followUps).toEqual(["abort --token tok (fresh)", "confirm --token tok (fresh)"]);
+    // The probe leaves the token usable for the second attempt.
+    expect(t.followUps).toEqual([
+      "abort --token tok --keep-token (fresh)",
+      "confirm --token tok (fresh)",
+    ]);
     expect(logs).toContain(
       "ssh exited with 0 and no result, and nothing began on the host: activating it once more",
     );
@@ -514,7 +518,11 @@ describe("runActivationSession, each failure", () => {
       rolledBack: false,
     });
     expect(t.calls.filter((c) => c.kind === "activate")).toHaveLength(2);
-    expect(t.followUps).toEqual(["abort --token tok (fresh)", "abort --token tok (fresh)"]);
+    // The probe leaves the token usable; the last abort cancels it.
+    expect(t.followUps).toEqual([
+      "abort --token tok --keep-token (fresh)",
+      "abort --token tok (fresh)",
+    ]);
   });
 
   it("exit 0 and no answer, but the abort stopped an activation: no second attempt", async () => {
@@ -530,7 +538,7 @@ describe("runActivationSession, each failure", () => {
       rolledBack: true,
     });
     expect(t.calls.filter((c) => c.kind === "activate")).toHaveLength(1);
-    expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
+    expect(t.followUps).toEqual(["abort --token tok --keep-token (fresh)"]);
   });
 
   it("no answer and the abort cannot reach the host: says how the host ends by itself, and leaves it settling", async () => {

@@ -202,8 +202,9 @@ export async function runActivationSession(
     // The command ended well yet no answer was read: the host printed none, or its answer was
     // lost on the way (as a loaded deployer once lost them, util/streamed-run.ts). When the
     // host confirms that no activation began under this token, it is asked once more, within
-    // what is left of the activation's deadline.
-    asked = await settleOverNew(transport, { verb: "abort", token }, onLog);
+    // what is left of the activation's deadline (so the abort leaves the token usable: the
+    // command ended, so nothing under it can begin later).
+    asked = await settleOverNew(transport, { verb: "abort", token, keepToken: true }, onLog);
     const left = deadline - Math.ceil((performance.now() - started) / 1000);
     if (neverBegan(asked) && left > 0 && !signal?.aborted) {
       hooks.log(`${run.failure}, and nothing began on the host: activating it once more`);

@@ -185,7 +185,17 @@ export const abortBootArgs = (token: string, rebootRollback: boolean) => [
   token,
   ...(rebootRollback ? ["--reboot-rollback"] : []),
 ];
-export const abortArgs = (token: string) => ["abort", "--token", token];
+/**
+ * `abort`: stops the activation under `token` and rolls it back; one that has not begun never
+ * will (the host keeps the token cancelled), unless `keepToken`: for a caller that asks whether
+ * anything began in order to activate again under the same token.
+ */
+export const abortArgs = (token: string, keepToken = false) => [
+  "abort",
+  "--token",
+  token,
+  ...(keepToken ? ["--keep-token"] : []),
+];
 export const rollbackArgs = (generation?: number, activationTimeout?: number) => [
   "rollback",
   ...(generation === undefined ? [] : ["--to", String(generation)]),
@@ -206,7 +216,8 @@ export const statusArgs = (checkPaths = false) =>
 
 /** A command of activate.sh as a transport is asked to run it: the verb, and what it takes. */
 export type ScriptCommand =
-  | { readonly verb: "confirm" | "abort" | "confirm-boot"; readonly token: string }
+  | { readonly verb: "confirm" | "confirm-boot"; readonly token: string }
+  | { readonly verb: "abort"; readonly token: string; readonly keepToken?: boolean }
   | {
       readonly verb: "rollback";
       readonly generation?: number | undefined;
@@ -233,7 +244,7 @@ export function scriptArgs(command: ScriptCommand): string[] {
     case "confirm":
       return confirmArgs(command.token);
     case "abort":
-      return abortArgs(command.token);
+      return abortArgs(command.token, command.keepToken);
     case "confirm-boot":
       return confirmBootArgs(command.token);
     case "rollback":

@@ -56,8 +56,11 @@
 #                            default again), the new one removed and its boot marked bad; with
 #                            --reboot-rollback, a reboot into the previous system
 #   confirm --token T        keep the new system (the watcher stops waiting)
-#   abort --token T          roll back now: the activation with that token is stopped (and
-#                            rolls back), or its confirmation window closed at once
+#   abort --token T [--keep-token]
+#                            roll back now: the activation with that token is stopped (and
+#                            rolls back), or its confirmation window closed at once; one that
+#                            has not begun is cancelled (it ends at once, changing nothing),
+#                            unless --keep-token (the caller activates under it again)
 #   rollback [--to GEN] [--activation-timeout S]
 #                            switch to the previous generation, or generation GEN
 #   prune --keep N [--gc-timeout S]

@@ -197,7 +197,7 @@ take_over() {
     0) t_back="rolled back to"
       [ "$profile_set" = 0 ] || [ -z "$prev_gen" ] || t_back="$t_back generation $prev_gen${r_system:+ and}"
       t_back="$t_back${r_system:+ $r_system}" ;;
-    1) t_back="rolling back failed" ;;
+    1) t_back="rolling back failed ($r_why)" ;;
     2) t_back="nothing to roll back" ;;
     *) t_back="no previous system to go back to" ;;
   esac

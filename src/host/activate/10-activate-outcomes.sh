@@ -18,18 +18,29 @@ remaining_set() {
 }
 remaining() { remaining_set; printf '%s' "$r"; }
 
+# How a bounded step that failed ended ($1: its exit status; $2: its bound in seconds).
+how_it_ended() {
+  case $1 in
+    124 | 137) printf 'took longer than %ss; stopped' "$2" ;;
+    *) printf 'exited with %s' "$1" ;;
+  esac
+}
+
 # Undoes what this activation changed: the profile back to the previous generation, and the
-# previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
-# when nothing had changed, 3 when there is no previous system to go back to.
+# previous system switched to again (bounded). Returns 0 when done, 1 when a step failed (r_why
+# says which, and how it ended), 2 when nothing had changed, 3 when there is no previous system
+# to go back to.
 restore_previous() {
-  r_done=0 r_failed=0 r_missing=0 r_system=""
+  r_done=0 r_failed=0 r_missing=0 r_system="" r_why=""
   if [ "$profile_set" = 1 ] && [ -n "$prev_gen" ] && [ "$(current_generation)" != "$prev_gen" ]; then
     r_new=$(current_generation)
     if profile_env --switch-generation "$prev_gen" >&2; then
       r_done=1
       forget_generation "$r_new"
     else
+      r_status=$?
       r_failed=1
+      r_why="nix-env --switch-generation $prev_gen $(how_it_ended "$r_status" "$PROFILE_TIMEOUT")"
     fi
   fi
   # A generation made but never switched to (stopped between its link and the switch).
@@ -44,7 +55,13 @@ restore_previous() {
       r_missing=1
     else
       log "rolling back: switch-to-configuration $action ($r_system)"
-      if run_switch "$r_system" "$action" "$ROLLBACK_TIMEOUT" rollback; then r_done=1; else r_failed=1; fi
+      if run_switch "$r_system" "$action" "$ROLLBACK_TIMEOUT" rollback; then
+        r_done=1
+      else
+        r_status=$?
+        r_failed=1
+        r_why="${r_why:+$r_why, }switch-to-configuration $action $(how_it_ended "$r_status" "$ROLLBACK_TIMEOUT")"
+      fi
     fi
   fi
   [ "$r_failed" = 0 ] || return 1
@@ -73,8 +90,8 @@ finish_failed() {
     restore_previous
     case $? in
       0) rolled=true ;;
-      1) log "rollback failed too"; code=7 outcome=rollback-failed
-        message="$message; the rollback failed too"
+      1) message="$message; the rollback failed too ($r_why)" code=7 outcome=rollback-failed
+        log "$message"
         [ "$switch_started" = 0 ] || mark_failed "$path" "$message" ;;
       3) outcome=rollback-failed
         message="$message; no earlier system to go back to: the host runs $path, marked failed until an activation succeeds"

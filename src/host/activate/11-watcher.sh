@@ -4,7 +4,14 @@ watcher_script() {
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
 settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-} started=${13-}
 profile_timeout=${14-10} window_file=${15-}
-outcome=rolled-back reason="no confirmation within ${timeout}s"
+outcome=rolled-back reason="no confirmation within ${timeout}s" w_why=""
+# How a bounded rollback step that failed ended ($1: its exit status; $2: its bound in seconds).
+ended() {
+  case $1 in
+    124 | 137) printf 'took longer than %ss; stopped' "$2" ;;
+    *) printf 'exited with %s' "$1" ;;
+  esac
+}
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
 read -r stat <"/proc/$$/stat"
@@ -55,7 +62,8 @@ if [ "$outcome" = rolled-back ]; then
         [ -z "$failed_gen" ] || [ "$failed_gen" = "$prev_gen" ] ||
           timeout -k "$kill_grace" "$profile_timeout" nix-env -p "$profile" --delete-generations "$failed_gen" || true
       else
-        ok=false
+        w_status=$? ok=false
+        w_why="nix-env --switch-generation $prev_gen $(ended "$w_status" "$profile_timeout")"
       fi
     fi
     # Bounded, in its own process group (recorded, for a takeover to stop).
@@ -64,12 +72,18 @@ if [ "$outcome" = rolled-back ]; then
     read -r stat <"/proc/$group/stat"
     set -- ${stat##*) }
     record "$group" "${20}"
-    wait "$group" || ok=false
+    if wait "$group"; then :; else
+      w_status=$? ok=false
+      w_why="${w_why:+$w_why, }switch-to-configuration $action $(ended "$w_status" "$rollback_timeout")"
+    fi
   else
     ok=false
     reason="$reason; no earlier system to go back to: the host runs $(printf '%s\n' "$info" | sed -n 's/^path=//p'), marked failed until an activation succeeds"
   fi
-  [ "$ok" = true ] || outcome=rollback-failed
+  if [ "$ok" = false ]; then
+    outcome=rollback-failed
+    [ -z "$w_why" ] || reason="$reason; the rollback failed too ($w_why)"
+  fi
 fi
 # A confirmed system is no failed one; one that could not be left is (see mark_failed). The
 # path is read from the record by the shell (its line after since=, as start_watcher writes it).

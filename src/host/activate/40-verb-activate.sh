@@ -79,11 +79,14 @@ cmd_activate() {
   [ -z "$expect_current" ] || [ "$prev_system" = "$expect_current" ] ||
     { [ -n "$took_over" ] && [ "$expect_current" = "$took_over_from" ]; } || changed_since
   [ -z "$token" ] || remove_file "$state_dir/result-$token"
+  write_info
+  # An abort came before this activation began (cmd_settle cancels its token): nothing changes.
+  # Read after the lock's record names the token, so an abort after this point finds it.
+  if aborted; then finish_failed failed realise 6 "aborted by the deployer before it began"; fi
   # An activation decides the host's state anew: a reboot left unconfirmed is over, and so is a
   # window a boot cut.
   remove_file "$boot_file"
   forget_window
-  write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
   # The root keeps the new system from the garbage collector until a profile or

@@ -24,18 +24,25 @@ settle_wait() {
 }
 
 # confirm or abort: signal the watcher (or stop the activation still under way), then wait
-# (bounded) for its outcome.
+# (bounded) for its outcome. An abort that comes before its activation began (a deployer
+# interrupted while its command was on the way) cancels the token: that activation, should it
+# come, ends at once with nothing changed (see cmd_activate). The cancel is written before the
+# lock is read, so an activation either is seen here or sees it. --keep-token leaves the token
+# usable, for a caller that will activate under it again (its first command has ended).
 cmd_settle() {
-  verb=$1 token=""
+  verb=$1 token="" keep_token=0
   shift
   while [ $# -gt 0 ]; do
     case $1 in
       --token) token=${2-}; shift 2 ;;
+      --keep-token) [ "$verb" = abort ] || usage "$verb: unknown option '$1'"; keep_token=1; shift ;;
       *) usage "$verb: unknown option '$1'" ;;
     esac
   done
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
   [ -d "$state_dir" ] || mkdir -p "$state_dir"
+  [ "$verb" != abort ] || [ "$keep_token" = 1 ] || [ -e "$state_dir/result-$token" ] ||
+    : >"$state_dir/abort-$token"
   clear_stale "$verb" "$verb --token $token"
   settled="" stopped_in="" i=0
   if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
@@ -61,8 +68,11 @@ cmd_settle() {
   fi
   if [ -z "$settled" ]; then
     if [ ! -e "$state_dir/pending-$token" ] && [ ! -e "$state_dir/result-$token" ]; then
+      u_message="no activation is waiting for token $token"
+      [ "$verb" != abort ] || [ "$keep_token" = 1 ] ||
+        u_message="$u_message; none will begin under it now"
       printf '{"ok":false,"command":"%s","result":"unknown-token","exitCode":9,"message":%s%s}\n' \
-        "$verb" "$(json_str "no activation is waiting for token $token")" "$(took_over_json)"
+        "$verb" "$(json_str "$u_message")" "$(took_over_json)"
       exit 9
     fi
     if [ ! -e "$state_dir/result-$token" ]; then
@@ -76,6 +86,8 @@ cmd_settle() {
   fi
   outcome="" reason=""
   { IFS= read -r outcome && IFS= read -r reason; } 2>/dev/null <"$state_dir/result-$token" || true
+  # Its activation ended: a cancel is no longer needed.
+  [ -z "$outcome" ] || [ "$verb" != abort ] || remove_file "$state_dir/abort-$token"
   case $outcome in
     confirmed) code=0 ok=true ;;
     rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;

@@ -50,16 +50,21 @@ undo_boot() {
     message="$message; no earlier system to go back to: the host runs $u_booted, marked failed until an activation succeeds"
     mark_failed "$u_booted" "$message"
   else
+    r_why=""
     if [ "$(current_generation)" != "$p_prev_gen" ]; then
       if profile_env --switch-generation "$p_prev_gen" >&2; then
         forget_generation "$p_generation"
       else
-        rolled=false
+        r_status=$? rolled=false
+        r_why="nix-env --switch-generation $p_prev_gen $(how_it_ended "$r_status" "$PROFILE_TIMEOUT")"
       fi
     fi
-    run_switch "$p_prev_system" boot "$ROLLBACK_TIMEOUT" rollback || rolled=false
+    if run_switch "$p_prev_system" boot "$ROLLBACK_TIMEOUT" rollback; then :; else
+      r_status=$? rolled=false
+      r_why="${r_why:+$r_why, }switch-to-configuration boot $(how_it_ended "$r_status" "$ROLLBACK_TIMEOUT")"
+    fi
     if [ "$rolled" = false ]; then
-      outcome=rollback-failed code=7 message="$message; the rollback failed too"
+      outcome=rollback-failed code=7 message="$message; the rollback failed too ($r_why)"
     fi
   fi
   if [ "$u_booted" = "$p_path" ]; then
