@@ -6,7 +6,7 @@ import "./early-interrupts.js";
 import "./threadpool.js";
 import { setTimeout as delay } from "node:timers/promises";
 import { outputClosed } from "./interrupts.js";
-import { main } from "./main.js";
+import { main, reportLeftWaiting } from "./main.js";
 
 // A reader that goes away (`nixship ... | head`) is not a crash: a command at work stops as if
 // interrupted, any other quietly, as Unix tools do (interrupts.ts).
@@ -17,24 +17,21 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-let ended = false;
-// The event loop emptied while the command still waits (on an event nothing can send any
-// more): Node would exit 0 with the work cut short and nothing said. Said, and failed, here.
-process.once("beforeExit", () => {
-  if (ended) return;
-  process.exitCode = 1;
-  process.stderr.write(
-    "error: the command stopped before it finished: it was left waiting on work that can no longer end\n" +
-      "hint: this is a bug in nixship; please report it with the command you ran\n",
-  );
-});
-
-main(process.argv.slice(2), {
+const argv = process.argv.slice(2);
+const io = {
   stdout: process.stdout,
   stderr: process.stderr,
   stdin: process.stdin,
   env: process.env,
-}).then(async (code) => {
+};
+let ended = false;
+// The event loop emptied while the command still waits (on an event nothing can send any
+// more): Node would exit 0 with the work cut short and nothing said. Said, and failed, here.
+process.once("beforeExit", () => {
+  if (!ended) process.exitCode = reportLeftWaiting(argv, io);
+});
+
+main(argv, io).then(async (code) => {
   ended = true;
   process.exitCode = code;
   // What the command wrote reaches its reader first: a pipe takes 64 KiB at once and Node

@@ -100,6 +100,11 @@ function writesItsOwnJson(argv: readonly string[]): boolean {
   return argv[0] === "terraform" && argv[1] === "vars";
 }
 
+/** Whether an error of the command `argv` is also written to stdout as JSON ({"error": …}). */
+function errorsAsJson(argv: readonly string[]): boolean {
+  return argv.includes("--json") && !writesItsOwnJson(argv);
+}
+
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
   try {
     const code = await dispatch(argv, io);
@@ -108,7 +113,7 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
     // Interrupted: early-interrupts.ts said so; what the command then met (its Nix stopped) is
     // no error of its own.
     if (interruptedUntrapped()) return INTERRUPTED_EXIT;
-    return reportError(err, io, argv.includes("--json") && !writesItsOwnJson(argv));
+    return reportError(err, io, errorsAsJson(argv));
   } finally {
     // The command is over: what it left running (ssh masters) is stopped, within a bound.
     await runCommandEnd();
@@ -183,6 +188,20 @@ Prints nixship's version ('nixship --version' too); --json: {"version": "…"}.`
 function withHelpHint(err: unknown, command: string): unknown {
   if (!(err instanceof UsageError) || err.hint !== undefined) return err;
   return new UsageError(err.message, `see 'nixship ${command} --help'`);
+}
+
+/**
+ * The command `argv` was left waiting on work that can no longer end (the event loop emptied
+ * before it did): reported as the bug it is, as JSON too under --json; returns the exit code.
+ */
+export function reportLeftWaiting(argv: readonly string[], io: CliIO): number {
+  return reportError(
+    new Error(
+      "the command stopped before it finished: it was left waiting on work that can no longer end",
+    ),
+    io,
+    errorsAsJson(argv),
+  );
 }
 
 function reportError(thrown: unknown, io: CliIO, json: boolean): number {
