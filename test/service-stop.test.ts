@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "../support/cli.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
 import { writeDashboardFleet } from "../support/dashboard-store.js";
 
 let work: string;
@@ -27,12 +27,22 @@ afterAll(async () => {
 async function stopWith(
   args: readonly string[],
   signal: NodeJS.Signals,
-): Promise<{ code: number | null; killedBy: NodeJS.Signals | null; stderr: string; url: string }> {
+): Promise<{
+  code: number | null;
+  killedBy: NodeJS.Signals | null;
+  stderr: string;
+  stdout: string;
+  url: string;
+}> {
   const child: ChildProcess = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", "pipe", "pipe"],
     cwd: work,
   });
   let stderr = "";
+  let stdout = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
   let url = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr += d.toString();
@@ -55,7 +65,7 @@ async function stopWith(
       });
     },
   );
-  return { ...end, stderr, url };
+  return { ...end, stderr, stdout, url };
 }
 
 describe("a service stopped by a signal", () => {
@@ -70,6 +80,7 @@ describe("a service stopped by a signal", () => {
         code: 0,
         killedBy: null,
         stderr: `listening on ${run.url}\n`,
+        stdout: "",
         url: run.url,
       });
     });
@@ -84,4 +95,32 @@ describe("a service stopped by a signal", () => {
       expect(run.stderr).not.toMatch(/interrupted|error/);
     });
   }
+});
+
+describe("a service started with --json", () => {
+  it("cache serve prints the address it listens on (port 0: the one chosen) as JSON on stdout", async () => {
+    const run = await stopWith(
+      ["cache", "serve", join(work, "cache"), "--listen", "127.0.0.1:0", "--json"],
+      "SIGTERM",
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(run.stdout).toBe(`${JSON.stringify({ listening: run.url })}\n`);
+  });
+
+  it("dashboard too", async () => {
+    const run = await stopWith(
+      ["dashboard", "--fleet", join(work, "nixship.json"), "--listen", "127.0.0.1:0", "--json"],
+      "SIGTERM",
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(run.stdout).toBe(`${JSON.stringify({ listening: run.url })}\n`);
+  });
+
+  it("a usage error is the JSON error object on stdout", async () => {
+    const r = await nixship(["cache", "serve", join(work, "cache"), "--json"]);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: "usage" } });
+  });
 });

@@ -10,11 +10,12 @@ import { whenAborted } from "../util/until-aborted.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { serviceStop } from "./interrupts.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
+import { announceListening } from "./listening.js";
 
 export const cacheServe: Command = {
   path: ["cache", "serve"],
   summary: "serve a cache over HTTP so stock Nix can substitute from it",
-  help: `Usage: nixship cache serve CACHE_URL --listen HOST:PORT [--token-file FILE]
+  help: `Usage: nixship cache serve CACHE_URL --listen HOST:PORT [--token-file FILE] [--json]
 
 Serves the binary cache at CACHE_URL (a directory or S3) over HTTP. Nix uses it as a
 substituter, e.g. --option substituters http://127.0.0.1:8080 with the cache's public key
@@ -31,7 +32,8 @@ either way for 60 s (a client that stopped reading a NAR midway, or one that sen
 is closed, and past 1,000 open connections the idle ones are, the oldest first; Nix retries
 a download that was cut.
 
-Prints 'listening on http://HOST:PORT' on stderr once ready, and there each request the
+Prints 'listening on http://HOST:PORT' on stderr once ready (with --json, also
+{"listening": "http://HOST:PORT"} on stdout), and on stderr each request the
 cache's store failed to answer or a NAR it cut (the client gets a 502 that names nothing of
 the store);
 stops on SIGINT, SIGTERM or SIGHUP, closing its connections, with exit 0 (a second signal
@@ -41,11 +43,13 @@ Options:
   --listen HOST:PORT   address to listen on (port 0 picks a free port)
   --token-file FILE    file of mode 0600 holding the token, alone on one line (visible ASCII:
                        no space, control or non-ASCII character; surrounding whitespace
-                       ignored)`,
+                       ignored)
+  --json               once ready, print {"listening": URL} on stdout (the port chosen, for
+                       --listen HOST:0)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { listen: { type: "string" }, "token-file": { type: "string" } },
+      { listen: { type: "string" }, "token-file": { type: "string" }, json: { type: "boolean" } },
       "cache serve",
     );
     if (positionals.length !== 1)
@@ -79,7 +83,7 @@ Options:
       host,
       port,
     );
-    io.stderr.write(`listening on ${url}\n`);
+    announceListening(url, io, values.json === true);
     await whenAborted(serviceStop().signal);
     await closeCacheServer(server).catch(() => {});
     await store.close();

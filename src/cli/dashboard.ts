@@ -15,6 +15,7 @@ import { type Command, parseFlags, refuseArguments } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { serviceStop } from "./interrupts.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
+import { announceListening } from "./listening.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7300";
 
@@ -22,7 +23,7 @@ export const dashboardCommand: Command = {
   path: ["dashboard"],
   summary: "a read-only web dashboard of the fleet: hosts, releases and rollouts, live",
   help: `Usage: nixship dashboard [--fleet FILE] [--listen HOST:PORT] [--token-file FILE] [--open]
-                         [--interval S]
+                         [--interval S] [--json]
 
 Serves a read-only web view of the fleet from its cache store: the status records every
 delivery mode writes, the releases of every channel and the newest rollout record. One poll
@@ -52,7 +53,9 @@ Options:
                        visible ASCII characters (no space, control or non-ASCII one;
                        surrounding whitespace ignored)
   --open               open the dashboard in the desktop's browser (xdg-open)
-  --interval S         seconds between polls of the store (default ${POLL_INTERVAL / 1000})`,
+  --interval S         seconds between polls of the store (default ${POLL_INTERVAL / 1000})
+  --json               once ready, print {"listening": URL} on stdout (the port chosen, for
+                       --listen HOST:0)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -62,6 +65,7 @@ Options:
         "token-file": { type: "string" },
         open: { type: "boolean" },
         interval: { type: "string" },
+        json: { type: "boolean" },
       },
       "dashboard",
     );
@@ -104,7 +108,7 @@ Options:
         appJs: await loadClientScript(),
       });
       const { server, url } = await listenDashboard(dashboard, host, port);
-      io.stderr.write(`listening on ${url}\n`);
+      announceListening(url, io, values.json === true);
       if (values.open === true) openBrowser(url, io.stderr);
       await whenAborted(serviceStop().signal);
       await closeCacheServer(server).catch(() => {});
