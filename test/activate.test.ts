@@ -504,6 +504,36 @@ describe("activate.sh on a lab host", () => {
     expect(await servedName(host)).toBe("web-v2");
   });
 
+  it("removes outcomes and cancels hours old, at most once an hour: /run keeps no file a deploy for good", async () => {
+    const host = `${LAB}2`;
+    const sh = async (command: string) => {
+      const r = await run("ssh", ["-F", sshConfig, host, command]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    // The last sweep, two hours ago, listed two files (and one since gone); one came after it.
+    await sh(
+      "cd /run/nixship && printf 'x\\n' > result-old-a && : > abort-old-b && : > result-new-c && " +
+        "printf '%s\\n' $(( $(date +%s) - 7200 )) result-old-a abort-old-b result-gone > swept",
+    );
+    const first = await activate(host, "web-v2", { token: "sweep-t1" });
+    expect(first.code, first.stderr).toBe(0);
+    expect(
+      (await sh("cd /run/nixship && ls result-* abort-* swept 2>/dev/null || true")).split("\n"),
+    ).toEqual(expect.arrayContaining(["result-new-c", "result-sweep-t1", "swept"]));
+    expect(await sh("ls /run/nixship")).not.toMatch(/old-a|old-b/);
+    // What is there now is listed for the next sweep, under its time.
+    const [at, ...listed] = (await sh("cat /run/nixship/swept")).trim().split("\n");
+    expect(Math.abs(Number(at) - Date.now() / 1000)).toBeLessThan(120);
+    expect(listed).toContain("result-new-c");
+    expect(listed).not.toContain("result-old-a");
+    // Within the hour, no sweep: a file the list names stays.
+    const second = await activate(host, "web-v2", { token: "sweep-t2" });
+    expect(second.code, second.stderr).toBe(0);
+    expect(await sh("ls /run/nixship")).toContain("result-new-c");
+    await sh("rm -f /run/nixship/result-new-c");
+  });
+
   it("cannot roll back a first deploy that fails, and says so", async () => {
     const { code, result } = await activate(`${LAB}3`, "web-failing");
     expect(code).toBe(ACTIVATE_EXIT.switch);

@@ -134,6 +134,37 @@ write_result() {
     mv -f "$state_dir/result-$1.tmp" "$state_dir/result-$1"
 }
 
+# Outcomes and cancels of activations long over go, so that /run does not fill with one file a
+# deploy: a deployer asks after its token within its own session (SETTLE_TIME after its
+# activation), never hours on. At most once an hour, an activation holding the lock removes the
+# result-* and abort-* files the last sweep listed (so 1 to 2 hours old), and lists those there
+# are now. The list (swept: the sweep's time, then one name a line) is read by the shell; one rm
+# when there is something to remove.
+sweep_outcomes() {
+  s_file="$state_dir/swept" s_at="" s_old=""
+  { IFS= read -r s_at <"$s_file"; } 2>/dev/null || true
+  now_set
+  if digits "$s_at"; then
+    s_age=$((c_now - s_at))
+    [ "$s_age" -lt 0 ] || [ "$s_age" -ge 3600 ] || return 0
+    while IFS= read -r s_name; do
+      case $s_name in
+        result-* | abort-*) case $s_name in *[!A-Za-z0-9._-]*) ;; *) s_old="$s_old $state_dir/$s_name" ;; esac ;;
+      esac
+    done 2>/dev/null <"$s_file"
+  fi
+  # (Names checked above: no space or glob character in them.)
+  # shellcheck disable=SC2086
+  [ -z "$s_old" ] || rm -f $s_old
+  # (Under the lock, so no other sweep reads it while it is written.)
+  {
+    printf '%s\n' "$c_now"
+    for s_f in "$state_dir"/result-* "$state_dir"/abort-*; do
+      [ ! -e "$s_f" ] || printf '%s\n' "${s_f##*/}"
+    done
+  } >"$s_file"
+}
+
 # Takes over the stale lock judged in o_*: kills its holder if it still runs, takes the lock,
 # stops what the holder left running and puts the host back on the generation and system it
 # recorded, as far as its phase got. Says so in took_over. One taker at a time (a guard

@@ -83,6 +83,7 @@ cmd_activate() {
   # An abort came before this activation began (cmd_settle cancels its token): nothing changes.
   # Read after the lock's record names the token, so an abort after this point finds it.
   if aborted; then finish_failed failed realise 6 "aborted by the deployer before it began"; fi
+  sweep_outcomes
   # An activation decides the host's state anew: a reboot left unconfirmed is over, and so is a
   # window a boot cut.
   remove_file "$boot_file"
