@@ -58,8 +58,10 @@ export interface AgentReporterOptions {
 
 export class AgentReporter {
   readonly #o: AgentReporterOptions;
-  /** The host key was published (or cannot be: then said once, and not tried again). */
+  /** The host key was published (or cannot be read: then said once, and not tried again). */
   #hostKeyDone = false;
+  /** Why the last publication failed in the store (said once a cause; tried again each poll). */
+  #hostKeyFailure: string | undefined;
   /** What the last heartbeat said (undefined: none yet), and polls since it. */
   #beat: HeartbeatState | undefined;
   #pollsSinceBeat = 0;
@@ -92,7 +94,11 @@ export class AgentReporter {
     return { host: this.#o.host, package: this.#o.package };
   }
 
-  /** Publishes the host key at the first poll whose store answers (one GET, at most one PUT). */
+  /**
+   * Publishes the host key at the first poll whose store takes it (one GET, at most one PUT).
+   * The store's failure here is said (once a cause) and never fails the poll: the key serves
+   * `secrets rekey` alone, and releases are applied without it.
+   */
   async publishHostKey(): Promise<void> {
     const file = this.#o.hostKeyFile;
     if (file === undefined || this.#hostKeyDone) return;
@@ -111,7 +117,18 @@ export class AgentReporter {
       this.#o.warn(`this host's SSH host key is not published: ${why}`);
       return;
     }
-    await publishHostKey(this.#o.store, this.#o.host, key);
+    try {
+      await publishHostKey(this.#o.store, this.#o.host, key);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      if (why !== this.#hostKeyFailure) {
+        this.#hostKeyFailure = why;
+        this.#o.storeError(
+          `this host's SSH host key could not be published (tried again at the next poll): ${why}`,
+        );
+      }
+      return;
+    }
     this.#hostKeyDone = true;
   }
 

@@ -11,14 +11,20 @@ const MAX_HOST_KEY = 4096;
 
 export const hostKeyObjectKey = (host: string) => `status/host-keys/${host}.pub`;
 
-/** Stores the host's key unless the same key is there already. */
+/**
+ * Stores the host's key unless the same key is there already. An object there too large to be
+ * a key is no key: it is replaced (the prefix is the host's own).
+ */
 export async function publishHostKey(
   store: ObjectStore,
   host: string,
   key: string,
 ): Promise<"published" | "unchanged"> {
   const objectKey = hostKeyObjectKey(host);
-  const stored = await readAll(store, objectKey, MAX_HOST_KEY);
+  const stored = await readAll(store, objectKey, MAX_HOST_KEY).catch((err: unknown) => {
+    if (err instanceof InputError && err.code === "object-too-large") return undefined;
+    throw err;
+  });
   if (stored?.toString("utf8").trim() === key) return "unchanged";
   const bytes = Buffer.from(`${key}\n`);
   await store.put(objectKey, bytes, { size: bytes.length, contentType: "text/plain" });
