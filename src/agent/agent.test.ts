@@ -630,6 +630,43 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await markers(2)).toEqual([progressKey(CHANNEL, 2, HOST, "success")]);
   });
 
+  it("a realise the host stopped (its activation timeout) is a failure of the release, not the store's fault", async () => {
+    await publish({ [HOST]: sys("a") });
+    const message = `realising ${sys("a")} ran past the activation timeout of 600s; stopped it`;
+    activator.script.push({
+      status: "failed",
+      phase: "realise",
+      message,
+      rolledBack: false,
+      timedOutOnHost: true,
+    });
+    expect(await makeAgent().pollOnce()).toBe("failed");
+    expect(await hostRecord()).toMatchObject({
+      seq: 1,
+      state: "failed",
+      phase: "realise",
+      error: message,
+    });
+    expect(await markers(1)).toEqual([progressKey(CHANNEL, 1, HOST, "failed")]);
+  });
+
+  it("a realise the stopping signal interrupted is applied again at start, not held against the store", async () => {
+    await publish({ [HOST]: sys("a") });
+    activator.script.push({
+      status: "failed",
+      phase: "realise",
+      message: "interrupted by SIGTERM",
+      rolledBack: false,
+      interruptedOnHost: true,
+    });
+    const stopping = new AbortController();
+    stopping.abort();
+    const agent = makeAgent();
+    expect(await agent.pollOnce(stopping.signal)).toBe("interrupted");
+    expect(await loadState(stateDir)).toMatchObject({ applying: { seq: 1, path: sys("a") } });
+    expect(agent.state.refused ?? null).toBeNull();
+  });
+
   it("reports a failed activation with its reason, does not retry it, but applies a newer release", async () => {
     await publish({ [HOST]: sys("a") });
     activator.script.push({

@@ -533,23 +533,29 @@ export class Agent {
       return "rebooting";
     }
     if (applied.status === "rebooting") throw new Error("a reboot answered without a token");
-    // A closure the store could not give (not there, unsigned, a corrupt copy: what a cache
-    // writer without the keys can do) never ran: the store's fault, not the system's, refused
-    // as a missing secrets bundle is, so that the system is not held failed on this host.
-    if (applied.status === "failed" && applied.phase === "realise") {
-      return this.#reject(
-        etag,
-        applied.message,
-        { seq: release.seq, digest },
-        { phase: "realise", desired: path, current: await this.#inspect() },
-      );
-    }
     // Stopped by the signal that stops the agent (a `systemctl kill` reaches activate.sh too):
     // not this release's failure. The host went back; `applying` stays in the state file, so
     // that the agent applies the release again, in full, when it starts (as after a crash).
     if (applied.status === "failed" && applied.interruptedOnHost && this.#stopping?.aborted) {
       this.#emit({ type: "interrupted", seq: release.seq, message: applied.message });
       return "interrupted";
+    }
+    // A closure the store could not give (not there, unsigned, a corrupt copy: what a cache
+    // writer without the keys can do) never ran: the store's fault, not the system's, refused
+    // as a missing secrets bundle is, so that the system is not held failed on this host. A
+    // realise the host stopped (its activation timeout, a signal) is no word on the store.
+    if (
+      applied.status === "failed" &&
+      applied.phase === "realise" &&
+      !applied.timedOutOnHost &&
+      !applied.interruptedOnHost
+    ) {
+      return this.#reject(
+        etag,
+        applied.message,
+        { seq: release.seq, digest },
+        { phase: "realise", desired: path, current: await this.#inspect() },
+      );
     }
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is

@@ -400,6 +400,7 @@ describe("runActivationSession, each failure", () => {
       phase: "switch",
       message: "switch went wrong",
       rolledBack: true,
+      timedOutOnHost: true,
     });
     expect(t.followUps).toEqual([]);
   });

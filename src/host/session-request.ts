@@ -241,6 +241,8 @@ export type DeployOutcome =
        * by the same signal applies the release again when it starts (agent.ts).
        */
       readonly interruptedOnHost?: true;
+      /** The host stopped it at its activation timeout (activate.sh's `timed-out`). */
+      readonly timedOutOnHost?: true;
     }
   | {
       /** Nothing was done: the host ran another system than the request expects (`expect`). */

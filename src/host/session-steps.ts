@@ -278,6 +278,7 @@ export function notActivated(
     message: answer.message,
     rolledBack: answer.rolledBack,
     ...(answer.result === "interrupted" ? { interruptedOnHost: true as const } : {}),
+    ...(answer.result === "timed-out" ? { timedOutOnHost: true as const } : {}),
   };
 }
 
