@@ -179,6 +179,33 @@ describe("DirectorySyncs", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("publishes nothing at any later flush once one failed: what it dropped (a NAR) may be what a later object (its narinfo) names", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-fs-poison-later-"));
+    try {
+      const store = new FsStore(dir);
+      const broken = Readable.from(
+        (async function* () {
+          yield Buffer.from("half");
+          throw new Error("no space left on device");
+        })(),
+      );
+      // A NAR whose write fails, flushed (as push's batches are) before its narinfo is put.
+      await expect(store.put("nar/x.nar", broken, { durability: "deferred" })).rejects.toThrow(
+        /no space left/,
+      );
+      await expect(store.flush()).rejects.toThrow(/whose put failed/);
+      await store.put("x.narinfo", Buffer.from("URL: nar/x.nar\n"), { durability: "deferred" });
+      await expect(store.flush()).rejects.toThrow(
+        /did not publish 1 object\(s\) put in .* after an earlier flush failed \(.*\): they may depend on what it dropped/,
+      );
+      expect((await store.list("")).objects).toEqual([]);
+      expect(await filesIn(dir)).toEqual([]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 /** Every file under `dir`, as paths relative to it, sorted. */

@@ -80,6 +80,8 @@ export class FsStore implements ObjectStore {
   readonly #fileSystemSyncs = new DirectorySyncs(() => this.#syncer.sync());
   /** Deferred objects not yet published, in the order their puts were called. */
   #pending: Pending[] = [];
+  /** Why a flush failed: every later flush publishes nothing (what it holds may depend on it). */
+  #flushFailed: string | undefined;
   /** Whether this store made a staging directory (close() then tidies their home). */
   #staged = false;
   /**
@@ -395,12 +397,29 @@ export class FsStore implements ObjectStore {
    *
    * A deferred put that failed stops the publishing there: the objects put after it may
    * depend on it (a narinfo on the narinfos of its references), so they are removed, and the
-   * flush fails.
+   * flush fails. So does every later flush: a failed flush (a put, the sync, a rename) may
+   * have dropped what the objects of the next depend on (a NAR its narinfo names).
    */
   async flush(): Promise<void> {
     const batch = this.#pending;
     this.#pending = [];
     await Promise.all(batch.map((slot) => slot.settled));
+    if (this.#flushFailed !== undefined && batch.length > 0) {
+      await Promise.all(batch.map((slot) => slot.from && removeQuietly(slot.from)));
+      throw new OperationError(
+        "store-fs-failed",
+        `did not publish ${batch.length} object(s) put in ${this.url} after an earlier flush failed (${this.#flushFailed}): they may depend on what it dropped`,
+      );
+    }
+    try {
+      await this.#flushBatch(batch);
+    } catch (err) {
+      this.#flushFailed = err instanceof Error ? err.message : String(err);
+      throw err;
+    }
+  }
+
+  async #flushBatch(batch: readonly Pending[]): Promise<void> {
     const failed = batch.findIndex((slot) => slot.from === undefined);
     const publish = failed < 0 ? batch : batch.slice(0, failed);
     const dropped = failed < 0 ? [] : batch.slice(failed + 1);
