@@ -18,6 +18,25 @@ describe("runCommand", () => {
     ).rejects.toThrow(/'sh -c .*' to test it exited with 2:\nbroken/);
   });
 
+  it("says no credential of a source reference, in the command line or in its last words", async () => {
+    // As `nix build 'git+https://oauth2:TOKEN@host/repo'` that fails and repeats the URL.
+    const failed = runCommand("sh", [
+      "-c",
+      'echo "error: cannot fetch $1" >&2; exit 1',
+      "sh",
+      "git+https://oauth2:glpat-SECRET123@127.0.0.1:9/org/repo",
+    ]);
+    await expect(failed).rejects.toThrow(
+      /exited with 1:\nerror: cannot fetch git\+https:\/\/.*127\.0\.0\.1:9\/org\/repo/,
+    );
+    const message = await failed.then(
+      () => "",
+      (err: Error) => err.message,
+    );
+    expect(message).toContain("git+https://");
+    expect(message).not.toContain("glpat-SECRET123");
+  });
+
   it("stops a command that writes more than its output limit, and says so", async () => {
     await expect(
       runCommand("sh", ["-c", "while :; do printf '%01024d' 0; done"], {

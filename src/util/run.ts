@@ -7,6 +7,7 @@ import { OperationError } from "../errors.js";
 import { whenChildEnds } from "./child-end.js";
 import { eitherSignal, startDeadline } from "./deadline.js";
 import { spawnOwned } from "./owned-children.js";
+import { withoutSourceSecrets } from "./source-reference.js";
 
 export interface RunOptions {
   /** Written to (or, for a stream, piped into) the command's stdin. */
@@ -47,7 +48,8 @@ export function runCommand(
   args: readonly string[],
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const shown = [command, ...args].join(" ");
+  // Said in its errors, with no credential of a source reference (a flake URL's token).
+  const shown = withoutSourceSecrets([command, ...args].join(" "));
   const purpose = options.purpose ? ` to ${options.purpose}` : "";
   const deadline = options.timeoutMs === undefined ? undefined : startDeadline(options.timeoutMs);
   const stop = deadline === undefined ? options.signal : eitherSignal(deadline, options.signal);
@@ -137,7 +139,7 @@ export function runCommand(
           : signal
             ? `was killed by ${signal}`
             : `exited with ${code}`;
-        const last = stderr.trim().split("\n").slice(-6).join("\n");
+        const last = withoutSourceSecrets(stderr.trim().split("\n").slice(-6).join("\n"));
         reject(
           new OperationError(
             codes.failed,
