@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { wrapStore } from "../store/wrap-store.js";
+import { collectGarbage } from "./gc.js";
 import { CacheLease, takeGcLock } from "./gc-lease.js";
 
 let dir: string;
@@ -21,7 +23,62 @@ afterEach(async () => {
 const keys = async (prefix: string) => (await store.list(prefix)).objects.map((o) => o.key);
 const FAST = { pollMs: 20 };
 
+/** The store, whose HEADs of keys `failing` picks fail once each (a network blip past its retries). */
+function headFailingOnce(failing: (key: string) => boolean): ObjectStore {
+  const failed = new Set<string>();
+  return wrapStore(store, {
+    head: async (key) => {
+      if (failing(key) && !failed.has(key)) {
+        failed.add(key);
+        throw new Error(`HEAD ${key} failed`);
+      }
+      return store.head(key);
+    },
+  });
+}
+
 describe("leases and the collection lock", () => {
+  it("a store that fails right after the lock is put leaves no lock standing (pushes would wait an hour)", async () => {
+    const blip = headFailingOnce((key) => key === "gc/lock.json");
+    await expect(takeGcLock(blip, { waitMs: 0, ...FAST })).rejects.toThrow(
+      /HEAD gc\/lock.json failed/,
+    );
+    expect(await keys("gc/")).toEqual([]);
+  });
+
+  it("a lock that cannot be removed after a collection is said in its report, not thrown over it", async () => {
+    await store.put("nix-cache-info", Buffer.from("StoreDir: /nix/store\n"));
+    const refusing = wrapStore(store, {
+      delete: async (key) => {
+        if (key === "gc/lock.json") throw new Error("AccessDenied: gc/lock.json");
+        return store.delete(key);
+      },
+    });
+    const report = await collectGarbage({
+      store: refusing,
+      readRoots: async () => ({
+        roots: new Map(),
+        origins: new Map(),
+        unreadable: [],
+        skipped: [],
+      }),
+      graceMs: 3600_000,
+      dryRun: false,
+      waitMs: 1000,
+      pricePerGbMonth: 0.023,
+    });
+    expect(report.problems).toContain(
+      "the lock (gc/lock.json) could not be removed: AccessDenied: gc/lock.json; pushes and deploys wait for it until it lapses, 60 minutes after it was put",
+    );
+    expect(report.reportKey).toMatch(/^gc\/reports\//);
+  });
+
+  it("a store that fails right after a lease is put leaves no lease standing (collections would be refused)", async () => {
+    const blip = headFailingOnce((key) => key.startsWith("gc/leases/"));
+    await expect(CacheLease.take(blip, "push", FAST)).rejects.toThrow(/HEAD gc\/leases\/.* failed/);
+    expect(await keys("gc/")).toEqual([]);
+  });
+
   it("a collection waits for a lease, and fails naming the wait when it does not end", async () => {
     const lease = await CacheLease.take(store, "push", FAST);
     await expect(takeGcLock(store, { waitMs: 100, ...FAST })).rejects.toThrow(

@@ -180,7 +180,14 @@ export class CacheLease {
         throw new InterruptedError(`interrupted before a push or deploy could lease ${store.url}`);
       }
       await lease.#put();
-      const lock = await readLock(store, await storeTime(store, lease.#key));
+      // A store that fails right after the lease was put must not leave it holding off
+      // collections: it goes, as best it can, before the failure is told.
+      const lock = await (async () => readLock(store, await storeTime(store, lease.#key)))().catch(
+        async (err: unknown) => {
+          await store.delete(lease.#key).catch(() => {});
+          throw err;
+        },
+      );
       if (lock === undefined || lock.stale) break;
       // A collection runs: step back so that it can finish, and wait for its lock to go.
       await store.delete(lease.#key);
@@ -413,8 +420,14 @@ async function putLock(store: ObjectStore): Promise<GcLock & { readonly storeTim
   const etag = put.etag;
   const start = performance.now();
   const startWall = Date.now();
+  // The lock just put is this collector's: a store that fails before it is handed over must
+  // not leave it standing (pushes and deploys would wait an hour for it to lapse).
+  const lockTime = await storeTime(store, LOCK_KEY).catch(async (err: unknown) => {
+    await store.delete(LOCK_KEY).catch(() => {});
+    throw err;
+  });
   return {
-    storeTime: await storeTime(store, LOCK_KEY),
+    storeTime: lockTime,
     check() {
       // The longer measure: the monotonic clock does not count a suspend, and the wall clock
       // may be set back.

@@ -197,12 +197,22 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     const report = await collect(options, lock, lockSeconds, deleting);
     if (lock === undefined) return report;
     // Kept while the lock is held: two collections never prune each other's reports.
+    const problems = [...report.problems];
+    let reportKey: string | undefined;
     try {
-      return { ...report, reportKey: await keepGcReport(store, report) };
+      reportKey = await keepGcReport(store, report);
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      return { ...report, problems: [...report.problems, `the report was not kept: ${why}`] };
+      problems.push(`the report was not kept: ${messageOf(err)}`);
     }
+    // A lock that could not be removed is said, not thrown over the report of what was done.
+    const held = lock;
+    lock = undefined;
+    await held.release().catch((err: unknown) => {
+      problems.push(
+        `the lock (gc/lock.json) could not be removed: ${messageOf(err)}; pushes and deploys wait for it until it lapses, 60 minutes after it was put`,
+      );
+    });
+    return { ...report, ...(reportKey === undefined ? {} : { reportKey }), problems };
   } catch (err) {
     if (options.signal?.aborted) {
       const kept = lock === undefined ? undefined : await keepInterrupted(store, deleting);
@@ -213,9 +223,12 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     }
     throw err;
   } finally {
-    await lock?.release();
+    // (What failed is what is told; a lock not removed here lapses in 60 minutes.)
+    await lock?.release().catch(() => {});
   }
 }
+
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
  * An interrupted collection's report, kept while its lock is held: what it deleted, counted by
