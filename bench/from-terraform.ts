@@ -9,12 +9,12 @@
 //
 //   npm run bench:from-terraform [-- --hosts 5000,20000 --peer-hosts 1000 --bin OTHER/dist/cli/bin.js]
 import { spawnSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { ed25519PublicKeyLine as ed25519Line } from "../support/ssh-key-line.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
 
@@ -27,19 +27,6 @@ interface SyntheticHost {
   readonly name: string;
   readonly address: string;
   readonly key: string;
-}
-
-/** An ssh-ed25519 public key line, as `ssh-keygen -y` writes it. */
-function ed25519Line(): string {
-  const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
-  const raw = der.subarray(der.length - 32);
-  const type = Buffer.from("ssh-ed25519");
-  const blob = Buffer.alloc(4 + type.length + 4 + raw.length);
-  blob.writeUInt32BE(type.length, 0);
-  type.copy(blob, 4);
-  blob.writeUInt32BE(raw.length, 4 + type.length);
-  raw.copy(blob, 8 + type.length);
-  return `ssh-ed25519 ${blob.toString("base64")}`;
 }
 
 function hostsOf(n: number): SyntheticHost[] {

@@ -1,10 +1,10 @@
 // The agent publishes its host's SSH host key for `secrets rekey`; the store's trouble there
 // (an object too large to be a key, a PUT refused) never stops it applying releases.
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ed25519PublicKeyLine } from "../../support/ssh-key-line.js";
 import { hostKeyObjectKey } from "../status/host-key-store.js";
 import { FsStore } from "../store/fs-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -14,19 +14,6 @@ let dir: string;
 let store: FsStore;
 let keyFile: string;
 let key: string;
-
-/** A new ssh-ed25519 public key line (its blob: the type and the 32 key bytes, length-prefixed). */
-function ed25519Line(): string {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url");
-  const type = Buffer.from("ssh-ed25519");
-  const blob = Buffer.alloc(4 + type.length + 4 + raw.length);
-  blob.writeUInt32BE(type.length, 0);
-  type.copy(blob, 4);
-  blob.writeUInt32BE(raw.length, 4 + type.length);
-  raw.copy(blob, 8 + type.length);
-  return `ssh-ed25519 ${blob.toString("base64")}`;
-}
 
 function reporterOn(target: ObjectStore, storeErrors: string[]): AgentReporter {
   return new AgentReporter({
@@ -49,7 +36,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-agent-host-key-"));
   store = new FsStore(join(dir, "store"));
   keyFile = join(dir, "ssh_host_ed25519_key.pub");
-  key = ed25519Line();
+  key = ed25519PublicKeyLine();
   await writeFile(keyFile, `${key} root@web1\n`);
 });
 
