@@ -175,6 +175,7 @@ describe("a switch that never ends, deployed over ssh", () => {
       phase: "switch",
       message: "switch-to-configuration ran past the activation timeout of 5s; stopped it",
       rolledBack: true,
+      timedOutOnHost: true,
     });
     await expectOn("rc1", "web-v1", 1);
     // The human summary names the host and the timeout too.
