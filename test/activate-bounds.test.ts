@@ -130,6 +130,20 @@ async function waitUntil(what: string, seconds: number, check: () => Promise<boo
   }
 }
 
+/**
+ * Holds Nix's lock of the host's system profile (flock, as Nix takes it) for 300 s; returns the
+ * holder's pid (the caller kills it and its child).
+ */
+async function holdProfileLock(host: string): Promise<string> {
+  const held = await ssh(
+    host,
+    "setsid flock /nix/var/nix/profiles/system.lock sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+  );
+  const holder = held.stdout.trim();
+  expect(holder).toMatch(/^\d+$/);
+  return holder;
+}
+
 /** Waits until web-hang's switch hangs on the host: it pointed /run/current-system at itself. */
 async function waitHanging(host: string) {
   await waitUntil(`${host} runs web-hang's switch`, 60, async () => {
@@ -365,12 +379,7 @@ describe("a confirmation window no watcher holds", () => {
     const r = await activate(host, "web-v3", { confirmTimeout: 3, token: "ab-profile-locked" });
     expect(r.code, r.stderr).toBe(0);
     // Another Nix command holds the profile's lock (flock, as Nix takes it) past the test.
-    const held = await ssh(
-      host,
-      "setsid flock /nix/var/nix/profiles/system.lock sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
-    );
-    const holder = held.stdout.trim();
-    expect(holder).toMatch(/^\d+$/);
+    const holder = await holdProfileLock(host);
     try {
       await waitUntil("the watcher switches back though the profile is locked", 45, async () => {
         const s = await status(host);
@@ -398,12 +407,7 @@ describe("a confirmation window no watcher holds", () => {
       token: "ab-abort-locked",
     });
     await waitHanging(host);
-    const held = await ssh(
-      host,
-      "setsid flock /nix/var/nix/profiles/system.lock sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
-    );
-    const holder = held.stdout.trim();
-    expect(holder).toMatch(/^\d+$/);
+    const holder = await holdProfileLock(host);
     try {
       const aborted = await onHost(host, abortArgs("ab-abort-locked"), true);
       const message = `aborted by the deployer; the rollback failed too (nix-env --switch-generation ${before.generation} took longer than 10s; stopped)`;
