@@ -2,11 +2,17 @@
 // asks for a reboot, the agent sets the next boot and reboots its host (the example system's
 // systemctl, the lab host's power button), the lab boots the host and starts its agent again,
 // and that agent judges the boot (what booted, the checks) and reports after the boot.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checksFor } from "../src/release/release.js";
 import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
+  agentLog,
+  channelRelease,
   deployViaAgent,
+  labAgents,
   record,
   served,
   setSystems,
@@ -56,6 +62,50 @@ describe("deploy --reboot through agents", () => {
     expect(await booted("ar1")).toBe("v4");
     expect(await served(lab, "ar1")).toBe("web-v4");
     expect(await record(lab, "ar1")).toMatchObject({ state: "success", phase: null });
+  });
+
+  it("an agent stopped after it confirmed the boot, before it saved that, reports the boot kept", async () => {
+    // ar1 runs web-v4, booted and confirmed (the test before). Its agent's state goes back to
+    // what it held before the judgement's end was saved: the release applying, its boot pending
+    // under a token that confirm-boot already took (none is pending on the host now).
+    await labAgents(lab, "stop", "ar1");
+    const file = join(lab.dir, "hosts", "ar1", "agent", "state", "state.json");
+    const state = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+    const before = await record(lab, "ar1");
+    expect(before).toMatchObject({ state: "success" });
+    const { release } = await channelRelease(lab);
+    const now = new Date().toISOString();
+    state.applying = {
+      seq: state.lastSeq,
+      digest: state.lastDigest,
+      path: before?.current,
+      startedAt: now,
+      reboot: {
+        token: "judged-before-the-stop",
+        bootId: "a-boot-before-this-one",
+        since: now,
+        timeout: 600,
+        rollback: true,
+        generation: null,
+        previous: before?.previous ?? null,
+        checks: checksFor(release, undefined),
+      },
+    };
+    await writeFile(file, JSON.stringify(state), { mode: 0o600 });
+    await labAgents(lab, "start", "ar1");
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const now = JSON.parse(await readFile(file, "utf8")) as { applying: unknown };
+      if (now.applying === null) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const log = await agentLog(lab, "ar1");
+    expect(JSON.parse(await readFile(file, "utf8")).applying, log).toBeNull();
+    expect(await record(lab, "ar1"), log).toMatchObject({
+      state: "success",
+      current: before?.current,
+    });
+    expect(log).not.toContain("no reboot is pending");
   });
 
   it("a check that fails after the boot: the agent reports it, and the host reboots back", async () => {

@@ -57,6 +57,10 @@ export interface HostSystem {
   readonly bootId?: string | null;
   /** What a reboot would load (activate.sh's status `reboot`); null without a booted system. */
   readonly reboot?: RebootState | null;
+  /** The token of the boot pending judgement (activate.sh's `boot.pending`); null when none. */
+  readonly pendingBoot?: string | null;
+  /** The system the host holds failed (activate.sh's `failed`); null when none. */
+  readonly failed?: string | null;
 }
 
 /** The seam between the agent's logic and the host (the benchmark swaps in a no-op). */
@@ -88,8 +92,7 @@ export class ScriptActivator implements Activator {
       preflight: async () => undefined,
       activate: async (activation, options) => {
         const run = await runLocal(activateArgs(activation), options);
-        const r = run.result;
-        if (r && !r.ok && "result" in r && r.result === "locked") locked = r.message;
+        locked ??= lockHolder(run);
         return run;
       },
       run: runCommand,
@@ -114,17 +117,31 @@ export class ScriptActivator implements Activator {
     onLog: (line: string) => void,
   ): Promise<Applied> {
     if (request.reboot === undefined) throw new Error("judgeBoot needs a request that reboots");
+    let locked: string | undefined;
     const transport: ActivationTransport = {
       confirms: true,
       preflight: async () => undefined,
       activate: (activation, options) => runLocal(activateArgs(activation), options),
-      run: runCommand,
+      // after-boot takes the host's lock: held by another activation, the boot is judged later.
+      run: async (command, options) => {
+        const run = await runCommand(command, options);
+        if (command.verb === "after-boot") locked ??= lockHolder(run);
+        return run;
+      },
     };
     const hooks = { phase: () => {}, log: onLog, token };
     // The agent goes down with a reboot back: it reports first (awaitBack false).
-    return applied(
-      await judgeReboot(transport, request, request.reboot, begun, hooks, sessionLog(hooks), false),
+    const outcome = await judgeReboot(
+      transport,
+      request,
+      request.reboot,
+      begun,
+      hooks,
+      sessionLog(hooks),
+      false,
     );
+    if (locked !== undefined) return { status: "busy", message: locked };
+    return applied(outcome);
   }
 
   async inspect(): Promise<HostSystem> {
@@ -142,8 +159,16 @@ export class ScriptActivator implements Activator {
       secrets: result.secrets ?? null,
       bootId: result.boot?.id ?? null,
       reboot: result.reboot ?? null,
+      ...(result.boot === undefined ? {} : { pendingBoot: result.boot.pending?.token ?? null }),
+      ...(result.failed === undefined ? {} : { failed: result.failed?.path ?? null }),
     };
   }
+}
+
+/** activate.sh's words when another activation held the host's lock; undefined otherwise. */
+function lockHolder(run: ScriptRun): string | undefined {
+  const r = run.result;
+  return r && !r.ok && "result" in r && r.result === "locked" ? r.message : undefined;
 }
 
 function applied(outcome: DeployOutcome): Applied {

@@ -1080,6 +1080,107 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
   });
 });
 
+describe("Agent.pollOnce: a boot judged across the agent's stops", () => {
+  const REBOOT = { timeout: 600, rollback: true };
+  /** The boot of sys("a") begun from sys("b") in boot-1, under the token the state holds. */
+  const begin = async () => {
+    await publishEntries({ [HOST]: { path: sys("a"), reboot: REBOOT } });
+    activator.system = { current: sys("b"), profile: sys("b"), generation: 1, bootId: "boot-1" };
+    activator.script.push({
+      status: "rebooting",
+      bootId: "boot-1",
+      generation: 2,
+      previous: sys("b"),
+      into: "generation 2",
+    });
+    expect(await makeAgent().pollOnce()).toBe("rebooting");
+    const token = (await loadState(stateDir)).applying?.reboot?.token;
+    expect(token).toEqual(expect.any(String));
+    return token as string;
+  };
+  /** What activate.sh's after-boot answers a token with no boot pending under it. */
+  const unknownToken = (token: string): Applied => ({
+    status: "failed",
+    phase: "health",
+    message: `no reboot is pending for token ${token}`,
+    rolledBack: false,
+  });
+
+  it("stopped after it confirmed the boot and before it saved: reports the boot kept, judging nothing again", async () => {
+    const token = await begin();
+    // boot-2 runs sys("a") confirmed: no boot pending, the profile on it.
+    activator.system = {
+      current: sys("a"),
+      profile: sys("a"),
+      generation: 2,
+      bootId: "boot-2",
+      pendingBoot: null,
+      failed: null,
+    };
+    activator.judged.push(unknownToken(token));
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "success",
+      seq: 1,
+      current: sys("a"),
+      previous: sys("b"),
+    });
+    expect(await loadState(stateDir)).toMatchObject({ applying: null, lastResult: "success" });
+  });
+
+  it("stopped after it undid the boot: reports it failed and rolled back, and says so", async () => {
+    const token = await begin();
+    activator.system = {
+      current: sys("a"),
+      profile: sys("b"),
+      generation: 1,
+      bootId: "boot-2",
+      pendingBoot: null,
+      failed: null,
+    };
+    activator.judged.push(unknownToken(token));
+    expect(await makeAgent().pollOnce()).toBe("failed");
+    expect(activator.requests).toHaveLength(1);
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "failed",
+      rolledBack: true,
+      error: expect.stringContaining("judged before the agent stopped, and not kept"),
+    });
+  });
+
+  it("judges the boot again while it is still pending under its token", async () => {
+    const token = await begin();
+    activator.system = { ...activator.system, bootId: "boot-2", pendingBoot: token, failed: null };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(2);
+  });
+
+  it("a boot whose judgement finds the lock held waits for it, then judges it", async () => {
+    await begin();
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    const held = "another activation (deploy web-c) holds the lock since 12:00:00";
+    activator.judged.push({ status: "busy", message: held }, { status: "busy", message: held });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("busy");
+    expect(await agent.pollOnce()).toBe("busy");
+    expect(ofType("busy").map((e) => e.message)).toEqual([held]);
+    expect((await loadState(stateDir)).applying?.reboot).toMatchObject({ bootId: "boot-1" });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(await readStatus(store, HOST)).toMatchObject({ state: "success", seq: 1 });
+  });
+
+  it("a host that cannot be read past the reboot timeout is not said to have not rebooted", async () => {
+    await begin();
+    activator.inspectError = new Error("activate.sh status gave no status: exit 1");
+    const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
+    expect(await later.pollOnce()).toBe("failed");
+    const error = String((await readStatus(store, HOST))?.error);
+    expect(error).toContain("could not be read within 600s of the boot activation");
+    expect(error).not.toContain("did not reboot");
+  });
+});
+
 describe("Agent.pollOnce: frozen and replayed channels", () => {
   it("refuses an expired release, says why in its record, and changes nothing", async () => {
     await publishRelease(store, {

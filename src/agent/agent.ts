@@ -721,7 +721,11 @@ export class Agent {
     if (system === undefined || system.bootId === reboot.bootId) {
       const waited = (Date.parse(this.#now()) - Date.parse(reboot.since)) / 1000;
       if (waited <= reboot.timeout) return "rebooting";
-      const message = `the host did not reboot within ${reboot.timeout}s of the boot activation; its next boot is ${into}`;
+      // A host that cannot be read is not one known not to have rebooted (#inspect said why).
+      const message =
+        system === undefined
+          ? `the host's system could not be read within ${reboot.timeout}s of the boot activation; its boot into ${into} was not judged`
+          : `the host did not reboot within ${reboot.timeout}s of the boot activation; its next boot is ${into}`;
       return this.#conclude(
         { status: "failed", phase: "reboot", message, rolledBack: false },
         release,
@@ -729,6 +733,30 @@ export class Agent {
       );
     }
     this.#emit({ type: "rebooted", seq: applying.seq, booted: system.current });
+    // No boot pending under the token: this agent judged it (confirm-boot or abort-boot went
+    // through) and stopped before it saved. No verb judges it again (each would answer
+    // unknown-token), so what the host runs and boots next says how it ended.
+    if (system.pendingBoot !== undefined && system.pendingBoot !== reboot.token) {
+      const kept =
+        system.current === applying.path &&
+        system.profile === applying.path &&
+        system.failed !== applying.path;
+      this.#busy = undefined;
+      return this.#conclude(
+        kept
+          ? { status: "activated", generation: system.generation }
+          : {
+              status: "failed",
+              phase: "health",
+              message: `the boot into ${into} was judged before the agent stopped, and not kept: the host runs ${system.current ?? "no system"}, and boots ${system.profile ?? "no system"} next`,
+              rolledBack: system.profile !== applying.path,
+            },
+        release,
+        record,
+        "save-first",
+        reboot.timeout,
+      );
+    }
     const request = this.#request(
       applying.path as StorePath,
       "switch",
@@ -756,12 +784,20 @@ export class Agent {
         ),
       () => log.count,
     );
-    if (applied.status === "busy" || applied.status === "rebooting") {
+    if (applied.status === "busy") {
+      // Another activation holds the lock (its own deadline bounds it): the boot stays pending,
+      // judged by a later poll; one busy spell is said once.
+      if (applied.message !== this.#busy) this.#emit({ type: "busy", message: applied.message });
+      this.#busy = applied.message;
+      return "busy";
+    }
+    this.#busy = undefined;
+    if (applied.status === "rebooting") {
       return this.#conclude(
         {
           status: "failed",
           phase: "reboot",
-          message: applied.status === "busy" ? applied.message : "the boot was not judged",
+          message: "the boot was not judged",
           rolledBack: false,
         },
         release,
