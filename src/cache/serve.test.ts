@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { get as httpGet, type Server } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -12,7 +12,12 @@ import { readGot } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { wrapStore } from "../store/wrap-store.js";
 import { NARINFO_LIMIT } from "./read.js";
-import { createCacheServer, logServerFailures } from "./serve.js";
+import {
+  closeCacheServer,
+  createCacheServer,
+  logServerFailures,
+  type ServedRequest,
+} from "./serve.js";
 
 const NARINFO = "0123456789abcdfghijklmnpqrsvwxyz.narinfo";
 const NAR = `nar/${"1".repeat(52)}.nar.zst`;
@@ -285,6 +290,212 @@ describe("cache server", () => {
     }
   }, 40_000);
 });
+
+describe("cache server's NAR streams, at most maxNarStreams at once", () => {
+  const BIG = `nar/${"5".repeat(52)}.nar.zst`;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "nixship-serve-slots-"));
+    const store = new FsStore(dir);
+    await store.put(NARINFO, Buffer.from(NARINFO_TEXT));
+    await store.put(NAR, Buffer.alloc(300_000, 7));
+    await store.put(DELTA_NAR, Buffer.from("delta NAR"));
+    // Far more than the kernel buffers for a client that does not read.
+    await store.put(BIG, Buffer.alloc(48 * 1024 * 1024, 9));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers narinfos and HEADs while stalled clients hold every stream; the next NAR waits for one to leave", async () => {
+    const gets = watchNarGets(new FsStore(dir));
+    const server = createCacheServer({ store: gets.store, maxNarStreams: 2 });
+    const url = new URL(await listen(server));
+    const stalled: Socket[] = [];
+    try {
+      const bothAsked = requestsSeen(server, 2);
+      stalled.push(stallOn(url, BIG), stallOn(url, BIG));
+      await bothAsked;
+      const info = await fetch(`${url.origin}/${NARINFO}`);
+      expect(info.status).toBe(200);
+      expect(await info.text()).toBe(NARINFO_SERVED);
+      const head = await fetch(`${url.origin}/${BIG}`, { method: "HEAD" });
+      expect(head.status).toBe(200);
+      const thirdAsked = requestsSeen(server, 1);
+      const third = fetch(`${url.origin}/${NAR}`);
+      await thirdAsked;
+      // It waits its turn: the store has not been asked for it.
+      expect(gets.called()).toBe(2);
+      stalled[0]?.destroy();
+      const nar = await third;
+      expect(nar.status).toBe(200);
+      expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
+      expect(gets.called()).toBe(3);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await closeCacheServer(server);
+    }
+  }, 60_000);
+
+  it("answers a NAR request that waited past its deadline with a 503 (Nix retries it), and tells onRequest why", async () => {
+    const seen: ServedRequest[] = [];
+    const server = createCacheServer({
+      store: new FsStore(dir),
+      maxNarStreams: 2,
+      narSlotWaitMs: 200,
+      onRequest: (entry) => seen.push(entry),
+    });
+    const url = new URL(await listen(server));
+    const stalled: Socket[] = [];
+    try {
+      const bothAsked = requestsSeen(server, 2);
+      stalled.push(stallOn(url, BIG), stallOn(url, BIG));
+      await bothAsked;
+      const busy = await fetch(`${url.origin}/${NAR}`);
+      expect(busy.status).toBe(503);
+      expect(busy.headers.get("retry-after")).toBe("1");
+      expect(await busy.text()).toBe(
+        "the cache is sending as many NARs as it may at once; try again\n",
+      );
+      expect(seen).toEqual([
+        {
+          method: "GET",
+          key: `/${NAR}`,
+          status: 503,
+          error: "waited 200 ms for one of the 2 NAR streams it may send at once",
+        },
+      ]);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await closeCacheServer(server);
+    }
+  }, 60_000);
+
+  it("gives back the turn of a NAR the store failed to get: after more failures than turns, NARs still stream", async () => {
+    const broken = `nar/${"6".repeat(52)}.nar.zst`;
+    const gets = watchNarGets(new FsStore(dir), { held: true, failing: broken });
+    const server = createCacheServer({ store: gets.store, maxNarStreams: 2 });
+    const url = new URL(await listen(server));
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await fetch(`${url.origin}/${broken}`)).status).toBe(502);
+      }
+      // Three at once: two stream and one waits, none of them kept out by a failure's turn.
+      const allAsked = requestsSeen(server, 3);
+      const nars = Array.from({ length: 3 }, () => fetch(`${url.origin}/${NAR}`));
+      await allAsked;
+      gets.letThrough();
+      for (const nar of await Promise.all(nars)) {
+        expect(nar.status).toBe(200);
+        expect((await nar.arrayBuffer()).byteLength).toBe(300_000);
+      }
+      expect(gets.most()).toBe(2);
+    } finally {
+      await closeCacheServer(server);
+    }
+  }, 60_000);
+
+  it("never has more NAR gets open in the store at once than it may stream", async () => {
+    const gets = watchNarGets(new FsStore(dir), { held: true });
+    const server = createCacheServer({ store: gets.store, maxNarStreams: 2 });
+    const url = new URL(await listen(server));
+    try {
+      const allAsked = requestsSeen(server, 6);
+      const keys = [NAR, DELTA_NAR, NAR, DELTA_NAR, NAR, DELTA_NAR];
+      const answers = keys.map((key) => fetch(`${url.origin}/${key}`));
+      await allAsked;
+      gets.letThrough();
+      const lengths = await Promise.all(
+        answers.map(async (answer) => {
+          const res = await answer;
+          expect(res.status).toBe(200);
+          return (await res.arrayBuffer()).byteLength;
+        }),
+      );
+      expect(lengths).toEqual(keys.map((key) => (key === NAR ? 300_000 : "delta NAR".length)));
+      expect(gets.called()).toBe(6);
+      expect(gets.most()).toBe(2);
+    } finally {
+      await closeCacheServer(server);
+    }
+  }, 60_000);
+});
+
+/** A client that asks for `key` and reads no further than the kernel buffers. */
+function stallOn(url: URL, key: string): Socket {
+  const socket = connect(Number(url.port), url.hostname);
+  socket.on("error", () => {});
+  socket.pause();
+  socket.write(`GET /${key} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  return socket;
+}
+
+/**
+ * Resolves once `server` has been sent `n` more requests. Its own handler runs first: by then
+ * each has taken its turn to stream, or its place in line, or asked the store.
+ */
+function requestsSeen(server: Server, n: number): Promise<void> {
+  let seen = 0;
+  return new Promise((resolve) => {
+    const count = () => {
+      seen++;
+      if (seen < n) return;
+      server.off("request", count);
+      resolve();
+    };
+    server.on("request", count);
+  });
+}
+
+/**
+ * `inner` with its gets of NARs watched: how many were called, and the most open at once (from
+ * the call until the body closes, as an S3 GET holds its socket). With `held`, each waits for
+ * letThrough(); the get of `failing` rejects.
+ */
+function watchNarGets(
+  inner: ObjectStore,
+  options: { readonly held?: boolean; readonly failing?: string } = {},
+): {
+  readonly store: ObjectStore;
+  readonly called: () => number;
+  readonly most: () => number;
+  readonly letThrough: () => void;
+} {
+  let called = 0;
+  let open = 0;
+  let most = 0;
+  let letThrough = () => {};
+  const gate = options.held
+    ? new Promise<void>((resolve) => {
+        letThrough = resolve;
+      })
+    : Promise.resolve();
+  const getNar = async (key: string) => {
+    if (key === options.failing) throw new Error("the store failed");
+    await gate;
+    return await inner.get(key);
+  };
+  const get = async (key: string) => {
+    if (key.endsWith(".narinfo") || key === "nix-cache-info") return inner.get(key);
+    called++;
+    open++;
+    most = Math.max(most, open);
+    const got = await getNar(key).catch((err: unknown) => {
+      open--;
+      throw err;
+    });
+    if (got === undefined) open--;
+    else got.body.once("close", () => open--);
+    return got;
+  };
+  return {
+    store: wrapStore(inner, { get: get as ObjectStore["get"] }),
+    called: () => called,
+    most: () => most,
+    letThrough: () => letThrough(),
+  };
+}
 
 /** Polls `ok` every 50 ms until it holds; fails naming `what` after `ms`. */
 async function waitFor(ok: () => Promise<boolean>, ms: number, what: string): Promise<void> {

@@ -1,6 +1,6 @@
 // Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
-// NARs (never whole in memory), holds narinfos to NARINFO_LIMIT, answers HEAD, 404s the
-// absent, and can require a token.
+// NARs (never whole in memory, at most MAX_NAR_STREAMS at once: serve-slots.ts), holds narinfos
+// to NARINFO_LIMIT, answers HEAD, 404s the absent, and can require a token.
 
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -23,6 +23,7 @@ import {
   sentAsStored,
 } from "./nar-bound.js";
 import { NARINFO_LIMIT } from "./read.js";
+import { type Refusal, refusalText, type SlotLimits, streamSlots } from "./serve-slots.js";
 
 /** One request answered, as `ServeOptions.onRequest` is told of it. */
 export interface ServedRequest {
@@ -40,6 +41,10 @@ export interface ServeOptions {
   readonly idleTimeoutMs?: number;
   /** Connections open at once, past which the idle ones are closed (default MAX_CONNECTIONS). */
   readonly maxConnections?: number;
+  /** NAR bodies streamed at once (default MAX_NAR_STREAMS); others wait their turn. */
+  readonly maxNarStreams?: number;
+  /** Ms a NAR request waits for its turn before a 503 (default NAR_SLOT_WAIT_MS). */
+  readonly narSlotWaitMs?: number;
   /** Each request answered; `error` says why the store failed, or why a NAR was cut (never sent to the client). */
   readonly onRequest?: (entry: ServedRequest) => void;
 }
@@ -114,8 +119,38 @@ function requestTarget(
  */
 export const CACHE_IDLE_TIMEOUT_MS = 60_000;
 
+/**
+ * NAR bodies one server streams at once. Each from S3 holds one of the AWS SDK's sockets (50)
+ * while its client reads: kept well below, narinfos and HEADs always find one free.
+ */
+export const MAX_NAR_STREAMS = 32;
+/** Ms a NAR request past MAX_NAR_STREAMS waits for its turn before a 503. */
+export const NAR_SLOT_WAIT_MS = 10_000;
+/** Requests that may wait for a turn, per stream: past that, a 503 at once. */
+const NAR_WAITERS_PER_STREAM = 4;
+
+/**
+ * Answers a NAR request that got no turn. Nix counts a 503 as transient and asks again after a
+ * growing delay (filetransfer.cc), as it does after a 502; a client gone needs no answer.
+ */
+function refuseNar(res: ServerResponse, refused: Refusal, limits: SlotLimits) {
+  if (refused !== "client-left") {
+    res
+      .writeHead(503, { "content-type": "text/plain", "retry-after": "1" })
+      .end("the cache is sending as many NARs as it may at once; try again\n");
+  }
+  return { status: 503, error: refusalText(refused, limits) };
+}
+
 export function createCacheServer(options: ServeOptions): Server {
   const { store } = options;
+  const maxNarStreams = options.maxNarStreams ?? MAX_NAR_STREAMS;
+  const slotLimits: SlotLimits = {
+    slots: maxNarStreams,
+    waiting: maxNarStreams * NAR_WAITERS_PER_STREAM,
+    waitMs: options.narSlotWaitMs ?? NAR_SLOT_WAIT_MS,
+  };
+  const narSlots = streamSlots(slotLimits);
   /** A request answered with a status, and (for the log) why, where it is not what was asked. */
   type Answered = number | { readonly status: number; readonly error: string };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Answered> => {
@@ -159,6 +194,26 @@ export function createCacheServer(options: ServeOptions): Server {
       res.writeHead(200, { ...headers, ...length, etag: info.etag }).end();
       return 200;
     }
+    if (isNarInfo || key === CACHE_INFO_KEY) return await serveWhole(key, isNarInfo, res);
+    // The slot is taken before the store's GET (on S3, a socket from then on) and given back
+    // however the answer ends: sent, cut, its client gone, or the store failed.
+    const clientLeft = new AbortController();
+    res.once("close", () => clientLeft.abort());
+    const slot = await narSlots.take(clientLeft.signal);
+    if ("refused" in slot) return refuseNar(res, slot.refused, slotLimits);
+    try {
+      return await serveNar(key, bound, res);
+    } finally {
+      slot.release();
+    }
+  };
+  /** A narinfo or nix-cache-info: read whole, within NARINFO_LIMIT. */
+  const serveWhole = async (
+    key: string,
+    isNarInfo: boolean,
+    res: ServerResponse,
+  ): Promise<Answered> => {
+    const headers = { "content-type": contentType(key) };
     const got = await store.get(key);
     if (!got) {
       if (key === CACHE_INFO_KEY) {
@@ -170,22 +225,33 @@ export function createCacheServer(options: ServeOptions): Server {
     }
     // What Nix reads whole (a narinfo, nix-cache-info) is held to what such a file can be, so
     // that a planted one of gigabytes never reaches its memory: a 502, and the log says why.
-    if (key === CACHE_INFO_KEY || isNarInfo) {
-      const read = await readGot(got, key, NARINFO_LIMIT);
-      // Each NAR is held to the size its narinfo's signature covers (nar-bound.ts). One that
-      // does not parse is no path: a 404, so that Nix asks its next substituter, or a host's
-      // delta step loses that delta alone (a 5xx would have Nix retry, and fail the query).
-      let bytes: Buffer;
-      try {
-        bytes = isNarInfo ? Buffer.from(boundNarInfo(read.toString("utf8"), key)) : read;
-      } catch (err) {
-        if (!(err instanceof InputError)) throw err;
-        res.writeHead(404).end();
-        return { status: 404, error: err.message };
-      }
-      res.writeHead(200, { ...headers, "content-length": bytes.length, etag: got.info.etag });
-      res.end(bytes);
-      return 200;
+    const read = await readGot(got, key, NARINFO_LIMIT);
+    // Each NAR is held to the size its narinfo's signature covers (nar-bound.ts). One that
+    // does not parse is no path: a 404, so that Nix asks its next substituter, or a host's
+    // delta step loses that delta alone (a 5xx would have Nix retry, and fail the query).
+    let bytes: Buffer;
+    try {
+      bytes = isNarInfo ? Buffer.from(boundNarInfo(read.toString("utf8"), key)) : read;
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      res.writeHead(404).end();
+      return { status: 404, error: err.message };
+    }
+    res.writeHead(200, { ...headers, "content-length": bytes.length, etag: got.info.etag });
+    res.end(bytes);
+    return 200;
+  };
+  /** A NAR (a delta path's too), streamed: as stored, or held to its `bound`. */
+  const serveNar = async (
+    key: string,
+    bound: NarBound | undefined,
+    res: ServerResponse,
+  ): Promise<Answered> => {
+    const headers = { "content-type": contentType(key) };
+    const got = await store.get(key);
+    if (!got) {
+      res.writeHead(404).end();
+      return 404;
     }
     if (bound === undefined) {
       res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });

@@ -30,7 +30,9 @@ past it is cut there, and xz and bzip2 NARs are sent decompressed. With
 TOKEN as the password, as Nix does from a netrc file). A connection that moves no byte
 either way for 60 s (a client that stopped reading a NAR midway, or one that sends nothing)
 is closed, and past 1,000 open connections the idle ones are, the oldest first; Nix retries
-a download that was cut.
+a download that was cut. At most 32 NARs stream at once (from S3, each holds one of the SDK's
+50 sockets while its client reads, so narinfos always find one): a NAR request past that
+waits its turn, at most 10 s and 128 in line, and then gets a 503, which Nix retries.
 
 Prints 'listening on http://HOST:PORT' on stderr once ready (with --json, also
 {"listening": "http://HOST:PORT"} on stdout), and on stderr each request the
