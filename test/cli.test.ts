@@ -861,6 +861,21 @@ describe("nar commands", () => {
       [],
     );
     expect(trapped).toEqual({ code: 7, stdout: "ready\ntrapped\n", stderr: "" });
+    // The last words are said before it exits (a file half-replaced removed, util/atomic-file.ts),
+    // also at a signal after a trap let go of the first one (the agent's service stop does).
+    const lastWords = join(dirname(NIXSHIP_BIN), "..", "util", "last-words.js");
+    const sayer = `const { onLastWord } = await import(${JSON.stringify(lastWords)}); onLastWord(async () => console.log("last word"));`;
+    expect(await run(`${sayer} ${wait}`, [])).toEqual({
+      code: 130,
+      stdout: "ready\nlast word\n",
+      stderr: "error: interrupted (SIGINT)\n",
+    });
+    const letGo = `process.once("SIGINT", () => { console.log("first"); setTimeout(() => process.kill(process.pid, "SIGINT"), 50); });`;
+    expect(await run(`${sayer} ${letGo} ${wait}`, [])).toEqual({
+      code: 130,
+      stdout: "ready\nfirst\nlast word\n",
+      stderr: "error: interrupted (SIGINT)\n",
+    });
   });
 
   it("nar restore refuses a malformed NAR with exit 2, leaving nothing", async () => {

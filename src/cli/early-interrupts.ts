@@ -5,14 +5,18 @@
 // take time to load; a command's own trap (or the agent's) takes the signal from then on.
 // What the command started is stopped before the process exits (an evaluation or a build must
 // not run on without it, util/owned-children.ts), within CHILDREN_GRACE_MS, the command saying
-// nothing more meanwhile; a second signal kills them and exits at once.
+// nothing more meanwhile; a second signal kills them and exits at once. Either way the last
+// words (util/last-words.ts) are said first, within LAST_WORDS_MS.
 import { runCommandEnd } from "../util/command-end.js";
+import { sayLastWords } from "../util/last-words.js";
+import { ownedChildrenRunning, stopOwnedChildren } from "../util/owned-children.js";
 import {
-  killOwnedChildren,
-  ownedChildrenRunning,
-  stopOwnedChildren,
-} from "../util/owned-children.js";
-import { INTERRUPT_SIGNALS, INTERRUPTED_EXIT, noteUntrappedInterrupt } from "./interrupts.js";
+  exitAfterLastWords,
+  INTERRUPT_SIGNALS,
+  INTERRUPTED_EXIT,
+  LAST_WORDS_MS,
+  noteUntrappedInterrupt,
+} from "./interrupts.js";
 
 /** Milliseconds the command's children have to stop on SIGTERM before SIGKILL. */
 const CHILDREN_GRACE_MS = 3000;
@@ -22,9 +26,9 @@ for (const name of INTERRUPT_SIGNALS) {
   process.on(name, () => {
     // Another listener (trapInterrupts, the agent's stop) has the signal: it decides.
     if (process.listenerCount(name) > 1) return;
+    // At once, but not before the last words (a file half-replaced is removed, not left).
     if (stopping) {
-      killOwnedChildren();
-      process.exit(INTERRUPTED_EXIT);
+      exitAfterLastWords();
       return;
     }
     stopping = true;
@@ -36,7 +40,7 @@ for (const name of INTERRUPT_SIGNALS) {
     }
     process.stderr.write(`error: ${message}\n`);
     if (ownedChildrenRunning() === 0) {
-      process.exit(INTERRUPTED_EXIT);
+      exitAfterLastWords();
       return;
     }
     // Said: the command, which runs on while its children stop (and meets their end, or its
@@ -47,6 +51,7 @@ for (const name of INTERRUPT_SIGNALS) {
     void Promise.all([
       stopOwnedChildren(CHILDREN_GRACE_MS),
       runCommandEnd(CHILDREN_GRACE_MS),
+      sayLastWords(LAST_WORDS_MS),
     ]).finally(() => process.exit(INTERRUPTED_EXIT));
   });
 }

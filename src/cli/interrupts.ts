@@ -53,7 +53,7 @@ export function trapInterrupts(say: {
 export const INTERRUPT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /** How long a second interrupt waits for the last words (util/last-words.ts). */
-const LAST_WORDS_MS = 3000;
+export const LAST_WORDS_MS = 3000;
 
 /** Set once a second interrupt has the process on its way out. */
 let exiting = false;
@@ -62,7 +62,7 @@ let exiting = false;
  * The process exits at once, the command's children killed (util/owned-children.ts), once the
  * last words are written (at most LAST_WORDS_MS on). A further signal meanwhile changes nothing.
  */
-function exitAfterLastWords(): void {
+export function exitAfterLastWords(): void {
   killOwnedChildren();
   if (exiting) return;
   exiting = true;
