@@ -389,6 +389,31 @@ describe("Agent.pollOnce: secrets", () => {
   });
 });
 
+describe("Agent.pollOnce: a store that fails while the bundle comes", () => {
+  it("leaves no apply begun: a restart recovers nothing, and the next poll applies", async () => {
+    const BUNDLE = `nixship-secrets 1\ntoken root root 0400 /run/keys/token ${"a".repeat(64)} QUJD\n`;
+    let storeDown = true;
+    ({ store: agentStore, calls } = counting(store, (call) =>
+      storeDown && call.op === "get" && call.key.startsWith("secrets/")
+        ? new Error("connect ECONNREFUSED 127.0.0.1:9")
+        : undefined,
+    ));
+    await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    const agent = makeAgent();
+    await agent.start();
+    await expect(agent.pollOnce()).rejects.toThrow("ECONNREFUSED");
+    expect(activator.requests).toHaveLength(0);
+    expect((await loadState(stateDir)).applying).toBeNull();
+    // Restarted meanwhile: no activation to recover, as none began.
+    const restarted = makeAgent();
+    await restarted.start();
+    expect(ofType("recovering")).toEqual([]);
+    storeDown = false;
+    expect(await restarted.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+  });
+});
+
 describe("Agent.pollOnce: the host's own checks (policy per role)", () => {
   it("applies its entry's checks in place of the release's, and the release's without them", async () => {
     const own = {

@@ -454,14 +454,6 @@ export class Agent {
       before?.current === path &&
       (keepsProfile || before.profile === path) &&
       (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
-    // What will run is recorded first, so that an agent killed halfway applies it again in
-    // full; where nothing runs there is nothing to record (one state save fewer).
-    if (!already) {
-      await this.#save({
-        ...this.state,
-        applying: { seq: release.seq, digest, path, startedAt },
-      });
-    }
     this.#emit({ type: "applying", seq: release.seq, path });
     // The activation's newest log lines go into the records, for the deployer to show.
     const log = new LogTail();
@@ -499,6 +491,15 @@ export class Agent {
           current: before,
         },
       );
+    }
+    // What will run is recorded first, so that an agent killed halfway applies it again in
+    // full; where nothing runs (nothing yet while the bundle came, a host already running the
+    // entry) there is nothing to record: a store that fails meanwhile leaves no apply to recover.
+    if (!already) {
+      await this.#save({
+        ...this.state,
+        applying: { seq: release.seq, digest, path, startedAt },
+      });
     }
     const token =
       reboot === undefined ? undefined : `a${release.seq}${randomBytes(6).toString("hex")}`;
