@@ -1882,6 +1882,24 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     expect(flaky.calls.slice(after).map((c) => c.op)).toEqual(["get"]);
   });
 
+  it("reports an outcome whose report failed on the next poll, paused or not", async () => {
+    await publish();
+    let failures = 1;
+    const flaky = counting(store, (call) =>
+      call.op === "put" && call.key === hostStatusKey(HOST) && failures-- > 0
+        ? new Error("503 Slow Down")
+        : undefined,
+    );
+    await expect(makeAgent({ store: flaky.store }).pollOnce()).rejects.toThrow("503 Slow Down");
+    const waiting = await loadState(stateDir);
+    expect(waiting.unreported).toMatchObject({ host: HOST, seq: 1, state: "success" });
+    // Paused since (an operator's `nixship agent pause`): the record is written all the same.
+    await setPaused(stateDir, true);
+    expect(await makeAgent({ store: flaky.store }).pollOnce()).toBe("paused");
+    expect(await hostRecord()).toEqual(waiting.unreported);
+    expect(await loadState(stateDir)).toMatchObject({ unreported: null, lastSeq: 1 });
+  });
+
   it("keeps a refusal whose report failed, and reports it on the next poll", async () => {
     await publish({ [HOST]: sys("a") }, intruderKey);
     let failures = 1;

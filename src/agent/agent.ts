@@ -267,6 +267,12 @@ export class Agent {
     if (this.#state === undefined) await this.start();
     this.#readAgain = false;
     await this.#takeTrust();
+    // A record whose write failed goes first, whatever this poll then does (paused, a boot to
+    // judge): until it is written, the store's views say less than the heartbeat's lastSeq.
+    if (this.state.unreported !== null) {
+      await this.#report.writeRecord(this.state.unreported);
+      await this.#save({ ...this.state, unreported: null, reported: this.state.unreported });
+    }
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
       await this.#report.heartbeat("paused");
@@ -314,10 +320,6 @@ export class Agent {
 
   async #poll(): Promise<PollOutcome> {
     const o = this.#o;
-    if (this.state.unreported !== null) {
-      await this.#report.writeRecord(this.state.unreported);
-      await this.#save({ ...this.state, unreported: null, reported: this.state.unreported });
-    }
     const state = this.state;
     const read = await readChannel(o.store, o.channel, {
       ...(state.etag !== null ? { ifNoneMatch: state.etag } : {}),
