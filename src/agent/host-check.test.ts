@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -7,7 +7,8 @@ import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { publishRelease } from "../release/release-store.js";
 import { FsStore } from "../store/fs-store.js";
-import { checkHostNamed } from "./host-check.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { checkHostNamed, checkHostNamedOnce, NAMED_FILE } from "./host-check.js";
 
 const key = generateSecretKey("release-1");
 const keys = [publicKeyOf(key)];
@@ -58,5 +59,46 @@ describe("checkHostNamed", () => {
     expect(err).toMatchObject({ code: "host-not-in-channel" });
     expect((err as InputError).message).toMatch(/names this host "vm"/);
     expect((err as InputError).hint).toMatch(/set "host".*--host.*web1, web2/);
+  });
+});
+
+describe("checkHostNamedOnce", () => {
+  /** The store, its GETs counted. */
+  const counted = (): { readonly store: ObjectStore; readonly gets: () => number } => {
+    let gets = 0;
+    const wrapped = Object.create(store) as ObjectStore;
+    Object.assign(wrapped, {
+      get: (...args: Parameters<ObjectStore["get"]>) => {
+        gets++;
+        return store.get(...args);
+      },
+    });
+    return { store: wrapped, gets: () => gets };
+  };
+
+  it("reads the releases at the first start only, once a release named the host", async () => {
+    const stateDir = join(dir, "state");
+    await mkdir(stateDir);
+    // Before the first release: nothing proved, nothing marked.
+    await checkHostNamedOnce(store, "prod", "web1", keys, stateDir);
+    await expect(stat(join(stateDir, NAMED_FILE))).rejects.toThrow(/ENOENT/);
+    await publish(["web1"]);
+    for (let i = 0; i < 45; i++) await publish(["web2"]);
+    const first = counted();
+    await checkHostNamedOnce(first.store, "prod", "web1", keys, stateDir);
+    expect(first.gets()).toBeGreaterThan(45);
+    expect((await stat(join(stateDir, NAMED_FILE))).mode & 0o777).toBe(0o600);
+    // Restarted (as systemd does after every exit): no release read.
+    const again = counted();
+    await checkHostNamedOnce(again.store, "prod", "web1", keys, stateDir);
+    expect(again.gets()).toBe(0);
+    // Another name, or another channel, is checked afresh (and refused).
+    await expect(checkHostNamedOnce(store, "prod", "web9", keys, stateDir)).rejects.toMatchObject({
+      code: "host-not-in-channel",
+    });
+    expect(JSON.parse(await readFile(join(stateDir, NAMED_FILE), "utf8"))).toEqual({
+      channel: "prod",
+      host: "web1",
+    });
   });
 });

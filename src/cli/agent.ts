@@ -11,7 +11,7 @@ import {
   parseLoopbackListen,
 } from "../agent/config.js";
 import { watchedConfig } from "../agent/config-watch.js";
-import { checkHostNamed } from "../agent/host-check.js";
+import { checkHostNamedOnce } from "../agent/host-check.js";
 import { pollForExit, rebootBackText, refusalText } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
 import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
@@ -70,6 +70,8 @@ ${CONFIG_HELP}
 
 Refuses to start (exit 2) when the channel has releases and neither its current release nor
 the 50 before it names this host: the name it looked for is wrong (set "host" or --host).
+Once one did, its state directory's host-named file says so, and later starts read no
+releases for it.
 
 Stops on SIGINT, SIGTERM or SIGHUP, after the activation in progress (if any) finishes, with
 exit 0 (--once alike: its poll ends first, and it exits as the poll says); a second signal
@@ -116,7 +118,7 @@ Subcommands (each with its own --help):
     await makeDirs(config.stateDir, 0o700);
     const store = await openStore(config.store);
     try {
-      await checkHostNamed(store, config.channel, host, releaseKeys);
+      await checkHostNamedOnce(store, config.channel, host, releaseKeys, config.stateDir);
     } catch (err) {
       if (err instanceof InputError) {
         await store.close();
