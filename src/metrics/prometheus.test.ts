@@ -198,6 +198,48 @@ describe("prometheusClient", () => {
     expect(why.match(/\[token\]/g)).toHaveLength(6);
   });
 
+  it("masks the token a proxy echoes escaped, as JSON or HTML write it, in what it decodes to too", async () => {
+    const token = "k3y&s3cret<tok>/ab+c'd\"e==";
+    const escapes: Record<string, (t: string) => string> = {
+      json: (t) => JSON.stringify(t).slice(1, -1),
+      "json with \\/": (t) => JSON.stringify(t).slice(1, -1).replaceAll("/", "\\/"),
+      "go's html-safe json": (t) =>
+        JSON.stringify(t)
+          .slice(1, -1)
+          .replaceAll("<", "\\u003c")
+          .replaceAll(">", "\\u003e")
+          .replaceAll("&", "\\u0026"),
+    };
+    for (const [name, escaped] of Object.entries(escapes)) {
+      const url = await serve((req, res) => {
+        const echoed = escaped((req.headers.authorization ?? "").replace(/^Bearer /, ""));
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          `{"status":"error","errorType":"unauthorized","error":"token ${echoed} is not allowed"}`,
+        );
+      });
+      const answer = await prometheusClient({ url, token, timeout: 5 }).query("up");
+      expect(answer, name).toEqual({
+        value: null,
+        why: "Prometheus refused the query (unauthorized: token [token] is not allowed)",
+      });
+      await server?.close();
+      server = undefined;
+    }
+    const url = await serve((req, res) => {
+      const header = (req.headers.authorization ?? "")
+        .replaceAll("&", "&amp;")
+        .replaceAll("<", "&lt;")
+        .replaceAll(">", "&gt;")
+        .replaceAll('"', "&quot;")
+        .replaceAll("'", "&#39;");
+      res.writeHead(502, { "content-type": "text/html" });
+      res.end(`<html><body>bad gateway for ${header}</body></html>`);
+    });
+    const answer = await prometheusClient({ url, token, timeout: 5 }).query("up");
+    expect(answer).toMatchObject({ value: null, why: /bad gateway for Bearer \[token\]</ });
+  });
+
   it("masks the token before an echo of it is cut to be shown: no part of it is said", async () => {
     const token = "SeCrEtToKeN123abc";
     // "bad_data: ", the padding, " Bearer ": 16, 10 and 4 characters of the token within the 300 shown.

@@ -77,8 +77,9 @@ async function instantQuery(
     if (text === undefined) {
       return noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`);
     }
-    // Masked before anything is cut to be shown: a token cut short would no longer match.
-    return answerOf(response.status, masked(text, options.token), endpoint);
+    // Masked before anything is cut to be shown (a token cut short would no longer match), and
+    // again in what the JSON decodes to (an escape, `\/` or `\u0026`, hid it from the first).
+    return answerOf(response.status, masked(text, options.token), endpoint, options.token);
   } catch (err) {
     // The caller's deadline (a bake round's) is a deadline too.
     if (deadline.signal.aborted || (signal !== undefined && timedOut(signal)))
@@ -98,8 +99,17 @@ async function instantQuery(
   }
 }
 
-/** What Prometheus' answer (status and body) says: one value, or why not. Pure. */
-export function answerOf(status: number, text: string, endpoint: string): QueryAnswer {
+/**
+ * What Prometheus' answer (status and body) says: one value, or why not; nothing it shows says
+ * `token`, in any form `masked` knows. Pure.
+ */
+export function answerOf(
+  status: number,
+  text: string,
+  endpoint: string,
+  token?: string,
+): QueryAnswer {
+  const shown = (said: string) => shownText(masked(said, token));
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -199,8 +209,9 @@ function sampleValue(sample: unknown): QueryAnswer {
 }
 
 /**
- * `text` with the token replaced, should anything echo it: as is, URL-encoded, or within
- * base64 or base64url (as an auth proxy shows an Authorization header it refused).
+ * `text` with the token replaced, should anything echo it: as is, URL-encoded, escaped as JSON
+ * or HTML write it, or within base64 or base64url (as an auth proxy shows an Authorization
+ * header it refused).
  */
 export function masked(text: string, token: string | undefined): string {
   if (token === undefined || token === "") return text;
@@ -220,7 +231,7 @@ const BASE64_CORE_MIN = 8;
  */
 function tokenForms(token: string): string[] {
   const bytes = Buffer.from(token, "utf8");
-  const forms = new Set([token, encodeURIComponent(token)]);
+  const forms = new Set([token, encodeURIComponent(token), ...escapedForms(token)]);
   for (const encoding of ["base64", "base64url"] as const) {
     for (let offset = 0; offset < 3; offset++) {
       const encoded = Buffer.concat([Buffer.alloc(offset), bytes]).toString(encoding);
@@ -230,6 +241,32 @@ function tokenForms(token: string): string[] {
     }
   }
   return [...forms].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * The token as JSON encoders write it within a string (plain; `/` as `\/`, as PHP's and Java's
+ * do; `<`, `>`, `&` as `\u003c`…, as Go's does) and as HTML escapes it (`&amp;`, `&lt;`…).
+ */
+function escapedForms(token: string): string[] {
+  const json = JSON.stringify(token).slice(1, -1);
+  const slashed = json.replaceAll("/", "\\/");
+  const goSafe = (text: string) =>
+    text.replaceAll("<", "\\u003c").replaceAll(">", "\\u003e").replaceAll("&", "\\u0026");
+  const html = (quote: string, apostrophe: string) =>
+    token
+      .replaceAll("&", "&amp;")
+      .replaceAll("<", "&lt;")
+      .replaceAll(">", "&gt;")
+      .replaceAll('"', quote)
+      .replaceAll("'", apostrophe);
+  return [
+    json,
+    slashed,
+    goSafe(json),
+    goSafe(slashed),
+    html("&quot;", "&#39;"),
+    html("&#34;", "&#x27;"),
+  ];
 }
 
 /** What kind of JSON value `value` is, for a message. */
@@ -247,7 +284,7 @@ function nothingMeasured(why: string): QueryAnswer {
   return { value: null, why, nothingMeasured: true };
 }
 
-function shown(text: string): string {
+function shownText(text: string): string {
   const clean = oneLine(text.trim());
   return clean.length > ERROR_SHOWN ? `${clean.slice(0, ERROR_SHOWN)}…` : clean;
 }
