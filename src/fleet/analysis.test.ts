@@ -120,6 +120,36 @@ describe("analysisState", () => {
   });
 });
 
+describe("data from the previous system only", () => {
+  const seen = (at: number, verdict: Measurement["verdict"]): Measurement => ({
+    at,
+    value: verdict === "no-data" ? null : 0,
+    verdict,
+    why: verdict,
+  });
+
+  it("fails a bake whose values all came within the query's reach of the switch (noData: wait)", () => {
+    // [4s], a measurement every 2 s: the one at 2 s may read the old system; the rest had none.
+    const q = query({ query: 'rate(x{host="{name}"}[4s])', max: 0.1, noData: "wait" });
+    const rounds = [seen(2, "pass"), seen(4, "no-data"), seen(6, "no-data"), seen(30, "no-data")];
+    expect(analysisState(q, rounds, true)).toEqual({
+      state: "failed",
+      why: "errors: no data from 4s into the bake on: only earlier measurements had a value, and the query (reading 4s back) may have read the previous system's samples there",
+    });
+    // One value from 4 s on is the new system's: passed.
+    expect(analysisState(q, [...rounds.slice(0, 3), seen(30, "pass")], true).state).toBe("passed");
+    expect(analysisState(q, [seen(2, "pass"), seen(4, "pass")], true).state).toBe("passed");
+    // Not yet ended: nothing decided.
+    expect(analysisState(q, rounds.slice(0, 2), false).state).toBe("running");
+  });
+
+  it("counts the last measurement as the new system's when the reach outlasts the bake", () => {
+    const q = query({ query: 'rate(x{host="{name}"}[1h])', max: 0.1, noData: "wait" });
+    expect(analysisState(q, [seen(10, "pass"), seen(20, "pass")], true).state).toBe("passed");
+    expect(analysisState(q, [seen(10, "pass"), seen(20, "no-data")], true).state).toBe("failed");
+  });
+});
+
 describe("a baseline that never answered", () => {
   it("fails the bake at its end saying the baseline had no data, where the host had values", () => {
     const q = query({ baseline: { tolerance: 1.5 }, noData: "wait" });

@@ -207,7 +207,8 @@ export type AnalysisState = "running" | "passed" | "failed";
  * A query's verdict from its measurements so far: failed once its failures (no data counted as
  * one under `noData: fail`) pass its failure limit; once the bake `ended`, passed, but failed
  * under either rule when no measurement had data at all (a failure limit as long as the bake
- * never lets a bake with no data pass).
+ * never lets a bake with no data pass), or none from the query's reach on (queryReach: before
+ * it, a range may hold the previous system's samples).
  */
 export function analysisState(
   query: AnalysisQuery,
@@ -226,7 +227,8 @@ export function analysisState(
     return { state: "failed", why: `${query.name}: ${last.why}${limit}` };
   }
   if (!ended) return { state: "running" };
-  if (measurements.every((m) => m.verdict === "no-data")) {
+  const noData = (m: Measurement) => m.verdict === "no-data";
+  if (measurements.every(noData)) {
     // The host's own values, with none of the baseline's: the comparison never had data.
     const baselineOnly = query.baseline !== undefined && measurements.some((m) => m.value !== null);
     return {
@@ -234,6 +236,18 @@ export function analysisState(
       why: baselineOnly
         ? `${query.name}: no data for the baseline in the whole bake (${measurements.length} measurements): the role's unchanged hosts never answered a value (a metric their system lacks? compare with a \`max\` instead)`
         : `${query.name}: no data in the whole bake (${measurements.length} measurements)`,
+    };
+  }
+  // A value only in the first measurements, whose range may still hold the previous system's
+  // samples, says nothing of the new one: a metric it no longer serves (renamed, or drained to
+  // 0/0) would pass on what the old system served. From the query's reach on (the last
+  // measurement at least), one must have data.
+  const reach = queryReach(query.query);
+  const since = Math.min(reach, measurements.at(-1)?.at ?? 0);
+  if (measurements.filter((m) => m.at >= since).every(noData)) {
+    return {
+      state: "failed",
+      why: `${query.name}: no data from ${formatValue(since)}s into the bake on: only earlier measurements had a value, and the query (reading ${formatValue(reach)}s back) may have read the previous system's samples there`,
     };
   }
   return { state: "passed" };
