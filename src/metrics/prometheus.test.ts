@@ -5,7 +5,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { type LocalServer, serveLocal } from "../../support/local-http.js";
-import { ANSWER_LIMIT, answerOf, prometheusClient } from "./prometheus.js";
+import { ANSWER_LIMIT, answerOf, prometheusClient, QUERY_ATTEMPTS } from "./prometheus.js";
 
 const vector = (...values: string[]) =>
   JSON.stringify({
@@ -238,6 +238,45 @@ describe("prometheusClient", () => {
     });
     const answer = await prometheusClient({ url, token, timeout: 5 }).query("up");
     expect(answer).toMatchObject({ value: null, why: /bad gateway for Bearer \[token\]</ });
+  });
+
+  it("asks again after a busy answer or a connection cut, within its timeout", async () => {
+    let asked = 0;
+    const url = await serve((req, res) => {
+      asked++;
+      if (asked === 1) {
+        res.writeHead(503, { "content-type": "text/plain" }).end("Service Unavailable");
+      } else if (asked === 2) {
+        req.socket.destroy();
+      } else {
+        res.writeHead(200, { "content-type": "application/json" }).end(vector("0.01"));
+      }
+    });
+    expect(await prometheusClient({ url, timeout: 10 }).query("up")).toEqual({ value: 0.01 });
+    expect(asked).toBe(3);
+  });
+
+  it("asks a refused or bad query once, and says how often it asked one that stayed busy", async () => {
+    let asked = 0;
+    let status = 400;
+    const url = await serve((_req, res) => {
+      asked++;
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "error", errorType: "bad_data", error: "parse error" }));
+    });
+    const client = prometheusClient({ url, timeout: 10 });
+    expect(await client.query("up{")).toEqual({
+      value: null,
+      why: "Prometheus refused the query (bad_data: parse error)",
+    });
+    expect(asked).toBe(1);
+    asked = 0;
+    status = 503;
+    expect(await client.query("up")).toEqual({
+      value: null,
+      why: `Prometheus refused the query (bad_data: parse error) (asked ${QUERY_ATTEMPTS} times)`,
+    });
+    expect(asked).toBe(QUERY_ATTEMPTS);
   });
 
   it("masks the token before an echo of it is cut to be shown: no part of it is said", async () => {

@@ -3,7 +3,8 @@
 // message). An answer that is not one number is no value, with why: the analysis's no-data rule
 // decides what that means. The tests meet this seam with a real Prometheus.
 
-import { eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Deadline, eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
 import { oneLine, quoted } from "../util/text.js";
 
 /** One instant query's answer: its one value, or why it has none. */
@@ -52,14 +53,62 @@ export function prometheusClient(options: PrometheusOptions): MetricsSource {
   };
 }
 
+/** Attempts of one query at most, within its timeout, when the failure may pass. */
+export const QUERY_ATTEMPTS = 4;
+/** Ms before the second attempt; doubled before each after it. */
+const RETRY_PAUSE_MS = 250;
+/** Statuses of a server (or a proxy before it) that is busy or restarting, asked again. */
+const PASSING_STATUSES = new Set([429, 502, 503, 504]);
+
+/**
+ * One instant query, asked again (QUERY_ATTEMPTS at most, within the same timeout) when it got
+ * no answer (a connection refused or cut) or a busy one: one blip of a Prometheus restarting
+ * is no measurement of the host. A refusal, a bad query, or the deadline are not asked again.
+ */
 async function instantQuery(
   options: PrometheusOptions,
   promql: string,
   signal: AbortSignal | undefined,
 ): Promise<QueryAnswer> {
-  const endpoint = `${options.url}/api/v1/query`;
   const deadline = startDeadline(options.timeout * 1000);
   const stop = eitherSignal(deadline, signal);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const asked = await askOnce(options, promql, stop, deadline, signal);
+      if (!asked.again) return asked.answer;
+      const pause = RETRY_PAUSE_MS * 2 ** (attempt - 1);
+      const resting = attempt < QUERY_ATTEMPTS && (await rest(pause, stop));
+      if (!resting) {
+        const { answer } = asked;
+        return answer.value === null && attempt > 1
+          ? { ...answer, why: `${answer.why} (asked ${attempt} times)` }
+          : answer;
+      }
+    }
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** Waits `ms`; false when `signal` aborted first. */
+async function rest(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One attempt of a query: its answer, and whether asking again may get a better one. */
+async function askOnce(
+  options: PrometheusOptions,
+  promql: string,
+  stop: AbortSignal,
+  deadline: Deadline,
+  signal: AbortSignal | undefined,
+): Promise<{ readonly answer: QueryAnswer; readonly again: boolean }> {
+  const endpoint = `${options.url}/api/v1/query`;
   try {
     const response = await fetch(endpoint, {
       method: "POST",
@@ -75,27 +124,37 @@ async function instantQuery(
     });
     const text = await bodyText(response.body, ANSWER_LIMIT, stop);
     if (text === undefined) {
-      return noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`);
+      return {
+        answer: noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`),
+        again: false,
+      };
     }
     // Masked before anything is cut to be shown (a token cut short would no longer match), and
     // again in what the JSON decodes to (an escape, `\/` or `\u0026`, hid it from the first).
-    return answerOf(response.status, masked(text, options.token), endpoint, options.token);
+    const answer = answerOf(response.status, masked(text, options.token), endpoint, options.token);
+    return { answer, again: PASSING_STATUSES.has(response.status) };
   } catch (err) {
     // The caller's deadline (a bake round's) is a deadline too.
-    if (deadline.signal.aborted || (signal !== undefined && timedOut(signal)))
-      return noValue(`${endpoint} did not answer within ${options.timeout}s`);
-    if (signal?.aborted) return noValue("interrupted");
+    if (deadline.signal.aborted || (signal !== undefined && timedOut(signal))) {
+      return {
+        answer: noValue(`${endpoint} did not answer within ${options.timeout}s`),
+        again: false,
+      };
+    }
+    if (signal?.aborted) return { answer: noValue("interrupted"), again: false };
     const cause =
       (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : undefined;
     const said = cause?.message ?? (err as Error).message;
     if (said === "unexpected redirect") {
-      return noValue(
-        `${endpoint} answered with a redirect, which is refused (it would carry the bearer token elsewhere): give prometheus.url as the address it redirects to`,
-      );
+      return {
+        answer: noValue(
+          `${endpoint} answered with a redirect, which is refused (it would carry the bearer token elsewhere): give prometheus.url as the address it redirects to`,
+        ),
+        again: false,
+      };
     }
-    return noValue(`${endpoint}: ${masked(said, options.token)}`);
-  } finally {
-    deadline.clear();
+    // No answer at all (refused, cut, reset): asked again.
+    return { answer: noValue(`${endpoint}: ${masked(said, options.token)}`), again: true };
   }
 }
 
