@@ -48,9 +48,18 @@ const BAKE: HostBake = {
   ],
 };
 
-/** A canary wave (web1), then web2 and web3, all of role @web, baking `bake`. */
-function plan(bake: HostBake): DeployPlan {
-  const hosts = HOSTS.map(
+/** The hosts of a rollout, and its waves (the first a canary). */
+interface Layout {
+  readonly hosts: readonly string[];
+  readonly waves: readonly (readonly string[])[];
+}
+
+/** A canary wave (web1), then web2 and web3. */
+const THREE: Layout = { hosts: HOSTS, waves: [["web1"], ["web2", "web3"]] };
+
+/** The layout's hosts, all of role @web, baking `bake`. */
+function plan(bake: HostBake, layout: Layout = THREE): DeployPlan {
+  const hosts = layout.hosts.map(
     (name): HostPlan => ({
       host: name,
       action: "activate",
@@ -67,14 +76,15 @@ function plan(bake: HostBake): DeployPlan {
   return {
     action: "switch",
     hosts,
-    counts: { activate: 3, skip: 0, unreachable: 0 },
-    changes: 3,
+    counts: { activate: hosts.length, skip: 0, unreachable: 0 },
+    changes: hosts.length,
     totals: { paths: 0, bytes: 0 },
     distinct: { paths: 0, bytes: 0 },
-    waves: [
-      { wave: 1, kind: "canary", hosts: ["web1"] },
-      { wave: 2, kind: "main", hosts: ["web2", "web3"] },
-    ],
+    waves: layout.waves.map((names, i) => ({
+      wave: i + 1,
+      kind: i === 0 ? "canary" : "main",
+      hosts: [...names],
+    })),
   };
 }
 
@@ -115,19 +125,24 @@ function metrics(ratios: Record<string, number>): MetricsSource {
 }
 
 /** A rollout of the three hosts, baking `bake`, its analysis asking `source`. */
-async function rollOut(source: MetricsSource, bake: HostBake = BAKE, signal?: AbortSignal) {
+async function rollOut(
+  source: MetricsSource,
+  bake: HostBake = BAKE,
+  signal?: AbortSignal,
+  layout: Layout = THREE,
+) {
   const events: DeployEvent[] = [];
   const { delivery: d, rolledBack } = delivery();
-  const p = plan(bake);
+  const p = plan(bake, layout);
   const requests = new Map(
-    HOSTS.map((h) => [
+    layout.hosts.map((h) => [
       h,
       { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
     ]),
   );
   const results = await runRollout({
     plan: p,
-    hosts: HOSTS.map(host),
+    hosts: layout.hosts.map(host),
     policy: { maxFailures: 0 },
     delivery: d,
     requests,
@@ -253,6 +268,44 @@ describe("a Prometheus that answers slowly", () => {
     );
     // The first round, then the last: the one due at 0.2 s was missed.
     expect(rounds).toHaveLength(2);
+  });
+});
+
+describe("a wave's hosts and their baseline", () => {
+  it("ask each baseline host once a round, shared by the wave's hosts, each comparing with it", async () => {
+    const asked = new Map<string, number>();
+    const source: MetricsSource = {
+      url: "http://prometheus.test",
+      timeout: 10,
+      query: async (q): Promise<QueryAnswer> => {
+        const name = /host="([a-z0-9]+)"/.exec(q)?.[1] ?? "";
+        asked.set(name, (asked.get(name) ?? 0) + 1);
+        return { value: 0.1 };
+      },
+    };
+    // Two rounds a host; the wave of four (web2-web5) compares with web6 and web7.
+    const names = ["web1", "web2", "web3", "web4", "web5", "web6", "web7"];
+    const layout = { hosts: names, waves: [["web1"], names.slice(1, 5), ["web6", "web7"]] };
+    const { results, events } = await rollOut(
+      source,
+      { ...BAKE, seconds: 2, interval: 1 },
+      undefined,
+      layout,
+    );
+    expect(results.map((r) => `${r.host} ${r.outcome.status}`)).toEqual(
+      names.map((n) => `${n} activated`),
+    );
+    // Each of web2-web5 measured twice, each against the baseline's values.
+    const wave2 = events.filter(
+      (e) => e.type === "bake-measure" && ["web2", "web3", "web4", "web5"].includes(e.host),
+    );
+    expect(wave2).toHaveLength(8);
+    for (const e of wave2) {
+      expect(e.type === "bake-measure" && e.measurement).toMatchObject({ baseline: 0.1 });
+    }
+    // web6: two rounds of the canary's, two of the wave of four's (not eight), two of its own.
+    expect(asked.get("web6")).toBe(6);
+    expect(asked.get("web2")).toBe(2 + 2);
   });
 });
 

@@ -77,6 +77,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   // Every baking host waits on it: more than Node's default of ten listeners is no leak.
   setMaxListeners(0, signal);
   const inFlight = new Semaphore(QUERIES_IN_FLIGHT);
+  const baselineAnswers = new Map<string, SharedAnswer>();
   const failures = new Map<string, BakeFailure>();
   const baked = new Map<string, number>();
   const cut = new Set<string>();
@@ -84,7 +85,12 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   const stopped = new Set<string>();
   await Promise.all(
     baking.map(async ({ result, bake }) => {
-      const verdict = await bakeHost({ ...input, signal, inFlight }, result.host, bake, planned);
+      const verdict = await bakeHost(
+        { ...input, signal, inFlight, baselineAnswers },
+        result.host,
+        bake,
+        planned,
+      );
       baked.set(result.host, verdict.seconds);
       if (verdict.failure !== undefined) {
         failures.set(result.host, verdict.failure);
@@ -174,9 +180,21 @@ interface HostBakeVerdict {
   readonly interrupted?: boolean;
 }
 
-/** A bake's input as its hosts share it: the bound on queries in flight. */
+/** A bake's input as its hosts share it: the bound on queries in flight, the baseline's answers. */
 interface Baking extends BakeInput {
   readonly inFlight: Semaphore;
+  /**
+   * The answers of the baseline's queries (by query text), shared by the wave's hosts: every
+   * host of a role compares with the same hosts, so each round asks each of them once, not once
+   * per host of the wave (a wave of 40 would ask 400 times, and wait its turn past its timeout).
+   */
+  readonly baselineAnswers: Map<string, SharedAnswer>;
+}
+
+/** A baseline query's answer, or its asking, and when it was asked (ms, performance.now()). */
+interface SharedAnswer {
+  readonly asked: number;
+  readonly answer: Promise<QueryAnswer>;
 }
 
 /** Queries a wave's bake has in flight at once, all its hosts and their baselines together. */
@@ -252,7 +270,14 @@ async function bakeHost(
     const roundEnd = startDeadline((input.metrics?.timeout ?? 0) * 1000);
     const measured = await Promise.all(
       bake.analysis.map((query) =>
-        measure(input, query, host ?? { name, address: undefined }, baseline, asked, roundEnd),
+        measure(
+          input,
+          query,
+          host ?? { name, address: undefined },
+          { hosts: baseline, sharedFor: (bake.interval * 1000) / 2 },
+          asked,
+          roundEnd,
+        ),
       ),
     ).finally(() => roundEnd.clear());
     if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
@@ -302,12 +327,15 @@ async function runCommandChecks(
   return { run, message: outcome.message };
 }
 
-/** One measurement of `query` for `host` (and its baseline's, for a comparison). */
+/**
+ * One measurement of `query` for `host` (and its baseline's, for a comparison: an answer
+ * another host of the wave got for the same query within `sharedFor` ms is taken as is).
+ */
 async function measure(
   input: Baking,
   query: AnalysisQuery,
   host: Pick<FleetHost, "name" | "address">,
-  baseline: readonly FleetHost[],
+  baseline: { readonly hosts: readonly FleetHost[]; readonly sharedFor: number },
   at: number,
   round: Deadline,
 ): Promise<Measurement> {
@@ -331,9 +359,21 @@ async function measure(
       release();
     }
   };
-  const compared = query.baseline !== undefined && baseline.length > 0;
+  const askShared = (h: FleetHost): Promise<QueryAnswer> => {
+    const text = hostQuery(query.query, h);
+    const now = performance.now();
+    const shared = input.baselineAnswers.get(text);
+    if (shared !== undefined && now - shared.asked < baseline.sharedFor) return shared.answer;
+    const answer = ask(h);
+    input.baselineAnswers.set(text, { asked: now, answer });
+    return answer;
+  };
+  const compared = query.baseline !== undefined && baseline.hosts.length > 0;
   // The host and its baseline are asked at once.
-  const [own, ...answers] = await Promise.all([host, ...(compared ? baseline : [])].map(ask));
+  const [own, ...answers] = await Promise.all([
+    ask(host),
+    ...(compared ? baseline.hosts.map(askShared) : []),
+  ]);
   if (own === undefined) throw new Error("no answer for the host itself");
   let sample: Sample = own.value === null ? { value: null, why: own.why } : { value: own.value };
   if (compared) {
