@@ -98,6 +98,25 @@ describe("judgeSample", () => {
   });
 });
 
+describe("a canary at exactly T × its baseline", () => {
+  it("passes, whatever the floating-point rounding of the sum would be", () => {
+    const cases: [number, number][] = [
+      [0.3, 1.5],
+      [0.1, 1.7],
+      [0.7, 1.1],
+    ];
+    for (const [base, tolerance] of cases) {
+      const q = query({ baseline: { tolerance } });
+      // The value as Prometheus writes it: the decimal product.
+      const value = Number((base * tolerance).toPrecision(12));
+      expect(judgeSample(q, { value, baseline: base }).verdict, `${base} × ${tolerance}`).toBe(
+        "pass",
+      );
+      expect(judgeSample(q, { value: value * 1.0001, baseline: base }).verdict).toBe("fail");
+    }
+  });
+});
+
 describe("analysisState", () => {
   it("fails once failures pass the failure limit, before the bake ends", () => {
     const q = query({ max: 1, failureLimit: 1 });

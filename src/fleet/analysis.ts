@@ -150,6 +150,9 @@ export function formatValue(value: number): string {
   return String(Number(value.toPrecision(4)));
 }
 
+/** The share of a baseline's limit a value may pass it by: its floating-point rounding. */
+const LIMIT_ROUNDING = 1e-9;
+
 /** One sample judged against the query's condition. */
 export function judgeSample(
   query: AnalysisQuery,
@@ -188,14 +191,20 @@ export function judgeSample(
     // The tolerance widens the baseline by its own size, so that a canary at the baseline's
     // value passes whatever its sign (a negative baseline times 1.5 would be below it); an
     // infinite baseline is its own limit.
-    const limit = Number.isFinite(base)
-      ? base + Math.abs(base) * (query.baseline.tolerance - 1)
-      : base;
+    const { tolerance } = query.baseline;
+    const limit = Number.isFinite(base) ? base + Math.abs(base) * (tolerance - 1) : base;
     const against =
       base >= 0
         ? `${formatValue(query.baseline.tolerance)} × the baseline's ${formatValue(base)}`
         : `the baseline's ${formatValue(base)} with a tolerance of ${formatValue(query.baseline.tolerance)} (at most ${formatValue(limit)})`;
-    if (value > limit) return { verdict: "fail", why: `${shown} is above ${against}` };
+    // A canary at exactly the limit passes, as the docs say, though the limit's floating-point
+    // rounding falls below it (0.3 × 1.5 is 0.44999999999999996): a billionth of it is let go.
+    const above = Number.isFinite(limit)
+      ? value - limit > Math.abs(limit) * LIMIT_ROUNDING
+      : value > limit;
+    if (above) {
+      return { verdict: "fail", why: `${shown} is above ${against}` };
+    }
     return { verdict: "pass", why: `${shown} is within ${against}` };
   }
   return { verdict: "pass", why: `${shown} is ${conditionText(query)}` };

@@ -97,4 +97,19 @@ describe("bake and analysis in the fleet file", () => {
       "policy.analysis.0.query: holds {hostname}, which no host fills in: the placeholders are {name} and {address}",
     ]);
   });
+
+  it("refuses a comparison with the baseline whose query names no host (it would always pass)", () => {
+    const fleet = (query: string) => ({
+      prometheus: { url: "http://prometheus:9090" },
+      policy: {
+        bake: { seconds: 60 },
+        analysis: [{ name: "errors", query, baseline: { tolerance: 1.5 } }],
+      },
+      hosts,
+    });
+    expect(problemsOf(fleet("sum(rate(e[1m]))"))).toEqual([
+      "policy.analysis.0.query: is compared with its baseline, but names no host ({name} or {address}): the host and its baseline would ask the same query, and every value would pass; select the host's series with a placeholder",
+    ]);
+    expect(problemsOf(fleet('rate(e{instance="{address}:9100"}[1m])'))).toEqual([]);
+  });
 });

@@ -137,6 +137,18 @@ function readQuery(value: unknown, path: JsonPath, problems: Problems): Analysis
     entry.baseline === undefined
       ? undefined
       : readBaseline(entry.baseline, [...path, "baseline"], problems);
+  // The same query for the host and for its baseline compares a value with itself: it passes
+  // whatever the host does.
+  if (
+    baseline !== undefined &&
+    query !== undefined &&
+    !QUERY_PLACEHOLDERS.some((p) => query.includes(p))
+  ) {
+    problems.add(
+      [...path, "query"],
+      `is compared with its baseline, but names no host (${QUERY_PLACEHOLDERS.join(" or ")}): the host and its baseline would ask the same query, and every value would pass; select the host's series with a placeholder`,
+    );
+  }
   const failureLimit =
     entry.failureLimit === undefined
       ? ANALYSIS_DEFAULTS.failureLimit
