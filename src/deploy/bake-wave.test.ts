@@ -15,7 +15,8 @@ import type { FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
 import type { StorePath } from "../nix/store-path.js";
-import type { DeployEvent } from "./events.js";
+import { bakeWave } from "./bake-wave.js";
+import type { DeployEvent, HostResult } from "./events.js";
 import { RolloutRecorder } from "./rollout-recorder.js";
 import { runRollout } from "./run-rollout.js";
 
@@ -306,6 +307,35 @@ describe("a wave's hosts and their baseline", () => {
     // web6: two rounds of the canary's, two of the wave of four's (not eight), two of its own.
     expect(asked.get("web6")).toBe(6);
     expect(asked.get("web2")).toBe(2 + 2);
+  });
+});
+
+describe("an interrupt before a bake", () => {
+  it("still ends the bake as interrupted at 0 s: the host is said unverified by it", async () => {
+    const events: DeployEvent[] = [];
+    const stop = new AbortController();
+    stop.abort();
+    const p = plan(BAKE);
+    const [result] = await bakeWave({
+      plan: p,
+      wave: 1,
+      results: [
+        {
+          host: "web1",
+          outcome: { status: "activated", generation: 2, previous: OLD },
+          seconds: 1,
+        } as HostResult,
+      ],
+      hosts: new Map(HOSTS.map((h) => [h, host(h)])),
+      requests: new Map(),
+      delivery: delivery().delivery,
+      metrics: metrics({ web1: 0.1, web2: 0.1, web3: 0.1 }),
+      emit: (e) => events.push(e),
+      signal: stop.signal,
+    });
+    expect(result?.outcome).toMatchObject({ status: "activated", bakeInterrupted: 0 });
+    expect(events.map((e) => e.type)).toEqual(["bake-start", "bake-done"]);
+    expect(events[1]).toMatchObject({ host: "web1", interrupted: true, seconds: 0 });
   });
 });
 

@@ -59,7 +59,9 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
       ? [{ result: r, bake }]
       : [];
   });
-  if (baking.length === 0 || input.signal?.aborted) return [...input.results];
+  // Interrupted before it began, the bake still ends as an interrupted one (at 0 s): the hosts
+  // keep their new systems, said unverified by it, as a bake cut a second later says.
+  if (baking.length === 0) return [...input.results];
   input.emit({
     type: "bake-start",
     wave: input.wave,
