@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_BAKE_ROUNDS } from "../fleet/bake.js";
+import { nonFiniteAsText } from "../util/text.js";
 import { parseRolloutBake } from "./rollout-bake.js";
 
 const bake = {
@@ -19,6 +20,25 @@ const bake = {
 };
 
 describe("a rollout record's bake", () => {
+  it("keeps an infinite measurement through the stored JSON, as PromQL writes it", () => {
+    const infinite = {
+      ...bake,
+      analysis: [
+        {
+          ...bake.analysis[0],
+          measurements: [
+            { at: 10, value: Number.POSITIVE_INFINITY, verdict: "fail", why: "+Inf is above 0.1" },
+            { at: 20, value: 0, baseline: Number.NEGATIVE_INFINITY, verdict: "fail", why: "x" },
+          ],
+        },
+      ],
+    };
+    const stored = JSON.stringify(infinite, nonFiniteAsText);
+    expect(stored).toContain('"value":"+Inf"');
+    expect(stored).toContain('"baseline":"-Inf"');
+    expect(parseRolloutBake(JSON.parse(stored), "rec", "h.bake")).toEqual(infinite);
+  });
+
   it("reads what the recorder writes", () => {
     expect(parseRolloutBake(bake, "rec", "h.bake")).toEqual(bake);
   });
@@ -34,7 +54,7 @@ describe("a rollout record's bake", () => {
       "rec: h.bake.analysis[0].measurements[0].verdict must be one of pass, fail, no-data",
     );
     expect(() => parseRolloutBake(measurement({ value: "1" }), "rec", "h.bake")).toThrow(
-      "rec: h.bake.analysis[0].measurements[0].value must be a number or null",
+      'rec: h.bake.analysis[0].measurements[0].value must be a number, "+Inf", "-Inf" or null',
     );
     const many = {
       ...bake,

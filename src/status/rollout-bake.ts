@@ -88,9 +88,12 @@ function parseAnalysis(value: unknown, source: string, where: string): RolloutAn
 
 function parseMeasurement(value: unknown, source: string, where: string): Measurement {
   const m = object(value, source, where);
+  // An infinity is stored as PromQL writes it (nonFiniteAsText): JSON has no number for it.
   const number = (v: unknown, key: string): number | null => {
     if (v === null || (typeof v === "number" && Number.isFinite(v))) return v;
-    throw malformed(source, `${where}.${key} must be a number or null`);
+    if (v === "+Inf") return Number.POSITIVE_INFINITY;
+    if (v === "-Inf") return Number.NEGATIVE_INFINITY;
+    throw malformed(source, `${where}.${key} must be a number, "+Inf", "-Inf" or null`);
   };
   if (typeof m.at !== "number" || !Number.isFinite(m.at) || m.at < 0) {
     throw malformed(source, `${where}.at must be seconds`);

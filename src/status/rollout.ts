@@ -15,7 +15,7 @@ import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import type { SecretKey } from "../nix/keys.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
-import { clipped, jsonErrorText, withoutControls } from "../util/text.js";
+import { clipped, jsonErrorText, nonFiniteAsText, withoutControls } from "../util/text.js";
 import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
 import { signedRecordBytes } from "./rollout-signature.js";
 
@@ -320,7 +320,7 @@ export function rolloutKeyStart(key: string): number | undefined {
 
 /** The record as stored: its line, signed by `key` when given (rollout-signature.ts). */
 export function formatRolloutRecord(record: RolloutRecord, key?: SecretKey): Uint8Array {
-  return signedRecordBytes(JSON.stringify(record), key);
+  return signedRecordBytes(JSON.stringify(record, nonFiniteAsText), key);
 }
 
 /**

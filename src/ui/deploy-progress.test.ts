@@ -132,6 +132,28 @@ describe("ndjson", () => {
   });
 });
 
+describe("ndjson's bake measurements", () => {
+  it("writes an infinite value as +Inf, not as null (no data)", () => {
+    const s = sink(true);
+    const r = createDeployRenderer(s.out, "ndjson");
+    r.onEvent({
+      type: "bake-measure",
+      host: "web1",
+      name: "errors",
+      query: 'errors{host="web1"}',
+      condition: "at most 0.05",
+      measurement: {
+        at: 2,
+        value: Number.POSITIVE_INFINITY,
+        verdict: "fail",
+        why: "+Inf is above the maximum 0.05",
+      },
+    });
+    r.finish();
+    expect(JSON.parse(s.text()).measurement).toMatchObject({ value: "+Inf", verdict: "fail" });
+  });
+});
+
 describe("plain", () => {
   const run = (mode: "plain" | "auto", isTTY: boolean) => {
     const s = sink(isTTY);

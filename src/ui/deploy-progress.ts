@@ -13,7 +13,7 @@ import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import { namesShown } from "../util/names-shown.js";
-import { withoutControls } from "../util/text.js";
+import { terminalJson, withoutControls } from "../util/text.js";
 import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
@@ -45,7 +45,7 @@ export function createDeployRenderer(out: DeployOutput, mode: DeployOutputMode):
 function ndjsonRenderer(out: DeployOutput): DeployRenderer {
   return {
     onEvent: (event) => {
-      out.write(`${JSON.stringify({ ...event, time: new Date().toISOString() })}\n`);
+      out.write(`${terminalJson({ ...event, time: new Date().toISOString() })}\n`);
     },
     finish: () => {},
   };

@@ -63,6 +63,18 @@ describe("text from elsewhere", () => {
 });
 
 describe("terminalJson", () => {
+  it("writes an infinity or NaN as PromQL's text, not as null (which says no value)", () => {
+    expect(
+      terminalJson({
+        up: Number.POSITIVE_INFINITY,
+        down: Number.NEGATIVE_INFINITY,
+        nan: Number.NaN,
+        one: 1,
+        none: null,
+      }),
+    ).toBe('{"up":"+Inf","down":"-Inf","nan":"NaN","one":1,"none":null}');
+  });
+
   const hostile = { error: "\u009b2J\u001b[H\u007fok\u0085 caf\u00e9" };
 
   it("escapes DEL and the C1 controls, which JSON.stringify leaves raw", () => {

@@ -63,13 +63,23 @@ export function quoted(value: unknown, max = 80): string {
 const RAW_CONTROLS = /[\u007f-\u009f]/g;
 
 /**
+ * A JSON.stringify replacer that writes a number JSON has no word for as PromQL writes it,
+ * "+Inf", "-Inf" or "NaN", where JSON.stringify would write null (which says "no value": a
+ * bake's measurement of +Inf must not read as no data).
+ */
+export function nonFiniteAsText(_key: string, value: unknown): unknown {
+  if (typeof value !== "number" || Number.isFinite(value)) return value;
+  return Number.isNaN(value) ? "NaN" : value > 0 ? "+Inf" : "-Inf";
+}
+
+/**
  * JSON text for stdout, which is often a terminal: DEL and the C1 controls (U+0080-U+009F, of
  * which U+009B starts an escape sequence), which JSON.stringify leaves raw, escaped as
  * `\u00XX`. A parser reads the same value; a terminal gets no control from what a host or a
- * store wrote.
+ * store wrote. An infinity is written as its text (nonFiniteAsText).
  */
 export function terminalJson(value: unknown, indent?: number): string {
-  return JSON.stringify(value, null, indent).replace(
+  return JSON.stringify(value, nonFiniteAsText, indent).replace(
     RAW_CONTROLS,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
