@@ -13,7 +13,7 @@ import {
   hostQuery,
   judgeSample,
   type Measurement,
-  meanOf,
+  medianOf,
   type Sample,
 } from "../fleet/analysis.js";
 import { type AnalysisQuery, baselineHosts, type HostBake } from "../fleet/bake.js";
@@ -379,12 +379,12 @@ async function measure(
   if (own === undefined) throw new Error("no answer for the host itself");
   let sample: Sample = own.value === null ? { value: null, why: own.why } : { value: own.value };
   if (compared) {
-    const mean = meanOf(answers.map((a) => a.value));
+    const median = medianOf(answers.map((a) => a.value));
     const why = answers.find((a) => a.value === null);
     sample = {
       ...sample,
-      baseline: mean,
-      ...(mean === null && why !== undefined && "why" in why ? { baselineWhy: why.why } : {}),
+      baseline: median,
+      ...(median === null && why !== undefined && "why" in why ? { baselineWhy: why.why } : {}),
     };
   }
   const verdict = judgeSample(query, sample);

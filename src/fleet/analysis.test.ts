@@ -7,7 +7,7 @@ import {
   hostQuery,
   judgeSample,
   type Measurement,
-  meanOf,
+  medianOf,
   previousSystemReach,
   queryReach,
   unknownPlaceholders,
@@ -87,7 +87,7 @@ describe("judgeSample", () => {
     ).toMatchObject({ verdict: "pass" });
     expect(judgeSample(q, { value: 5, baseline: Number.NaN })).toEqual({
       verdict: "no-data",
-      why: "5, but no data for the baseline (its hosts answered +Inf and -Inf: no mean)",
+      why: "5, but no data for the baseline (its middle hosts answered +Inf and -Inf: no median)",
     });
   });
 
@@ -234,9 +234,12 @@ describe("the query for a host, and its baseline", () => {
     ).toBe('up{host="web1",instance="10.0.0.2:80"}');
   });
 
-  it("takes the mean of the baseline hosts that answered", () => {
-    expect(meanOf([0.1, null, 0.3])).toBeCloseTo(0.2);
-    expect(meanOf([null])).toBeNull();
+  it("takes the median of the baseline hosts that answered: one broken host does not lift it", () => {
+    expect(medianOf([0.1, null, 0.3])).toBeCloseTo(0.2);
+    expect(medianOf([null])).toBeNull();
+    expect(medianOf([0.01, 1, 0.02])).toBe(0.02);
+    expect(medianOf([0.01, Number.POSITIVE_INFINITY, 0.02])).toBe(0.02);
+    expect(medianOf([0.3, 0.1, 0.2, 0.9])).toBeCloseTo(0.25);
   });
 
   it("takes a canary's baseline from its role's hosts in later waves", () => {

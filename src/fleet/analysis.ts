@@ -28,7 +28,7 @@ export interface Sample {
   readonly value: number | null;
   readonly why?: string;
   /**
-   * The baseline's value (the mean over its hosts that answered; null: none did), for a query
+   * The baseline's value (the median of its hosts that answered; null: none did), for a query
    * compared with its baseline; undefined when no host of the role is left unchanged.
    */
   readonly baseline?: number | null;
@@ -181,11 +181,11 @@ export function judgeSample(
         why: `${shown}, but no data for the baseline (${sample.baselineWhy ?? "no value"})`,
       };
     }
-    // +Inf and -Inf among the baseline's values: their mean is none.
+    // +Inf and -Inf the middle two of the baseline's values: their median is none.
     if (Number.isNaN(base)) {
       return {
         verdict: "no-data",
-        why: `${shown}, but no data for the baseline (its hosts answered +Inf and -Inf: no mean)`,
+        why: `${shown}, but no data for the baseline (its middle hosts answered +Inf and -Inf: no median)`,
       };
     }
     // The tolerance widens the baseline by its own size, so that a canary at the baseline's
@@ -262,11 +262,17 @@ export function analysisState(
   return { state: "passed" };
 }
 
-/** The mean of the values that are numbers; null when none is. */
-export function meanOf(values: readonly (number | null)[]): number | null {
-  const numbers = values.filter((v): v is number => v !== null);
+/**
+ * The median of the values that are numbers (of an even count, the mean of the middle two);
+ * null when none is. Not the mean: one broken host of the baseline (at 100% errors, or +Inf)
+ * must not lift its value so far that any canary passes.
+ */
+export function medianOf(values: readonly (number | null)[]): number | null {
+  const numbers = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
   if (numbers.length === 0) return null;
-  return numbers.reduce((a, b) => a + b, 0) / numbers.length;
+  const middle = Math.floor(numbers.length / 2);
+  const upper = numbers[middle] as number;
+  return numbers.length % 2 === 1 ? upper : ((numbers[middle - 1] as number) + upper) / 2;
 }
 
 /** A query of a plan's bakes whose first measurements may read what its hosts ran before. */
