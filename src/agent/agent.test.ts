@@ -1131,20 +1131,29 @@ describe("Agent.pollOnce: a boot judged across the agent's stops", () => {
     rolledBack: false,
   });
 
-  it("stopped after it confirmed the boot and before it saved: reports the boot kept, judging nothing again", async () => {
+  /**
+   * The boot begun, then judged in boot-2 before the agent stopped (no boot pending now), the
+   * host then running sys("a") and booting `profile` next: the next agent's poll.
+   */
+  const afterJudgedBoot = async (profile: StorePath, generation: number) => {
     const token = await begin();
-    // boot-2 runs sys("a") confirmed: no boot pending, the profile on it.
     activator.system = {
       current: sys("a"),
-      profile: sys("a"),
-      generation: 2,
+      profile,
+      generation,
       bootId: "boot-2",
       pendingBoot: null,
       failed: null,
     };
     activator.judged.push(unknownToken(token));
-    expect(await makeAgent().pollOnce()).toBe("applied");
+    const polled = await makeAgent().pollOnce();
+    // Judged already: not asked again.
     expect(activator.requests).toHaveLength(1);
+    return polled;
+  };
+
+  it("stopped after it confirmed the boot and before it saved: reports the boot kept, judging nothing again", async () => {
+    expect(await afterJudgedBoot(sys("a"), 2)).toBe("applied");
     expect(await readStatus(store, HOST)).toMatchObject({
       state: "success",
       seq: 1,
@@ -1155,18 +1164,7 @@ describe("Agent.pollOnce: a boot judged across the agent's stops", () => {
   });
 
   it("stopped after it undid the boot: reports it failed and rolled back, and says so", async () => {
-    const token = await begin();
-    activator.system = {
-      current: sys("a"),
-      profile: sys("b"),
-      generation: 1,
-      bootId: "boot-2",
-      pendingBoot: null,
-      failed: null,
-    };
-    activator.judged.push(unknownToken(token));
-    expect(await makeAgent().pollOnce()).toBe("failed");
-    expect(activator.requests).toHaveLength(1);
+    expect(await afterJudgedBoot(sys("b"), 1)).toBe("failed");
     expect(await readStatus(store, HOST)).toMatchObject({
       state: "failed",
       rolledBack: true,

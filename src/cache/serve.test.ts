@@ -314,9 +314,7 @@ describe("cache server's NAR streams, at most maxNarStreams at once", () => {
     const url = new URL(await listen(server));
     const stalled: Socket[] = [];
     try {
-      const bothAsked = requestsSeen(server, 2);
-      stalled.push(stallOn(url, BIG), stallOn(url, BIG));
-      await bothAsked;
+      stalled.push(...(await stallTwo(server, url, BIG)));
       const info = await fetch(`${url.origin}/${NARINFO}`);
       expect(info.status).toBe(200);
       expect(await info.text()).toBe(NARINFO_SERVED);
@@ -349,9 +347,7 @@ describe("cache server's NAR streams, at most maxNarStreams at once", () => {
     const url = new URL(await listen(server));
     const stalled: Socket[] = [];
     try {
-      const bothAsked = requestsSeen(server, 2);
-      stalled.push(stallOn(url, BIG), stallOn(url, BIG));
-      await bothAsked;
+      stalled.push(...(await stallTwo(server, url, BIG)));
       const busy = await fetch(`${url.origin}/${NAR}`);
       expect(busy.status).toBe(503);
       expect(busy.headers.get("retry-after")).toBe("1");
@@ -435,6 +431,14 @@ function stallOn(url: URL, key: string): Socket {
  * Resolves once `server` has been sent `n` more requests. Its own handler runs first: by then
  * each has taken its turn to stream, or its place in line, or asked the store.
  */
+/** Two clients that ask for `key` and stop reading, once the server has both requests. */
+async function stallTwo(server: Server, url: URL, key: string): Promise<Socket[]> {
+  const bothAsked = requestsSeen(server, 2);
+  const sockets = [stallOn(url, key), stallOn(url, key)];
+  await bothAsked;
+  return sockets;
+}
+
 function requestsSeen(server: Server, n: number): Promise<void> {
   let seen = 0;
   return new Promise((resolve) => {
