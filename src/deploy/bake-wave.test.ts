@@ -339,6 +339,36 @@ describe("an interrupt before a bake", () => {
   });
 });
 
+describe("a long bake", () => {
+  it("says now and then that it goes on, and which hosts still bake", async () => {
+    const events: DeployEvent[] = [];
+    const [result] = await bakeWave({
+      plan: plan({ seconds: 1, interval: 0.5, analysis: [] }),
+      wave: 1,
+      results: [
+        {
+          host: "web1",
+          outcome: { status: "activated", generation: 2, previous: OLD },
+          seconds: 1,
+        } as HostResult,
+      ],
+      hosts: new Map(HOSTS.map((h) => [h, host(h)])),
+      requests: new Map(),
+      delivery: delivery().delivery,
+      metrics: undefined,
+      emit: (e) => events.push(e),
+      progressEvery: 0.2,
+    });
+    expect(result?.outcome.status).toBe("activated");
+    const said = events.filter((e) => e.type === "bake-progress");
+    expect(said.length).toBeGreaterThan(0);
+    for (const e of said) expect(e).toMatchObject({ wave: 1, seconds: 1, hosts: ["web1"] });
+    // Said between its start and its end, and no more once it ended.
+    expect(events.at(0)?.type).toBe("bake-start");
+    expect(events.at(-1)?.type).toBe("bake-done");
+  });
+});
+
 describe("an interrupt during a bake", () => {
   it("leaves the host on its new system, its result saying the bake did not verify it", async () => {
     const stop = new AbortController();

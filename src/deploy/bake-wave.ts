@@ -45,7 +45,12 @@ export interface BakeInput {
   readonly emit: (event: DeployEvent) => void;
   /** An interrupt ends the bake: the hosts keep what they run, and no new wave starts. */
   readonly signal?: AbortSignal;
+  /** Seconds between `bake-progress` events (default BAKE_PROGRESS_SECONDS). */
+  readonly progressEvery?: number;
 }
+
+/** Seconds between a bake's `bake-progress` events: a CI job's log shows it goes on. */
+export const BAKE_PROGRESS_SECONDS = 60;
 
 /**
  * The wave's results once its hosts baked: when one failed, every host the wave changed is
@@ -78,6 +83,22 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
       : AbortSignal.any([input.signal, waveFailed.signal]);
   // Every baking host waits on it: more than Node's default of ten listeners is no leak.
   setMaxListeners(0, signal);
+  // While it bakes, the wave says so now and then, with the hosts whose bake has not ended.
+  const bakingNow = new Set(baking.map((b) => b.result.host));
+  const bakeStarted = performance.now();
+  const longest = Math.max(...baking.map((b) => b.bake.seconds));
+  const progress = setInterval(
+    () =>
+      input.emit({
+        type: "bake-progress",
+        wave: input.wave,
+        elapsed: round1((performance.now() - bakeStarted) / 1000),
+        seconds: longest,
+        hosts: [...bakingNow],
+      }),
+    (input.progressEvery ?? BAKE_PROGRESS_SECONDS) * 1000,
+  );
+  progress.unref();
   const inFlight = new Semaphore(QUERIES_IN_FLIGHT);
   const baselineAnswers = new Map<string, SharedAnswer>();
   const failures = new Map<string, BakeFailure>();
@@ -93,6 +114,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         bake,
         planned,
       );
+      bakingNow.delete(result.host);
       baked.set(result.host, verdict.seconds);
       if (verdict.failure !== undefined) {
         failures.set(result.host, verdict.failure);
@@ -113,7 +135,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         ...(verdict.interrupted ? { interrupted: true as const } : {}),
       });
     }),
-  );
+  ).finally(() => clearInterval(progress));
   const withBake = (r: HostResult): HostResult => ({
     ...r,
     ...(r.outcome.status === "activated" && stopped.has(r.host)

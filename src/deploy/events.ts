@@ -287,6 +287,17 @@ export type DeployEvent =
       /** The names of the queries measured. */
       readonly analysis: readonly string[];
     }
+  /**
+   * The wave still bakes (every BAKE_PROGRESS_SECONDS): `elapsed` seconds of its `seconds`, the
+   * hosts whose bake has not ended. A bake without analysis says nothing else until it ends.
+   */
+  | {
+      readonly type: "bake-progress";
+      readonly wave: number;
+      readonly elapsed: number;
+      readonly seconds: number;
+      readonly hosts: readonly string[];
+    }
   /** One measurement of one host's query during its bake. */
   | {
       readonly type: "bake-measure";
@@ -361,6 +372,7 @@ const EVENT_TYPES = {
   waiting: true,
   "host-done": true,
   "bake-start": true,
+  "bake-progress": true,
   "bake-measure": true,
   "bake-done": true,
   paused: true,

@@ -190,6 +190,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       const queries = event.analysis.length > 0 ? `, measuring ${event.analysis.join(", ")}` : "";
       return `wave ${event.wave}: baking ${formatDuration(event.seconds)} (every ${formatDuration(event.interval)})${queries}: ${namesShown(event.hosts, WAITING_SHOWN)}`;
     }
+    case "bake-progress":
+      return `wave ${event.wave}: baked ${formatDuration(event.elapsed)} of ${formatDuration(event.seconds)}; still baking: ${namesShown(event.hosts, WAITING_SHOWN)}`;
     case "bake-measure":
       return `${event.host}: bake: ${event.name} ${bakeVerdict(event.measurement)}`;
     case "bake-done":
