@@ -3,7 +3,7 @@
 // the flake, whose hosts build the very systems the hive's nodes and deploy-rs's profiles are;
 // the report names what became of each option; bad input is named by its attribute (exit 2).
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -172,6 +172,23 @@ describe("init --from colmena", () => {
     expect(r.stdout).not.toContain("s3cret");
   });
 
+  it("names a machinesFile the flake holds where it is in the flake's directory, not in the store", async () => {
+    const hive = `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  meta.machinesFile = ./machines;
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1"; };
+}
+`;
+    const dir = await flakeDir("      colmena = import ./hive-source.nix;");
+    await writeFile(join(dir, "hive-source.nix"), hive);
+    await writeFile(join(dir, "machines"), "ssh://builder x86_64-linux\n");
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const fleet = JSON.parse(await readFile((JSON.parse(r.stdout) as InitJson).fleet, "utf8"));
+    // Edits to it count, and a garbage collection leaves it, as for colmena, which reads it anew.
+    expect(fleet.build).toEqual({ builders: `@${dir}/machines` });
+  });
+
   it("in a git flake, reads a keyFile git does not track from the flake's directory, and says nothing copied it", async () => {
     const dir = await flakeDir("");
     await writeFile(
@@ -288,8 +305,8 @@ describe("init --from colmena", () => {
     expect(tracked.code, tracked.stderr).toBe(0);
   });
 
-  it("names a node without a targetHost, an error in a node, and a flake without a hive (exit 2)", async () => {
-    // colmena's apply-local example: a node only deployed by apply-local.
+  it("leaves out a node without a targetHost (apply-local only), as colmena apply does, and converts the rest", async () => {
+    // colmena's apply-local example: a node only deployed by apply-local, beside a server.
     const local = await flakeDir(
       "",
       tutorialHive({
@@ -297,11 +314,35 @@ describe("init --from colmena", () => {
         extraB: "    deployment.allowLocalDeployment = true;\n    deployment.targetHost = null;",
       }).replace('    deployment.targetHost = "host-b.mydomain.tld";\n', ""),
     );
-    const r = await init(local, "--from", "colmena");
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(
-      `${join(local, "flake.nix")}: host-b.deployment.targetHost is null: nixship cannot reach the node`,
+    const r = await init(local, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.hosts).toEqual(["host-a"]);
+    expect(Object.keys(JSON.parse(await readFile(out.fleet, "utf8")).hosts)).toEqual(["host-a"]);
+    expect(out.report).toContainEqual(
+      expect.objectContaining({
+        option: "deployment.targetHost",
+        outcome: "left",
+        text: expect.stringMatching(/^null: apply-local only; colmena apply skips it too/),
+        nodes: ["host-b"],
+      }),
     );
+  });
+
+  it("says first to put nixship's host module on nodes it reaches through sudo, with colmena", async () => {
+    const dir = await flakeDir(
+      "",
+      tutorialHive({ ...HIVE, extraA: '    deployment.targetUser = "admin";' }),
+    );
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as InitJson).next.slice(0, 2)).toEqual([
+      "# first add nixship.nixosModules.host to the system of host-a, then activate it once with colmena:",
+      `colmena -f ${join(dir, "hive.nix")} apply --on host-a`,
+    ]);
+  });
+
+  it("names an error in a node, and a flake without a hive (exit 2)", async () => {
     const thrown = await flakeDir(
       "",
       tutorialHive(HIVE).replace('[ "web" "infra-lax" ]', 'throw "tags not decided yet"'),
@@ -495,11 +536,75 @@ describe("init --from deploy-rs", () => {
     await addOutput(dir, 'deploy.sshOpts = [ "-i" "/keys/id" ];');
     const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
     expect(r.code, r.stderr).toBe(0);
-    const ssh = (JSON.parse(r.stdout) as InitJson).report.find((e) => e.option === "sshOpts");
-    // A block to paste into the ssh_config file.
-    expect(ssh?.text).toContain(
-      "\nHost web\n  HostName web.example\n  Port 2222\n  IdentityFile /keys/id",
+    const out = JSON.parse(r.stdout) as InitJson & { written: string[] };
+    const ssh = out.report.find((e) => e.option === "sshOpts");
+    expect(ssh?.text).toMatch(/: Port 2222, IdentityFile \/keys\/id$/);
+    // The block is in the fleet's own ssh_config, written beside it: the fleet works as written.
+    const sshConfig = join(dir, "nixship-ssh_config");
+    expect(out.written).toContain(sshConfig);
+    expect(out.next).toContain(
+      `# the hosts' ssh settings are in ${sshConfig}, the fleet's ssh.configFile: doctor tries them`,
     );
+    const fleet = JSON.parse(await readFile(out.fleet, "utf8"));
+    expect(fleet.ssh).toEqual({ configFile: "./nixship-ssh_config" });
+    expect(fleet.hosts.web.sshHost).toBe("web");
+    // As ssh reads it (nixship runs ssh with -F): web is web.example on port 2222, with its key;
+    // another host still gets what ~/.ssh/config gives it.
+    const home = await mkdtemp(join(work, "home-"));
+    await mkdir(join(home, ".ssh"));
+    await writeFile(join(home, ".ssh", "config"), "Host elsewhere\n  Port 2299\n");
+    const seen = async (host: string) => {
+      const g = await run("ssh", ["-F", sshConfig, "-G", host], { env: { HOME: home } });
+      expect(g.code, g.stderr).toBe(0);
+      return g.stdout.split("\n").filter((l) => /^(hostname|port|identityfile) /.test(l));
+    };
+    expect((await seen("web")).sort()).toEqual([
+      "hostname web.example",
+      "identityfile /keys/id",
+      "port 2222",
+    ]);
+    expect(await seen("elsewhere")).toContain("port 2299");
+  });
+
+  it("says first, in next and in the report, to put nixship's host module on hosts it reaches through sudo", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, {
+      web: { hostname: "web.example", extra: '        sshUser = "deploy";' },
+      db: { hostname: "db.example", extra: '        sshUser = "root";' },
+    });
+    const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(JSON.parse(await readFile(out.fleet, "utf8")).hosts.web.sudo).toBe(true);
+    // web only: db is reached as root, which needs no module of nixship's to activate.
+    expect(out.next.slice(0, 2)).toEqual([
+      "# first add nixship.nixosModules.host to the system of web, then activate it once with deploy-rs:",
+      `deploy --targets '${dir}#web'`,
+    ]);
+    expect(out.report).toContainEqual(
+      expect.objectContaining({
+        option: "user",
+        outcome: "mapped",
+        text: expect.stringContaining(
+          "add it to the node's system and activate that once with deploy-rs",
+        ),
+        nodes: ["web"],
+      }),
+    );
+    const text = await init(dir, "--from", "deploy-rs", "--format", "json", "--force");
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stderr).toContain(
+      "before nixship's first deploy: web is reached as a user other than root (hosts.NAME.sudo)",
+    );
+    // All reached as root: no such step.
+    const root = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(root, {
+      web: { hostname: "web.example", extra: '        sshUser = "root";' },
+    });
+    const plain = JSON.parse(
+      (await init(root, "--from", "deploy-rs", "--json")).stdout,
+    ) as InitJson;
+    expect(plain.next[0]).toMatch(/^nixship doctor/);
   });
 
   it("takes the configuration the profile is built from, where two share its name (one hostName)", async () => {
@@ -542,6 +647,35 @@ describe("init --from deploy-rs", () => {
       "beside it would take its place for every command run without --fleet",
     );
     expect(existsSync(join(dir, "nixship.json"))).toBe(false);
+  });
+
+  it("keeps a fleet file made while Nix evaluated, as one there before (exit 2); --force replaces it", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, { web: { hostname: "web.example" } });
+    const fleetFile = join(dir, "nixship.json");
+    const handWritten = '{"my":"hand-written fleet"}\n';
+    // Nix itself makes the file as it starts to evaluate: after init looked, before it writes.
+    const shim = await mkdtemp(join(work, "nix-shim-"));
+    const realNix = (await run("sh", ["-c", "command -v nix"])).stdout.trim();
+    await writeFile(
+      join(shim, "nix"),
+      `#!/bin/sh\ncase " $* " in *" eval "*) [ -e "$FLEET" ] || printf '%s' '${handWritten}' > "$FLEET" ;; esac\nexec ${realNix} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const env = { PATH: `${shim}:${process.env.PATH}`, FLEET: fleetFile };
+    const args = ["init", dir, "--key-out", join(dir, "..", `${dir.split("/").pop()}.sec`)];
+    const r = await nixship([...args, "--from", "deploy-rs", "--format", "json"], { env });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`${fleetFile} already exists; init leaves it as it is`);
+    expect(r.stderr).toContain("pass --force to replace it");
+    expect(await readFile(fleetFile, "utf8")).toBe(handWritten);
+    // Nothing staged beside it is left.
+    expect((await readdir(dir)).filter((f) => f.startsWith(".nixship.json"))).toEqual([]);
+    const forced = await nixship([...args, "--from", "deploy-rs", "--format", "json", "--force"], {
+      env,
+    });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(JSON.parse(await readFile(fleetFile, "utf8")).hosts.web.address).toBe("web.example");
   });
 
   it("is not stopped by a broken configuration no node deploys", async () => {

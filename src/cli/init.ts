@@ -2,9 +2,9 @@
 // configuration (or, with --from, per node of a colmena hive or deploy-rs flake), with a cache
 // and a signing key (kept out of the flake), and the next commands.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { link, open, rename, stat, unlink } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
@@ -14,7 +14,12 @@ import { InputError, UsageError } from "../errors.js";
 import { conversionProblems, fleetProblems } from "../fleet/conversion-check.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { formatJson } from "../fleet/fleet-json.js";
-import { type Conversion, conversionJson, conversionNix } from "../fleet/foreign-fleet.js";
+import {
+  type Conversion,
+  conversionJson,
+  conversionNix,
+  SSH_CONFIG_FILE,
+} from "../fleet/foreign-fleet.js";
 import { convertColmena } from "../fleet/from-colmena.js";
 import { convertDeployRs } from "../fleet/from-deploy-rs.js";
 import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fleet/init-fleet.js";
@@ -27,6 +32,7 @@ import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from 
 import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
 import { requireReplaceable } from "../util/atomic-file.js";
+import { onLastWord } from "../util/last-words.js";
 import { makeDirs } from "../util/make-dirs.js";
 import { shellWord } from "../util/shell-quote.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
@@ -80,10 +86,14 @@ it refuses (the file would take the output's place for commands without --fleet)
 makeHive), else its colmena output, else DIR/hive.nix, evaluated with Nix (raw hives by nixship's
 lib.readColmenaHive, with the hive's own nixpkgs); --from deploy-rs: one host per node of the
 flake's deploy.nodes, running its system profile. Each node's options become the host's
-(targetHost, targetUser, tags, keys as secrets; hostname, sshUser, magicRollback, timeouts, ...),
-and init prints what it carried over, what maps to what, and what it left behind and why
-(docs/coming-from-colmena.md, docs/coming-from-deploy-rs.md). A node nixship cannot reach (no
-targetHost or hostname, no system profile) or an evaluation error is named by its attribute.
+(targetHost, targetUser, tags, keys as secrets; hostname, sshUser, magicRollback, timeouts, ...);
+ssh settings (targetPort, sshOptions, sshOpts) go in a block of the host's own in
+DIR/${SSH_CONFIG_FILE}, which the fleet names as its ssh.configFile (and which includes the
+ssh_config ssh read before); init prints what it carried over, what maps to what, and what it
+left behind and why (docs/coming-from-colmena.md, docs/coming-from-deploy-rs.md). A colmena
+node whose targetHost is null (apply-local only) is left out, as colmena apply skips it. A node
+nixship cannot reach (no hostname, no system profile) or an evaluation error is named by its
+attribute.
 
 Nothing is written until the flake is read and the fleet to write is checked as every command
 loads it (a value of nixship.deployment or of a node the fleet refuses is named, and init
@@ -97,12 +107,12 @@ Options:
                      repository, else under $XDG_DATA_HOME/nixship/caches/)
   --key-out FILE     where the secret signing key is (default: see above); not in DIR
   --key-name NAME    the key's name (default: nixship-DIRNAME-1)
-  --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE}
+  --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE} (and ${SSH_CONFIG_FILE})
   --json             one JSON object on stdout: flake (DIR), format, from (with --from),
                      written (the files written), fleet (the fleet file), hosts (their names),
                      cache {url, created}, key {file, publicKey, created}, outputLine (the
                      line to add to the flake's outputs, nix format), next (the commands to
-                     run next); without --from also placeholders (what to fill in) and
+                     run next, as shell lines: a note among them starts with '#'); without --from also placeholders (what to fill in) and
                      skipped (configurations that are no host name); with --from, report
                      (what was carried over, mapped and left behind). A flake that has its
                      fleet already: {flake, format, written: [], said, next}
@@ -154,7 +164,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
 
     if (from !== undefined) {
       refuseExisting(fleetFile, values.force === true);
-      const { conversion, flake, hasFleet } = await convertFrom(from, dir, io.env);
+      const { conversion, flake, hasFleet, oldCommand } = await convertFrom(from, dir, io.env);
       if (format === "nix" && hasFleet) return saidHasFleet(io, dir, format, values.json === true);
       if (hasFleet) refuseShadowing(dir, fleetFile, values.force === true);
       const settings = { cacheUrl, publicKey };
@@ -165,8 +175,14 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
         `${COMMAND} --from ${from}: the fleet converted from ${dir} would not load`,
         `change those settings in the ${from === "colmena" ? "hive" : "deploy-rs flake"} (or leave them out), then convert again; nothing was written`,
       );
-      // The fleet file's place is checked before the key and the cache are made.
+      // The fleet file's place is checked before the key and the cache are made, and so is
+      // that of the ssh_config it names.
       await checkFleetFilePlace(fleetFile);
+      const sshConfigFile = conversion.sshConfig === null ? null : join(dir, SSH_CONFIG_FILE);
+      if (sshConfigFile !== null) {
+        refuseExisting(sshConfigFile, values.force === true);
+        await checkFleetFilePlace(sshConfigFile);
+      }
       // The cache first: one that cannot be made (a file, a bad nix-cache-info) leaves no key.
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
       await writeKey(keyOut, key);
@@ -177,24 +193,45 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
               `The fleet nixship deploys (docs/fleet.md), written by 'nixship init --from ${from}'. It is`,
               "the flake's `nixship` output: add to the flake's outputs the line 'nixship init' printed.",
             ]);
-      await writeOutputFile(fleetFile, text);
+      await writeWithSshConfig(
+        { file: fleetFile, text },
+        sshConfigFile === null
+          ? null
+          : { file: sshConfigFile, text: conversion.sshConfig as string },
+        values.force === true,
+      );
       const outputLine =
         format === "nix"
           ? `${DEFAULT_FLEET_OUTPUT} = import ./${NIX_FLEET_FILE} { inherit self;${conversion.needsLib ? " nixshipLib = nixship.lib;" : ""} };`
           : conversion.jsonOutputLine;
       const fleetFlag = ` --fleet ${shellWord(format === "json" ? fleetFile : `${dir}#${DEFAULT_FLEET_OUTPUT}`)}`;
+      const throughSudo = sudoHosts(conversion);
       const next = nextCommands({
-        // A git flake holds only the files git tracks: the fleet it now imports must be one.
-        first:
-          flake.startsWith("git+file:") && format === "nix"
+        first: [
+          ...bootstrapSteps(from, dir, oldCommand, throughSudo),
+          // A git flake holds only the files git tracks: the fleet it now imports must be one.
+          ...(flake.startsWith("git+file:") && format === "nix"
             ? [`git -C ${shellWord(dir)} add ${NIX_FLEET_FILE}`]
-            : [],
+            : []),
+        ],
         cacheInit: localCache ? undefined : cacheUrl,
-        afterCache: conversion.next.map((c) => `${c}${fleetFlag}`),
+        afterCache: [
+          ...conversion.next.map((c) => `${c}${fleetFlag}`),
+          // The fleet reaches those hosts through it: said where the user looks, before doctor.
+          ...(sshConfigFile === null
+            ? []
+            : [
+                `# the hosts' ssh settings are in ${sshConfigFile}, the fleet's ssh.configFile: doctor tries them`,
+              ]),
+        ],
         fleetFlag,
         keyOut,
       });
-      const written = [...(key.created ? [keyOut] : []), fleetFile];
+      const written = [
+        ...(key.created ? [keyOut] : []),
+        ...(sshConfigFile === null ? [] : [sshConfigFile]),
+        fleetFile,
+      ];
       if (values.json === true) {
         writeJson(io, {
           flake: dir,
@@ -222,7 +259,13 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
           key.created,
           publicKey,
         ),
+        ...(sshConfigFile === null
+          ? []
+          : [
+              `wrote ${sshConfigFile}: the hosts' ssh settings (port, identity, jump host, ...), each in a block of its own, then the ssh_config ssh read before; the fleet's ssh.configFile names it`,
+            ]),
         ...conversionReportLines(conversion.report),
+        ...(throughSudo.length === 0 ? [] : [bootstrapLine(from, throughSudo)]),
       ];
       if (outputLine !== null) {
         lines.push(`add this line to the outputs of ${join(dir, "flake.nix")}:`, `  ${outputLine}`);
@@ -276,7 +319,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
       format === "json"
         ? formatJson(initFleetJson(configurations, settings))
         : initFleetNix(configurations, settings);
-    await writeOutputFile(fleetFile, text);
+    await writeFleetFile(fleetFile, text, values.force === true);
 
     const toFill = hostsToFill(configurations);
     const here = resolve(".") === dir;
@@ -428,6 +471,8 @@ async function convertFrom(
   readonly conversion: Conversion;
   readonly flake: string;
   readonly hasFleet: boolean;
+  /** The other tool's command line for this fleet, before its deploy's own arguments. */
+  readonly oldCommand: string;
 }> {
   if (from === "colmena") {
     const read = await readColmenaHive(dir);
@@ -436,11 +481,59 @@ async function convertFrom(
       ...(sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {}),
       flakeDir: resolve(dir),
     });
-    return { conversion, flake: read.flake, hasFleet: read.value.hasFleet === true };
+    // colmena reads a flake's hive from flake.nix, a hive.nix of its own from that file.
+    const hive = join(dir, read.value.kind === "hive.nix" ? "hive.nix" : "flake.nix");
+    return {
+      conversion,
+      flake: read.flake,
+      hasFleet: read.value.hasFleet === true,
+      oldCommand: `colmena -f ${shellWord(hive)}`,
+    };
   }
   const read = await readDeployRs(dir);
   const conversion = convertDeployRs(read.value, read.label, { localUser: userInfo().username });
-  return { conversion, flake: read.flake, hasFleet: read.value.hasFleet === true };
+  return {
+    conversion,
+    flake: read.flake,
+    hasFleet: read.value.hasFleet === true,
+    oldCommand: "deploy",
+  };
+}
+
+/**
+ * The converted hosts nixship reaches as a user other than root: it activates there through
+ * `sudo -n` and the host's pinned nixship-activate, which only a system that imports
+ * nixship.nixosModules.host has; the hive's or deploy-rs's systems do not yet.
+ */
+function sudoHosts(conversion: Conversion): string[] {
+  return conversion.hosts.filter((h) => h.fields.sudo === true).map((h) => h.name);
+}
+
+/**
+ * The step before nixship's first deploy to `hosts` (sudoHosts), first of the next commands: a
+ * comment saying what to add, then the old tool's deploy of those hosts, which activates it.
+ * As root nixship needs no such step, but a user other than root is often the only way in.
+ */
+function bootstrapSteps(
+  from: Source,
+  dir: string,
+  oldCommand: string,
+  hosts: readonly string[],
+): string[] {
+  if (hosts.length === 0) return [];
+  const deploy =
+    from === "colmena"
+      ? `${oldCommand} apply --on ${hosts.join(",")}`
+      : `${oldCommand} --targets ${hosts.map((h) => shellWord(`${dir}#${h}`)).join(" ")}`;
+  return [
+    `# first add nixship.nixosModules.host to the system${hosts.length === 1 ? "" : "s"} of ${hosts.join(", ")}, then activate ${hosts.length === 1 ? "it" : "them"} once with ${from}:`,
+    deploy,
+  ];
+}
+
+/** The report's line on the step bootstrapSteps gives. */
+function bootstrapLine(from: Source, hosts: readonly string[]): string {
+  return `before nixship's first deploy: ${hosts.join(", ")} ${hosts.length === 1 ? "is" : "are"} reached as a user other than root (hosts.NAME.sudo), so nixship activates there through sudo and the host's nixship-activate, which only a running system that imports nixship.nixosModules.host has: add it to ${hosts.length === 1 ? "that system" : "those systems"} and activate ${hosts.length === 1 ? "it" : "them"} once with ${from} (next, first), or deploy once as root (docs/pinned-hosts.md)`;
 }
 
 /** DIR must be a flake's directory: exit 2, naming it and the fix, when it is not. */
@@ -463,9 +556,69 @@ async function requireFlake(dir: string, from?: Source): Promise<void> {
 
 function refuseExisting(file: string, force: boolean): void {
   if (!existsSync(file) || force) return;
-  throw new InputError("fleet-exists", `${file} already exists; init leaves it as it is`, {
+  throw fleetExists(file);
+}
+
+function fleetExists(file: string): InputError {
+  return new InputError("fleet-exists", `${file} already exists; init leaves it as it is`, {
     hint: "pass --force to replace it, or edit it",
   });
+}
+
+/**
+ * Writes the fleet file whole. With --force it replaces what is there. Without, the file is
+ * written beside its place and linked into it: link() fails where any file is, so one made
+ * while Nix evaluated (which may take minutes after refuseExisting looked) is kept, and no
+ * moment is left between a check and the write.
+ */
+async function writeFleetFile(file: string, text: string, force: boolean): Promise<void> {
+  if (force) return writeOutputFile(file, text);
+  const staged = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}.new`);
+  const forget = onLastWord(() => unlink(staged).catch(() => {}));
+  try {
+    await writeOutputFile(staged, text);
+    try {
+      await link(staged, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw fleetExists(file);
+      // A file system without hard links: the check as late as it can be, then the rename.
+      refuseExisting(file, false);
+      await rename(staged, file);
+    }
+  } finally {
+    await unlink(staged).catch(() => {});
+    forget();
+  }
+  await syncDirectory(dirname(file));
+}
+
+/**
+ * Writes the fleet, and first the ssh_config it names (when it names one): a fleet is never
+ * left naming a file that is not there. Should the fleet not be written (a file made there
+ * meanwhile), the ssh_config just made is removed again.
+ */
+async function writeWithSshConfig(
+  fleet: { readonly file: string; readonly text: string },
+  sshConfig: { readonly file: string; readonly text: string } | null,
+  force: boolean,
+): Promise<void> {
+  if (sshConfig !== null) await writeFleetFile(sshConfig.file, sshConfig.text, force);
+  try {
+    await writeFleetFile(fleet.file, fleet.text, force);
+  } catch (err) {
+    if (sshConfig !== null && !force) await unlink(sshConfig.file).catch(() => {});
+    throw err;
+  }
+}
+
+/** Flushes a directory, so that a file linked into it is there after a power cut too. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

@@ -89,6 +89,8 @@ export interface Conversion {
   readonly needsLib: boolean;
   /** An output the flake needs for the fleet file's installables (`nixshipHive = …;`); null: none. */
   readonly jsonOutputLine: string | null;
+  /** The text of SSH_CONFIG_FILE, to write beside the fleet (its ssh.configFile); null: none. */
+  readonly sshConfig: string | null;
   readonly report: readonly ReportEntry[];
   /** Commands left for the user (secrets to set), in order. */
   readonly next: readonly string[];
@@ -175,7 +177,55 @@ export function conversionNix(
 }
 
 /**
- * ssh_config lines for the host `name` at `address`, as a block to paste. The block is the
+ * The ssh_config init writes beside a converted fleet for the hosts' own blocks, named by the
+ * fleet's ssh.configFile (relative paths in a fleet are its directory's), so the fleet reaches
+ * each host as written, without a block pasted by hand.
+ */
+export const SSH_CONFIG_FILE = "nixship-ssh_config";
+
+/**
+ * The converted fleet's ssh settings: `ssh` with SSH_CONFIG_FILE as its configFile when any host
+ * has a block, and that file's text. Given `-F`, ssh reads no other file, so the file includes,
+ * after the blocks (ssh keeps the first value it reads), what ssh read before: `replaced` (the
+ * ssh_config the old tool was given), else ssh's own files. `Match all` ends the last block: an
+ * Include inside a `Host` block would apply to that host only.
+ */
+export function withSshConfig(
+  ssh: JsonObject,
+  blocks: readonly string[],
+  replaced: string | undefined,
+): { readonly ssh: JsonObject; readonly sshConfig: string | null } {
+  if (blocks.length === 0) return { ssh, sshConfig: null };
+  const includes =
+    replaced === undefined
+      ? ["Include ~/.ssh/config", "Include /etc/ssh/ssh_config"]
+      : [`Include ${sshConfigWord(replaced)}`];
+  const text = [
+    "# The fleet's ssh.configFile, written by 'nixship init --from': each host's ssh settings",
+    "# in a block of its own (hosts.NAME.sshHost names it), then the ssh_config ssh read before,",
+    "# which -F would otherwise leave unread. Edit it as any ssh_config.",
+    "",
+    ...blocks.flatMap((block) => [block, ""]),
+    "Match all",
+    ...includes.map((line) => `  ${line}`),
+  ];
+  return { ssh: { ...ssh, configFile: `./${SSH_CONFIG_FILE}` }, sshConfig: `${text.join("\n")}\n` };
+}
+
+/** A path as one ssh_config word, in double quotes (a space stays in it); ssh quotes no `"`. */
+function sshConfigWord(path: string): string {
+  if (/["\n\r\0]/.test(path)) {
+    throw new InputError(
+      "bad-ssh-config-file",
+      `SSH_CONFIG_FILE: ${JSON.stringify(path)} holds a double quote or a line break, which ssh_config cannot quote`,
+      { hint: "rename the file, or convert without SSH_CONFIG_FILE and add its settings by hand" },
+    );
+  }
+  return `"${path}"`;
+}
+
+/**
+ * ssh_config lines for the host `name` at `address`, as a block of SSH_CONFIG_FILE. The block is the
  * host's own (`Host NAME`, `HostName ADDRESS`, its lines), and the host is given `sshHost: NAME`
  * (the converters do): a block keyed by the address would be matched by every node that shares
  * it (machines behind one address on different ports), and ssh takes the first, so one node's
@@ -250,8 +300,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /**
  * What became of a node's ssh command-line options (sshOptionsAsConfig), said under `option`:
  * its user (to give in `userOption`), the lines mapped into a block of the host's own
- * (`mappedText`, then the block), what has no ssh_config counterpart, and what nixship gives ssh
- * itself. The mapped lines, for the caller to name the host's block (`sshHost`).
+ * (`mappedText`, then the lines), what has no ssh_config counterpart, and what nixship gives ssh
+ * itself. The mapped lines, for the caller's block of the host (`sshConfigBlock`, `sshHost`).
  */
 export function noteSshOptions(
   report: Report,
@@ -270,10 +320,7 @@ export function noteSshOptions(
   if (lines.length > 0) {
     report.note(
       option,
-      {
-        outcome: "mapped",
-        text: `${how.mappedText}:\n${sshConfigBlock(node.name, node.address, lines)}`,
-      },
+      { outcome: "mapped", text: `${how.mappedText}: ${lines.join(", ")}` },
       node.name,
     );
   }

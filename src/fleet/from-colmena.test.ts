@@ -38,6 +38,7 @@ const hive = (nodes: Record<string, ColmenaNode>, set: Partial<ColmenaHive> = {}
     specialArgs: [],
     nodeSpecialArgs: [],
     machinesFile: null,
+    machinesFileInFlake: null,
     name: null,
     description: null,
     allowApplyAll: null,
@@ -152,13 +153,29 @@ describe("convertColmena", () => {
       ["vm-b", "203.0.113.10", "vm-b"],
       ["plain", "203.0.113.11", undefined],
     ]);
-    const blocks = c.report
-      .filter((e) => e.option === "deployment.targetPort")
-      .map((e) => e.text.slice(e.text.indexOf("\nHost ") + 1));
-    expect(blocks).toEqual([
-      "Host vm-a\n  HostName 203.0.113.10\n  Port 2201",
-      "Host vm-b\n  HostName 203.0.113.10\n  Port 2202",
-    ]);
+    expect(c.ssh).toEqual({ configFile: "./nixship-ssh_config" });
+    expect(c.sshConfig).toContain(
+      "Host vm-a\n  HostName 203.0.113.10\n  Port 2201\n\nHost vm-b\n  HostName 203.0.113.10\n  Port 2202\n\nMatch all\n",
+    );
+  });
+
+  it("writes the blocks to the fleet's ssh.configFile, which then reads what ssh read before", () => {
+    const c = convertColmena(hive({ b: node("b.example", { targetPort: 2222 }) }), "f", {});
+    expect(c.ssh).toEqual({ configFile: "./nixship-ssh_config" });
+    expect(c.sshConfig).toMatch(/^# The fleet's ssh.configFile, written by 'nixship init --from'/);
+    // ssh keeps the first value it reads: the host's block comes before the files included,
+    // which `Match all` keeps out of the last block.
+    expect(
+      c.sshConfig?.endsWith(
+        "Host b\n  HostName b.example\n  Port 2222\n\nMatch all\n  Include ~/.ssh/config\n  Include /etc/ssh/ssh_config\n",
+      ),
+    ).toBe(true);
+    expect(parseFleetValue(conversionJson(c, SETTINGS), "f").ssh.configFile).toBe(
+      "./nixship-ssh_config",
+    );
+    // No block, no file: ssh reads its own files as before.
+    const plain = convertColmena(hive({ a: node("a") }), "f", {});
+    expect([plain.ssh, plain.sshConfig]).toEqual([{}, null]);
   });
 
   it("says what targetPort and sshOptions are in ssh_config, and carries SSH_CONFIG_FILE", () => {
@@ -173,17 +190,26 @@ describe("convertColmena", () => {
       "f",
       { sshConfigFile: "/etc/colmena/ssh_config" },
     );
-    expect(c.ssh).toEqual({ configFile: "/etc/colmena/ssh_config" });
+    // The file colmena was given is what ssh read: the fleet's file includes it.
+    expect(c.ssh).toEqual({ configFile: "./nixship-ssh_config" });
+    // One block for the node, its port and its options both.
+    expect(
+      c.sshConfig?.endsWith(
+        'Host b\n  HostName b.example\n  Port 1234\n  ForwardAgent yes\n\nMatch all\n  Include "/etc/colmena/ssh_config"\n',
+      ),
+    ).toBe(true);
+    expect(c.sshConfig?.match(/^Host /gm)).toHaveLength(1);
     const texts = c.report.map((e) => `${e.outcome} ${e.option}: ${e.text}`);
     expect(texts).toContainEqual(
-      expect.stringMatching(
-        /^mapped deployment.targetPort: .*\nHost b\n {2}HostName b.example\n {2}Port 1234$/,
-      ),
+      expect.stringMatching(/^mapped deployment.targetPort: .*nixship-ssh_config.*: Port 1234$/),
     );
     expect(texts).toContainEqual(
       expect.stringMatching(
-        /^mapped deployment.sshOptions: .*\nHost b\n {2}HostName b.example\n {2}ForwardAgent yes$/,
+        /^mapped deployment.sshOptions: .*nixship-ssh_config.*: ForwardAgent yes$/,
       ),
+    );
+    expect(texts).toContainEqual(
+      expect.stringMatching(/^carried SSH_CONFIG_FILE: included by nixship-ssh_config/),
     );
     expect(texts).toContainEqual(
       "left deployment.sshOptions: -v: no ssh_config counterpart nixship knows",
@@ -335,6 +361,7 @@ describe("convertColmena", () => {
             specialArgs: ["inputs"],
             nodeSpecialArgs: [],
             machinesFile: "/etc/nix/machines",
+            machinesFileInFlake: null,
             name: "prod",
             description: "the production hive",
             allowApplyAll: false,
@@ -344,8 +371,9 @@ describe("convertColmena", () => {
         },
       ),
       "f",
-      {},
+      { flakeDir: "/src/fleet" },
     );
+    // Outside the flake: named as it is.
     expect(c.build).toEqual({ builders: "@/etc/nix/machines" });
     const outcomes = Object.fromEntries(c.report.map((e) => [e.option, e.outcome]));
     expect(outcomes).toMatchObject({
@@ -363,10 +391,22 @@ describe("convertColmena", () => {
     });
   });
 
+  it("names a machinesFile among the flake's files in the flake's directory, not its copy in the store", () => {
+    const meta = {
+      ...hive({}).meta,
+      machinesFile: "/nix/store/6sanf3cimvq1fqd3ahr6hzqhp2xjz5v1-source/machines",
+      machinesFileInFlake: "machines",
+    };
+    const c = convertColmena(hive({ a: node("a") }, { meta }), "f", { flakeDir: "/src/fleet" });
+    expect(c.build).toEqual({ builders: "@/src/fleet/machines" });
+  });
+
   it("refuses a node it cannot reach or name, naming the attribute", () => {
     expect(() =>
       convertColmena(hive({ laptop: node("laptop", { targetHost: null }) }), "/h/hive.nix", {}),
-    ).toThrow("/h/hive.nix: laptop.deployment.targetHost is null: nixship cannot reach the node");
+    ).toThrow(
+      "/h/hive.nix: laptop.deployment.targetHost is null (apply-local only): nixship cannot reach any node of the hive",
+    );
     expect(() =>
       convertColmena(
         hive({ a: node("a", { targetHost: "root@a" }) }, { kind: "colmenaHive" }),
@@ -401,13 +441,42 @@ describe("convertColmena", () => {
     expect(thrown).toMatchObject({
       code: "bad-node-name",
       message: [
-        "/h/hive.nix: 3 problems keep nodes from being converted:",
+        "/h/hive.nix: 2 problems keep nodes from being converted:",
         `  - Bad_Name: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
-        "  - laptop.deployment.targetHost is null: nixship cannot reach the node",
         '  - db.deployment.targetUser: "bad user" is no user name',
       ].join("\n"),
-      hint: "rename the node in the hive, then convert it again; set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
+      hint: "rename the node in the hive, then convert it again",
     });
+  });
+
+  it("leaves out a node whose targetHost is null (apply-local only), as colmena apply does, and converts the rest", () => {
+    const c = convertColmena(
+      hive({
+        web: node("10.0.0.1"),
+        laptop: node("laptop", { targetHost: null, allowLocalDeployment: true, keys: { k: KEY } }),
+      }),
+      "/h/hive.nix",
+      {},
+    );
+    expect(c.hosts.map((h) => h.name)).toEqual(["web"]);
+    expect(c.secrets).toBeNull();
+    expect(c.report).toContainEqual({
+      option: "deployment.targetHost",
+      outcome: "left",
+      text: "null: apply-local only; colmena apply skips it too (nixship never deploys to the machine it runs on): the node is no host of the fleet, and 'colmena apply-local' or nixos-rebuild on it stays its way to switch",
+      nodes: ["laptop"],
+    });
+    expect(parseFleetValue(conversionJson(c, SETTINGS), "f").hosts).toHaveLength(1);
+    // None left: nothing to deploy, and said so, naming each.
+    expect(() =>
+      convertColmena(
+        hive({ a: node("a", { targetHost: null }), b: node("b", { targetHost: null }) }),
+        "/h/hive.nix",
+        {},
+      ),
+    ).toThrow(
+      "/h/hive.nix: a.deployment.targetHost, b.deployment.targetHost are null (apply-local only): nixship cannot reach any node of the hive",
+    );
   });
 });
 
@@ -474,6 +543,7 @@ describe("a user in a node's sshOptions", () => {
     const mapped = c.report.find(
       (e) => e.option === "deployment.sshOptions" && e.outcome === "mapped",
     );
-    expect(mapped?.text).toMatch(/\nHost web\n {2}HostName 10\.0\.0\.1\n {2}Port 2222$/);
+    expect(mapped?.text).toMatch(/: Port 2222$/);
+    expect(c.sshConfig).toContain("Host web\n  HostName 10.0.0.1\n  Port 2222\n");
   });
 });

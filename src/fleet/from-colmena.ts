@@ -15,15 +15,16 @@ import {
   type OptionFate,
   Report,
   refuseNodes,
+  SSH_CONFIG_FILE,
   type SystemRef,
   sshConfigBlock,
-  sshOptionsAsConfig,
   validAddress,
   validHostName,
+  withSshConfig,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
 
-const SSH_CONFIG = "your ssh_config (the fleet's ssh.configFile, or ~/.ssh/config)";
+const SSH_CONFIG = `${SSH_CONFIG_FILE} (beside the fleet, its ssh.configFile)`;
 
 /** Every option colmena's manual lists, and what nixship makes of it. */
 export const COLMENA_OPTIONS = {
@@ -33,7 +34,7 @@ export const COLMENA_OPTIONS = {
   },
   "deployment.targetPort": {
     outcome: "mapped",
-    text: `a Port line in a block of the host's own in ${SSH_CONFIG}, which hosts.NAME.sshHost names: nixship takes ssh's settings from there`,
+    text: `a Port line in a block of the host's own in ${SSH_CONFIG}, which hosts.NAME.sshHost names`,
   },
   "deployment.targetUser": {
     outcome: "carried",
@@ -164,6 +165,8 @@ export interface ColmenaHive {
     readonly specialArgs: readonly string[];
     readonly nodeSpecialArgs: readonly string[];
     readonly machinesFile: string | null;
+    /** A machinesFile among the flake's files: its place in the flake (`machines`), else null. */
+    readonly machinesFileInFlake: string | null;
     readonly name: string | null;
     readonly description: string | null;
     readonly allowApplyAll: boolean | null;
@@ -203,12 +206,13 @@ export function colmenaExpression(dir: string, flake: string | null, hiveLib: st
   # repository, what git tracks).
   sourcePrefix = ${flake === null ? '""' : `"\${flakeCopy}/"`};
   inSource = f: sourcePrefix != "" && builtins.substring 0 (builtins.stringLength sourcePrefix) f == sourcePrefix;
+  inFlake = f: if f != null && inSource f
+    then builtins.substring (builtins.stringLength sourcePrefix) (-1) f else null;
   keyOf = k: let file = orNull (k.keyFile or null); in {
     inherit (k) name destDir user group permissions uploadAt;
     path = k.path or "\${k.destDir}/\${k.name}";
     keyFile = file;
-    keyFileInFlake = if file != null && inSource file
-      then builtins.substring (builtins.stringLength sourcePrefix) (-1) file else null;
+    keyFileInFlake = inFlake file;
     keyFileCopied = file != null && inSource file && builtins.pathExists file;
     hasText = (k.text or null) != null;
     hasCommand = (k.keyCommand or null) != null;
@@ -234,6 +238,7 @@ in
       specialArgs = builtins.attrNames (m.specialArgs or { });
       nodeSpecialArgs = builtins.attrNames (m.nodeSpecialArgs or { });
       machinesFile = orNull (m.machinesFile or null);
+      machinesFileInFlake = inFlake (orNull (m.machinesFile or null));
       name = m.name or null;
       description = m.description or null;
       allowApplyAll = m.allowApplyAll or null;
@@ -275,11 +280,17 @@ export function convertColmena(
   const next: string[] = [];
   const hosts: ForeignHost[] = [];
   const secrets: JsonObject = {};
-  const names = Object.keys(hive.nodes);
-  if (names.length === 0) {
+  const blocks: string[] = [];
+  const all = Object.keys(hive.nodes);
+  if (all.length === 0) {
     throw new InputError("no-nodes", `${where}: the hive has no nodes`, {
       hint: "a hive's nodes are its attributes besides meta and defaults",
     });
+  }
+  const names = all.filter((name) => !applyLocalOnly(hive.nodes[name] as ColmenaNode));
+  refuseApplyLocalOnly(hive, all, names, where);
+  for (const name of all.filter((n) => !names.includes(n))) {
+    report.note("deployment.targetHost", { outcome: "left", text: APPLY_LOCAL_ONLY }, name);
   }
   refuseNodes(
     where,
@@ -289,7 +300,7 @@ export function convertColmena(
   const oneUser = users.size === 1 ? [...users][0] : undefined;
   for (const name of names) {
     const node = hive.nodes[name] as ColmenaNode;
-    // A node without one was refused above.
+    // Nodes without one were left out above.
     const address = node.targetHost as string;
     const fields: JsonObject = { address };
     report.add(COLMENA_OPTIONS, "deployment.targetHost", name);
@@ -319,7 +330,7 @@ export function convertColmena(
         "deployment.targetUser",
         {
           outcome: "mapped",
-          text: "a user other than root: hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root (import nixosModules.host: docs/pinned-hosts.md)",
+          text: "a user other than root: hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root; only a running system that imports nixship.nixosModules.host has it: add it to the node's system and activate that once with colmena (or deploy once as root) before nixship's first deploy (docs/pinned-hosts.md)",
         },
         name,
       );
@@ -336,24 +347,31 @@ export function convertColmena(
         name,
       );
     }
-    // Its ssh settings go in a block of its own, which ssh finds by its name (sshConfigBlock).
-    const ownBlock =
-      node.targetPort !== null || sshOptionsAsConfig(node.sshOptions).lines.length > 0;
-    if (ownBlock && name !== node.targetHost) fields.sshHost = name;
+    const portLines = node.targetPort === null ? [] : [`Port ${node.targetPort}`];
     if (node.targetPort !== null) {
+      const fate = COLMENA_OPTIONS["deployment.targetPort"];
       report.note(
         "deployment.targetPort",
-        {
-          ...COLMENA_OPTIONS["deployment.targetPort"],
-          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(name, address, [`Port ${node.targetPort}`])}`,
-        },
+        { ...fate, text: `${fate.text}: ${portLines[0]}` },
         name,
       );
     }
-    noteSshOptions(report, "deployment.sshOptions", { name, address }, node.sshOptions, {
-      mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
-      userOption: "deployment.targetUser",
-    });
+    const optionLines = noteSshOptions(
+      report,
+      "deployment.sshOptions",
+      { name, address },
+      node.sshOptions,
+      {
+        mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
+        userOption: "deployment.targetUser",
+      },
+    );
+    // Its ssh settings go in one block of its own, which ssh finds by its name (sshConfigBlock).
+    const sshLines = [...portLines, ...optionLines];
+    if (sshLines.length > 0) {
+      blocks.push(sshConfigBlock(name, address, sshLines));
+      if (name !== node.targetHost) fields.sshHost = name;
+    }
     if (node.allowLocalDeployment)
       report.add(COLMENA_OPTIONS, "deployment.allowLocalDeployment", name);
     if (node.buildOnTarget) report.add(COLMENA_OPTIONS, "deployment.buildOnTarget", name);
@@ -364,20 +382,27 @@ export function convertColmena(
   }
   const ssh: JsonObject = {};
   if (oneUser !== undefined && oneUser !== "root") ssh.user = oneUser;
-  if (env.sshConfigFile !== undefined && env.sshConfigFile !== "") {
-    ssh.configFile = env.sshConfigFile;
+  const given = env.sshConfigFile === "" ? undefined : env.sshConfigFile;
+  if (given !== undefined && blocks.length === 0) {
+    ssh.configFile = given;
     report.note("SSH_CONFIG_FILE", {
       outcome: "carried",
       text: "ssh.configFile: the ssh_config colmena was given",
     });
+  } else if (given !== undefined) {
+    report.note("SSH_CONFIG_FILE", {
+      outcome: "carried",
+      text: `included by ${SSH_CONFIG_FILE}, the fleet's ssh.configFile, after the hosts' blocks`,
+    });
   }
+  const withSsh = withSshConfig(ssh, blocks, given);
   convertMeta(hive, report);
   const raw = hive.kind !== "colmenaHive";
   const hiveExpr = hive.kind === "colmena" ? "self.colmena" : "(import ./hive.nix)";
   return {
     hosts,
-    ssh,
-    build: hive.meta.machinesFile === null ? null : { builders: `@${hive.meta.machinesFile}` },
+    ...withSsh,
+    build: buildersOf(hive.meta, env.flakeDir),
     secrets: Object.keys(secrets).length > 0 ? secrets : null,
     nixLet: raw ? [`hive = nixshipLib.readColmenaHive ${hiveExpr};`] : [],
     needsLib: raw,
@@ -385,6 +410,21 @@ export function convertColmena(
     report: report.entries(),
     next,
   };
+}
+
+/**
+ * The hive's machines file as the fleet's builders. One of the flake's files is named where it
+ * is in the flake's directory, not in the flake's copy in the store, which the evaluation names
+ * (colmena reads a fresh copy at every run; the fleet's would keep old machines, and be gone
+ * after a garbage collection). A file outside the flake is named as it is.
+ */
+function buildersOf(meta: ColmenaHive["meta"], flakeDir: string | undefined): JsonObject | null {
+  if (meta.machinesFile === null) return null;
+  const file =
+    meta.machinesFileInFlake !== null && flakeDir !== undefined
+      ? `${flakeDir}/${meta.machinesFileInFlake}`
+      : meta.machinesFile;
+  return { builders: `@${file}` };
 }
 
 /** The node's system: colmenaHive's, or the node as nixship's lib reads the hive. */
@@ -396,6 +436,38 @@ function systemOf(kind: HiveKind, name: string): SystemRef {
     };
   }
   return { nix: `hive.nodes.${nixName(name)}`, installable: `.#nixshipHive.nodes.${name}` };
+}
+
+/** What becomes of a node whose targetHost is null (colmena's manual's apply-local node). */
+const APPLY_LOCAL_ONLY =
+  "null: apply-local only; colmena apply skips it too (nixship never deploys to the machine it runs on): the node is no host of the fleet, and 'colmena apply-local' or nixos-rebuild on it stays its way to switch";
+
+/**
+ * A node whose targetHost is null: colmena's manual keeps one for a machine deployed to only
+ * by `colmena apply-local`, which `colmena apply` skips. nixship skips it too.
+ */
+function applyLocalOnly(node: ColmenaNode): boolean {
+  return node.targetHost === null;
+}
+
+/** Fails when every node of the hive is apply-local only: there would be no host to deploy. */
+function refuseApplyLocalOnly(
+  hive: ColmenaHive,
+  all: readonly string[],
+  kept: readonly string[],
+  where: string,
+): void {
+  if (kept.length > 0) return;
+  const attributes = all.map((name) =>
+    hiveAttribute(hive.kind, [name, "deployment", "targetHost"]),
+  );
+  throw new InputError(
+    "no-target-host",
+    `${where}: ${attributes.join(", ")} ${all.length === 1 ? "is" : "are"} null (apply-local only): nixship cannot reach any node of the hive`,
+    {
+      hint: "set deployment.targetHost to the address of each node nixship should deploy to over ssh",
+    },
+  );
 }
 
 /** Why the node cannot be converted, each reason (nixship could not reach it, or name it). */
@@ -412,17 +484,7 @@ function nodeRefusals(hive: ColmenaHive, name: string, where: string): InputErro
       ),
     );
   }
-  if (node.targetHost === null) {
-    refusals.push(
-      new InputError(
-        "no-target-host",
-        `${where}: ${at("targetHost")} is null: nixship cannot reach the node`,
-        {
-          hint: "set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
-        },
-      ),
-    );
-  } else if (!validAddress(node.targetHost)) {
+  if (node.targetHost !== null && !validAddress(node.targetHost)) {
     refusals.push(
       new InputError(
         "bad-target-host",

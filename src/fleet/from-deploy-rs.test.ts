@@ -95,14 +95,48 @@ describe("convertDeployRs", () => {
     expect(c.ssh).toEqual({ user: "admin" });
     expect(c.hosts.map((h) => [h.name, h.fields, h.policy])).toEqual([
       ["a", { address: "a", sudo: true }, { confirmTimeout: 10, activationTimeout: 100 }],
-      ["b", { address: "b", sudo: true }, { confirmTimeout: 0, activationTimeout: 600 }],
+      // Without magicRollback deploy-rs never applied the deploy's activationTimeout.
+      ["b", { address: "b", sudo: true }, { confirmTimeout: 0 }],
     ]);
     const fleet = parseFleetValue(conversionJson(c, SETTINGS), "f");
     expect(fleet.policies).toEqual([
       { selector: "a", override: { confirmTimeout: 10, activationTimeout: 100 } },
-      { selector: "b", override: { confirmTimeout: 0, activationTimeout: 600 } },
+      { selector: "b", override: { confirmTimeout: 0 } },
     ]);
     expect(fate(c.report, "magicRollback")).toEqual([["mapped", ["b"]]]);
+    expect(fate(c.report, "activationTimeout")).toEqual([
+      ["carried", ["a"]],
+      ["left", ["b"]],
+    ]);
+    expect(
+      c.report.find((e) => e.option === "activationTimeout" && e.outcome === "left")?.text,
+    ).toBe(
+      "600: had no effect, as deploy-rs applies it only while magicRollback waits; nixship's default (600 s) applies",
+    );
+  });
+
+  it("names an activationTimeout nixship cannot take where the flake sets it, unless magicRollback is off", () => {
+    const refused =
+      (nodes: Record<string, DeployRsNode>, generic: GenericSettings = {}) =>
+      () =>
+        convertDeployRs(deploy(nodes, generic), "/f/flake.nix", ROOT);
+    expect(refused({ web: node("web", {}, { activationTimeout: 0 }) })).toThrow(
+      "/f/flake.nix: deploy.nodes.web.profiles.system.activationTimeout: 0 seconds: nixship gives an activation 1 to 86400 seconds (policies.NAME.activationTimeout)",
+    );
+    expect(refused({ web: node("web", { generic: { activationTimeout: 0 } }) })).toThrow(
+      "/f/flake.nix: deploy.nodes.web.activationTimeout: 0 seconds",
+    );
+    expect(refused({ web: node("web") }, { activationTimeout: 100_000 })).toThrow(
+      "/f/flake.nix: deploy.activationTimeout: 100000 seconds",
+    );
+    // deploy-rs applied none: left behind, not refused.
+    const c = convertDeployRs(
+      deploy({ web: node("web") }, { magicRollback: false, activationTimeout: 0 }),
+      "f",
+      ROOT,
+    );
+    expect(c.hosts[0]?.policy).toEqual({ confirmTimeout: 0 });
+    expect(fate(c.report, "activationTimeout")).toEqual([["left", ["web"]]]);
   });
 
   it("writes out the local user deploy-rs would have logged in as, per host when they differ", () => {
@@ -166,8 +200,10 @@ describe("convertDeployRs", () => {
       ["mapped", expect.stringContaining("the same settings")],
       ["left", "StrictHostKeyChecking no"],
     ]);
-    expect(c.report.find((e) => e.option === "sshOpts")?.text).toMatch(
-      /\nHost a\n {2}HostName a\n {2}Port 2121$/,
+    expect(c.report.find((e) => e.option === "sshOpts")?.text).toMatch(/: Port 2121$/);
+    expect(c.ssh).toMatchObject({ configFile: "./nixship-ssh_config" });
+    expect(c.sshConfig).toContain(
+      "Host a\n  HostName a\n  Port 2121\n\nMatch all\n  Include ~/.ssh/config\n",
     );
   });
 

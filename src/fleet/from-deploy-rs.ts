@@ -15,13 +15,17 @@ import {
   type OptionFate,
   Report,
   refuseNodes,
+  SSH_CONFIG_FILE,
   type SystemRef,
+  sshConfigBlock,
   validAddress,
   validHostName,
+  withSshConfig,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
+import { POLICY_RANGES } from "./read-policy.js";
 
-const SSH_CONFIG = "your ssh_config (the fleet's ssh.configFile, or ~/.ssh/config)";
+const SSH_CONFIG = `${SSH_CONFIG_FILE} (beside the fleet, its ssh.configFile)`;
 const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
 
 /** Every option deploy-rs's README and interface.json list, and what nixship makes of it. */
@@ -47,7 +51,7 @@ export const DEPLOY_RS_OPTIONS = {
   sshUser: { outcome: "carried", text: "ssh.user (one user for every host) or hosts.NAME.sshUser" },
   user: {
     outcome: "mapped",
-    text: "root, as nixship activates systems: with another sshUser, hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root (import nixosModules.host: docs/pinned-hosts.md)",
+    text: "root, as nixship activates systems: with another sshUser, hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root; only a running system that imports nixship.nixosModules.host has it: add it to the node's system and activate that once with deploy-rs (or deploy once as root) before nixship's first deploy (docs/pinned-hosts.md)",
   },
   sudo: {
     outcome: "left",
@@ -74,7 +78,10 @@ export const DEPLOY_RS_OPTIONS = {
     text: "policy.confirmTimeout: the host waits for the deployer's confirmation over a new connection, and rolls back without it; false: confirmTimeout 0",
   },
   confirmTimeout: { outcome: "carried", text: "policies.NAME.confirmTimeout (seconds)" },
-  activationTimeout: { outcome: "carried", text: "policies.NAME.activationTimeout (seconds)" },
+  activationTimeout: {
+    outcome: "carried",
+    text: "policies.NAME.activationTimeout (seconds); with magicRollback false deploy-rs never applied it, and it is left behind",
+  },
   tempPath: {
     outcome: "left",
     text: "nixship's confirmation needs no directory on the host",
@@ -246,6 +253,7 @@ export function convertDeployRs(
 ): Conversion {
   const report = new Report();
   const hosts: ForeignHost[] = [];
+  const blocks: string[] = [];
   const names = Object.keys(deploy.nodes);
   if (names.length === 0) {
     throw new InputError("no-nodes", `${where}: deploy.nodes is empty`, {
@@ -278,6 +286,8 @@ export function convertDeployRs(
         new InputError("bad-ssh-user", `${where}: ${at}: ${JSON.stringify(user)} is no user name`),
       );
     }
+    const timeout = activationTimeoutRefusal(deploy, name, s, where);
+    if (timeout !== undefined) refusals.push(timeout);
   }
   refuseNodes(where, refusals);
   const users = new Set([...merged.values()].map(userOf));
@@ -322,7 +332,10 @@ export function convertDeployRs(
       { mappedText: DEPLOY_RS_OPTIONS.sshOpts.text, userOption: "sshUser" },
     );
     // Its ssh settings go in a block of its own, found by its name (sshConfigBlock).
-    if (sshLines.length > 0 && name !== node.hostname) fields.sshHost = name;
+    if (sshLines.length > 0) {
+      blocks.push(sshConfigBlock(name, node.hostname as string, sshLines));
+      if (name !== node.hostname) fields.sshHost = name;
+    }
     if (s.fastConnection === true) report.add(DEPLOY_RS_OPTIONS, "fastConnection", name);
     if (s.autoRollback === false) {
       report.note(
@@ -349,7 +362,16 @@ export function convertDeployRs(
         report.add(DEPLOY_RS_OPTIONS, "confirmTimeout", name);
       }
     }
-    if (s.activationTimeout !== undefined) {
+    if (s.activationTimeout !== undefined && s.magicRollback === false) {
+      report.note(
+        "activationTimeout",
+        {
+          outcome: "left",
+          text: `${s.activationTimeout}: had no effect, as deploy-rs applies it only while magicRollback waits; nixship's default (600 s) applies`,
+        },
+        name,
+      );
+    } else if (s.activationTimeout !== undefined) {
       policy.activationTimeout = s.activationTimeout;
       report.add(DEPLOY_RS_OPTIONS, "activationTimeout", name);
     }
@@ -374,7 +396,11 @@ export function convertDeployRs(
   }
   return {
     hosts,
-    ssh: oneUser !== undefined && oneUser !== "root" ? { user: oneUser } : {},
+    ...withSshConfig(
+      oneUser !== undefined && oneUser !== "root" ? { user: oneUser } : {},
+      blocks,
+      undefined,
+    ),
     build: null,
     secrets: null,
     nixLet: [],
@@ -383,6 +409,41 @@ export function convertDeployRs(
     report: report.entries(),
     next: [],
   };
+}
+
+/**
+ * Why the node's activationTimeout cannot be carried, named where the flake sets it, or
+ * undefined. Only one deploy-rs applies counts: without magicRollback it had no effect, and is
+ * left behind, whatever its value.
+ */
+function activationTimeoutRefusal(
+  deploy: DeployRsDeploy,
+  name: string,
+  s: GenericSettings,
+  where: string,
+): InputError | undefined {
+  const seconds = s.activationTimeout;
+  const { min, max } = POLICY_RANGES.activationTimeout;
+  if (seconds === undefined || s.magicRollback === false) return undefined;
+  if (seconds >= min && seconds <= max) return undefined;
+  return new InputError(
+    "bad-activation-timeout",
+    `${where}: ${settingPath(deploy, name, "activationTimeout")}: ${seconds} seconds: nixship gives an activation ${min} to ${max} seconds (policies.NAME.activationTimeout)`,
+    {
+      hint: "set activationTimeout to the seconds a switch may take, or remove it (nixship's default is 600)",
+    },
+  );
+}
+
+/** The attribute that sets a node's generic setting: its system profile's, its own, or the deploy's. */
+function settingPath(deploy: DeployRsDeploy, name: string, setting: keyof GenericSettings): string {
+  const node = deploy.nodes[name] as DeployRsNode;
+  const at = ["deploy", "nodes", nixName(name)];
+  if (node.profiles.system?.generic[setting] !== undefined) {
+    return [...at, "profiles", "system", setting].join(".");
+  }
+  if (node.generic[setting] !== undefined) return [...at, setting].join(".");
+  return ["deploy", setting].join(".");
 }
 
 /** The configuration the profile activates when one is found (the node's own name first), else the path. */
