@@ -950,21 +950,25 @@ describe("Agent.pollOnce: deltas (an entry's deltaTool)", () => {
   });
 });
 
+/** The reboots' entry: its reboot timeout and rollback. */
+const REBOOT = { timeout: 600, rollback: true };
+
+/** The boot of sys("a") begun from sys("b") in boot-1: the host is to reboot. */
+async function beginReboot(): Promise<void> {
+  await publishEntries({ [HOST]: { path: sys("a"), reboot: REBOOT } });
+  activator.system = { current: sys("b"), profile: sys("b"), generation: 1, bootId: "boot-1" };
+  activator.script.push({
+    status: "rebooting",
+    bootId: "boot-1",
+    generation: 2,
+    previous: sys("b"),
+    into: "generation 2",
+  });
+  expect(await makeAgent().pollOnce()).toBe("rebooting");
+}
+
 describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
-  const REBOOT = { timeout: 600, rollback: true };
-  const begin = async () => {
-    await publishEntries({ [HOST]: { path: sys("a"), reboot: REBOOT } });
-    activator.system = { current: sys("b"), profile: sys("b"), generation: 1, bootId: "boot-1" };
-    activator.script.push({
-      status: "rebooting",
-      bootId: "boot-1",
-      generation: 2,
-      previous: sys("b"),
-      into: "generation 2",
-    });
-    const agent = makeAgent();
-    expect(await agent.pollOnce()).toBe("rebooting");
-  };
+  const begin = beginReboot;
 
   it("begins the reboot, and the agent started after the boot judges it and reports", async () => {
     await begin();
@@ -1106,19 +1110,9 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
 });
 
 describe("Agent.pollOnce: a boot judged across the agent's stops", () => {
-  const REBOOT = { timeout: 600, rollback: true };
-  /** The boot of sys("a") begun from sys("b") in boot-1, under the token the state holds. */
+  /** beginReboot, and the token the state holds. */
   const begin = async () => {
-    await publishEntries({ [HOST]: { path: sys("a"), reboot: REBOOT } });
-    activator.system = { current: sys("b"), profile: sys("b"), generation: 1, bootId: "boot-1" };
-    activator.script.push({
-      status: "rebooting",
-      bootId: "boot-1",
-      generation: 2,
-      previous: sys("b"),
-      into: "generation 2",
-    });
-    expect(await makeAgent().pollOnce()).toBe("rebooting");
+    await beginReboot();
     const token = (await loadState(stateDir)).applying?.reboot?.token;
     expect(token).toEqual(expect.any(String));
     return token as string;

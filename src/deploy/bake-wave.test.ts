@@ -310,29 +310,37 @@ describe("a wave's hosts and their baseline", () => {
   });
 });
 
+/** The canary wave's bake alone (web1, activated), baking `bake`: its result and the events. */
+async function bakeCanary(
+  bake: HostBake,
+  more: Pick<Parameters<typeof bakeWave>[0], "signal" | "progressEvery">,
+) {
+  const events: DeployEvent[] = [];
+  const [result] = await bakeWave({
+    plan: plan(bake),
+    wave: 1,
+    results: [
+      {
+        host: "web1",
+        outcome: { status: "activated", generation: 2, previous: OLD },
+        seconds: 1,
+      } as HostResult,
+    ],
+    hosts: new Map(HOSTS.map((h) => [h, host(h)])),
+    requests: new Map(),
+    delivery: delivery().delivery,
+    metrics: metrics({ web1: 0.1, web2: 0.1, web3: 0.1 }),
+    emit: (e) => events.push(e),
+    ...more,
+  });
+  return { result, events };
+}
+
 describe("an interrupt before a bake", () => {
   it("still ends the bake as interrupted at 0 s: the host is said unverified by it", async () => {
-    const events: DeployEvent[] = [];
     const stop = new AbortController();
     stop.abort();
-    const p = plan(BAKE);
-    const [result] = await bakeWave({
-      plan: p,
-      wave: 1,
-      results: [
-        {
-          host: "web1",
-          outcome: { status: "activated", generation: 2, previous: OLD },
-          seconds: 1,
-        } as HostResult,
-      ],
-      hosts: new Map(HOSTS.map((h) => [h, host(h)])),
-      requests: new Map(),
-      delivery: delivery().delivery,
-      metrics: metrics({ web1: 0.1, web2: 0.1, web3: 0.1 }),
-      emit: (e) => events.push(e),
-      signal: stop.signal,
-    });
+    const { result, events } = await bakeCanary(BAKE, { signal: stop.signal });
     expect(result?.outcome).toMatchObject({ status: "activated", bakeInterrupted: 0 });
     expect(events.map((e) => e.type)).toEqual(["bake-start", "bake-done"]);
     expect(events[1]).toMatchObject({ host: "web1", interrupted: true, seconds: 0 });
@@ -341,24 +349,10 @@ describe("an interrupt before a bake", () => {
 
 describe("a long bake", () => {
   it("says now and then that it goes on, and which hosts still bake", async () => {
-    const events: DeployEvent[] = [];
-    const [result] = await bakeWave({
-      plan: plan({ seconds: 1, interval: 0.5, analysis: [] }),
-      wave: 1,
-      results: [
-        {
-          host: "web1",
-          outcome: { status: "activated", generation: 2, previous: OLD },
-          seconds: 1,
-        } as HostResult,
-      ],
-      hosts: new Map(HOSTS.map((h) => [h, host(h)])),
-      requests: new Map(),
-      delivery: delivery().delivery,
-      metrics: undefined,
-      emit: (e) => events.push(e),
-      progressEvery: 0.2,
-    });
+    const { result, events } = await bakeCanary(
+      { seconds: 1, interval: 0.5, analysis: [] },
+      { progressEvery: 0.2 },
+    );
     expect(result?.outcome.status).toBe("activated");
     const said = events.filter((e) => e.type === "bake-progress");
     expect(said.length).toBeGreaterThan(0);
