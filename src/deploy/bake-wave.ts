@@ -67,11 +67,12 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   // Interrupted before it began, the bake still ends as an interrupted one (at 0 s): the hosts
   // keep their new systems, said unverified by it, as a bake cut a second later says.
   if (baking.length === 0) return [...input.results];
+  const longest = Math.max(...baking.map((b) => b.bake.seconds));
   input.emit({
     type: "bake-start",
     wave: input.wave,
     hosts: baking.map((b) => b.result.host),
-    seconds: Math.max(...baking.map((b) => b.bake.seconds)),
+    seconds: longest,
     interval: Math.min(...baking.map((b) => b.bake.interval)),
     analysis: [...new Set(baking.flatMap((b) => b.bake.analysis.map((q) => q.name)))],
   });
@@ -86,7 +87,6 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   // While it bakes, the wave says so now and then, with the hosts whose bake has not ended.
   const bakingNow = new Set(baking.map((b) => b.result.host));
   const bakeStarted = performance.now();
-  const longest = Math.max(...baking.map((b) => b.bake.seconds));
   const progress = setInterval(
     () =>
       input.emit({
