@@ -7,6 +7,7 @@ import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
 import { REACHABLE_POLL } from "../deploy/survey.js";
 import { UsageError } from "../errors.js";
+import { actionBakes } from "../fleet/bake.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
@@ -324,7 +325,9 @@ bad usage or input, 130 when interrupted.`,
       input.fleet,
       input.fleetFile,
     );
-    const metrics = await openMetrics(input.fleet);
+    // Only a watched switch bakes (not --action boot or test, not --async): no other deploy
+    // reads the token.
+    const metrics = await openMetrics(input.fleet, actionBakes(action) && values.async !== true);
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
     const json = values.json === true;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bearerToken } from "./prometheus-input.js";
+import { bearerToken, openMetrics } from "./prometheus-input.js";
 
 const SECRET = "tok-SECRET-1";
 
@@ -29,5 +29,23 @@ describe("the bearer token file", () => {
       expect(message).toContain(said);
       expect(message).not.toContain("SECRET");
     }
+  });
+});
+
+describe("opening the fleet's Prometheus", () => {
+  const fleet = {
+    prometheus: {
+      url: "http://127.0.0.1:9",
+      timeout: 5,
+      bearerTokenFile: "/nonexistent/nixship-test/prom.token",
+    },
+  };
+
+  it("reads the token file when the command asks it, and names the file it cannot read", async () => {
+    await expect(openMetrics(fleet)).rejects.toThrow("/nonexistent/nixship-test/prom.token");
+  });
+
+  it("reads nothing when the command cannot ask it (a deploy that does not bake)", async () => {
+    await expect(openMetrics(fleet, false)).resolves.toBeUndefined();
   });
 });

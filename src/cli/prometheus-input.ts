@@ -5,12 +5,16 @@ import { type MetricsSource, prometheusClient } from "../metrics/prometheus.js";
 import { tokenIn } from "../util/bearer-token.js";
 import { readSecretFile } from "./keys-input.js";
 
-/** A client of the fleet's Prometheus, or undefined when the fleet names none. */
+/**
+ * A client of the fleet's Prometheus, or undefined when the fleet names none or the command
+ * cannot ask it (`asks` false: a deploy that does not bake, whose token file is then not read).
+ */
 export async function openMetrics(
   fleet: Pick<Fleet, "prometheus">,
+  asks = true,
 ): Promise<MetricsSource | undefined> {
   const settings = fleet.prometheus;
-  if (settings === undefined) return undefined;
+  if (settings === undefined || !asks) return undefined;
   const file = settings.bearerTokenFile;
   const token =
     file === undefined

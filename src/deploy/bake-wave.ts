@@ -30,6 +30,7 @@ import { httpCheck } from "../host/http-check.js";
 import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
 import { type Deadline, eitherSignal, startDeadline } from "../util/deadline.js";
 import { Semaphore } from "../util/pool.js";
+import { tenths } from "../util/tenths.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
 export interface BakeInput {
@@ -92,7 +93,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
       input.emit({
         type: "bake-progress",
         wave: input.wave,
-        elapsed: round1((performance.now() - bakeStarted) / 1000),
+        elapsed: tenths((performance.now() - bakeStarted) / 1000),
         seconds: longest,
         hosts: [...bakingNow],
       }),
@@ -131,7 +132,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         type: "bake-done",
         host: result.host,
         ok: true,
-        seconds: round1(verdict.seconds),
+        seconds: tenths(verdict.seconds),
         ...(verdict.interrupted ? { interrupted: true as const } : {}),
       });
     }),
@@ -139,9 +140,9 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   const withBake = (r: HostResult): HostResult => ({
     ...r,
     ...(r.outcome.status === "activated" && stopped.has(r.host)
-      ? { outcome: { ...r.outcome, bakeInterrupted: round1(baked.get(r.host) ?? 0) } }
+      ? { outcome: { ...r.outcome, bakeInterrupted: tenths(baked.get(r.host) ?? 0) } }
       : {}),
-    seconds: r.seconds + (baked.get(r.host) ?? 0),
+    seconds: tenths(r.seconds + (baked.get(r.host) ?? 0)),
   });
   if (failures.size === 0) return input.results.map(withBake);
   return await rollBackWave(input, failures, { baked, cut }, withBake);
@@ -190,7 +191,7 @@ async function rollBackWave(
       type: "bake-done",
       host: r.host,
       ok: false,
-      seconds: round1(baked.get(r.host) ?? 0),
+      seconds: tenths(baked.get(r.host) ?? 0),
       ...(cut.has(r.host) ? { interrupted: true as const } : {}),
       result: failed,
     });
@@ -411,7 +412,7 @@ async function measure(
   }
   const verdict = judgeSample(query, sample);
   return {
-    at: Math.round(at * 10) / 10,
+    at: tenths(at),
     value: sample.value,
     ...(query.baseline === undefined || sample.baseline === undefined
       ? {}
@@ -446,7 +447,7 @@ function failureOf(
   });
   return {
     kind: "bake",
-    at: Math.round(at * 10) / 10,
+    at: tenths(at),
     ...(check === undefined ? {} : { check }),
     analysis,
   };
@@ -532,8 +533,4 @@ function sleepUntil(time: number, signal: AbortSignal | undefined): Promise<bool
     );
     signal?.addEventListener("abort", onAbort, { once: true });
   });
-}
-
-function round1(seconds: number): number {
-  return Math.round(seconds * 10) / 10;
 }

@@ -3,6 +3,7 @@
 import type { DeployRequest } from "../delivery/delivery.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { RolloutFetchPace } from "../status/rollout.js";
+import { tenths } from "../util/tenths.js";
 import { deltaWaitMs, FetchPace } from "./delta-pace.js";
 import type { DeltaWorker } from "./delta-worker.js";
 import type { DeployEvent } from "./events.js";
@@ -66,7 +67,7 @@ export async function waitForDeltas(
     pendingBytes,
     bytesPerSecond: Math.round(bytesPerSecond),
     rebuiltBytesPerSecond: Math.round(rebuiltBytesPerSecond),
-    seconds: Math.round(ms / 100) / 10,
+    seconds: tenths(ms / 1000),
   });
   await deltas.settled(wave.hosts, ms);
 }

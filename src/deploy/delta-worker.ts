@@ -26,6 +26,7 @@ import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { startDeadline } from "../util/deadline.js";
+import { tenths } from "../util/tenths.js";
 import type { DeployEvent } from "./events.js";
 
 /** The longest a deploy's delta work runs, both passes: past it, it stops where it is. */
@@ -125,7 +126,7 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
           narWriter: narWriterFor(planned.storeNars),
         }),
   };
-  const seconds = () => Math.round((performance.now() - started) / 100) / 10;
+  const seconds = () => tenths((performance.now() - started) / 1000);
 
   // What the fast pass found of each pair: a delta the hosts can take, or none.
   const states = new Map<string, "delta" | "none">();
@@ -266,7 +267,7 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
       improved,
       bytesBefore: before,
       bytesAfter: after,
-      seconds: Math.round((performance.now() - begun) / 100) / 10,
+      seconds: tenths((performance.now() - begun) / 1000),
       ...(stopped ? { stopped: true } : {}),
     });
   };

@@ -158,6 +158,14 @@ describe("runRollout", () => {
     expect(rolloutSucceeded(r.results)).toBe(true);
   });
 
+  it("gives each host's seconds to a tenth, as --json and the record show them", async () => {
+    const r = await roll(["a", "b"], ["b"], { parallel: 2, maxFailures: 1, canary: 0 });
+    expect(r.results).toHaveLength(2);
+    for (const result of r.results) {
+      expect(Number.isInteger(Math.round(result.seconds * 10 * 1e6) / 1e6)).toBe(true);
+    }
+  });
+
   it("stops after a failed canary: nothing else starts", async () => {
     const r = await roll(["a", "b", "c"], ["a"], { parallel: 10, maxFailures: 5, canary: 1 });
     expect(r.started).toEqual(["a"]);

@@ -19,6 +19,7 @@ import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js"
 import { activationSteps } from "../host/activation-session.js";
 import type { MetricsSource } from "../metrics/prometheus.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { tenths } from "../util/tenths.js";
 import { bakeWave } from "./bake-wave.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { HostLogCap } from "./host-log-cap.js";
@@ -255,7 +256,7 @@ async function runWave(
     hosts: wave.hosts.map((h) => h.host),
   });
   const started = performance.now();
-  const elapsed = () => (performance.now() - started) / 1000;
+  const elapsed = () => tenths((performance.now() - started) / 1000);
   const resultOf = (p: HostPlan, outcome: DeployOutcome): HostResult => ({
     host: p.host,
     desired: p.desired,
