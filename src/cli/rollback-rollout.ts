@@ -11,6 +11,7 @@ import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { futureRolloutText } from "../status/future-rollouts.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
+import { leftByUndo } from "../status/undo-rollout.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
 import { readUndo } from "../views/rollout-undo.js";
 import type { CliIO } from "./command.js";
@@ -58,21 +59,7 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   // A host the rollout changed that the fleet file has no more is not undone: as a refusal.
   const refused = read.steps.some((s) => s.kind === "refused") || read.goneChanged.length > 0;
   const back = read.steps.flatMap((s) => (s.kind === "back" ? [s] : []));
-  // The hosts it names and does not deploy: the record names each as left (or refused), with why.
-  const left: RolloutHost[] = read.steps.flatMap((s) =>
-    s.kind === "back"
-      ? []
-      : [
-          {
-            host: s.host,
-            state: s.kind === "refused" ? "refused" : "left",
-            phase: null,
-            system: null,
-            before: s.runs,
-            message: s.why,
-          },
-        ],
-  );
+  const left = leftByUndo(read.steps);
   if (back.length === 0) {
     // Nothing goes back, yet the rollout is undone: its record says so, so that it asks
     // nothing any more of the hosts it never changed (they are behind it no longer).
@@ -158,8 +145,11 @@ async function recordUndone(
   if (record === undefined) return;
   await record.finish("succeeded");
   if (!o.json) {
+    const standing = left.filter((h) => h.state === "not-started").map((h) => h.host);
     io.stderr.write(
-      `rollback ${record.recorder.id} recorded: rollout ${undone.id} is undone, and asks nothing more of its hosts\n`,
+      standing.length === 0
+        ? `rollback ${record.recorder.id} recorded: rollout ${undone.id} is undone, and asks nothing more of its hosts\n`
+        : `rollback ${record.recorder.id} recorded: rollout ${undone.id} still stands for ${standing.join(", ")} (what ${standing.length === 1 ? "it runs" : "they run"} could not be told); the next 'nixship rollback' finishes it\n`,
     );
   }
 }

@@ -47,7 +47,11 @@ named. A host that runs something else than what the rollout left on it (changed
 or by a later rollout) is refused, with why, unless --force; this is checked again when the
 host's turn comes (by the host under its activation lock; for agent hosts, against the channel
 the release is built on), so a deploy that lands while the rollback runs stays (the host is
-reported refused). The plan of the rollback is shown first (with --json, an "undo-plan"
+reported refused). A host whose state cannot be told (unreachable, or more rollouts since than
+a rollback reads) is refused too, and the rollout still stands for it: it stays behind that
+rollout in every view, and the next rollback asks again. A dry run (--action dry-activate)
+changed nothing: it is never the rollout undone, and never counts as a change since. The plan
+of the rollback is shown first (with --json, an "undo-plan"
 line), then it runs as a deploy of those systems in every mode (waves, health checks, the
 deploy's --json events) and writes a rollout record of its own
 that names the rollout it undid and every host it left; hosts that stay keep what they run

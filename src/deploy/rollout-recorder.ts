@@ -55,7 +55,8 @@ export interface RolloutRecorderOptions {
   readonly origin?: DeployOrigin;
   /**
    * A rollback's: the rollout it undoes, and the hosts it names but does not deploy (refused:
-   * they changed since; left: the rollout never changed them), each with why.
+   * they changed since; left: the rollout never changed them; not-started: what they run could
+   * not be told, so the rollout still stands for them), each with why.
    */
   readonly rollback?: {
     readonly undoes: string;

@@ -9,7 +9,7 @@ import {
   rolloutAbandoned,
   undoneHosts,
 } from "./rollout.js";
-import { planUndo } from "./undo-rollout.js";
+import { leftByUndo, planUndo } from "./undo-rollout.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
 const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
@@ -85,6 +85,16 @@ describe("planUndo", () => {
       ["c", "refused"],
     ]);
     expect(steps[0]).toMatchObject({ why: expect.stringContaining("changed since") });
+    // Changed since, or nothing to go back to: final. What it runs unknown: the rollout stands
+    // for it (a rollback records it not started, and the next one asks again).
+    expect(steps.map((s) => s.kind === "refused" && s.standing === true)).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    expect(steps[2]).toMatchObject({
+      why: expect.stringContaining("stands for it until a rollback can tell"),
+    });
     // Its first deploy: it ran no system to go back to, which no older command finds either.
     expect(steps[1]).toMatchObject({
       why: "rollout 0123456789ab found no system on it to go back to (its first deploy: it ran no system nixship could name): deploy the system it should run instead",
@@ -293,10 +303,22 @@ describe("planUndo with the rollouts started since", () => {
     ).toMatchObject({ kind: "refused", why: expect.stringContaining("sent it back already") });
   });
 
+  it("passes over a dry run since: it changed nothing, though its hosts say confirmed", () => {
+    const dry = {
+      ...later("dddddddddddd", "2026-11-26T11:00:00.000Z", V1, V3),
+      action: "dry-activate" as const,
+    };
+    const steps = planUndo(r, running, { newer: { records: [dry], complete: true } });
+    expect(steps.map((s) => s.kind)).toEqual(["back", "back"]);
+  });
+
   it("refuses what it cannot tell: more rollouts since than it read", () => {
     const steps = planUndo(r, running, { newer: { records: [], complete: false } });
     expect(steps.map((s) => s.kind)).toEqual(["refused", "refused"]);
-    expect(steps[0]).toMatchObject({ why: expect.stringContaining("cannot be told") });
+    expect(steps[0]).toMatchObject({
+      why: expect.stringContaining("cannot be told"),
+      standing: true,
+    });
   });
 });
 
@@ -307,7 +329,8 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
   });
   const running = new Map([
     ["a", V3],
-    // Moved by someone else: the rollout never started it.
+    // Still pending in the record, yet on the rollout's system (it ran V2 when surveyed): the
+    // deployer activated it and was killed before the record said so.
     ["b", V3],
     // Its activation went back on its own (no confirmation came).
     ["c", V2],
@@ -317,7 +340,7 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
     const steps = planUndo(left(), running, { abandoned: true });
     expect(steps.map((s) => [s.host, s.kind])).toEqual([
       ["a", "back"],
-      ["b", "stays"],
+      ["b", "back"],
       ["c", "stays"],
     ]);
     // The one that went back on its own is told as what it is: left in flight, on another system.
@@ -377,6 +400,29 @@ describe("planUndo of a rollback of rollbacks", () => {
     expect(planUndo(rollback, new Map([["a", V1]]))[0]).toMatchObject({
       why: `rollout 4444444444dd (a rollback) left it alone, as rollout 0123456789ab did (${refusal})`,
     });
+  });
+});
+
+describe("a rollback's record of the hosts it does not send back", () => {
+  it("leaves the rollout standing for a host it could not judge, and undone for the others", () => {
+    const r = record([entry("a", "confirmed"), entry("b", "confirmed"), entry("c", "not-started")]);
+    // a changed since; b unreachable now; c never reached by the rollout.
+    const steps = planUndo(
+      r,
+      new Map<string, string | null>([
+        ["a", V1],
+        ["b", null],
+        ["c", V2],
+      ]),
+    );
+    const left = leftByUndo(steps);
+    expect(left.map((h) => [h.host, h.state])).toEqual([
+      ["a", "refused"],
+      ["b", "not-started"],
+      ["c", "left"],
+    ]);
+    const rollback = { ...record([], left), id: "fedcba987654", undoes: r.id };
+    expect([...(undoneHosts([rollback]).get(r.id) ?? [])].sort()).toEqual(["a", "c"]);
   });
 });
 

@@ -24,12 +24,24 @@ export interface NewerRollouts {
 export type UndoStep =
   /** The rollout changed it from `to` to `from`: it goes back. */
   | { readonly host: string; readonly kind: "back"; readonly from: string; readonly to: string }
-  /** It stays where it is (`runs`, null: not known), and why. */
+  /**
+   * It stays where it is (`runs`, null: not known), and why. A refusal `standing`: whether the
+   * rollout changed it since cannot be told now (what it runs, or a later rollout, could not be
+   * read), so the rollout still stands for it and the next rollback asks again; any other
+   * refusal is final (it changed since, or there is nothing it could go back to).
+   */
   | {
       readonly host: string;
-      readonly kind: "stays" | "refused";
+      readonly kind: "stays";
       readonly runs: string | null;
       readonly why: string;
+    }
+  | {
+      readonly host: string;
+      readonly kind: "refused";
+      readonly runs: string | null;
+      readonly why: string;
+      readonly standing?: true;
     };
 
 /**
@@ -83,8 +95,14 @@ function changesSince(newer: NewerRollouts): LaterRollouts {
 }
 
 /** Why a rollout started since `record` keeps `host` from going back; undefined: none does. */
-function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts) {
+function changedSince(
+  record: RolloutRecord,
+  host: string,
+  newer: LaterRollouts,
+): { readonly why: string; readonly standing?: true } | undefined {
   for (const later of newer.records) {
+    // A dry run changed nothing (its hosts "confirmed" only what they would do).
+    if (later.action === "dry-activate") continue;
     if (newer.undone.get(later.id)?.has(host)) continue;
     // The rollback of a later rollout, for a host it sent back: the pair changed nothing there.
     if (later.undoes !== undefined && newer.ids.has(later.undoes)) continue;
@@ -97,10 +115,15 @@ function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts)
       later.undoes === record.id
         ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt}${unsigned})`
         : `rollout ${later.id} (${later.startedAt}${unsigned}) changed it since`;
-    return `${what}: undoing rollout ${record.id} again would undo that too (${forcing(record, host)})`;
+    return {
+      why: `${what}: undoing rollout ${record.id} again would undo that too (${forcing(record, host)})`,
+    };
   }
   if (!newer.complete) {
-    return `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (${forcing(record, host)})`;
+    return {
+      why: `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (${forcing(record, host)})`,
+      standing: true,
+    };
   }
   return undefined;
 }
@@ -118,9 +141,12 @@ function undoStep(
   const host = entry.host;
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
   const { system, before } = entry;
-  // Left mid-activation by a deploy that was killed, or ended by a second interrupt.
+  // Left mid-activation by a deploy that was killed, or ended by a second interrupt. A host
+  // still pending in a record its deployer abandoned may have been activated all the same: the
+  // record is written a little after the hosts' steps, and the deployer died in between.
   const stopped = abandoned || !rolloutLive(record.state);
-  const leftActivating = stopped && inFlight(entry.state);
+  const leftActivating =
+    stopped && (inFlight(entry.state) || (abandoned && entry.state === "pending"));
   const changed =
     entry.state === "confirmed" ||
     ((entry.state === "failed" || leftActivating) && runs !== null && runs === system);
@@ -156,18 +182,47 @@ function undoStep(
   if (force) return { host, kind: "back", from: system, to: before };
   if (runs === system) {
     const since = changedSince(record, host, newer);
-    if (since !== undefined) return { host, kind: "refused", runs, why: since };
+    if (since !== undefined) return { host, kind: "refused", runs, ...since };
     return { host, kind: "back", from: system, to: before };
+  }
+  if (runs === null) {
+    return {
+      host,
+      kind: "refused",
+      runs,
+      why: `what it runs cannot be told (unreachable, or never reported): rollout ${record.id} left ${storeName(system)} on it, and stands for it until a rollback can tell (${forcing(record, host)})`,
+      standing: true,
+    };
   }
   return {
     host,
     kind: "refused",
     runs,
-    why:
-      runs === null
-        ? `what it runs cannot be told (unreachable, or never reported): rollout ${record.id} left ${storeName(system)} on it (${forcing(record, host)})`
-        : `it runs ${storeName(runs)}, not the ${storeName(system)} rollout ${record.id} left on it: changed since, by hand or by a later rollout (${forcing(record, host)})`,
+    why: `it runs ${storeName(runs)}, not the ${storeName(system)} rollout ${record.id} left on it: changed since, by hand or by a later rollout (${forcing(record, host)})`,
   };
+}
+
+/**
+ * The hosts a rollback names and does not deploy, as its record names them: each left (or
+ * refused), with why. One whose refusal leaves the rollout standing (what it runs could not be
+ * told) is not started: the rollback did not get to it, so the rollout it undoes still stands
+ * for it (undoneHosts), and the next rollback asks again.
+ */
+export function leftByUndo(steps: readonly UndoStep[]): RolloutHost[] {
+  return steps.flatMap((s): RolloutHost[] =>
+    s.kind === "back"
+      ? []
+      : [
+          {
+            host: s.host,
+            state: s.kind === "stays" ? "left" : s.standing ? "not-started" : "refused",
+            phase: null,
+            system: null,
+            before: s.runs,
+            message: s.why,
+          },
+        ],
+  );
 }
 
 /**

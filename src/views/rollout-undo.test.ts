@@ -130,6 +130,24 @@ describe("a rollback without --rollout", () => {
     expect((await readUndo(fleet, {})).record.id).toBe("aaaaaaaaaaaa");
   });
 
+  it("passes over a dry run to the rollout before it, and refuses to undo a dry run by id", async () => {
+    await twoRollouts();
+    const dry = {
+      ...rollout(
+        "dddddddddddd",
+        HOUR,
+        ["a", "b"].map((h) => host(h, "confirmed", V0, V2)),
+      ),
+      action: "dry-activate" as const,
+    };
+    await writeRollout(store, dry, key);
+    const read = await readUndo(fleet, {});
+    expect(read.record.id).toBe("bbbbbbbbbbbb");
+    await expect(readUndo(fleet, { id: "dddddddddddd" })).rejects.toThrow(
+      "rollout dddddddddddd was a dry run (--action dry-activate): it changed no host, so there is nothing to undo",
+    );
+  });
+
   it("finishes a rollback that was interrupted: the rollout it undid still stands for the hosts it did not send back", async () => {
     await twoRollouts();
     const interrupted = [

@@ -175,6 +175,12 @@ async function findRecord(
         "the dashboard's rollouts, or 'nixship status', name the rollouts kept",
       );
     }
+    if (record.action === "dry-activate") {
+      throw new UsageError(
+        `rollback: rollout ${id} was a dry run (--action dry-activate): it changed no host, so there is nothing to undo`,
+        "'nixship rollback' undoes the newest rollout that changed a selected host; the dashboard's rollouts name each rollout's action",
+      );
+    }
     return {
       key: found.key,
       record,
@@ -204,7 +210,11 @@ async function findRecord(
     const weighed = await readWeighedRollout(store, key, keys);
     if (weighed === undefined) continue;
     const record = weighed.record;
-    if (rolloutEntries(record).some((e) => selected.has(e.host))) {
+    // A dry run changed nothing: it is passed over, never undone in place of a rollout.
+    if (
+      record.action !== "dry-activate" &&
+      rolloutEntries(record).some((e) => selected.has(e.host))
+    ) {
       // The one to undo is believed only when signed: one that is not is named, not passed
       // over, with the signed one before it that would be undone in its place.
       if (!weighed.trusted) {
