@@ -418,7 +418,8 @@ describe("init --from colmena: what the fleet cannot hold", () => {
     const r = await init(dir, "--from", "colmena", "--format", "json");
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`the fleet converted from ${dir} would not load:`);
-    expect(r.stderr).toContain('  hosts.web.tags[1]: repeats the tag "web"');
+    // A tag the hive repeats is one tag: no problem of the fleet.
+    expect(r.stderr).not.toContain("repeats the tag");
     expect(r.stderr).toContain("  secrets.entries.web-perm.mode:");
     expect(r.stderr).toContain("nothing was written");
     // The admin init leaves to fill in is no problem of the conversion.

@@ -216,7 +216,8 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
         ],
         cacheInit: localCache ? undefined : cacheUrl,
         afterCache: [
-          ...conversion.next.map((c) => `${c}${fleetFlag}`),
+          // A note ('# ...', a key not carried over) takes no flag.
+          ...conversion.next.map((c) => (c.startsWith("#") ? c : `${c}${fleetFlag}`)),
           // The fleet reaches those hosts through it: said where the user looks, before doctor.
           ...(sshConfigFile === null
             ? []

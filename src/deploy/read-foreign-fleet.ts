@@ -8,7 +8,12 @@ import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
 import { FLEET_MARK, formatNixAttrPath } from "../fleet/flake-fleet.js";
 import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
-import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
+import {
+  type DeployRsDeploy,
+  deployRsExpression,
+  deployRsReadError,
+  readDeployRsNodes,
+} from "../fleet/from-deploy-rs.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { evalPlace } from "../nix/eval-place.js";
 import { untrackedFileFix } from "../nix/git-flake.js";
@@ -67,24 +72,53 @@ export async function readColmenaHive(dir: string): Promise<ForeignRead<ColmenaH
   return { value: out as unknown as ColmenaHive, flake, label };
 }
 
-/** The `deploy` output of the flake in `dir`. */
+/**
+ * The `deploy` output of the flake in `dir` (readDeployRsNodes: a configuration that fails and
+ * that no node's system profile activates is left out and said; one that a node's activates is
+ * named with the node).
+ */
 export async function readDeployRs(dir: string): Promise<ForeignRead<DeployRsDeploy>> {
   const flake = await localFlakeRef(dir, false, {
     where: "nixship init --from deploy-rs",
     base: "the current directory",
   });
   const label = join(dir, "flake.nix");
-  const out = await evaluate(deployRsExpression(flake), label, "deploy.nodes", flake);
-  if (out.missing !== undefined) {
-    throw new InputError(
-      "no-deploy",
-      `${label}: the flake has no deploy output (deploy-rs's deploy.nodes)`,
-      {
-        hint: `its outputs: ${(out.missing as string[]).slice(0, 20).join(", ") || "none"}`,
-      },
-    );
+  const read = await readDeployRsNodes(async (look) => {
+    const r = await markedEval(deployRsExpression(flake, look), {
+      mark: FLEET_MARK,
+      timeoutSeconds: READ_TIMEOUT,
+      jsonLimit: MAX_READ_JSON,
+    });
+    if (r.kind === "timeout") {
+      throw new OperationError(
+        "init-eval-timeout",
+        `${label}: reading deploy.nodes took longer than ${READ_TIMEOUT} s`,
+      );
+    }
+    if (r.kind === "too-large") {
+      throw new InputError(
+        "init-eval-too-large",
+        `${label}: deploy.nodes comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
+      );
+    }
+    if (r.kind === "failed") {
+      const place = evalPlace(label, r.location, flake);
+      return { kind: "failed", path: r.path, place, text: evalFailureText(r) };
+    }
+    const out = parseJsonText(r.json, label) as Record<string, unknown>;
+    if (out.missing !== undefined) {
+      throw new InputError(
+        "no-deploy",
+        `${label}: the flake has no deploy output (deploy-rs's deploy.nodes)`,
+        { hint: `its outputs: ${(out.missing as string[]).slice(0, 20).join(", ") || "none"}` },
+      );
+    }
+    return { kind: "read", deploy: out as unknown as DeployRsDeploy };
+  });
+  if (read.kind === "failed") {
+    throw deployRsReadError(read, await untrackedFileFix(read.failure.text, dir));
   }
-  return { value: out as unknown as DeployRsDeploy, flake, label };
+  return { value: read.deploy, flake, label };
 }
 
 async function evaluate(

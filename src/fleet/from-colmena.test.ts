@@ -260,6 +260,7 @@ describe("convertColmena", () => {
       "nixship secrets set a-db.key --from /root/db.key",
       "nixship secrets set a-acme.secret -",
       "nixship secrets set a-token -",
+      "# the key disk of a (/etc/disk.key) is not carried over: nixship keeps secrets under /run only; give it a destDir under /run (such as /run/keys) and convert again",
     ]);
     expect(fate(c.report, "deployment.keys.<name>.keyCommand")).toEqual([
       ["left", ["a:acme.secret"]],
@@ -526,7 +527,7 @@ describe("COLMENA_OPTIONS", () => {
 });
 
 describe("a user in a node's sshOptions", () => {
-  it("is named as left, with where to give it: nixship's own -l would win over an ssh_config line", () => {
+  it("is the host's user when targetUser is null, as ssh took it from them; not an ssh_config line", () => {
     const c = convertColmena(
       hive({
         web: node("10.0.0.1", { targetUser: null, sshOptions: ["-o", "User=admin", "-p", "2222"] }),
@@ -534,16 +535,124 @@ describe("a user in a node's sshOptions", () => {
       "hive.nix",
       {},
     );
+    expect(c.ssh).toMatchObject({ user: "admin" });
+    expect(c.hosts[0]?.fields).toMatchObject({ sudo: true });
     expect(c.report).toContainEqual({
       option: "deployment.sshOptions",
-      outcome: "left",
-      text: "the user admin: nixship names the ssh user itself, which would win over an ssh_config line: give it as deployment.targetUser (hosts.NAME.sshUser) and convert again",
+      outcome: "mapped",
+      text: "the user admin: ssh.user (one user for every host) or hosts.NAME.sshUser, as deployment.targetUser is null and ssh took the user from these options",
       nodes: ["web"],
     });
+    expect(c.report.map((e) => e.text).join("\n")).not.toContain("give it as");
     const mapped = c.report.find(
-      (e) => e.option === "deployment.sshOptions" && e.outcome === "mapped",
+      (e) => e.option === "deployment.sshOptions" && e.text.startsWith("the same settings"),
     );
     expect(mapped?.text).toMatch(/: Port 2222$/);
     expect(c.sshConfig).toContain("Host web\n  HostName 10.0.0.1\n  Port 2222\n");
+  });
+});
+
+describe("what init --from colmena does not carry over as it is", () => {
+  it("says a key kept outside /run is not carried over, in the report and among the next steps", () => {
+    const c = convertColmena(
+      hive({
+        web: node("web", {
+          keys: {
+            "db.key": { ...KEY, keyFile: "/root/db.key" },
+            api: {
+              ...KEY,
+              name: "api",
+              keyFile: "/root/api",
+              destDir: "/var/keys",
+              path: "/var/keys/api",
+            },
+          },
+        }),
+      }),
+      "hive.nix",
+      {},
+    );
+    expect(Object.keys(c.secrets ?? {})).toEqual(["web-db.key"]);
+    expect(c.report).toContainEqual(
+      expect.objectContaining({
+        option: "deployment.keys.<name>.destDir",
+        outcome: "left",
+        nodes: ["web:api"],
+        text: expect.stringMatching(
+          /^\/var\/keys\/api: this key is not carried over \(the fleet has no secret for it\): nixship keeps secrets in files under \/run only.*give it a destDir under \/run/,
+        ),
+      }),
+    );
+    expect(c.next).toEqual([
+      "nixship secrets set web-db.key --from /root/db.key",
+      "# the key api of web (/var/keys/api) is not carried over: nixship keeps secrets under /run only; give it a destDir under /run (such as /run/keys) and convert again",
+    ]);
+  });
+
+  it("makes a tag nixship cannot hold lowercase (any other character '-') when no other tag of the hive becomes it, and says so", () => {
+    const c = convertColmena(
+      hive({
+        a: node("a", { tags: ["Web", "Infra_Lax", "web2"] }),
+        b: node("b", { tags: ["Prod", "prod", "web2"] }),
+      }),
+      "hive.nix",
+      {},
+    );
+    const fleet = conversionJson(c, SETTINGS);
+    expect(fleet.hosts).toMatchObject({
+      a: { tags: ["web", "infra-lax", "web2"] },
+      // "Prod" would be "prod", another of the hive's tags: @prod would select both.
+      b: { tags: ["prod", "web2"] },
+    });
+    expect(parseFleetValue(fleet, "f").hosts.map((h) => h.tags)).toEqual([
+      ["web", "infra-lax", "web2"],
+      ["prod", "web2"],
+    ]);
+    const said = c.report.filter((e) => e.option === "deployment.tags" && e.outcome !== "carried");
+    expect(said.map((e) => [e.outcome, e.nodes, e.text.split(":")[0]])).toEqual([
+      ["mapped", ["a"], 'the tag "Web"'],
+      ["mapped", ["a"], 'the tag "Infra_Lax"'],
+      ["left", ["b"], 'the tag "Prod"'],
+    ]);
+    expect(said[0]?.text).toBe(
+      "the tag \"Web\": \"web\", as nixship's tags are lowercase letters, digits and '-' (at most 63): --on @web selects the hosts colmena's --on @Web did",
+    );
+    expect(said[2]?.text).toMatch(/it would be "prod", as "prod" is too, .*: left behind/);
+  });
+
+  it("with a targetUser, says a user in sshOptions had no effect (colmena gives ssh USER@HOST first)", () => {
+    const c = convertColmena(
+      hive({ web: node("10.0.0.1", { targetUser: "deploy", sshOptions: ["-l", "admin"] }) }),
+      "hive.nix",
+      {},
+    );
+    expect(c.ssh).toEqual({ user: "deploy" });
+    expect(c.report).toContainEqual({
+      option: "deployment.sshOptions",
+      outcome: "left",
+      text: "the user admin: it had no effect, as colmena gives ssh deploy@10.0.0.1 first (deployment.targetUser) and ssh keeps the first user it is given: the host is reached as deploy, as colmena reached it",
+      nodes: ["web"],
+    });
+    // Nodes whose sshOptions name different users: each host's own.
+    const two = convertColmena(
+      hive({
+        a: node("a", { targetUser: null, sshOptions: ["-lops"] }),
+        b: node("b", { targetUser: null, sshOptions: ["-o", "User root"] }),
+      }),
+      "hive.nix",
+      {},
+    );
+    expect(two.ssh).toEqual({});
+    expect(two.hosts.map((h) => h.fields)).toEqual([
+      { address: "a", sshUser: "ops", sudo: true },
+      { address: "b" },
+    ]);
+    expect(() =>
+      convertColmena(
+        hive({ a: node("a", { targetUser: null, sshOptions: ["-l", "bad user"] }) }),
+        "/h/hive.nix",
+        {},
+      ),
+    ).toThrow('/h/hive.nix: a.deployment.sshOptions: the user "bad user" is no user name');
   });
 });

@@ -18,6 +18,7 @@ import {
   SSH_CONFIG_FILE,
   type SystemRef,
   sshConfigBlock,
+  sshOptionsAsConfig,
   validAddress,
   validHostName,
   withSshConfig,
@@ -296,33 +297,48 @@ export function convertColmena(
     where,
     names.flatMap((name) => nodeRefusals(hive, name, where)),
   );
-  const users = new Set(names.map((n) => hive.nodes[n]?.targetUser ?? "root"));
+  const users = new Set(names.map((n) => userOf(hive.nodes[n] as ColmenaNode) ?? "root"));
   const oneUser = users.size === 1 ? [...users][0] : undefined;
+  const tags = tagNames(names.flatMap((n) => hive.nodes[n]?.tags ?? []));
   for (const name of names) {
     const node = hive.nodes[name] as ColmenaNode;
     // Nodes without one were left out above.
     const address = node.targetHost as string;
     const fields: JsonObject = { address };
     report.add(COLMENA_OPTIONS, "deployment.targetHost", name);
-    const goodTags = node.tags.filter((t) => NAME_PATTERN.test(t) && t.length <= NAME_MAX_LENGTH);
-    if (goodTags.length > 0) {
-      fields.tags = goodTags;
+    const nodeTags = [...new Set(node.tags)];
+    const kept = nodeTags.flatMap((t) => {
+      const named = tags.get(t);
+      return named?.tag === undefined ? [] : [named.tag];
+    });
+    if (kept.length > 0) {
+      fields.tags = kept;
       report.add(COLMENA_OPTIONS, "deployment.tags", name);
     }
-    for (const tag of node.tags.filter((t) => !goodTags.includes(t))) {
+    for (const tag of nodeTags) {
+      const named = tags.get(tag);
+      if (named?.text !== undefined) {
+        report.note(
+          "deployment.tags",
+          { outcome: named.tag === undefined ? "left" : "mapped", text: named.text },
+          name,
+        );
+      }
+    }
+    const user = userOf(node);
+    if (node.targetUser === null && user !== null) {
       report.note(
-        "deployment.tags",
+        "deployment.sshOptions",
         {
-          outcome: "left",
-          text: `the tag ${JSON.stringify(tag)}: nixship's tags are lowercase letters, digits and '-'`,
+          outcome: "mapped",
+          text: `the user ${user}: ${user === "root" ? "root, nixship's own default" : "ssh.user (one user for every host) or hosts.NAME.sshUser"}, as deployment.targetUser is null and ssh took the user from these options`,
         },
         name,
       );
     }
-    const user = node.targetUser;
     if (user !== null && user !== "root") {
       if (oneUser === undefined) fields.sshUser = user;
-      report.add(COLMENA_OPTIONS, "deployment.targetUser", name);
+      if (node.targetUser !== null) report.add(COLMENA_OPTIONS, "deployment.targetUser", name);
       // As root, colmena's escalation command is not used; as another user nixship's
       // counterpart is the host's pinned nixship-activate, through sudo.
       fields.sudo = true;
@@ -356,16 +372,7 @@ export function convertColmena(
         name,
       );
     }
-    const optionLines = noteSshOptions(
-      report,
-      "deployment.sshOptions",
-      { name, address },
-      node.sshOptions,
-      {
-        mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
-        userOption: "deployment.targetUser",
-      },
-    );
+    const optionLines = noteSshOptionsOf(report, name, address, node);
     // Its ssh settings go in one block of its own, which ssh finds by its name (sshConfigBlock).
     const sshLines = [...portLines, ...optionLines];
     if (sshLines.length > 0) {
@@ -425,6 +432,98 @@ function buildersOf(meta: ColmenaHive["meta"], flakeDir: string | undefined): Js
       ? `${flakeDir}/${meta.machinesFileInFlake}`
       : meta.machinesFile;
   return { builders: `@${file}` };
+}
+
+/**
+ * The user colmena reaches the node as: its targetUser; when that is null (ssh's own choice),
+ * the one its sshOptions give ssh (`-l U`, `-o User=U`), which then names the user, as colmena
+ * gives ssh the host alone; else null (ssh_config's, or the local user).
+ */
+function userOf(node: ColmenaNode): string | null {
+  return node.targetUser ?? sshOptionsAsConfig(node.sshOptions).user ?? null;
+}
+
+/**
+ * What became of the node's sshOptions (noteSshOptions), a user among them said as colmena took
+ * it: the host's user when targetUser is null (userOf); else it had no effect, as colmena gives
+ * ssh `targetUser@host` before them, and ssh keeps the first user it is given.
+ */
+function noteSshOptionsOf(
+  report: Report,
+  name: string,
+  address: string,
+  node: ColmenaNode,
+): readonly string[] {
+  const said = new Report();
+  const lines = noteSshOptions(said, "deployment.sshOptions", { name, address }, node.sshOptions, {
+    mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
+    userOption: "deployment.targetUser",
+  });
+  const optionUser = sshOptionsAsConfig(node.sshOptions).user;
+  for (const e of said.entries()) {
+    if (optionUser === undefined || !e.text.startsWith(`the user ${optionUser}: `)) {
+      report.note(e.option, { outcome: e.outcome, text: e.text }, name);
+    } else if (node.targetUser !== null && node.targetUser !== optionUser) {
+      report.note(
+        "deployment.sshOptions",
+        {
+          outcome: "left",
+          text: `the user ${optionUser}: it had no effect, as colmena gives ssh ${node.targetUser}@${address} first (deployment.targetUser) and ssh keeps the first user it is given: the host is reached as ${node.targetUser}, as colmena reached it`,
+        },
+        name,
+      );
+    }
+  }
+  return lines;
+}
+
+/** What each of the hive's tags is in nixship: the same, another it maps to, or none, and why. */
+interface TagName {
+  /** The tag the hosts get; undefined: none (left behind). */
+  readonly tag?: string;
+  /** What the report says of it; undefined: carried over as it is. */
+  readonly text?: string;
+}
+
+/**
+ * The hive's tags as nixship's (lowercase letters, digits and '-', as host names): one it cannot
+ * hold is lowercased, and any other character made '-', when no other tag of the hive becomes
+ * the same (so that @tag selects the nodes it did); else it is left behind, and why said.
+ */
+function tagNames(all: readonly string[]): Map<string, TagName> {
+  const valid = (t: string) => NAME_PATTERN.test(t) && t.length <= NAME_MAX_LENGTH;
+  const distinct = [...new Set(all)];
+  const target = (t: string) =>
+    valid(t)
+      ? t
+      : t
+          .toLowerCase()
+          .replace(/[^a-z0-9-]+/g, "-")
+          .replace(/^-+/, "");
+  const from = new Map<string, string[]>();
+  for (const t of distinct) from.set(target(t), [...(from.get(target(t)) ?? []), t]);
+  const rule = `nixship's tags are lowercase letters, digits and '-' (at most ${NAME_MAX_LENGTH})`;
+  const names = new Map<string, TagName>();
+  for (const t of distinct) {
+    const to = target(t);
+    const others = (from.get(to) ?? []).filter((o) => o !== t);
+    if (valid(t)) names.set(t, { tag: t });
+    else if (!valid(to)) {
+      names.set(t, {
+        text: `the tag ${JSON.stringify(t)}: ${rule}, and it has no such form: left behind`,
+      });
+    } else if (others.length > 0) {
+      names.set(t, {
+        text: `the tag ${JSON.stringify(t)}: ${rule}; it would be "${to}", as ${others.map((o) => JSON.stringify(o)).join(", ")} ${others.length === 1 ? "is" : "are"} too, and @${to} would select the nodes of both: left behind (rename it in the hive and convert again)`,
+      });
+    } else {
+      names.set(t, {
+        tag: to,
+        text: `the tag ${JSON.stringify(t)}: "${to}", as ${rule}: --on @${to} selects the hosts colmena's --on @${t} did`,
+      });
+    }
+  }
+  return names;
 }
 
 /** The node's system: colmenaHive's, or the node as nixship's lib reads the hive. */
@@ -493,12 +592,14 @@ function nodeRefusals(hive: ColmenaHive, name: string, where: string): InputErro
       ),
     );
   }
-  const user = node.targetUser;
+  const user = userOf(node);
   if (user !== null && user !== "root" && !SSH_USER_PATTERN.test(user)) {
     refusals.push(
       new InputError(
         "bad-target-user",
-        `${where}: ${at("targetUser")}: ${JSON.stringify(user)} is no user name`,
+        node.targetUser === null
+          ? `${where}: ${at("sshOptions")}: the user ${JSON.stringify(user)} is no user name`
+          : `${where}: ${at("targetUser")}: ${JSON.stringify(user)} is no user name`,
       ),
     );
   }
@@ -539,13 +640,17 @@ function convertKeys(
       report.note(option(o), { outcome: "left", text }, `${name}:${attr}`),
     );
     if (!key.path.startsWith("/run/")) {
+      // No secret is made for it: said in the report and among the next steps.
       report.note(
         option("destDir"),
         {
           outcome: "left",
-          text: `${key.path}: nixship keeps secrets under /run, on a tmpfs, only`,
+          text: `${key.path}: this key is not carried over (the fleet has no secret for it): nixship keeps secrets in files under /run only, on a tmpfs, so that they never reach a disk; give it a destDir under /run (colmena's default, /run/keys) and convert again, or put the file there another way`,
         },
         `${name}:${attr}`,
+      );
+      next.push(
+        `# the key ${attr} of ${name} (${key.path}) is not carried over: nixship keeps secrets under /run only; give it a destDir under /run (such as /run/keys) and convert again`,
       );
       continue;
     }

@@ -5,9 +5,13 @@ import {
   convertDeployRs,
   DEPLOY_RS_OPTIONS,
   type DeployRsDeploy,
+  type DeployRsEval,
+  type DeployRsLook,
   type DeployRsNode,
+  deployRsReadError,
   GENERIC_SETTINGS,
   type GenericSettings,
+  readDeployRsNodes,
 } from "./from-deploy-rs.js";
 
 const SETTINGS = {
@@ -264,5 +268,146 @@ describe("DEPLOY_RS_OPTIONS", () => {
     for (const [option, { outcome }] of Object.entries(DEPLOY_RS_OPTIONS)) {
       expect(["carried", "mapped", "left"], option).toContain(outcome);
     }
+  });
+});
+
+describe("readDeployRsNodes", () => {
+  const PROFILE = ["deploy", "nodes", "web", "profiles", "system", "path"];
+  const failed = (path: (string | number)[], place = "/f/flake.nix:14:79") => ({
+    kind: "failed" as const,
+    path,
+    place,
+    text: "cannot add a string to an integer",
+  });
+  /** An evaluator answering each reading in turn, and the looks it was given. */
+  const answers = (...results: DeployRsEval[]) => {
+    const looks: DeployRsLook[] = [];
+    const evaluate = async (look: DeployRsLook) => {
+      looks.push(look);
+      const r = results[looks.length - 1];
+      if (r === undefined) throw new Error("read once too often");
+      return r;
+    };
+    return { looks, evaluate };
+  };
+
+  it("leaves out a configuration no node activates that fails to evaluate, reads again, and says it", async () => {
+    const { looks, evaluate } = answers(failed([...PROFILE, "nixosConfigurations", "scratch"]), {
+      kind: "read",
+      deploy: deploy({
+        web: {
+          ...node("web.example"),
+          profiles: {
+            system: {
+              generic: {},
+              profilePath: null,
+              hasPath: true,
+              matches: ["webserver"],
+              failed: ["thrower"],
+            },
+          },
+        },
+      }),
+    });
+    const read = await readDeployRsNodes(evaluate);
+    expect(looks).toEqual([
+      { skip: [], eager: [] },
+      { skip: ["scratch"], eager: [] },
+    ]);
+    if (read.kind !== "read") throw new Error("not read");
+    expect(read.deploy.skipped).toEqual({
+      scratch: "/f/flake.nix:14:79: cannot add a string to an integer",
+    });
+    const c = convertDeployRs(read.deploy, "/f/flake.nix", ROOT);
+    expect(c.hosts[0]?.system.installable).toBe(".#nixosConfigurations.webserver");
+    expect(c.report.filter((e) => e.option === "nixosConfigurations").map((e) => e.text)).toEqual([
+      "scratch: it fails to evaluate (/f/flake.nix:14:79: cannot add a string to an integer), and no node's system profile activates it: no host runs it",
+      "thrower: it fails to evaluate (it throws), and no node's system profile activates it: no host runs it",
+    ]);
+  });
+
+  it("names the configuration a node's system profile activates, and the node, when that fails", async () => {
+    // The profile fails; read again with every configuration first: one fails as it did.
+    const { looks, evaluate } = answers(
+      failed(PROFILE),
+      failed([...PROFILE, "nixosConfigurations", "badpath"]),
+      failed(PROFILE),
+    );
+    const read = await readDeployRsNodes(evaluate);
+    expect(looks).toEqual([
+      { skip: [], eager: [] },
+      { skip: [], eager: ["web"] },
+      { skip: ["badpath"], eager: ["web"] },
+    ]);
+    expect(read).toMatchObject({
+      kind: "failed",
+      broken: { node: "web", configuration: "badpath" },
+    });
+    if (read.kind !== "failed") throw new Error("read");
+    const err = deployRsReadError(read, undefined);
+    expect(err.message).toBe(
+      "/f/flake.nix:14:79: nixosConfigurations.badpath, which deploy.nodes.web.profiles.system.path activates, fails to evaluate: cannot add a string to an integer",
+    );
+    expect(err.hint).toMatch(/fix nixosConfigurations\.badpath .*give node web a system profile/);
+  });
+
+  it("names the node's profile when no configuration fails as it does", async () => {
+    const { evaluate } = answers(failed(PROFILE), failed(PROFILE));
+    const read = await readDeployRsNodes(evaluate);
+    if (read.kind !== "failed") throw new Error("read");
+    expect(read.broken).toBeUndefined();
+    expect(deployRsReadError(read, undefined).message).toBe(
+      "/f/flake.nix:14:79: deploy.nodes.web.profiles.system.path: cannot add a string to an integer",
+    );
+  });
+});
+
+describe("a user in sshOpts", () => {
+  it("is said to have had no effect: deploy-rs gives ssh USER@HOST first, and ssh keeps the first user", () => {
+    const c = convertDeployRs(
+      deploy(
+        { web: node("web.example", { generic: { sshOpts: ["-l", "alice", "-p", "2222"] } }) },
+        {
+          sshUser: "admin",
+        },
+      ),
+      "f",
+      ROOT,
+    );
+    expect(c.ssh).toMatchObject({ user: "admin" });
+    expect(c.report).toContainEqual({
+      option: "sshOpts",
+      outcome: "left",
+      text: "the user alice: it had no effect, as deploy-rs gives ssh admin@web.example first (sshUser, else your own user) and ssh keeps the first user it is given: the host is reached as admin, as deploy-rs reached it",
+      nodes: ["web"],
+    });
+    expect(c.report.map((e) => e.text).join("\n")).not.toContain("give it as sshUser");
+    expect(c.sshConfig).toContain("Host web\n  HostName web.example\n  Port 2222\n");
+  });
+});
+
+describe("magicRollback with a confirmTimeout of 0", () => {
+  it("keeps the confirmation: nixship's default, said, as 0 in nixship would turn it off", () => {
+    const c = convertDeployRs(
+      deploy({
+        on: node("on", {}, { magicRollback: true, confirmTimeout: 0 }),
+        unset: node("unset", { generic: { confirmTimeout: 0 } }),
+        off: node("off", {}, { magicRollback: false, confirmTimeout: 0 }),
+      }),
+      "f",
+      ROOT,
+    );
+    expect(c.hosts.map((h) => [h.name, h.policy])).toEqual([
+      ["on", {}],
+      ["unset", {}],
+      ["off", { confirmTimeout: 0 }],
+    ]);
+    expect(fate(c.report, "confirmTimeout")).toEqual([["mapped", ["on", "unset"]]]);
+    expect(c.report.find((e) => e.option === "confirmTimeout")?.text).toBe(
+      "0, with magicRollback on: deploy-rs waits no time for the deployer's confirmation, so it rolls the activation back; nixship's confirmTimeout 0 would turn the confirmation off, so nixship's default applies (30 s): the host still rolls back unless the deployer confirms",
+    );
+    expect(parseFleetValue(conversionJson(c, SETTINGS), "f").policies).toEqual([
+      { selector: "off", override: { confirmTimeout: 0 } },
+    ]);
   });
 });

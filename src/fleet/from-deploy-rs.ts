@@ -4,9 +4,10 @@
 // runs the evaluation.
 
 import { InputError } from "../errors.js";
+import type { MarkPath } from "../nix/eval-trace.js";
 import { nixString } from "../nix/nix-string.js";
-import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
-import { NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
+import { formatNixAttrPath, NIX_MARK_FUNCTION } from "./flake-fleet.js";
+import { NAME_MAX_LENGTH, NAME_PATTERN, POLICY_DEFAULTS, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import {
   type Conversion,
@@ -18,6 +19,7 @@ import {
   SSH_CONFIG_FILE,
   type SystemRef,
   sshConfigBlock,
+  sshOptionsAsConfig,
   validAddress,
   validHostName,
   withSshConfig,
@@ -129,6 +131,8 @@ export interface DeployRsProfile {
   readonly hasPath: boolean;
   /** The NixOS configurations whose toplevel the path activates (by deploy-rs's activate.nixos). */
   readonly matches: readonly string[];
+  /** Configurations looked at for it that threw as they were evaluated (none: the reading had none). */
+  readonly failed?: readonly string[];
 }
 
 export interface DeployRsNode {
@@ -143,53 +147,105 @@ export interface DeployRsDeploy {
   readonly hasFleet?: boolean;
   readonly generic: GenericSettings;
   readonly nodes: Readonly<Record<string, DeployRsNode>>;
+  /**
+   * Configurations an earlier reading failed on and the last one left out (readDeployRsNodes),
+   * and where and why they fail: no node's system profile activates them.
+   */
+  readonly skipped?: Readonly<Record<string, string>>;
 }
+
+/** What a reading of the flake leaves out, and where it looks first (readDeployRsNodes). */
+export interface DeployRsLook {
+  /** Configurations that failed to evaluate: not evaluated again. */
+  readonly skip: readonly string[];
+  /**
+   * Nodes whose system profile failed: every configuration is evaluated before the profile, so
+   * that the one it activates fails first, named.
+   */
+  readonly eager: readonly string[];
+}
+
+const FIRST_LOOK: DeployRsLook = { skip: [], eager: [] };
 
 /**
  * One `nix eval --json` of the flake's `deploy`: its settings, and each node's; or
  * `{ missing = [outputs]; }`. A system profile's path is matched to the NixOS configuration
  * it activates by name (deploy-rs's activate.nixos names it `activatable-` and the toplevel's
  * name) and by what it is built from (the toplevel's path among its derivation's inputs), so
- * that the fleet deploys the configuration's toplevel, as the host runs it.
+ * that the fleet deploys the configuration's toplevel, as the host runs it. Each configuration
+ * looked at is evaluated under a mark of its own, before the profile (the node's own one first,
+ * the others only when it is not the one): one that fails is named, not the node, and the
+ * command reads the flake again without it (`look`, readDeployRsNodes).
  */
-export function deployRsExpression(flake: string): string {
+export function deployRsExpression(flake: string, look: DeployRsLook = FIRST_LOOK): string {
   const str = nixString;
+  const list = (items: readonly string[]) => `[ ${items.map((s) => str(s)).join(" ")} ]`;
   return `let
   mark = ${NIX_MARK_FUNCTION};
   outputs = (builtins.getFlake ${str(flake)}).outputs;
   generic = [ ${GENERIC_SETTINGS.map((s) => str(s)).join(" ")} ];
   pick = path: s: builtins.listToAttrs (map (n: { name = n; value = mark (path ++ [ n ]) (builtins.deepSeq s.\${n} s.\${n}); })
     (builtins.filter (n: s ? \${n} && s.\${n} != null) generic));
+  skip = ${list(look.skip)};
+  eager = ${list(look.eager)};
   configurations = outputs.nixosConfigurations or { };
-  toplevelName = c: let t = builtins.tryEval (configurations.\${c}.config.system.build.toplevel.name or null); in
-    if t.success then t.value else null;
+  names = builtins.filter (c: !(builtins.elem c skip)) (builtins.attrNames configurations);
+  # A configuration's toplevel: its name, and its path (evaluated only when the name is the
+  # profile's), each under a mark naming the configuration.
+  toplevel = at: c: let
+    m = mark (at ++ [ "nixosConfigurations" c ]);
+    t = configurations.\${c}.config.system.build.toplevel or null;
+  in {
+    name = m (let n = if builtins.isAttrs t then t.name or null else null; in if builtins.isString n then n else null);
+    outPath = m (if builtins.isAttrs t && t ? outPath then builtins.unsafeDiscardStringContext t.outPath else null);
+  };
   escape = s: builtins.replaceStrings [ "." "+" "?" ] [ "\\\\." "\\\\+" "\\\\?" ] s;
-  # Whether the profile's derivation is built from configuration c's toplevel: two
-  # configurations of one hostName have toplevels of one name, but not of one path.
-  wraps = path: c: let
-    t = builtins.tryEval configurations.\${c}.config.system.build.toplevel.outPath;
-    refs = builtins.unsafeDiscardStringContext (builtins.toJSON (path.drvAttrs or { }));
-  in t.success && builtins.length (builtins.split (escape (builtins.unsafeDiscardStringContext t.value)) refs) > 1;
-  # The node's own configuration first: the others (one of them broken, say) are looked at
-  # only when it is not the one.
-  matches = node: path: let
-    name = if builtins.isAttrs path then path.name or null else null;
-    is = c: let t = toplevelName c; in t != null && "activatable-\${t}" == name && wraps path c;
-  in
-    if name == null then [ ]
-    else if configurations ? \${node} && is node then [ node ]
-    else builtins.filter is (builtins.attrNames configurations);
-  profileOf = node: at: p: mark at {
+  # Whether the profile is built from a toplevel of that path: two configurations of one
+  # hostName have toplevels of one name, but not of one path.
+  wraps = refs: path: builtins.length (builtins.split (escape path) refs) > 1;
+  # The configurations the node's system profile activates: its own first, the others only
+  # when it is not the one (another, broken say, is then not evaluated). The profile is
+  # evaluated whole, under the node's mark: a configuration that throws is then not the one,
+  # and is named in failed. For an eager node every configuration is evaluated first, whole,
+  # and nothing is caught: the one the profile activates fails before it, named.
+  systemMatch = node: path: let
+    at = [ "deploy" "nodes" node "profiles" "system" "path" ];
+    isEager = builtins.elem node eager;
+    lookAt = c: let f = toplevel at c; n = builtins.tryEval f.name; o = builtins.tryEval f.outPath; in
+      if isEager then f // { nameThrew = false; pathThrew = false; }
+      else {
+        name = if n.success then n.value else null;
+        outPath = if o.success then o.value else null;
+        nameThrew = !n.success;
+        pathThrew = !o.success;
+      };
+    facts = builtins.listToAttrs (map (c: { name = c; value = lookAt c; }) names);
+    own = builtins.filter (c: c == node) names;
+    first = if isEager then map (c: [ facts.\${c}.name facts.\${c}.outPath ]) names
+      else map (c: facts.\${c}.name) own;
+    profileName = builtins.deepSeq first (mark at (let n = if builtins.isAttrs path then path.name or null else null; in
+      if builtins.isString n then n else null));
+    nameIs = c: facts.\${c}.name != null && "activatable-\${facts.\${c}.name}" == profileName;
+    ownPath = map (c: if nameIs c then facts.\${c}.outPath else null) own;
+    refs = builtins.deepSeq ownPath (mark at (builtins.unsafeDiscardStringContext
+      (builtins.toJSON (if builtins.isAttrs path then path.drvAttrs or { } else { }))));
+    is = c: nameIs c && facts.\${c}.outPath != null && wraps refs facts.\${c}.outPath;
+    mine = own != [ ] && is node;
+    looked = if mine || profileName == null then own else names;
+  in builtins.seq profileName (builtins.seq refs {
+    matches = if profileName == null then [ ] else if mine then [ node ] else builtins.filter is names;
+    failed = builtins.filter (c: facts.\${c}.nameThrew || (nameIs c && facts.\${c}.pathThrew)) looked;
+  });
+  profileOf = node: at: name: p: mark at ({
     generic = pick at p;
     profilePath = mark (at ++ [ "profilePath" ]) (p.profilePath or null);
     hasPath = p ? path;
-    matches = if p ? path then mark (at ++ [ "path" ]) (matches node p.path) else [ ];
-  };
+  } // (if name == "system" && p ? path then systemMatch node p.path else { matches = [ ]; failed = [ ]; }));
   nodeOf = name: n: let at = [ "deploy" "nodes" name ]; in mark at {
     hostname = mark (at ++ [ "hostname" ]) (n.hostname or null);
     generic = pick at n;
     profilesOrder = mark (at ++ [ "profilesOrder" ]) (n.profilesOrder or null);
-    profiles = builtins.mapAttrs (p: profileOf name (at ++ [ "profiles" p ])) (mark (at ++ [ "profiles" ]) (n.profiles or { }));
+    profiles = builtins.mapAttrs (p: profileOf name (at ++ [ "profiles" p ]) p) (mark (at ++ [ "profiles" ]) (n.profiles or { }));
   };
 in
   if !(outputs ? deploy) then { missing = builtins.attrNames outputs; }
@@ -198,6 +254,127 @@ in
     generic = pick [ "deploy" ] outputs.deploy;
     nodes = builtins.mapAttrs nodeOf (mark [ "deploy" "nodes" ] (outputs.deploy.nodes or { }));
   }`;
+}
+
+/** A failed reading of the flake (deployRsExpression), as the command read Nix's error. */
+export interface DeployRsEvalFailure {
+  readonly kind: "failed";
+  /** The deepest mark it failed under. */
+  readonly path: MarkPath | undefined;
+  /** Where the error is (file:line:column, else the flake.nix): two failures alike are one. */
+  readonly place: string;
+  /** What Nix said. */
+  readonly text: string;
+}
+
+export type DeployRsEval =
+  | { readonly kind: "read"; readonly deploy: DeployRsDeploy }
+  | DeployRsEvalFailure;
+
+/** What readDeployRsNodes came to: the deploy output, or the error to say. */
+export type DeployRsRead =
+  | { readonly kind: "read"; readonly deploy: DeployRsDeploy }
+  | {
+      readonly kind: "failed";
+      readonly failure: DeployRsEvalFailure;
+      /** The configuration a node's system profile activates, which failed so. */
+      readonly broken?: { readonly node: string; readonly configuration: string };
+    };
+
+/** What a failure's mark names: a configuration looked at for a node, or the node's system profile. */
+export function deployRsFailedPart(
+  path: MarkPath | undefined,
+):
+  | { readonly kind: "configuration"; readonly node: string; readonly configuration: string }
+  | { readonly kind: "profile"; readonly node: string }
+  | undefined {
+  const [deploy, nodes, node, profiles, system, at, kind, configuration] = path ?? [];
+  const profile =
+    deploy === "deploy" &&
+    nodes === "nodes" &&
+    typeof node === "string" &&
+    profiles === "profiles" &&
+    system === "system" &&
+    at === "path";
+  if (!profile) return undefined;
+  if (path?.length === 6) return { kind: "profile", node };
+  if (path?.length === 8 && kind === "nixosConfigurations" && typeof configuration === "string") {
+    return { kind: "configuration", node, configuration };
+  }
+  return undefined;
+}
+
+/**
+ * The flake's deploy output, read (`evaluate`: one evaluation of deployRsExpression) until no
+ * configuration it looks at fails: a configuration that fails is left out and the flake read
+ * again, as no node's system profile activates it (a node's profile is evaluated whole, and
+ * one that activates it fails, under the node's mark). A profile that fails is read again with
+ * every configuration evaluated first (`eager`), so that the one it activates is named with it.
+ * Reads at most once more than there are configurations and failing profiles.
+ */
+export async function readDeployRsNodes(
+  evaluate: (look: DeployRsLook) => Promise<DeployRsEval>,
+): Promise<DeployRsRead> {
+  const skipped = new Map<string, DeployRsEvalFailure>();
+  const eager = new Set<string>();
+  for (;;) {
+    const r = await evaluate({ skip: [...skipped.keys()], eager: [...eager] });
+    if (r.kind === "read") {
+      if (skipped.size === 0) return r;
+      const why = [...skipped].map(([c, f]) => [c, `${f.place}: ${f.text}`]);
+      return { kind: "read", deploy: { ...r.deploy, skipped: Object.fromEntries(why) } };
+    }
+    const part = deployRsFailedPart(r.path);
+    if (part?.kind === "configuration" && !skipped.has(part.configuration)) {
+      skipped.set(part.configuration, r);
+      continue;
+    }
+    if (part?.kind === "profile") {
+      const same = [...skipped].find(([, f]) => f.place === r.place && f.text === r.text);
+      if (same !== undefined) {
+        return { kind: "failed", failure: r, broken: { node: part.node, configuration: same[0] } };
+      }
+      if (!eager.has(part.node)) {
+        eager.add(part.node);
+        continue;
+      }
+    }
+    return { kind: "failed", failure: r };
+  }
+}
+
+/**
+ * The error a failed reading says: the configuration a node's profile activates and the node,
+ * when that is what failed; else the attribute it failed at. `fix`: the hint's first words, when
+ * the command knows the fix better (a file git does not track).
+ */
+export function deployRsReadError(
+  read: Extract<DeployRsRead, { kind: "failed" }>,
+  fix: string | undefined,
+): InputError {
+  const { failure, broken } = read;
+  if (broken !== undefined) {
+    const profile = ["deploy", "nodes", nixName(broken.node), "profiles", "system", "path"].join(
+      ".",
+    );
+    const configuration = `nixosConfigurations.${nixName(broken.configuration)}`;
+    return new InputError(
+      "init-eval-failed",
+      `${failure.place}: ${configuration}, which ${profile} activates, fails to evaluate: ${failure.text}`,
+      {
+        hint:
+          fix ??
+          `the error is Nix's: fix ${configuration} (or give node ${broken.node} a system profile of a configuration that evaluates), then convert again`,
+      },
+    );
+  }
+  const at =
+    failure.path === undefined || failure.path.length === 0
+      ? ""
+      : `${formatNixAttrPath(failure.path)}: `;
+  return new InputError("init-eval-failed", `${failure.place}: ${at}${failure.text}`, {
+    hint: fix ?? "the error is Nix's, evaluating deploy.nodes: fix it there",
+  });
 }
 
 /** Why the node cannot be converted, each reason (nixship could not reach it, name it, or find its system). */
@@ -324,13 +501,7 @@ export function convertDeployRs(
     }
     if (s.sudo !== undefined && s.sudo !== "sudo -u") report.add(DEPLOY_RS_OPTIONS, "sudo", name);
     if (s.interactiveSudo === true) report.add(DEPLOY_RS_OPTIONS, "interactiveSudo", name);
-    const sshLines = noteSshOptions(
-      report,
-      "sshOpts",
-      { name, address: node.hostname ?? name },
-      s.sshOpts ?? [],
-      { mappedText: DEPLOY_RS_OPTIONS.sshOpts.text, userOption: "sshUser" },
-    );
+    const sshLines = noteSshOpts(report, name, node.hostname ?? name, s.sshOpts ?? [], user);
     // Its ssh settings go in a block of its own, found by its name (sshConfigBlock).
     if (sshLines.length > 0) {
       blocks.push(sshConfigBlock(name, node.hostname as string, sshLines));
@@ -357,7 +528,17 @@ export function convertDeployRs(
       );
     } else {
       if (s.magicRollback === true) report.add(DEPLOY_RS_OPTIONS, "magicRollback", name);
-      if (s.confirmTimeout !== undefined) {
+      if (s.confirmTimeout === 0) {
+        // deploy-rs's 0 is a wait of no time, which no confirmation meets; nixship's is none.
+        report.note(
+          "confirmTimeout",
+          {
+            outcome: "mapped",
+            text: `0, with magicRollback on: deploy-rs waits no time for the deployer's confirmation, so it rolls the activation back; nixship's confirmTimeout 0 would turn the confirmation off, so nixship's default applies (${POLICY_DEFAULTS.confirmTimeout} s): the host still rolls back unless the deployer confirms`,
+          },
+          name,
+        );
+      } else if (s.confirmTimeout !== undefined) {
         policy.confirmTimeout = s.confirmTimeout;
         report.add(DEPLOY_RS_OPTIONS, "confirmTimeout", name);
       }
@@ -394,6 +575,7 @@ export function convertDeployRs(
     if (node.profilesOrder !== null) report.add(DEPLOY_RS_OPTIONS, "profilesOrder", name);
     hosts.push({ name, fields, system: systemOf(name, profile, report), policy });
   }
+  noteBrokenConfigurations(deploy, report);
   return {
     hosts,
     ...withSshConfig(
@@ -409,6 +591,60 @@ export function convertDeployRs(
     report: report.entries(),
     next: [],
   };
+}
+
+/**
+ * What became of the node's sshOpts (noteSshOptions), a user among them said as deploy-rs took
+ * it: it gives ssh `sshUser@hostname` (its own user without sshUser) before them, and ssh
+ * keeps the first user it is given, so `-l U` or `-o User=U` had no effect.
+ */
+function noteSshOpts(
+  report: Report,
+  name: string,
+  address: string,
+  options: readonly string[],
+  user: string,
+): readonly string[] {
+  const said = new Report();
+  const lines = noteSshOptions(said, "sshOpts", { name, address }, options, {
+    mappedText: DEPLOY_RS_OPTIONS.sshOpts.text,
+    userOption: "sshUser",
+  });
+  const optionUser = sshOptionsAsConfig(options).user;
+  for (const e of said.entries()) {
+    if (optionUser === undefined || !e.text.startsWith(`the user ${optionUser}: `)) {
+      report.note(e.option, { outcome: e.outcome, text: e.text }, name);
+    } else if (optionUser !== user) {
+      report.note(
+        "sshOpts",
+        {
+          outcome: "left",
+          text: `the user ${optionUser}: it had no effect, as deploy-rs gives ssh ${user}@${address} first (sshUser, else your own user) and ssh keeps the first user it is given: the host is reached as ${user}, as deploy-rs reached it`,
+        },
+        name,
+      );
+    }
+  }
+  return lines;
+}
+
+/**
+ * The configurations that fail to evaluate and that no node's system profile activates (the
+ * reading left them out, or they threw as it looked at them): said, as no host runs them.
+ */
+function noteBrokenConfigurations(deploy: DeployRsDeploy, report: Report): void {
+  const why = new Map<string, string | undefined>(Object.entries(deploy.skipped ?? {}));
+  for (const node of Object.values(deploy.nodes)) {
+    for (const c of node.profiles.system?.failed ?? []) if (!why.has(c)) why.set(c, undefined);
+  }
+  for (const [configuration, text] of why) {
+    const said =
+      text === undefined ? "it throws" : text.length > 300 ? `${text.slice(0, 300)}…` : text;
+    report.note("nixosConfigurations", {
+      outcome: "left",
+      text: `${nixName(configuration)}: it fails to evaluate (${said}), and no node's system profile activates it: no host runs it`,
+    });
+  }
 }
 
 /**
