@@ -353,6 +353,21 @@ describe("renderRunCommand", () => {
     expect(() => renderRunCommand(document, { Action: "switch\n" })).toThrow(/Action/);
     expect(() => renderRunCommand(document, { Nope: "x" })).toThrow(/no parameter Nope/);
   });
+
+  it("names a refused presigned URL without its signature or token", () => {
+    const url =
+      "https://bucket.s3.amazonaws.com/secrets/web/abc?X-Amz-Credential=AKIAEXAMPLE%2F20261203&X-Amz-Security-Token=TOKEN-SECRET&X-Amz-Signature=SIGNATURE-SECRET";
+    let message = "";
+    try {
+      // A newline is not in the pattern: refused.
+      renderRunCommand(document, { StorePath: STORE_PATH, SecretsUrl: `${url}\n` });
+    } catch (err) {
+      message = `${(err as Error).message} ${(err as InputError).hint ?? ""}`;
+    }
+    expect(message).toContain("the SSM parameter SecretsUrl does not match");
+    expect(message).toContain("https://bucket.s3.amazonaws.com/secrets/web/abc");
+    expect(message).not.toMatch(/SECRET|AKIAEXAMPLE/);
+  });
 });
 
 describe("encodeHealthChecks", () => {

@@ -6,6 +6,7 @@
 import { gunzipSync, gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
 import { compactActivateScript, PINNED_ACTIVATOR } from "../host/activation.js";
+import { shownUrl } from "../util/url-credentials.js";
 
 export interface SsmDocumentParameter {
   readonly type: "String";
@@ -414,7 +415,8 @@ export function resolveParameters(
     if (!new RegExp(parameter.allowedPattern).test(value)) {
       throw new InputError(
         "ssm-bad-parameter",
-        `the SSM parameter ${name} does not match its allowedPattern: ${JSON.stringify(value.slice(0, 200))}`,
+        // Quoted without a credential its URL may carry (a presigned URL's signature and token).
+        `the SSM parameter ${name} does not match its allowedPattern: ${JSON.stringify(shownUrl(value).slice(0, 200))}`,
         { hint: `${name}: ${parameter.description} (pattern ${parameter.allowedPattern})` },
       );
     }
