@@ -1,7 +1,8 @@
 // SsmCommands against an SSM that pages badly: the invocations' listing is read page by page,
 // and a listing that does not move on ends the wait with an error naming the command, where it
-// would have polled for ever; and a command SSM never reports ended is waited for no longer
-// than its own bounds allow.
+// would have polled for ever; a command SSM never reports ended is waited for no longer than
+// its own bounds allow; an output read that fails or lags is read again, never taken for an
+// empty output (test/ssm-send-once.test.ts: SendCommand goes out once, against moto).
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SSMClient } from "@aws-sdk/client-ssm";
@@ -9,17 +10,28 @@ import { describe, expect, it } from "vitest";
 import type { FleetHost } from "../fleet/fleet.js";
 import { SsmDelivery } from "./ssm.js";
 import { SsmCommands } from "./ssm-client.js";
+import { instanceOutcome } from "./ssm-outcomes.js";
 import { STATUS_REPORT_SLACK, STATUS_TIMEOUT } from "./ssm-parameters.js";
 
 const settings = { documentName: "nixship-activate", region: "us-east-1", commandTimeout: 60 };
 
-/** A client whose ListCommandInvocations answers with `pages(token)`; counts the calls. */
+/**
+ * A client whose ListCommandInvocations answers with `pages(token)` (its calls counted), and
+ * whose GetCommandInvocation answers that the invocation succeeded, printing nothing.
+ */
 function pagingClient(
   pages: (token: string | undefined) => { CommandInvocations: object[]; NextToken?: string },
 ) {
   const calls: (string | undefined)[] = [];
   const client = {
-    send: async (command: { constructor: { name: string }; input: { NextToken?: string } }) => {
+    send: async (command: {
+      constructor: { name: string };
+      input: { NextToken?: string; CommandId?: string; InstanceId?: string };
+    }) => {
+      if (command.constructor.name === "GetCommandInvocationCommand") {
+        const { CommandId, InstanceId } = command.input;
+        return { CommandId, InstanceId, Status: "Success", StatusDetails: "Success" };
+      }
       if (command.constructor.name !== "ListCommandInvocationsCommand")
         throw new Error(`unexpected ${command.constructor.name}`);
       calls.push(command.input.NextToken);
@@ -38,7 +50,6 @@ describe("the invocations' listing", () => {
         ? { CommandInvocations: [done("i-1")], NextToken: "t1" }
         : { CommandInvocations: [done("i-2")] },
     );
-    // GetCommandInvocation is refused: each finished host's output reads "(no output: …)".
     const ssm = new SsmCommands({ settings, client, sleep: async () => {} });
     const finished = await ssm.waitFor("cmd-1", ["i-1", "i-2"]);
     expect([...finished.keys()].sort()).toEqual(["i-1", "i-2"]);
@@ -230,4 +241,180 @@ describe("an interrupt while SSM does not answer", () => {
       await new Promise((resolve) => server.close(resolve));
     }
   }, 20_000);
+});
+
+/**
+ * A client that answers each call by its command's name (`SendCommand`, …) with `answers`:
+ * a value, or an error thrown; counts the calls by name.
+ */
+function scriptedClient(
+  answers: Record<string, (input: Record<string, unknown>, call: number) => unknown>,
+) {
+  const calls = new Map<string, number>();
+  const client = {
+    send: async (command: { constructor: { name: string }; input: Record<string, unknown> }) => {
+      const name = command.constructor.name.replace(/Command$/, "");
+      const n = (calls.get(name) ?? 0) + 1;
+      calls.set(name, n);
+      const answer = answers[name];
+      if (answer === undefined) throw new Error(`unexpected ${name}`);
+      const value = await answer(command.input, n);
+      if (value instanceof Error) throw value;
+      return value;
+    },
+  };
+  return { client: client as unknown as SSMClient, calls };
+}
+
+/** A clock that moves only as the wait sleeps. */
+function fakeClock() {
+  let now = 0;
+  return {
+    sleep: async (ms: number) => {
+      now += ms;
+    },
+    now: () => now,
+  };
+}
+
+const awsError = (name: string, message = name) => Object.assign(new Error(message), { name });
+const ACTIVATED = JSON.stringify({
+  ok: true,
+  command: "activate",
+  result: "activated",
+  path: "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web",
+  action: "switch",
+  previous: null,
+  previousGeneration: null,
+  generation: 5,
+});
+
+describe("an invocation's output", () => {
+  const ended = () => ({ CommandInvocations: [done("i-1")] });
+  const output = (input: Record<string, unknown>) => ({
+    CommandId: input.CommandId,
+    InstanceId: input.InstanceId,
+    Status: "Success",
+    StatusDetails: "Success",
+    StandardOutputContent: `${ACTIVATED}\n`,
+    ResponseCode: 0,
+  });
+
+  it("is read again at the next poll when its read failed, not taken as empty", async () => {
+    const { client, calls } = scriptedClient({
+      ListCommandInvocations: ended,
+      GetCommandInvocation: (input, n) =>
+        n === 1 ? awsError("InvocationDoesNotExist") : output(input),
+    });
+    const finished = await new SsmCommands({ settings, client, ...fakeClock() }).waitFor("cmd-1", [
+      "i-1",
+    ]);
+    expect(calls.get("GetCommandInvocation")).toBe(2);
+    expect(finished.get("i-1")).toMatchObject({ stdout: `${ACTIVATED}\n`, responseCode: 0 });
+    expect(finished.get("i-1")).not.toHaveProperty("unread");
+  });
+
+  it("is not taken from an answer that says the invocation still runs, nor from another command's or instance's", async () => {
+    const { client, calls } = scriptedClient({
+      ListCommandInvocations: ended,
+      GetCommandInvocation: (input, n) =>
+        n === 1
+          ? { ...output(input), Status: "InProgress", StatusDetails: "InProgress" }
+          : n === 2
+            ? { ...output(input), CommandId: "cmd-other" }
+            : n === 3
+              ? { ...output(input), InstanceId: "i-other" }
+              : output(input),
+    });
+    const finished = await new SsmCommands({ settings, client, ...fakeClock() }).waitFor("cmd-1", [
+      "i-1",
+    ]);
+    expect(calls.get("GetCommandInvocation")).toBe(4);
+    expect(finished.get("i-1")).toMatchObject({ stdout: `${ACTIVATED}\n` });
+  });
+
+  it("never read by the deadline: the host may have switched, which is not known (not 'nothing changed')", async () => {
+    const clock = fakeClock();
+    const { client } = scriptedClient({
+      ListCommandInvocations: ended,
+      GetCommandInvocation: () => awsError("ThrottlingException", "Rate exceeded"),
+    });
+    const ssm = new SsmCommands({ settings, client, throttleDelay: 1, ...clock });
+    const inv = (await ssm.waitFor("cmd-1", ["i-1"])).get("i-1");
+    expect(inv).toMatchObject({ status: "Success", unread: expect.stringContaining("Throttling") });
+    // Read again at each poll, until the command's own bounds ran out.
+    expect(clock.now()).toBeGreaterThan((2 * 60 + 300) * 1000);
+    expect(instanceOutcome(inv as never, settings, false).outcome).toEqual({
+      status: "failed",
+      phase: "switch",
+      message: expect.stringMatching(
+        /^i-1: SSM reported Success, but its output could not be read: .*Throttling.*: whether it switched is not known/,
+      ),
+      rolledBack: false,
+      settling: true,
+    });
+  });
+
+  it("is read a few at a time, however many invocations end at once", async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `i-${i}`);
+    let running = 0;
+    let most = 0;
+    const { client } = scriptedClient({
+      ListCommandInvocations: () => ({ CommandInvocations: ids.map(done) }),
+      GetCommandInvocation: async (input) => {
+        most = Math.max(most, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+        return output(input);
+      },
+    });
+    const finished = await new SsmCommands({ settings, client, ...fakeClock() }).waitFor(
+      "cmd-1",
+      ids,
+    );
+    expect(finished.size).toBe(40);
+    expect(most).toBeLessThanOrEqual(8);
+  });
+});
+
+describe("a listing that names what the command is not", () => {
+  it("instances it was not sent to neither stretch the wait nor count as its own", async () => {
+    const clock = fakeClock();
+    const mine = "i-0123456789abcdef0";
+    const { client } = scriptedClient({
+      ListCommandInvocations: () => ({
+        CommandInvocations: [
+          { InstanceId: mine, Status: "InProgress" },
+          ...Array.from({ length: 30 }, (_, i) => ({
+            InstanceId: `i-${String(i + 1).padStart(17, "0")}`,
+            Status: "InProgress",
+          })),
+        ],
+      }),
+    });
+    const ssm = new SsmCommands({
+      settings: { ...settings, commandTimeout: 900 },
+      client,
+      pollInterval: 2000,
+      ...clock,
+    });
+    const finished = await ssm.waitFor("cmd-1", [mine], {}, undefined, { concurrency: 1 });
+    expect([...finished.keys()]).toEqual([mine]);
+    expect(clock.now()).toBeLessThanOrEqual((2 * 900 + 300) * 1000 + 51 * 2000);
+  });
+
+  it("another command's status is not taken for this one's end", async () => {
+    const clock = fakeClock();
+    const { client } = scriptedClient({
+      ListCommandInvocations: () => ({ CommandInvocations: [done("i-1")] }),
+      GetCommandInvocation: (input) => ({ ...input, Status: "Success", ResponseCode: 0 }),
+      ListCommands: () => ({ Commands: [{ CommandId: "cmd-other", Status: "Success" }] }),
+    });
+    const finished = await new SsmCommands({ settings, client, ...clock }).waitFor("cmd-1", [
+      "i-1",
+      "i-2",
+    ]);
+    // Not "Terminated" (not started: nothing changed): the command was never seen to end.
+    expect(finished.get("i-2")?.status).toBe("Unfinished");
+  });
 });

@@ -1,22 +1,39 @@
 // The SSM calls the ssm delivery makes, and nothing of deploying: SendCommand with the fleet's
-// document, polling a command's invocations until each is final (bounded), reading each one's
-// output; throttling retried with backoff, other faults made OperationErrors (ssm-faults.ts).
+// document (at most once: a send whose answer was lost is looked for, never repeated), polling
+// a command's invocations until each is final (bounded), reading each one's output; throttling
+// retried with backoff, other faults made OperationErrors (ssm-faults.ts).
+import { randomBytes } from "node:crypto";
 import {
   type CommandInvocation,
   GetCommandInvocationCommand,
+  type GetCommandInvocationCommandOutput,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   SendCommandCommand,
   type SendCommandCommandInput,
+  type SendCommandCommandOutput,
   SSMClient,
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
 import { limitAnswers } from "../util/aws-response-limit.js";
 import { awsRequestHandler } from "../util/aws-timeouts.js";
+import { mapLimit } from "../util/pool.js";
 import { testWait } from "../util/test-waits.js";
-import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
-import { type FinishedInvocation, isTerminal, missing, TERMINAL_COMMAND } from "./ssm-outcomes.js";
+import {
+  faultMessage,
+  isThrottling,
+  mayHaveBeenTaken,
+  ssmFault,
+  WAVE_FAULTS,
+} from "./ssm-faults.js";
+import {
+  type FinishedInvocation,
+  isTerminal,
+  missing,
+  TERMINAL_COMMAND,
+  unread,
+} from "./ssm-outcomes.js";
 
 export interface SsmCommandsOptions {
   readonly settings: SsmSettings;
@@ -35,6 +52,25 @@ const THROTTLE_ATTEMPTS = 8;
 const POLL_INTERVAL = 2000;
 
 const INVOCATIONS_PER_PAGE = 50;
+
+/** Invocations whose output is read at once (GetCommandInvocation, as each one ends). */
+const READS_AT_ONCE = 8;
+
+/**
+ * Lookups for a command whose SendCommand answer was lost, a poll interval apart: SSM lists a
+ * command it took within seconds (ListCommands is eventually consistent).
+ */
+const SEND_LOOKUPS = 6;
+/** Commands a page of that lookup holds, and the most pages read in one lookup. */
+const LOOKUP_PAGE = 50;
+const LOOKUP_PAGES = 20;
+/**
+ * How far SSM's clock may be behind ours: SigV4 requests signed further from its clock are
+ * refused, so a command it took was requested after (our send's start − this) by its clock.
+ */
+const CLOCK_SKEW_MS = 15 * 60_000;
+/** A command's Comment holds at most this much (SSM's limit); its last part is the send's nonce. */
+const COMMENT_LIMIT = 100;
 
 /**
  * The most pages of one command's invocations read in one poll: 50,000 instances, past what one
@@ -106,6 +142,8 @@ export class SsmCommands {
   ): Promise<Map<string, FinishedInvocation>> {
     const finished = new Map<string, FinishedInvocation>();
     const started = this.now();
+    // The instances the command was sent to; by targets, those SSM lists (it resolves them).
+    const expected = instanceIds === undefined ? undefined : new Set(instanceIds);
     const instances = new Set<string>(instanceIds ?? []);
     const deadline = () => {
       const rounds =
@@ -119,31 +157,58 @@ export class SsmCommands {
       for (const inv of invs) finished.set(inv.instanceId, inv);
       for (const inv of invs) hooks.onFinished?.(inv, finished);
     };
+    // Invocations SSM listed as ended whose output could not be read yet (the read failed, or
+    // its answer was not final): read again at each poll, until the deadline.
+    const unreadYet = new Map<string, { inv: CommandInvocation; why: string }>();
     // What the last poll listed: an interrupt that ends a poll mid-call settles by it.
     let invocations: CommandInvocation[] = [];
-    const unfinished = (status: string) =>
-      [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])]
-        .filter((id): id is string => id !== undefined && !finished.has(id))
-        .map((id) => missing(id, status));
+    /** Every instance without a finished invocation: unread as such, the rest as `status`. */
+    const settleRest = (status: string) => {
+      const rest = [...unreadYet.values()]
+        .filter(({ inv }) => !finished.has(inv.InstanceId as string))
+        .map(({ inv, why }) => unread(inv, why));
+      const ids = [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])];
+      for (const id of ids) {
+        if (id !== undefined && !finished.has(id) && !unreadYet.has(id))
+          rest.push(missing(id, status));
+      }
+      settle(rest);
+    };
     for (;;) {
       const listed = await this.listInvocations(commandId, signal).catch((err: unknown) => {
         if (signal?.aborted) return undefined;
         throw err;
       });
       if (listed === undefined) {
-        settle(unfinished("Unfinished"));
+        settleRest("Unfinished");
         return finished;
       }
-      invocations = listed;
+      // An instance the command was not sent to (a listing that is wrong) is not waited for.
+      invocations =
+        expected === undefined
+          ? listed
+          : listed.filter((inv) => inv.InstanceId !== undefined && expected.has(inv.InstanceId));
       for (const inv of invocations)
         if (inv.InstanceId !== undefined) instances.add(inv.InstanceId);
       hooks.onProgress?.(invocations);
       const ended = invocations.filter(
         (inv) => inv.InstanceId !== undefined && !finished.has(inv.InstanceId) && isTerminal(inv),
       );
-      settle(await Promise.all(ended.map((inv) => this.finished(commandId, inv))));
+      const reads = await mapLimit(ended, READS_AT_ONCE, (inv) =>
+        this.finished(commandId, inv, signal),
+      );
+      const read: FinishedInvocation[] = [];
+      for (const [i, r] of reads.entries()) {
+        const inv = ended[i] as CommandInvocation;
+        if ("why" in r) unreadYet.set(inv.InstanceId as string, { inv, why: r.why });
+        else {
+          unreadYet.delete(r.instanceId);
+          read.push(r);
+        }
+      }
+      settle(read);
       let complete = false;
-      if (invocations.every(isTerminal)) {
+      if (unreadYet.size === 0 && invocations.every(isTerminal)) {
         if (instanceIds?.every((id) => finished.has(id))) {
           complete = true;
         } else {
@@ -160,11 +225,11 @@ export class SsmCommands {
         }
       }
       if (complete) {
-        settle(unfinished("Terminated"));
+        settleRest("Terminated");
         return finished;
       }
       if (this.now() > deadline() || signal?.aborted) {
-        settle(unfinished("Unfinished"));
+        settleRest("Unfinished");
         return finished;
       }
       await abortableSleep(this.sleep, this.pollInterval, signal);
@@ -213,48 +278,152 @@ export class SsmCommands {
     }
   }
 
+  /** The command as ListCommands lists it; undefined while it lists no command of this ID. */
   private async getCommand(commandId: string, signal: AbortSignal | undefined) {
     const page = await this.call(() =>
       this.client.send(new ListCommandsCommand({ CommandId: commandId }), { abortSignal: signal }),
     );
-    return page.Commands?.[0];
+    return page.Commands?.find((c) => c.CommandId === commandId);
   }
 
-  /** The invocation's output: stdout holds activate.sh's JSON on its last line. */
-  private async finished(commandId: string, inv: CommandInvocation): Promise<FinishedInvocation> {
+  /**
+   * The invocation's output (stdout holds activate.sh's JSON on its last line), or why it could
+   * not be read: the read failed, or answered for another command or instance, or said the
+   * invocation is still running (GetCommandInvocation lags the listing).
+   */
+  private async finished(
+    commandId: string,
+    inv: CommandInvocation,
+    signal: AbortSignal | undefined,
+  ): Promise<FinishedInvocation | { readonly why: string }> {
     const instanceId = inv.InstanceId as string;
-    const base = {
+    let out: GetCommandInvocationCommandOutput;
+    try {
+      out = await this.readInvocation(commandId, instanceId, signal);
+    } catch (err) {
+      return { why: faultMessage(err) };
+    }
+    const clip = (v: string) => v.slice(0, FIELD_KEPT);
+    if (out.CommandId !== undefined && out.CommandId !== commandId) {
+      return {
+        why: `SSM answered with the invocation of another command (${clip(out.CommandId)})`,
+      };
+    }
+    if (out.InstanceId !== undefined && out.InstanceId !== instanceId) {
+      return { why: `SSM answered with another instance's invocation (${clip(out.InstanceId)})` };
+    }
+    if (!isTerminal(out)) {
+      return { why: `SSM's answer says it is ${clip(out.Status ?? "without a status")} still` };
+    }
+    return {
       instanceId,
       status: inv.Status ?? "",
       details: inv.StatusDetails ?? inv.Status ?? "",
+      stdout: out.StandardOutputContent ?? "",
+      stderr: out.StandardErrorContent ?? "",
+      responseCode: out.ResponseCode,
     };
-    try {
-      const out = await this.call(() =>
-        this.client.send(
-          new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
-        ),
-      );
-      return {
-        ...base,
-        stdout: out.StandardOutputContent ?? "",
-        stderr: out.StandardErrorContent ?? "",
-        responseCode: out.ResponseCode,
-      };
-    } catch (err) {
-      return { ...base, stdout: "", stderr: `(no output: ${faultMessage(err)})`, responseCode: -1 };
-    }
   }
 
-  /** SendCommand; the command's ID. */
-  async send(input: Omit<SendCommandCommandInput, "DocumentName">): Promise<string> {
-    const out = await this.call(() =>
+  private readInvocation(commandId: string, instanceId: string, signal: AbortSignal | undefined) {
+    return this.call(() =>
       this.client.send(
-        new SendCommandCommand({ DocumentName: this.settings.documentName, ...input }),
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+        { abortSignal: signal },
       ),
     );
+  }
+
+  /**
+   * SendCommand, sent once (see sentOnce); the command's ID. Its Comment ends with a nonce, by
+   * which a command whose answer was lost is found in SSM's list. One SSM may have taken and
+   * does not list fails with `ssm-send-unknown`: it may be running.
+   */
+  async send(input: Omit<SendCommandCommandInput, "DocumentName">): Promise<string> {
+    const nonce = `#${randomBytes(8).toString("hex")}`;
+    const said = (input.Comment ?? "").slice(0, COMMENT_LIMIT - nonce.length - 1);
+    const sent = {
+      DocumentName: this.settings.documentName,
+      ...input,
+      Comment: said ? `${said} ${nonce}` : nonce,
+    };
+    // By the wall clock (SSM's, within CLOCK_SKEW_MS), whatever `now` the waits are told.
+    const began = Date.now();
+    let out: SendCommandCommandOutput;
+    try {
+      out = await this.attempt(() => this.client.send(sentOnce(new SendCommandCommand(sent)), {}));
+    } catch (err) {
+      if (!mayHaveBeenTaken(err)) throw ssmFault(err, this.settings);
+      const found = await this.findSent(sent.DocumentName, sent.Comment, began);
+      if ("commandId" in found) return found.commandId;
+      throw new OperationError(
+        "ssm-send-unknown",
+        `SSM may have taken the command "${sent.Comment}", whose answer was lost (${ssmFault(err, this.settings).message}), and ${found.why}: it may be running`,
+        {
+          cause: err,
+          hint: "it was not sent again, which could run it twice: 'aws ssm list-commands' shows whether SSM has it, and 'nixship plan' what the hosts run",
+        },
+      );
+    }
     const id = out.Command?.CommandId;
     if (!id) throw new OperationError("ssm-failed", "SendCommand returned no command ID");
     return id;
+  }
+
+  /**
+   * The ID of the command of `documentName` whose Comment is `comment` (its nonce is this
+   * send's alone), requested after `began` by SSM's clock; asked SEND_LOOKUPS times, a poll
+   * interval apart, while SSM lists none. Else why not: none listed, or SSM not asked.
+   */
+  private async findSent(
+    documentName: string,
+    comment: string,
+    began: number,
+  ): Promise<{ readonly commandId: string } | { readonly why: string }> {
+    const since = new Date(began - CLOCK_SKEW_MS).toISOString().replace(/\.\d+Z$/, "Z");
+    for (let lookup = 1; ; lookup++) {
+      const found = await this.listedSend(documentName, comment, since).then(
+        (commandId) => (commandId === undefined ? undefined : { commandId }),
+        (err: unknown) => ({ why: `looking for it failed: ${faultMessage(err)}` }),
+      );
+      if (found !== undefined && ("commandId" in found || lookup === SEND_LOOKUPS)) return found;
+      if (lookup === SEND_LOOKUPS) {
+        return { why: `SSM lists no such command ${SEND_LOOKUPS} times asked` };
+      }
+      await this.sleep(this.pollInterval);
+    }
+  }
+
+  private async listedSend(
+    documentName: string,
+    comment: string,
+    since: string,
+  ): Promise<string | undefined> {
+    const tokens = new Set<string>();
+    let token: string | undefined;
+    for (let pages = 0; pages < LOOKUP_PAGES; pages++) {
+      const input = {
+        Filters: [
+          { key: "InvokedAfter" as const, value: since },
+          { key: "DocumentName" as const, value: documentName },
+        ],
+        MaxResults: LOOKUP_PAGE,
+        ...(token ? { NextToken: token } : {}),
+      };
+      const page = await this.call(() => this.client.send(new ListCommandsCommand(input)));
+      const mine = (page.Commands ?? []).find(
+        (c) =>
+          c.Comment === comment &&
+          (c.DocumentName === undefined || c.DocumentName === documentName) &&
+          c.CommandId,
+      );
+      if (mine?.CommandId) return mine.CommandId;
+      const next = page.NextToken || undefined;
+      if (next === undefined || tokens.has(next)) return undefined;
+      tokens.add(next);
+      token = next;
+    }
+    return undefined;
   }
 
   /** SendCommand, with faults of one host as data and faults of the account thrown. */
@@ -272,6 +441,15 @@ export class SsmCommands {
 
   /** One SDK call; throttling is retried with backoff, other faults become OperationErrors. */
   private async call<T>(request: () => Promise<T>): Promise<T> {
+    try {
+      return await this.attempt(request);
+    } catch (err) {
+      throw ssmFault(err, this.settings);
+    }
+  }
+
+  /** One SDK call, throttling retried with backoff (SSM ran nothing it throttled); faults as thrown. */
+  private async attempt<T>(request: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await request();
@@ -280,10 +458,27 @@ export class SsmCommands {
           await this.sleep(Math.min(this.throttleDelay * 2 ** (attempt - 1), 20_000));
           continue;
         }
-        throw ssmFault(err, this.settings);
+        throw err;
       }
     }
   }
+}
+
+/**
+ * The command with the SDK's retry taken out, for it alone (the client's other calls keep
+ * theirs): SendCommand is not idempotent, and the SDK repeats a request after a timeout, a
+ * reset or a 5xx, when the first may have reached SSM and run. A throttled send, which SSM
+ * refused before running anything, is repeated by `attempt`.
+ */
+function sentOnce(command: SendCommandCommand): SendCommandCommand {
+  command.middlewareStack.add((next) => next, {
+    name: "retryMiddleware",
+    tags: ["RETRY"],
+    step: "finalizeRequest",
+    priority: "high",
+    override: true,
+  });
+  return command;
 }
 
 /** SSM's client: its connections bounded (aws-timeouts.ts), and every answer (aws-response-limit.ts). */

@@ -125,6 +125,49 @@ export function ssmFault(err: unknown, settings: SsmSettings): NixshipError {
   });
 }
 
+/** Errors by which SSM refused a request, running nothing (FAULTS, the unreachable aside). */
+const REFUSALS: ReadonlySet<string> = new Set(
+  FAULTS.filter(([, code]) => code !== "ssm-unreachable").flatMap(([names]) => names),
+);
+
+/** Errors of a request that never left: no connection was made, or nothing to sign it with. */
+const NEVER_SENT = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "CredentialsProviderError",
+]);
+
+/**
+ * Whether SSM may have taken a request that failed: its answer was lost (a reset, a timeout, a
+ * 5xx, an answer cut or unreadable), so a non-idempotent one (SendCommand) may be running. Not
+ * a refusal (a 4xx, throttling among them: SSM runs nothing it refused), nor a request that
+ * never left.
+ */
+export function mayHaveBeenTaken(err: unknown): boolean {
+  if (isAnswerCut(err)) return true;
+  if (isThrottling(err)) return false;
+  const e = err as
+    | {
+        $fault?: string;
+        $metadata?: { httpStatusCode?: number };
+        code?: string;
+        cause?: { code?: string };
+      }
+    | undefined;
+  // An error SSM's API declares (InvalidDocument, InvalidInstanceId…) says whose fault it is;
+  // one of the refusals nixship knows by name (access denied, bad credentials) ran nothing.
+  if (e?.$fault === "client" || REFUSALS.has(errorName(err))) return false;
+  const status = e?.$metadata?.httpStatusCode;
+  if (status !== undefined) return status < 400 || status >= 500;
+  if (NEVER_SENT.has(errorName(err)) || NEVER_SENT.has(e?.code ?? "")) return false;
+  if (NEVER_SENT.has(e?.cause?.code ?? "")) return false;
+  // Node's handler's connect timeout ("… did not establish a connection …"), or no region.
+  return !/did not establish a connection|region is missing/i.test(awsErrorText(err));
+}
+
 export function faultMessage(err: unknown): string {
   if (err instanceof NixshipError) return err.hint ? `${err.message} (${err.hint})` : err.message;
   return err instanceof Error ? err.message : String(err);

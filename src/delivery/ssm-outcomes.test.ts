@@ -1,8 +1,14 @@
 // ssmFailure: what an operator reads when SSM ran the document but activate.sh left no result;
 // instanceOutcome: an instance's outcome from activate.sh's answer.
 import { describe, expect, it } from "vitest";
+import type { SsmHost } from "../fleet/fleet.js";
 import { withoutControls } from "../util/text.js";
-import { type FinishedInvocation, instanceOutcome, ssmFailure } from "./ssm-outcomes.js";
+import {
+  combineOutcomes,
+  type FinishedInvocation,
+  instanceOutcome,
+  ssmFailure,
+} from "./ssm-outcomes.js";
 
 const settings = { documentName: "nixship-activate", region: "eu-west-1", commandTimeout: 900 };
 
@@ -59,5 +65,69 @@ describe("instanceOutcome", () => {
     expect(
       instanceOutcome(failed(`${JSON.stringify(answer)}\n`, ""), settings, false).outcome,
     ).toEqual({ status: "failed", phase: "connect", message, rolledBack: false });
+  });
+});
+
+describe("an instance whose end is not known", () => {
+  const ended = (status: string, stdout = ""): FinishedInvocation => ({
+    instanceId: "i-0abc",
+    status,
+    details: status,
+    stdout,
+    stderr: "",
+    responseCode: status === "Success" ? 0 : undefined,
+  });
+  const unknown = (message: RegExp) => ({
+    status: "failed",
+    phase: "switch",
+    message: expect.stringMatching(message),
+    rolledBack: false,
+    settling: true,
+  });
+
+  it("succeeded without a result: it may have switched, not 'nothing changed'", () => {
+    expect(instanceOutcome(ended("Success"), settings, false).outcome).toEqual(
+      unknown(/^i-0abc: the command succeeded but gave no JSON result: whether it switched/),
+    );
+    // One that never ran changed nothing, its output read or not.
+    const undelivered = { ...ended("Failed"), details: "Undeliverable", unread: "throttled" };
+    expect(instanceOutcome(undelivered, settings, false).outcome).toMatchObject({
+      phase: "connect",
+    });
+  });
+
+  it("still running when the wait ended: it may switch yet", () => {
+    expect(instanceOutcome(ended("Unfinished"), settings, false).outcome).toEqual(
+      unknown(/^i-0abc: SSM reported no end for the command, and it may run yet/),
+    );
+  });
+
+  it("leaves a host of tag targets unknown: not rolled back, though the others are", () => {
+    const host = {
+      name: "web",
+      targets: [{ key: "tag:Role", values: ["web"] }],
+    } as unknown as SsmHost;
+    const rolledBack = {
+      ...ended("Failed"),
+      instanceId: "i-0def",
+      stdout: `${JSON.stringify({
+        ok: false,
+        command: "activate",
+        result: "failed",
+        phase: "health",
+        exitCode: 5,
+        message: "health check failed",
+        rolledBack: true,
+      })}\n`,
+    };
+    const outcomes = [ended("Success"), rolledBack].map((inv) =>
+      instanceOutcome(inv, settings, false),
+    );
+    expect(combineOutcomes(host, outcomes)).toMatchObject({
+      status: "failed",
+      phase: "switch",
+      rolledBack: false,
+      settling: true,
+    });
   });
 });

@@ -26,6 +26,11 @@ export interface FinishedInvocation {
   readonly stdout: string;
   readonly stderr: string;
   readonly responseCode: number | undefined;
+  /**
+   * Why its output could not be read before the wait ended (stdout and stderr are then empty):
+   * SSM said it ended, but not what activate.sh printed.
+   */
+  readonly unread?: string;
 }
 
 /** A finished invocation as one instance's deploy outcome, and activate.sh's result if any. */
@@ -51,7 +56,7 @@ const TERMINAL_DETAILS = new Set([
   "No Instances In Tag",
 ]);
 
-export function isTerminal(inv: CommandInvocation): boolean {
+export function isTerminal(inv: Pick<CommandInvocation, "Status" | "StatusDetails">): boolean {
   return (
     TERMINAL_COMMAND.has(inv.Status ?? "") ||
     TERMINAL_DETAILS.has(inv.StatusDetails ?? "") ||
@@ -64,6 +69,22 @@ export function isTerminal(inv: CommandInvocation): boolean {
 export function missing(instanceId: string, status: string): FinishedInvocation {
   return { instanceId, status, details: status, stdout: "", stderr: "", responseCode: undefined };
 }
+
+/** An invocation SSM listed as ended whose output could not be read, and why. */
+export function unread(inv: CommandInvocation, why: string): FinishedInvocation {
+  return {
+    instanceId: inv.InstanceId as string,
+    status: inv.Status ?? "",
+    details: inv.StatusDetails ?? inv.Status ?? "",
+    stdout: "",
+    stderr: "",
+    responseCode: undefined,
+    unread: why,
+  };
+}
+
+/** Statuses of an invocation that never ran on its instance. */
+const NEVER_RAN = new Set(["Undeliverable", "Delivery Timed Out", "Terminated"]);
 
 export function activationResult(inv: FinishedInvocation): ActivationResult | undefined {
   return readResult(inv).result;
@@ -119,6 +140,9 @@ export function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): stri
     case "Unfinished":
       return `${id}: SSM reported no end for the command`;
     default: {
+      if (inv.unread !== undefined) {
+        return `${id}: SSM reported ${status || "no status"}, but its output could not be read: ${inv.unread}`;
+      }
       // The instance's own words: no control character reaches a terminal, and at most 600.
       const tail = withoutControls(inv.stderr.trim().split("\n").slice(-3).join(" | ")).slice(-600);
       const code = inv.responseCode !== undefined && inv.responseCode >= 0 ? inv.responseCode : "?";
@@ -199,13 +223,28 @@ export function instanceOutcome(
   }
   if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));
   const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;
-  if (status === "Success") {
-    return failed("connect", `${inv.instanceId}: the command succeeded but gave no JSON result`);
-  }
   const stopped =
     status === "Terminated" ||
     ((status === "Cancelled" || status === "Canceled") && maxErrorsReached);
   if (stopped) return failed("connect", `${inv.instanceId}: ${NOT_STARTED}`);
+  // It may have run, and what it did is not known: the deployer cannot say what the host runs
+  // now (never "nothing changed"), and leaves it to a later survey to ask.
+  const unknown = (why: string): InstanceOutcome => ({
+    instanceId: inv.instanceId,
+    result,
+    outcome: {
+      status: "failed",
+      phase: "switch",
+      message: `${why}: whether it switched is not known ('nixship plan' asks it what it runs)`,
+      rolledBack: false,
+      settling: true,
+    },
+  });
+  if (status === "Unfinished") return unknown(`${ssmFailure(inv, settings)}, and it may run yet`);
+  if (inv.unread !== undefined && !NEVER_RAN.has(status)) return unknown(ssmFailure(inv, settings));
+  if (status === "Success") {
+    return unknown(`${inv.instanceId}: the command succeeded but gave no JSON result`);
+  }
   // Timed out while running: most likely in the switch (realising is bounded by the cache).
   const running = status === "Execution Timed Out" || status === "TimedOut";
   return failed(running ? "switch" : "connect", ssmFailure(inv, settings));
@@ -253,11 +292,15 @@ export function combineOutcomes(
     };
   }
   const firstFailed = failures.find((o) => o.outcome.status === "failed")?.outcome;
+  // An instance whose end is not known leaves the host's unknown too.
+  const unknown = failures.some((o) => o.outcome.status === "failed" && o.outcome.settling);
   return {
     status: "failed",
-    phase: firstFailed?.status === "failed" ? firstFailed.phase : "realise",
+    phase: unknown ? "switch" : firstFailed?.status === "failed" ? firstFailed.phase : "realise",
     message: `${failures.length} of ${outcomes.length} instances failed: ${failures.map(prefixed).join("; ")}`,
-    rolledBack: failures.every((o) => o.outcome.status === "failed" && o.outcome.rolledBack),
+    rolledBack:
+      !unknown && failures.every((o) => o.outcome.status === "failed" && o.outcome.rolledBack),
+    ...(unknown ? { settling: true as const } : {}),
   };
 }
 

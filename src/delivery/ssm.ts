@@ -220,9 +220,12 @@ export class SsmDelivery implements Delivery {
         // Before any command went out, a fault of the account or document fails the wave.
         if (!sentAny && err instanceof OperationError && WAVE_FAULTS.has(err.code)) throw err;
         const message = faultMessage(err);
-        for (const m of group.members) {
-          finish(m.index, { status: "failed", phase: "connect", message, rolledBack: false });
-        }
+        // A send SSM may have taken (its answer lost) may be running: not "nothing changed".
+        const outcome: DeployOutcome =
+          err instanceof OperationError && err.code === "ssm-send-unknown"
+            ? { status: "failed", phase: "switch", message, rolledBack: false, settling: true }
+            : { status: "failed", phase: "connect", message, rolledBack: false };
+        for (const m of group.members) finish(m.index, outcome);
         continue;
       }
       for (const m of group.members) emit({ type: "phase", host: m.host.name, phase: "connect" });
@@ -237,7 +240,13 @@ export class SsmDelivery implements Delivery {
             const message = `lost track of SSM command ${commandId}: ${faultMessage(err)}`;
             for (const m of group.members) {
               if (outcomes[m.index] === undefined) {
-                finish(m.index, { status: "failed", phase: "switch", message, rolledBack: false });
+                finish(m.index, {
+                  status: "failed",
+                  phase: "switch",
+                  message,
+                  rolledBack: false,
+                  settling: true,
+                });
               }
             }
           },
@@ -502,7 +511,8 @@ export class SsmDelivery implements Delivery {
       const failure = await this.rollBackInstances(switched, request.activationTimeout);
       return {
         ...combined,
-        rolledBack: failure === "",
+        // An instance whose end is not known may run the new system yet.
+        rolledBack: failure === "" && combined.settling !== true,
         message: `${combined.message}; ${
           failure === ""
             ? `the ${switched.length} that switched went back`
