@@ -40,6 +40,13 @@ export interface ReleaseReport {
   readonly startedAt: string;
   /** The system it ran before, when the release moves it; undefined: the record's own. */
   readonly previous: string | null | undefined;
+  /**
+   * The release only carried the host's entry: the release it replaced named the same for it.
+   * Absent: it named the host anew, or that is not known.
+   */
+  readonly carried?: true;
+  /** The release is a dry run (`--action dry-activate`): it asks nothing of the host. */
+  readonly dryRun?: true;
 }
 
 export function releaseRecord(
@@ -64,10 +71,25 @@ export function releaseRecord(
       ? { origin: { kind: "release" as const, channel: r.release.channel, seq: r.release.seq } }
       : {}),
     agent: self.package,
-    what: r.what,
+    what: {
+      ...r.what,
+      ...(r.carried ? { carried: true as const } : {}),
+      // Told on the record, so that its writer puts it on the release's marker alone (dryRun).
+      ...(r.dryRun ? { action: "dry-activate" as const } : {}),
+    },
     startedAt: r.startedAt,
     updatedAt: now,
   });
+}
+
+/**
+ * Whether `record` is a report of a dry run: it asked nothing of the host, as a push deploy's
+ * dry run writes no record (deploy/push-records.ts). It goes on its release's marker alone, for
+ * the deploy that watches the release; the host's record keeps its word (what it was last
+ * asked, how that went, and since when), so that no view takes the dry run's system for an ask.
+ */
+export function dryRun(record: Pick<StatusRecord, "action">): boolean {
+  return record.action === "dry-activate";
 }
 
 /**
@@ -175,6 +197,8 @@ function observed(
       rolledBack: before.rolledBack,
       ...(before.pruned === undefined ? {} : { pruned: before.pruned }),
       ...(before.log === undefined ? {} : { log: before.log }),
+      // Said of the release it names, which stays.
+      ...(before.carried === undefined ? {} : { carried: before.carried }),
     },
     startedAt: before.startedAt,
     updatedAt: now,

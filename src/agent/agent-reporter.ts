@@ -12,11 +12,11 @@ import {
 import { publishHostKey } from "../status/host-key-store.js";
 import { type HostSigningKey, loadHostSigningKey } from "../status/report-signature.js";
 import type { StatusRecord } from "../status/status.js";
-import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
+import { readStatus, writeHeartbeat, writeMarker, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import type { HostSystem } from "./activator.js";
-import { type AgentSelf, runningRecord } from "./agent-records.js";
+import { type AgentSelf, dryRun, runningRecord } from "./agent-records.js";
 
 /**
  * An apply reports "applying" (a marker and the host's record: two PUTs) only once it has run
@@ -190,10 +190,20 @@ export class AgentReporter {
     return true;
   }
 
-  /** Writes the host's status record (and its marker), noting the system it says the host runs. */
+  /**
+   * Writes the host's status record (and its marker), noting the system it says the host runs;
+   * of a dry run, the marker alone.
+   */
   async writeRecord(record: StatusRecord): Promise<void> {
     const key = await this.#signingKeyOnce();
-    await writeStatus(this.#o.store, record, key === "none" ? undefined : key);
+    const signing = key === "none" ? undefined : key;
+    // A dry run's report: its release's marker alone; the host's record keeps its word, and
+    // the next record is folded from that.
+    if (dryRun(record)) {
+      await writeMarker(this.#o.store, record, signing);
+      return;
+    }
+    await writeStatus(this.#o.store, record, signing);
     this.#lookedAt = record.current;
     this.#written = record;
   }

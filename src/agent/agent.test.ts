@@ -136,7 +136,8 @@ class FakeActivator implements Activator {
       status: "activated",
       generation: (this.system.generation ?? this.#generation) + 1,
     };
-    if (answer.status === "activated") {
+    // A dry run changes nothing on the host.
+    if (answer.status === "activated" && request.action !== "dry-activate") {
       this.#generation = answer.generation ?? this.#generation;
       this.system = {
         current: request.path,
@@ -602,6 +603,79 @@ describe("Agent.pollOnce: applying releases", () => {
       state: "success",
       origin: { kind: "release", channel: CHANNEL, seq: 2 },
     });
+  });
+
+  it("says of a refresh that it only carried its entry, and of a release that named it that it did not", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(await hostRecord()).not.toHaveProperty("carried");
+    // `release refresh`: the same entries signed again, which ask nothing new; told by the
+    // release's kind, with no read of the release before it.
+    await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { [HOST]: { path: sys("a") } },
+      kind: "refresh",
+      action: "switch",
+      health: HEALTH,
+      confirmTimeout: 45,
+      key: releaseKey,
+      now: CLOCK,
+    });
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(since(mark).map((c) => `${c.op} ${c.key}`)).not.toContain(
+      `get releases/${CHANNEL}/1.json`,
+    );
+    expect(await hostRecord()).toMatchObject({ seq: 2, carried: true });
+    expect(await readRecord(store, progressKey(CHANNEL, 2, HOST, "success"))).toMatchObject({
+      carried: true,
+    });
+    // A deploy's release naming it, even with the same system (an operator's word on it).
+    await publish({ [HOST]: sys("a") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(await hostRecord()).toMatchObject({ seq: 3, desired: sys("a") });
+    expect(await hostRecord()).not.toHaveProperty("carried");
+  });
+
+  it("reports a dry run on its release's marker alone: it asks nothing, and the host's record keeps its word", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    const kept = await hostRecord();
+    await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { [HOST]: { path: sys("b") } },
+      kind: "deploy",
+      action: "dry-activate",
+      health: HEALTH,
+      confirmTimeout: 45,
+      key: releaseKey,
+      now: CLOCK,
+    });
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.at(-1)).toMatchObject({ path: sys("b"), action: "dry-activate" });
+    // The deploy that watches release 2 reads how the dry run went on its marker, which names
+    // the system it tried; the host's record still says what it was last asked, and runs.
+    const marker = progressKey(CHANNEL, 2, HOST, "success");
+    expect(
+      since(mark).filter((c) => c.op === "put" && !c.key.startsWith("status/heartbeats/")),
+    ).toEqual([{ op: "put", key: marker }]);
+    expect(await readRecord(store, marker)).toMatchObject({
+      seq: 2,
+      state: "success",
+      desired: sys("b"),
+      current: sys("a"),
+      action: "dry-activate",
+    });
+    expect(await hostRecord()).toEqual(kept);
+    expect(agent.state).toMatchObject({ lastSeq: 2, lastResult: "success", reported: kept });
+    // The next record is folded from the host's own (here by an agent started afresh).
+    await publish({ [HOST]: sys("c") });
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(await hostRecord()).toMatchObject({ seq: 3, desired: sys("c"), previous: sys("a") });
+    expect(await hostRecord()).not.toHaveProperty("action");
   });
 
   it("reports applying once an apply has run reportApplyingAfter, and its outcome after that", async () => {

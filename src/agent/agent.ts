@@ -42,6 +42,7 @@ import type { Activator, Applied, HostSystem } from "./activator.js";
 import {
   type AgentSelf,
   bootRecord,
+  dryRun,
   type RecordWhat,
   type ReleaseReport,
   refusedRecord,
@@ -235,8 +236,11 @@ export class Agent {
       state.etag !== null && state.etagTrust !== trustDigest(this.#trust)
         ? { ...state, etag: null }
         : state;
-    // The record the next is folded from (status/next-record.ts), as this agent last wrote it.
-    this.#report.resume(state.unreported ?? state.reported ?? undefined);
+    // The record the next is folded from (status/next-record.ts), as this agent last wrote it:
+    // a dry run's report, on its release's marker alone, is not the host's record.
+    const unreported =
+      state.unreported !== null && !dryRun(state.unreported) ? state.unreported : undefined;
+    this.#report.resume(unreported ?? state.reported ?? undefined);
     this.#emit({ type: "started", host: this.#o.host, channel: this.#o.channel });
   }
 
@@ -271,7 +275,7 @@ export class Agent {
     // judge): until it is written, the store's views say less than the heartbeat's lastSeq.
     if (this.state.unreported !== null) {
       await this.#report.writeRecord(this.state.unreported);
-      await this.#save({ ...this.state, unreported: null, reported: this.state.unreported });
+      await this.#save({ ...this.state, unreported: null, reported: this.#reported });
     }
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
@@ -446,6 +450,11 @@ export class Agent {
     entry: ReleaseHost,
   ): Promise<PollOutcome> {
     const { path } = entry;
+    const dry = release.action === "dry-activate";
+    // A refresh only signs the channel's release again: it asks nothing new of the host, and
+    // the views judge a rollout's ask past it (status/behind.ts). A dry run's report is not the
+    // host's record: nothing to judge.
+    const carried = !dry && release.kind === "refresh";
     const startedAt = this.#now();
     // A host already running the entry (an earlier wave's release, a rollback release that
     // names the system it went back to, a refresh) has nothing to do.
@@ -468,6 +477,8 @@ export class Agent {
         startedAt,
         // The system it ran before, when it moves; one already running the entry keeps its own.
         previous: before?.current === path ? undefined : (before?.current ?? null),
+        ...(carried ? { carried: true as const } : {}),
+        ...(dry ? { dryRun: true as const } : {}),
       });
     // The host's own checks where its entry has them (policy per role), else the release's.
     const checks = checksFor(release, entry);
@@ -931,7 +942,7 @@ export class Agent {
   async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
     await this.#save({ ...state, unreported: record });
     await this.#report.writeRecord(record);
-    await this.#save({ ...this.state, unreported: null, reported: record });
+    await this.#save({ ...this.state, unreported: null, reported: this.#reported });
   }
 
   /**
@@ -949,7 +960,12 @@ export class Agent {
       await this.#save({ ...state, unreported: record });
       throw err;
     }
-    await this.#save({ ...state, unreported: null, reported: record });
+    await this.#save({ ...state, unreported: null, reported: this.#reported });
+  }
+
+  /** The host's record as this agent last wrote it (a dry run's report is none), for the state. */
+  get #reported(): StatusRecord | null {
+    return this.#report.written ?? null;
   }
 
   async #save(state: AgentState): Promise<void> {

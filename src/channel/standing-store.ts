@@ -3,6 +3,7 @@
 // keys: a channel the agents refused says nothing about where they should be.
 
 import { InputError } from "../errors.js";
+import { actionIsDryRun } from "../fleet/action.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import { claimedSeq, verifyReleaseHead } from "../release/release-sign.js";
@@ -101,8 +102,15 @@ async function channelSignals(
   if (signed === undefined)
     return { ...NO_CHANNEL, untrusted: untrustedChannel(bytes, keys, source) };
   const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
-  const { seq, expires } = signed.release;
-  return { channel: { seq, expires, hosts: new Set(entries.keys()) }, entries };
+  const { seq, expires, action } = signed.release;
+  const hosts = new Set(entries.keys());
+  const channel = {
+    seq,
+    expires,
+    hosts,
+    ...(actionIsDryRun(action) ? { dryRun: true as const } : {}),
+  };
+  return { channel, entries };
 }
 
 /** Why the channel's document `bytes` is not believed, and the release it claims to be. */

@@ -46,6 +46,13 @@ describe("agentStanding and inStep", () => {
     });
   });
 
+  it("is not behind a dry run: it asks nothing, and its agents report on its markers alone", () => {
+    const dry = { ...channel, dryRun: true as const };
+    const s = agentStanding("a", record(4), beat, dry, at(1));
+    expect(s).toMatchObject({ behind: false, channelSeq: 5 });
+    expect(inStep(record(4), s)).toBe(true);
+  });
+
   it("says how far ahead of this machine's clock a heartbeat is, past what clocks may differ", () => {
     const ahead = agentStanding("a", record(5), { ...beat, at: at(400) }, channel, at(0));
     expect(ahead).toMatchObject({ liveness: "offline", heartbeatAhead: 400 });

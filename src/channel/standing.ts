@@ -11,6 +11,11 @@ export interface ChannelHead {
   readonly expires?: string;
   /** The hosts it names. */
   readonly hosts: ReadonlySet<string>;
+  /**
+   * It is a dry run (`--action dry-activate`): it asks nothing of the hosts it names, whose
+   * agents report on it on its markers alone (agent/agent-records.ts dryRun).
+   */
+  readonly dryRun?: true;
 }
 
 export interface AgentStanding {
@@ -22,7 +27,11 @@ export interface AgentStanding {
    * a clock is wrong, and the agent reads as offline.
    */
   readonly heartbeatAhead?: number;
-  /** The channel's current release names the host, and its last report is of an older one. */
+  /**
+   * The channel's current release names the host, and its last report is of an older one. A
+   * dry run asks nothing: no host is behind it (nor, while it is the channel's, is one told
+   * behind the release before it, which is not read).
+   */
   readonly behind: boolean;
   /** The channel's current release (null: no release, or none that verifies). */
   readonly channelSeq: number | null;
@@ -35,7 +44,11 @@ export function agentStanding(
   channel: ChannelHead | undefined,
   now: Date,
 ): AgentStanding {
-  const behind = channel?.hosts.has(host) === true && (record?.seq ?? 0) < (channel?.seq ?? 0);
+  const behind =
+    channel !== undefined &&
+    channel.dryRun !== true &&
+    channel.hosts.has(host) &&
+    (record?.seq ?? 0) < channel.seq;
   const ahead = heartbeat === undefined ? 0 : (heartbeat.at.getTime() - now.getTime()) / 1000;
   return {
     liveness: livenessOf(heartbeat, now),

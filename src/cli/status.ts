@@ -68,9 +68,11 @@ in the store, status/rollouts/…, and 64 MiB of them) gave it a system it does 
 since says otherwise: the rollout skipped it as unreachable, never started its wave, or it
 failed. A host that failed (or was interrupted) before anything changed there, in its connect,
 copy or realise, keeps the record it had: it runs what it ran, behind, not failed. An agent's
-report of one of the rollout's own releases that only confirms the entry the rollout left it
-on is no such word: every release of an agent rollout names every host of the channel (the
-rollout record names its releases).
+report that only confirms the entry the rollout left it on is no such word: every release
+names every host of the channel, so the host reports on the rollout's own releases (the
+rollout record names them), on those of later rollouts of other hosts, and on a refresh
+('release refresh': its agent's record says the entry was carried). Another release
+('release publish', 'rollback --on') is the newer word.
 An ssh host asked live that a running rollout still has in flight (its script running there,
 or its checks awaited), yet that runs another system with nothing under way, is behind it too:
 its activation ended and the host went back (its deploy killed, or not written yet).
@@ -95,7 +97,8 @@ each row's 'hostState'.
 A host whose last deploy was a boot (--action boot) is unconfirmed, and not in step, until a
 deploy or rollback judges that boot: "reboot into SYSTEM unconfirmed since TIME" (live, also
 "boots next: SYSTEM"). A dry run (--action dry-activate) writes no record and asks nothing of
-a host.
+a host (an agent reports it on the release's marker alone). A host whose last deploy failed on
+the system it runs, and did not go back, is failed, asked live as read stored.
 
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in

@@ -197,6 +197,59 @@ describe("the fleet's last ask", () => {
     expect(behindOf(oldAsk, reported(later, V2, "agent", 5), V2)).toBeUndefined();
   });
 
+  it("an agent's report on a release that only carried its entry (a refresh, a release of other hosts) is no newer word, whoever published it", () => {
+    // Rollout R stopped after its canary: a3 was never started, and runs V2; a5's agent was
+    // paused, and the survey knew not what it ran.
+    const V4 = "/nix/store/44444444444444444444444444444444-web-v4";
+    const entry = (host: string, state: RolloutHost["state"], before: string | null) => ({
+      host,
+      state,
+      phase: null,
+      system: V3,
+      before,
+      message: null,
+    });
+    const rollout = {
+      key: "status/rollouts/0000000000000-ffffffffffff.json",
+      record: {
+        ...newer.record,
+        id: "ffffffffffff",
+        mode: "agent" as const,
+        waves: [
+          { index: 1, kind: "canary" as const, hosts: [entry("a1", "confirmed", V2)] },
+          {
+            index: 2,
+            kind: "main" as const,
+            hosts: [entry("a3", "not-started", V2), entry("a5", "unreachable", null)],
+          },
+        ],
+        skipped: [],
+        releases: { channel: "prod", seqs: [5] },
+      },
+    };
+    const asks = lastAsks([rollout], ["a3", "a5"]);
+    const later = "2026-11-26T12:00:00.000Z";
+    // `release refresh` (release 6), or a `release publish --on` other hosts: its agent found
+    // the release named for a3 what release 5 did. No rollout of it was read.
+    const refreshed = { ...reported(later, V2, "agent", 6), carried: true as const };
+    expect(behindOf(asks.get("a3"), refreshed, V2)).toMatchObject({
+      rollout: "ffffffffffff",
+      wants: V3,
+      why: "not started",
+    });
+    // So too for a host whose former system the rollout did not know.
+    expect(behindOf(asks.get("a5"), refreshed, V2)).toMatchObject({ rollout: "ffffffffffff" });
+    // A release that named a3 anew (`release publish --on a3`, `rollback --on a3`) is the
+    // newer word, on the system it ran as on another; so is a carried entry of another system
+    // than the one the rollout left it on (a release since named it that).
+    const named = reported(later, V2, "agent", 6);
+    expect(behindOf(asks.get("a3"), named, V2)).toBeUndefined();
+    expect(behindOf(asks.get("a3"), reported(later, V4, "agent", 6), V4)).toBeUndefined();
+    expect(behindOf(asks.get("a3"), { ...refreshed, desired: V4 }, V4)).toBeUndefined();
+    // Once it runs what the rollout asked, it is not behind it.
+    expect(behindOf(asks.get("a3"), { ...refreshed, desired: V3 }, V3)).toBeUndefined();
+  });
+
   it("a dry run asks nothing: the ask before it stands", () => {
     const dry = record("eeeeeeeeeeee", "2026-11-26T12:00:00.000Z", [["h3", "confirmed", V3]]);
     const asks = lastAsks(

@@ -40,7 +40,7 @@ export interface Behind {
 export function behindOf(
   ask: Ask | undefined,
   record:
-    | Pick<StatusRecord, "startedAt" | "state" | "desired" | "mode" | "channel" | "seq">
+    | Pick<StatusRecord, "startedAt" | "state" | "desired" | "mode" | "channel" | "seq" | "carried">
     | undefined,
   running: string | null | undefined,
 ): Behind | undefined {
@@ -116,32 +116,28 @@ export function toldFailure(
  * names every host of the channel, so a host of a later wave, one a rollback release carried
  * back, or one the survey found unreachable (its agent paused or offline) reports success on
  * the rollout's own releases on the system it ran before; and so it does on the releases of a
- * later agent rollout that did not name it (another deploy, of other hosts: `carriedBy`).
+ * later agent rollout that did not name it (another deploy, of other hosts: `carriedBy`), and
+ * on a refresh, which its agent marks (`carried`).
  * Newer than the rollout, such a report is no newer word on what it asked, when it names what
- * the host ran before (`before`, where the rollout knew it). A release that belongs to no
- * rollout read (published by hand, `release publish`) is the newer word, as is a report of
- * another system, and any record of a push deploy (written only for a host it asked something
- * of). A record of a rollout that does not name its releases (older) is judged by time alone.
+ * the host ran before (`before`, where the rollout knew it). A release that named the host anew
+ * and belongs to no rollout read (`release publish --on` it, `rollback --on` it) is the newer
+ * word, as is a report of another system, and any record of a push deploy (written only for a
+ * host it asked something of). Of a record that does not say it was carried (an older agent's),
+ * with a rollout that does not name its releases (older), it is judged by time alone.
  */
 function carriedOnly(
   ask: Pick<Ask, "system" | "entry" | "rollout" | "carriedBy">,
-  record: Pick<StatusRecord, "desired" | "mode" | "channel" | "seq">,
+  record: Pick<StatusRecord, "desired" | "mode" | "channel" | "seq" | "carried">,
 ): boolean {
   const before = ask.entry.before;
-  const releases = ask.rollout.releases;
   const seq = record.seq;
-  if (
-    record.mode !== "agent" ||
-    releases === undefined ||
-    record.channel !== releases.channel ||
-    seq === null ||
-    record.desired === ask.system
-  ) {
-    return false;
-  }
+  if (record.mode !== "agent" || seq === null || record.desired === ask.system) return false;
   // What it ran before, when the survey knew it (a host it found unreachable, such as an
   // agent paused or offline, it did not ask).
   if (before !== undefined && before !== null && record.desired !== before) return false;
+  if (record.carried === true) return true;
+  const releases = ask.rollout.releases;
+  if (releases === undefined || record.channel !== releases.channel) return false;
   const carrying = [releases, ...(ask.carriedBy ?? [])];
   return carrying.some((r) => r.channel === record.channel && r.seqs.includes(seq));
 }

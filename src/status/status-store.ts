@@ -47,11 +47,26 @@ export async function writeStatus(
   // An agent signs its reports with its host key (report-signature.ts); a deployer's are unsigned.
   const body = signedReportBytes(record, key);
   await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
-  if (record.channel !== null && record.seq !== null) {
-    await store.put(progressKey(record.channel, record.seq, record.host, record.state), body, {
-      contentType: JSON_TYPE,
-    });
-  }
+  await putMarker(store, record, body);
+}
+
+/**
+ * Records only the marker of the state a host reached on a release, not its latest record: an
+ * agent's dry run, which asked nothing of the host (agent/agent-records.ts dryRun).
+ */
+export async function writeMarker(
+  store: ObjectStore,
+  record: StatusRecord,
+  key?: HostSigningKey,
+): Promise<void> {
+  await putMarker(store, record, signedReportBytes(record, key));
+}
+
+async function putMarker(store: ObjectStore, record: StatusRecord, body: Uint8Array) {
+  if (record.channel === null || record.seq === null) return;
+  await store.put(progressKey(record.channel, record.seq, record.host, record.state), body, {
+    contentType: JSON_TYPE,
+  });
 }
 
 /** The largest status record read: far more than one carries (its error is at most 8 kB). */

@@ -88,9 +88,18 @@ export interface StatusRecord {
   readonly refused?: string;
   /**
    * "boot": written by a boot deploy (--action boot) that set `desired` as what the host boots
-   * next, while it runs `current` until it reboots. Absent for every other write.
+   * next, while it runs `current` until it reboots. "dry-activate": an agent's report of a dry
+   * run of `desired`, which asked nothing of the host: it is written on its release's marker
+   * alone (for the deploy that watches it), never as the host's record. Absent for every other
+   * write.
    */
-  readonly action?: "boot";
+  readonly action?: "boot" | "dry-activate";
+  /**
+   * An agent's report on a release that only carried the host's entry: a refresh (the channel's
+   * release signed again), which asked nothing new of it (status/behind.ts). Absent: any other
+   * release, or an older agent.
+   */
+  readonly carried?: true;
   /**
    * After a failure: whether the host went back to the system it ran before (null when it did
    * not fail, or a record written before nixship recorded it).
@@ -290,7 +299,16 @@ export interface RecordParts {
   /** How the apply the record describes went, and its log (agents). */
   readonly what: Pick<
     StatusRecord,
-    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log" | "refused" | "action"
+    | "state"
+    | "phase"
+    | "error"
+    | "rolledBack"
+    | "pruned"
+    | "delta"
+    | "log"
+    | "refused"
+    | "action"
+    | "carried"
   >;
   readonly startedAt: string;
   readonly updatedAt: string;
@@ -427,7 +445,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     error: typeof r.error === "string" ? withoutControls(r.error) : null,
     ...(r.refused === undefined ? {} : { refused: r.refused as string }),
     // Another word (a newer nixship's) is none this version knows.
-    ...(r.action === "boot" ? { action: "boot" as const } : {}),
+    ...(r.action === "boot" || r.action === "dry-activate" ? { action: r.action } : {}),
+    ...(r.carried === true ? { carried: true as const } : {}),
     rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
     ...(log === undefined ? {} : { log }),
     startedAt: r.startedAt as string,

@@ -235,6 +235,49 @@ describe("hostState", () => {
       expect(hostState(row)).toBe("failed");
     });
 
+    it("that runs a system its record says failed there and did not leave is failed, as read stored", () => {
+      // A bake failed after the switch and its rollback never reached the host: the record says
+      // failed on V3, not rolled back, and the host (no failed marker of its own) runs V3.
+      const bakeFailed = sshRecord({
+        desired: V3,
+        current: V3,
+        previous: V2,
+        state: "failed",
+        phase: "bake",
+        error: "bake failed: error rate 12% over 5%",
+        rolledBack: false,
+      });
+      const failedThere = ask("0000000000aa", "2026-11-25T09:59:00.000Z", V3, "failed");
+      const live = liveRow(ssh("web1"), liveAnswer(V3), bakeFailed, undefined, failedThere);
+      expect(live).toMatchObject({
+        inStep: false,
+        failed: {
+          path: V3,
+          since: Date.parse(bakeFailed.updatedAt) / 1000,
+          reason: "bake failed: error rate 12% over 5%",
+        },
+      });
+      const stored = storedRow(ssh("web1"), { record: bakeFailed, ask: failedThere });
+      expect([hostState(live), hostState(stored)]).toEqual(["failed", "failed"]);
+      expect(formatStatusTable([live])).toContain("failed");
+      // Failed before a later rollout skipped it: failed in either view, as with its own marker.
+      const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", HAND, "unreachable");
+      const liveSkipped = liveRow(ssh("web1"), liveAnswer(V3), bakeFailed, undefined, skipped);
+      const storedSkipped = storedRow(ssh("web1"), { record: bakeFailed, ask: skipped });
+      expect(storedSkipped.behindRollout).toBeDefined();
+      expect([hostState(liveSkipped), hostState(storedSkipped)]).toEqual(["failed", "failed"]);
+      // One that went back, or runs another system since, is not failed on what it runs.
+      const wentBack = liveRow(ssh("web1"), liveAnswer(V3), { ...bakeFailed, rolledBack: true });
+      expect(wentBack).not.toHaveProperty("failed");
+      const moved = liveRow(ssh("web1"), liveAnswer(V2), bakeFailed);
+      expect(moved).not.toHaveProperty("failed");
+      expect(hostState(moved)).toBe("failed");
+      // Mid-deploy (a new deploy holds its lock): applying, as before.
+      const busy = liveRow(ssh("web1"), liveAnswer(V3, { pending: "12" }), bakeFailed);
+      expect(busy).not.toHaveProperty("failed");
+      expect(hostState(busy)).toBe("applying");
+    });
+
     it("that rebooted into a system nobody judged is unconfirmed, and not in step", () => {
       const boot = { pending: { path: V2, since: null } } as never;
       const row = liveRow(ssh("web1"), liveAnswer(V2, { boot }), sshRecord());

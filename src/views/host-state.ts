@@ -1,7 +1,13 @@
 // A host's state in one word, the same in every view: `status`'s STATE column and its --json,
 // the dashboard's table, filter and host page, and `/metrics`. One order of precedence for a
 // row asked live and a row read from the store. Pure.
-import { bootsNextOf, failedInRollout, midDeploy, type StatusRow } from "./status-rows.js";
+import {
+  bootsNextOf,
+  failedInRollout,
+  failedOnIt,
+  midDeploy,
+  type StatusRow,
+} from "./status-rows.js";
 
 /** Every state a host can be in, in the order the dashboard sums them up. */
 export const HOST_STATES = [
@@ -33,8 +39,12 @@ export function hostState(row: StatusRow): HostState {
   }
   if (row.source === "stored" && row.unreadable !== undefined) return "unreadable";
   if (row.drift !== undefined) return "drifting";
-  // It runs a system that failed there, and could not go back.
+  // It runs a system that failed there, and could not go back: the host's word, or its record's
+  // (liveRow puts the record's in `failed`), before any rollout's ask, in either kind of row.
   if (row.source === "live" && row.failed !== undefined) return "failed";
+  if (row.source === "stored" && row.failureUndone === undefined && failedOnIt(row, row.current)) {
+    return "failed";
+  }
   // An activation is under way, or awaits its deploy's confirmation (the deploy is in its checks).
   if (row.source === "live" && midDeploy(row)) return "applying";
   // The fleet's last rollout to name it did not give it its system, and nothing since did;

@@ -4,6 +4,7 @@
 
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
+import type { FailedSystem } from "../host/activation-answer.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { type Behind, behindOf, endedWithoutDeploy, recordSince } from "../status/behind.js";
 import type { DeltaReport } from "../status/delta-report.js";
@@ -145,6 +146,13 @@ export function liveRow(
     !setToBoot &&
     !undone &&
     !asked;
+  // Its last deploy failed on the system it runs and did not take it back (a bake failed and
+  // the rollback never reached it), where the host keeps no failed marker of its own: failed,
+  // as the record reads stored and as an agent's status gives it (delivery/agent.ts).
+  const failed =
+    judged && status.failed === undefined && !undone && record !== undefined
+      ? failedOnIt(record, status.current)
+      : undefined;
   const secretsAway =
     status.reachable &&
     typeof record?.secrets === "string" &&
@@ -160,12 +168,14 @@ export function liveRow(
     inStep:
       status.reachable &&
       status.failed === undefined &&
+      failed === undefined &&
       !status.boot?.pending &&
       drift === undefined &&
       !behind &&
       !secretsAway &&
       behindRollout === undefined,
     ...status,
+    ...(failed === undefined ? {} : { failed }),
     ...(drift === undefined ? {} : { drift }),
     // Its record's word on who put the system there holds only while it runs that system.
     ...(origin !== undefined && status.reachable && status.current === record?.current
@@ -226,6 +236,25 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(origin === undefined ? {} : { origin }),
     ...(failureUndone === undefined ? {} : { failureUndone }),
+  };
+}
+
+/**
+ * The failure `record` tells of the system the host runs, `running`: its deploy failed there,
+ * and did not go back (rolledBack false, or null in a record older than that word). Undefined
+ * otherwise.
+ */
+export function failedOnIt(
+  record: Partial<Pick<StatusRecord, "state" | "rolledBack" | "desired" | "error" | "updatedAt">>,
+  running: string | null | undefined,
+): FailedSystem | undefined {
+  const { desired, updatedAt } = record;
+  if (record.state !== "failed" || record.rolledBack === true || !desired) return undefined;
+  if (desired !== running) return undefined;
+  return {
+    path: desired,
+    since: updatedAt === undefined ? null : Math.floor(Date.parse(updatedAt) / 1000),
+    reason: record.error ?? "failed",
   };
 }
 
