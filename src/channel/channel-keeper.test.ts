@@ -20,6 +20,7 @@ import type { StorePath } from "../nix/store-path.js";
 import type { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
 import { ChannelKeeper, type ChannelKeeperOptions } from "./channel-keeper.js";
+import { readHistory } from "./history-store.js";
 import { secretsBundleKey } from "./secrets-store.js";
 
 const releaseKeyPair = generateSecretKey("release-1");
@@ -140,6 +141,43 @@ describe("ChannelKeeper: the channel never names a failed system", () => {
     expect((await channelRelease(store)).release.hosts).toEqual({
       web1: { path: sys("b", "web1") },
       web2: { path: sys("a", "web2") },
+    });
+  });
+
+  it("a dry run's entries are carried as the release it was built on named them, and confirm nothing", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    // A dry run of b on web1: its agent tries it and reports success, changing nothing.
+    const dry = await keeper().publishWave(wave({ web1: sys("b", "web1") }), "dry-activate");
+    await hosts.report(dry.release.seq, { web1: "success", web2: "success" });
+    expect((await channelRelease(store)).release.hosts.web1).toEqual({ path: sys("b", "web1") });
+    // A deploy of web2 alone: web1 keeps a, the system it runs, not the b it only tried.
+    await keeper().publishWave(wave({ web2: sys("c", "web2") }), "switch");
+    expect((await channelRelease(store)).release.hosts).toEqual({
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("c", "web2") },
+    });
+    // Nor is b among the systems confirmed on web1.
+    const history = await readHistory(store, {
+      channel: CHANNEL,
+      trustedKeys: [publicKeyOf(releaseKeyPair)],
+    });
+    expect(history.hosts.get("web1")?.map((e) => e.path)).toEqual([sys("a", "web1")]);
+  });
+
+  it("a dry run whose base cannot be read carries nothing, and says so", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    const dry = await keeper().publishWave(wave({ web1: sys("b", "web1") }), "dry-activate");
+    // The release it was built on, gone (pruned).
+    await store.delete(`releases/${CHANNEL}/${dry.release.seq - 1}.json`);
+    const k = keeper();
+    expect(await k.plan([{ host: "web2", path: sys("c", "web2"), runs: false }])).toEqual([
+      expect.stringContaining(
+        `names release ${dry.release.seq}, a dry run (--action dry-activate), and the release it was built on cannot be read`,
+      ),
+    ]);
+    await k.publishWave(wave({ web2: sys("c", "web2") }), "switch");
+    expect((await channelRelease(store)).release.hosts).toEqual({
+      web2: { path: sys("c", "web2") },
     });
   });
 

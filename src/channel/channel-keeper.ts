@@ -22,7 +22,7 @@ import { type HistoryRead, readHistory } from "./history-store.js";
 import { type EntryChecks, type EntryExtras, hostEntry, releaseChecks } from "./host-entry.js";
 import { hasFailed, lastConfirmed } from "./host-history.js";
 import { rollbackTarget } from "./rollback-targets.js";
-import { readChannelToUpdate } from "./trusted-release.js";
+import { carryOverBase, readChannelToUpdate } from "./trusted-release.js";
 
 export interface ChannelKeeperOptions extends EntryChecks {
   readonly store: ObjectStore;
@@ -404,7 +404,14 @@ export class ChannelKeeper {
       this.#trustedKeys,
     );
     const history = await this.#readHistory();
-    const carried = carryOver(trusted?.release, history.hosts);
+    // A dry run's entries asked nothing: the next release carries those of the one it was on.
+    const { base, note } = await carryOverBase(
+      this.#o.store,
+      this.#o.releases.channel,
+      this.#trustedKeys,
+      trusted,
+    );
+    const carried = carryOver(base?.release, history.hosts);
     const { entries } = carried;
     const notes = [
       ...(replayed === undefined
@@ -412,6 +419,7 @@ export class ChannelKeeper {
         : [
             `the channel ${this.#o.releases.channel} named release ${replayed.named}, older than release ${replayed.newest}, which is on file and signed: an older release copied over the channel (a replay); built on release ${replayed.newest} instead`,
           ]),
+      ...(note === undefined ? [] : [note]),
       ...carried.notes,
     ];
     if (this.#published.length === 0) Object.assign(entries, this.#planned);

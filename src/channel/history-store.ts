@@ -211,6 +211,8 @@ function slim(
   states: ReadonlyMap<string, StatusState>,
 ): ReleaseReport["release"] {
   const hosts: Record<string, ReleaseHost> = {};
+  // A dry run confirmed nothing: its hosts only tried its systems.
+  if (release.action === "dry-activate") return { seq: release.seq, kind: release.kind, hosts };
   for (const host of states.keys()) {
     const entry = Object.hasOwn(release.hosts, host) ? release.hosts[host] : undefined;
     if (entry !== undefined) hosts[host] = { path: entry.path };

@@ -154,3 +154,53 @@ async function newestVerified(
   }
   return undefined;
 }
+
+/** Releases a carry-over walks back past dry runs, at most, for the one they were built on. */
+const DRY_RUN_WALK = 20;
+
+/**
+ * The release whose entries the next release carries over: `trusted`, unless it is a dry run
+ * (`--action dry-activate`), whose entries asked nothing of the hosts (their agents only tried
+ * them), and would be activated for real by a release that carried them. Then the release it
+ * was built on (its `previous`), past any dry run before it, as a release key signed it. When
+ * that cannot be read (pruned, or past DRY_RUN_WALK files), none: the next release names only
+ * the hosts it selects, and the others' agents leave them on what they run (`note` says so).
+ */
+export async function carryOverBase(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  trusted: SignedRelease | undefined,
+): Promise<{ readonly base: SignedRelease | undefined; readonly note?: string }> {
+  let at = trusted;
+  for (let walked = 0; at !== undefined && at.release.action === "dry-activate"; walked++) {
+    const { previous, seq } = at.release;
+    if (previous === null) return { base: undefined };
+    const base =
+      walked < DRY_RUN_WALK ? await builtOn(store, channel, keys, seq, previous) : undefined;
+    if (base === undefined) {
+      return {
+        base: undefined,
+        note: `channel ${channel} names release ${trusted?.release.seq}, a dry run (--action dry-activate), and the release it was built on cannot be read (not among the signed releases below release ${seq}): the new release carries none of its entries, which its hosts only tried, and names only the hosts selected (the others' agents leave them on what they run)`,
+      };
+    }
+    at = base;
+  }
+  return { base: at };
+}
+
+/** The signed release below `seq` whose digest is `digest` (a few files down at most). */
+async function builtOn(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  seq: number,
+  digest: string,
+): Promise<SignedRelease | undefined> {
+  // A file a publisher that lost a race withdrew, or one planted, may come between the two.
+  for (let below = seq - 1; below >= Math.max(1, seq - 4); below--) {
+    const read = await readSignedRelease(store, channel, below, keys);
+    if (typeof read !== "string" && read.digest === digest) return read;
+  }
+  return undefined;
+}
