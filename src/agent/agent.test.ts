@@ -12,11 +12,17 @@ import { readHistory } from "../channel/history-store.js";
 import { hasFailed } from "../channel/host-history.js";
 import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
 import { InputError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import { headOf, type ReleaseHost, type SignedRelease } from "../release/release.js";
+import {
+  headOf,
+  type ReleaseHost,
+  type ReleaseKind,
+  type SignedRelease,
+} from "../release/release.js";
 import { canonicalForms, canonicalJson, releaseDigest } from "../release/release-canonical.js";
 import { parseReleaseHead } from "../release/release-parse.js";
 import { shardIndex, signRelease } from "../release/release-shard.js";
@@ -213,16 +219,17 @@ function publish(
   );
 }
 
-/** Publishes the next release of the channel with these entries. */
+/** Publishes the next release of the channel with these entries (a switch deploy's, by default). */
 function publishEntries(
   hosts: Record<string, ReleaseHost>,
   key: SecretKey = releaseKey,
+  as: { readonly kind?: ReleaseKind; readonly action?: Action } = {},
 ): Promise<SignedRelease> {
   return publishRelease(store, {
     channel: CHANNEL,
     hosts,
-    kind: "deploy",
-    action: "switch",
+    kind: as.kind ?? "deploy",
+    action: as.action ?? "switch",
     health: HEALTH,
     confirmTimeout: 45,
     key,
@@ -612,16 +619,7 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await hostRecord()).not.toHaveProperty("carried");
     // `release refresh`: the same entries signed again, which ask nothing new; told by the
     // release's kind, with no read of the release before it.
-    await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { [HOST]: { path: sys("a") } },
-      kind: "refresh",
-      action: "switch",
-      health: HEALTH,
-      confirmTimeout: 45,
-      key: releaseKey,
-      now: CLOCK,
-    });
+    await publishEntries({ [HOST]: { path: sys("a") } }, releaseKey, { kind: "refresh" });
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("applied");
     expect(since(mark).map((c) => `${c.op} ${c.key}`)).not.toContain(
@@ -643,16 +641,7 @@ describe("Agent.pollOnce: applying releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("applied");
     const kept = await hostRecord();
-    await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { [HOST]: { path: sys("b") } },
-      kind: "deploy",
-      action: "dry-activate",
-      health: HEALTH,
-      confirmTimeout: 45,
-      key: releaseKey,
-      now: CLOCK,
-    });
+    await publishEntries({ [HOST]: { path: sys("b") } }, releaseKey, { action: "dry-activate" });
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("applied");
     expect(activator.requests.at(-1)).toMatchObject({ path: sys("b"), action: "dry-activate" });

@@ -84,23 +84,7 @@ export async function readDeployRs(dir: string): Promise<ForeignRead<DeployRsDep
   });
   const label = join(dir, "flake.nix");
   const read = await readDeployRsNodes(async (look) => {
-    const r = await markedEval(deployRsExpression(flake, look), {
-      mark: FLEET_MARK,
-      timeoutSeconds: READ_TIMEOUT,
-      jsonLimit: MAX_READ_JSON,
-    });
-    if (r.kind === "timeout") {
-      throw new OperationError(
-        "init-eval-timeout",
-        `${label}: reading deploy.nodes took longer than ${READ_TIMEOUT} s`,
-      );
-    }
-    if (r.kind === "too-large") {
-      throw new InputError(
-        "init-eval-too-large",
-        `${label}: deploy.nodes comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
-      );
-    }
+    const r = await evaluateMarked(deployRsExpression(flake, look), label, "deploy.nodes");
     if (r.kind === "failed") {
       const place = evalPlace(label, r.location, flake);
       return { kind: "failed", path: r.path, place, text: evalFailureText(r) };
@@ -121,12 +105,11 @@ export async function readDeployRs(dir: string): Promise<ForeignRead<DeployRsDep
   return { value: read.deploy, flake, label };
 }
 
-async function evaluate(
-  expr: string,
-  label: string,
-  what: string,
-  flake: string,
-): Promise<Record<string, unknown>> {
+/**
+ * One bounded `nix eval` of `expr`: its JSON, or Nix's failure (as markedEval gives it); past
+ * its time or its size, refused, naming `what` was read.
+ */
+async function evaluateMarked(expr: string, label: string, what: string) {
   const r = await markedEval(expr, {
     mark: FLEET_MARK,
     timeoutSeconds: READ_TIMEOUT,
@@ -138,6 +121,22 @@ async function evaluate(
       `${label}: reading ${what} took longer than ${READ_TIMEOUT} s`,
     );
   }
+  if (r.kind === "too-large") {
+    throw new InputError(
+      "init-eval-too-large",
+      `${label}: ${what} comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
+    );
+  }
+  return r;
+}
+
+async function evaluate(
+  expr: string,
+  label: string,
+  what: string,
+  flake: string,
+): Promise<Record<string, unknown>> {
+  const r = await evaluateMarked(expr, label, what);
   if (r.kind === "failed") {
     const { path, location } = r;
     const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
@@ -148,12 +147,6 @@ async function evaluate(
         (await untrackedFileFix(text, dirname(label))) ??
         `the error is Nix's, evaluating ${what}: fix it there`,
     });
-  }
-  if (r.kind === "too-large") {
-    throw new InputError(
-      "init-eval-too-large",
-      `${label}: ${what} comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
-    );
   }
   return parseJsonText(r.json, label) as Record<string, unknown>;
 }
