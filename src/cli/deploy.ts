@@ -244,8 +244,10 @@ when none is known). The deployer then watches the hosts' status objects (a few 
 per poll) until each reports, or counts it offline after releases.offlineTimeout. A host that
 failed is named back to the last system confirmed healthy on it by a rollback release. A
 selected host's system that failed on that host is refused unless --allow-failed. With
---async, one release names every selected host and deploy returns: no canary, wave, pause,
-bake or failure limit applies (each agent's own checks still roll its host back).
+--async, one release names every selected host and deploy returns: no canary, wave, pause or
+bake applies (each agent's own checks still roll its host back). A host whose agent is
+offline or paused is not named; it counts under --max-failures as in a watched rollout (past
+it, nothing is published), or is skipped with --skip-unreachable.
 
 A host where another deploy is mid-flight (its activation awaits that deploy's confirmation,
 or holds the host's lock within its deadline) is never up to date: it may yet go back. The

@@ -1,7 +1,7 @@
 // `nixship release publish`: build the selected agent hosts' systems, push them, and publish
 // one signed release of the fleet's channel naming them (`deploy --via agent --async`).
 import { deploy } from "../deploy/deploy.js";
-import { InputError, UsageError } from "../errors.js";
+import { InputError, OperationError, UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
@@ -34,7 +34,9 @@ The channel is explicit: the release names every selected host's system as the f
 states it, whether or not the host already runs it. A host outside the selection keeps its
 entry unless that entry names a system that failed on the host; then the release names the
 host's last confirmed system, or none when none is known (said on stderr). A selected
-host's system that failed on that host is refused (exit 2) unless --allow-failed.
+host's system that failed on that host is refused (exit 2) unless --allow-failed. A selected
+host whose agent is offline or paused is not named (its entry stays as it was) and is listed
+as skipped, unreachable.
 
 When the fleet file turns deltas on ("deltas": true, or a tool), the deltas of the paths the
 hosts lack against paths they have are published first, and the entry of each host whose
@@ -111,6 +113,9 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       via: "agent",
       releaseKey,
       async: true,
+      // A host whose agent is offline or paused is not named, and said (the channel keeps its
+      // entry for it); one that answered something other than a status stops the publish.
+      skipUnreachable: true,
       allowFailed: values["allow-failed"] === true,
       signal: trap.signal,
       emit: (e) => {
@@ -142,6 +147,16 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       });
     for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
     if (released === undefined) {
+      const failed = report.results.flatMap((r) =>
+        r.outcome.status === "failed" ? [`${r.host}: ${r.outcome.message}`] : [],
+      );
+      if (failed.length > 0) {
+        throw new OperationError(
+          "release-not-published",
+          `release publish: nothing was published: ${failed.join("; ")}`,
+          { hint: "'nixship status --on HOST' shows what the host answers" },
+        );
+      }
       throw new UsageError("release publish: no agent host is selected: there is nothing to name");
     }
     if (values.json) writeJson(io, released);

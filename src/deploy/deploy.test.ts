@@ -260,7 +260,7 @@ describe("executePlan", () => {
         },
       }),
     });
-    const { report, events } = execute(s.delivery, { async: true });
+    const { report, events } = execute(s.delivery, { async: true, skipUnreachable: true });
     const r = await report;
     // b already runs V2: it is named all the same.
     expect(published.map((w) => w.map((x) => [x.host.name, x.request.path]))).toEqual([
@@ -276,8 +276,38 @@ describe("executePlan", () => {
       ],
     ]);
     expect(s.waves).toEqual([]);
-    expect(r).toMatchObject({ ok: true, results: [], releases: [12], channelNotes: ["a note"] });
-    expect(events).toEqual([{ type: "released", channel: "prod", seq: 12, digest: "sha256-x" }]);
+    // c, unreachable (its agent offline), is not named, and said so.
+    expect(r).toMatchObject({ ok: true, releases: [12], channelNotes: ["a note"] });
+    expect(r.results.map((x) => [x.host, x.outcome])).toEqual([
+      ["c", expect.objectContaining({ status: "skipped", reason: "unreachable" })],
+    ]);
+    expect(events.map((e) => e.type)).toEqual(["host-done", "released"]);
+  });
+
+  it("--async without --skip-unreachable: an unreachable host counts under --max-failures 0, and nothing is published", async () => {
+    const published: WaveHost[][] = [];
+    const s = scripted({
+      channel: channel({
+        publishOnly: async (wave) => {
+          published.push([...wave]);
+          return { channel: "prod", seq: 12, digest: "sha256-x" };
+        },
+      }),
+    });
+    const { report, events } = execute(s.delivery, { async: true });
+    const r = await report;
+    expect(published).toEqual([]);
+    expect(r.ok).toBe(false);
+    expect(r.releases).toEqual([]);
+    expect(r.results.map((x) => [x.host, x.outcome])).toEqual([
+      ["c", expect.objectContaining({ status: "failed", phase: "connect" })],
+      ["a", { status: "skipped", reason: "not-started" }],
+    ]);
+    expect(events).toContainEqual({
+      type: "stopped",
+      reason: "1 host(s) unreachable, more than --max-failures 0",
+      notStarted: ["a"],
+    });
   });
 
   it("tells a channel-keeping delivery every host's system before the waves, and refuses with it", async () => {

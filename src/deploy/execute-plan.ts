@@ -19,7 +19,7 @@ import { previousFetchPace } from "./previous-pace.js";
 import { PushRecords } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
-import { rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { rolloutSucceeded, runRollout, unwatchedUnreachable } from "./run-rollout.js";
 
 // --- execute --------------------------------------------------------------------------------
 
@@ -108,6 +108,20 @@ async function rollOut(
     // The agents fetch once the release is out: their deltas first (at the fast level).
     await deltas?.firstPass;
     throwIfInterrupted(options.signal);
+    // A host it cannot name (its agent offline or paused) counts as a watched rollout counts it.
+    const unreachable = unwatchedUnreachable(
+      plan,
+      options.policy,
+      options.skipUnreachable === true,
+    );
+    for (const result of unreachable.results) emit({ type: "host-done", result });
+    if (unreachable.stop !== undefined) {
+      const notStarted = unreachable.results.flatMap((r) =>
+        r.outcome.status === "skipped" && r.outcome.reason === "not-started" ? [r.host] : [],
+      );
+      emit({ type: "stopped", reason: unreachable.stop, notStarted });
+      return { plan, results: unreachable.results, ok: false, releases: [], channelNotes };
+    }
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
       const host = hostNamed.get(p.host);
       const request = input.requests.get(p.host);
@@ -115,10 +129,12 @@ async function rollOut(
         ? [{ host, request }]
         : [];
     });
-    if (wave.length === 0) return { plan, results: [], ok: true, releases: [], channelNotes };
+    const ok = rolloutSucceeded(unreachable.results);
+    const results = unreachable.results;
+    if (wave.length === 0) return { plan, results, ok, releases: [], channelNotes };
     const released = await publishOnly(wave);
     emit({ type: "released", ...released });
-    return { plan, results: [], ok: true, releases: [released.seq], channelNotes };
+    return { plan, results, ok, releases: [released.seq], channelNotes };
   }
   const origin =
     input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()));

@@ -191,6 +191,42 @@ export function rolloutSucceeded(results: readonly HostResult[]): boolean {
   );
 }
 
+/**
+ * What a release published without watching (`--async`) says of the hosts the survey could not
+ * reach, which it cannot name: each one's result (failed, or skipped with --skip-unreachable);
+ * when the failures among them pass --max-failures, why nothing is to be published (as a
+ * watched rollout starts no wave then), the hosts it would have named not started.
+ */
+export function unwatchedUnreachable(
+  plan: Pick<DeployPlan, "hosts">,
+  policy: Pick<RolloutPolicy, "maxFailures">,
+  skipUnreachable: boolean,
+): { readonly results: HostResult[]; readonly stop?: string } {
+  const results = plan.hosts.flatMap((p) => {
+    const settled =
+      p.action === "unreachable" ? settledWithoutDeploying(p, skipUnreachable) : undefined;
+    return settled === undefined ? [] : [settled];
+  });
+  const failures = results.filter(isFailure).length;
+  if (!shouldStop(failures, policy)) return { results };
+  const notStarted = plan.hosts.flatMap((p): HostResult[] =>
+    p.action === "activate"
+      ? [
+          {
+            host: p.host,
+            desired: p.desired,
+            seconds: 0,
+            outcome: { status: "skipped", reason: "not-started" },
+          },
+        ]
+      : [],
+  );
+  return {
+    results: [...results, ...notStarted],
+    stop: overBudget(failures, failures, policy.maxFailures),
+  };
+}
+
 /** The result of a host the plan does not deploy: up to date, or unreachable. */
 function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostResult | undefined {
   const base = { host: p.host, desired: p.desired, seconds: 0 };
