@@ -4,11 +4,14 @@
 import { rolloutAsShown } from "../status/ended-rollout.js";
 import type { FutureRollout } from "../status/future-rollouts.js";
 import {
+  ROLLOUT_ABANDONED_SECONDS,
+  ROLLOUT_QUIET_SECONDS,
   type RolloutHost,
   type RolloutRecord,
   type RolloutWave,
   rolloutGone,
   rolloutLive,
+  rolloutQuiet,
 } from "../status/rollout.js";
 import { sourceReference } from "../util/source-reference.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
@@ -35,6 +38,7 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
   return html`<h1>Rollout ${r.id}</h1>${ahead}
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${gone === undefined ? "" : html`<p class="problem rollout-gone">Its record says ${read.record.state}, but ${gone}: its deploy is gone, and the rollout is shown as interrupted there (hosts it had not started never were). <code>nixship rollback --rollout ${r.id}</code> undoes what it changed.</p>`}
+${gone !== undefined || !rolloutQuiet(read.record, now) ? "" : html`<p class="problem rollout-gone">Its record says ${read.record.state}, but its deploy has not written it for more than ${ROLLOUT_QUIET_SECONDS / 60} minutes (a live one writes it every minute): it is shown as interrupted there, as its hosts are. A rollback of it waits until it is ${ROLLOUT_ABANDONED_SECONDS / 60} minutes quiet (clocks may be minutes apart).</p>`}
 ${origin(r)}
 ${r.undoes === undefined ? "" : html`<p class="rollout-undoes">A rollback: it undoes rollout <code>${r.undoes}</code>, sending each host it changed back to what it ran before it.</p>`}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}

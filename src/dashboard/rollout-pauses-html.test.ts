@@ -38,7 +38,8 @@ const page = (record: RolloutRecord, now: string) =>
 
 describe("the rollout page of a paused rollout", () => {
   it("says it waits, until when and then what, and the commands that answer it", () => {
-    const html = page(PAUSED, "2026-11-26T07:10:00.000Z");
+    // Two minutes after its last write: a paused deployer writes its record every heartbeat.
+    const html = page(PAUSED, "2026-11-26T07:02:00.000Z");
     expect(html).toContain('<span class="badge behind">paused</span>');
     expect(html).toContain(
       "waiting for an operator until 2026-11-26T08:00:05.000Z; then it aborts",
@@ -46,6 +47,13 @@ describe("the rollout page of a paused rollout", () => {
     expect(html).toContain("<code>nixship rollout resume 0123456789ab</code>");
     expect(html).toContain("<code>nixship rollout abort 0123456789ab</code>");
     expect(html).toMatch(/data-host="web2">.*<span class="badge pending">pending<\/span>/);
+  });
+
+  it("shows it ended where it was last written once its deployer went quiet, as its hosts are judged", () => {
+    const html = page(PAUSED, "2026-11-26T07:10:00.000Z");
+    expect(html).toContain('<span class="badge failed">interrupted</span>');
+    expect(html).toContain("its deploy has not written it for more than 3 minutes");
+    expect(html).not.toContain("nixship rollout resume");
   });
 
   it("says the deploy is gone when the deadline passed long ago with no outcome", () => {

@@ -3,7 +3,13 @@
 // left. The asks (fleet-asks.ts) judge hosts by it, and the dashboard's rollout page and
 // /metrics show a record whose deployer is gone by it, so that no view says such a rollout
 // still runs. Pure.
-import { inFlight, type RolloutHost, type RolloutRecord, rolloutAbandoned } from "./rollout.js";
+import {
+  inFlight,
+  type RolloutHost,
+  type RolloutRecord,
+  rolloutAbandoned,
+  rolloutQuiet,
+} from "./rollout.js";
 
 /**
  * An entry of a rollout whose deploy stopped when it last wrote the record: a host still
@@ -17,11 +23,13 @@ export function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
 }
 
 /**
- * `record` as a view shows it at `now`: one whose deployer is gone (rolloutAbandoned) is
- * interrupted where it last wrote it, each host as asEnded reads it; any other is itself.
+ * `record` as a view shows it at `now`: one whose deployer went quiet (rolloutQuiet, as the
+ * views judge its hosts: fleet-asks.ts) or is gone (rolloutAbandoned) is interrupted where it
+ * last wrote it, each host as asEnded reads it; any other is itself. (Undoing it waits for
+ * rolloutAbandoned, which allows for clocks minutes apart.)
  */
 export function rolloutAsShown(record: RolloutRecord, now: Date): RolloutRecord {
-  if (!rolloutAbandoned(record, now)) return record;
+  if (!rolloutQuiet(record, now) && !rolloutAbandoned(record, now)) return record;
   const ended = (hosts: readonly RolloutHost[]) => hosts.map((h) => asEnded(h, record.updatedAt));
   return {
     ...record,
