@@ -3,7 +3,7 @@
 // names the rollout it undoes and every host it leaves where it is.
 import type { DeployOptions } from "../deploy/deploy-options.js";
 import { deployOrigin } from "../deploy/deploy-origin.js";
-import { deliveryMode } from "../deploy/open-delivery.js";
+import { deliveryMode, openDelivery } from "../deploy/open-delivery.js";
 import { recordRollout } from "../deploy/rollout-recorder.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { PolicyOverride } from "../fleet/host-policy.js";
@@ -13,6 +13,7 @@ import { futureRolloutText } from "../status/future-rollouts.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
 import { leftByUndo } from "../status/undo-rollout.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
+import { mapLimit } from "../util/pool.js";
 import { readUndo } from "../views/rollout-undo.js";
 import type { CliIO } from "./command.js";
 import { importMissingSystems, withGivenSystems } from "./given-systems.js";
@@ -42,7 +43,12 @@ export interface UndoOptions {
 
 /** Exit code: 0 when every host to go back went back and none was refused, else 1. */
 export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
-  const read = await readUndo(o.fleet, { id: o.id, selected: o.selected, force: o.force });
+  const read = await readUndo(o.fleet, {
+    id: o.id,
+    selected: o.selected,
+    force: o.force,
+    askLive: (hosts) => askSsmHosts(o.fleet, o.fleetDir, hosts),
+  });
   if (read.futureRollout !== undefined) {
     io.stderr.write(`warning: ${futureRolloutText(read.futureRollout)}\n`);
   }
@@ -151,5 +157,29 @@ async function recordUndone(
         ? `rollback ${record.recorder.id} recorded: rollout ${undone.id} is undone, and asks nothing more of its hosts\n`
         : `rollback ${record.recorder.id} recorded: rollout ${undone.id} still stands for ${standing.join(", ")} (what ${standing.length === 1 ? "it runs" : "they run"} could not be told); the next 'nixship rollback' finishes it\n`,
     );
+  }
+}
+
+/** Hosts asked at once for what they run. */
+const LIVE_ASKS = 8;
+
+/**
+ * What each ssm host runs, asked through SSM (one status command each, as plan asks them);
+ * null where it could not be told.
+ */
+async function askSsmHosts(
+  fleet: Fleet,
+  fleetDir: string,
+  hosts: readonly FleetHost[],
+): Promise<Map<string, string | null>> {
+  const open = await openDelivery(fleet, hosts, { fleetDir, via: "ssm" });
+  try {
+    const answers = await mapLimit(hosts, LIVE_ASKS, async (h) => {
+      const s = await open.delivery.status(h);
+      return [h.name, s.reachable ? (s.current ?? null) : null] as const;
+    });
+    return new Map(answers);
+  } finally {
+    await open.close();
   }
 }

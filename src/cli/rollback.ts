@@ -43,7 +43,9 @@ rollout --rollout ID names; its id is in the deploy's summary, 'nixship status' 
 dashboard; a record dated more than 5 minutes ahead of this machine's clock is not taken for
 the newest, and a warning names it): each host that rollout changed goes back to the system it ran before it. A host it
 skipped (unreachable), never reached, found up to date, or failed on stays where it is, and is
-named. A host that runs something else than what the rollout left on it (changed since, by hand
+named (what an ssm host runs is asked of it through SSM, as plan asks: its status record may
+lag a command that went on without its deployer). A host that runs something else than what
+the rollout left on it (changed since, by hand
 or by a later rollout) is refused, with why, unless --force; this is checked again when the
 host's turn comes (by the host under its activation lock; for agent hosts, against the channel
 the release is built on), so a deploy that lands while the rollback runs stays (the host is

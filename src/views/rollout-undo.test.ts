@@ -227,3 +227,51 @@ describe("a rollback of a paused rollout", () => {
     expect(gone.abandoned).toMatch(/^its pause was answered \(resume by ops@x/);
   });
 });
+
+describe("a rollback of an ssm rollout", () => {
+  it("judges its ssm hosts by what they answer, not by records a command that went on never updated", async () => {
+    const ssmFleet = parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        ssm: { region: "us-east-1" },
+        hosts: {
+          s1: { delivery: "ssm", instanceId: "i-0123456789abcdef0", system: V2 },
+          s2: { delivery: "ssm", instanceId: "i-0123456789abcdef1", system: V2 },
+        },
+      },
+      "rollout-undo.test.ts",
+    );
+    // An interrupted rollout left s1 settling: its command went on and switched it to V2, and
+    // no record says so. s2 it never reached.
+    const interrupted = {
+      ...rollout("eeeeeeeeeeee", HOUR, [
+        { ...host("s1", "failed", V2, V1), phase: "switch", message: "still settling" },
+        host("s2", "not-started", V2, V1),
+      ] as RolloutHost[]),
+      mode: "ssm" as const,
+      state: "interrupted" as const,
+    };
+    await writeRollout(store, interrupted, key);
+    // By the records alone (none): what s1 runs cannot be told.
+    const unasked = await readUndo(ssmFleet, {});
+    expect(unasked.steps.map((s) => [s.host, s.kind])).toEqual([
+      ["s1", "stays"],
+      ["s2", "stays"],
+    ]);
+    const asked: string[][] = [];
+    const read = await readUndo(ssmFleet, {
+      askLive: async (hosts) => {
+        asked.push(hosts.map((h) => h.name));
+        return new Map([
+          ["s1", V2],
+          ["s2", V1],
+        ]);
+      },
+    });
+    expect(asked).toEqual([["s1", "s2"]]);
+    expect(read.steps.map((s) => [s.host, s.kind])).toEqual([
+      ["s1", "back"],
+      ["s2", "stays"],
+    ]);
+  });
+});

@@ -68,6 +68,13 @@ export async function readUndo(
     readonly force?: boolean;
     /** The time the record's age is judged at (default: now). */
     readonly now?: Date;
+    /**
+     * What ssm hosts run now, asked of them (null: not known): their status records lag a
+     * command that went on without its deployer (an interrupted rollout's, which keeps the
+     * new system if it switches), so a rollback judges them by their own word, as plan does.
+     * Without it, by their records.
+     */
+    readonly askLive?: (hosts: readonly FleetHost[]) => Promise<ReadonlyMap<string, string | null>>;
   },
 ): Promise<UndoRead> {
   if (fleet.cache === undefined) {
@@ -135,6 +142,10 @@ export async function readUndo(
   });
   const { rows } = await readStatusView(fleet, hosts);
   const running = new Map(rows.map((r) => [r.host, runningOf(r)]));
+  const ssm = hosts.filter((h) => h.delivery === "ssm" && h.targets === undefined);
+  if (options.askLive !== undefined && ssm.length > 0) {
+    for (const [host, runs] of await options.askLive(ssm)) running.set(host, runs);
+  }
   const steps = planUndo(record, running, {
     force: options.force === true,
     selected: new Set(hosts.map((h) => h.name)),
