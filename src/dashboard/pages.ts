@@ -5,7 +5,11 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import { behindText } from "../status/behind.js";
-import type { RolloutHostState } from "../status/rollout.js";
+import {
+  failedBeforeAnyChange,
+  type RolloutHost,
+  type RolloutHostState,
+} from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
@@ -390,10 +394,7 @@ export function hostMain(detail: HostDetail, now: Date): Html {
     ...new Set(
       [
         running,
-        ...detail.history.flatMap((h) => [
-          h.entry.before,
-          RAN.has(h.entry.state) ? h.entry.system : null,
-        ]),
+        ...detail.history.flatMap((h) => [h.entry.before, ran(h.entry) ? h.entry.system : null]),
       ].filter((s): s is string => typeof s === "string"),
     ),
   ];
@@ -449,6 +450,16 @@ const RAN: ReadonlySet<RolloutHostState> = new Set([
   "rolled-back",
   "up-to-date",
 ]);
+
+/**
+ * Whether the host ran the system the rollout named for it: not when it failed (or went back)
+ * before anything of it changed (connect, copy, realise, or its agent never took the release).
+ */
+function ran(entry: Pick<RolloutHost, "state" | "phase">): boolean {
+  if (!RAN.has(entry.state)) return false;
+  const failed = entry.state === "failed" || entry.state === "rolled-back";
+  return !(failed && failedBeforeAnyChange(entry.phase));
+}
 
 /** A page for what does not exist. */
 export function notFoundMain(what: string): Html {

@@ -107,10 +107,10 @@ describe("the dashboard's host page", () => {
 
   it("lists the systems the host ran, not those a rollout named for it and never brought", () => {
     const sys = (c: string, v: string) => `/nix/store/${c.repeat(32)}-example-web-system-${v}`;
-    const entry = (state: string, system: string, before: string) => ({
+    const entry = (state: string, system: string, before: string, phase: string | null = null) => ({
       host: "web1",
       state,
-      phase: null,
+      phase,
       system,
       before,
       message: null,
@@ -146,6 +146,8 @@ describe("the dashboard's host page", () => {
           tags: [],
           history: [
             rollout("cccccccccccc", entry("not-started", sys("3", "v3"), sys("2", "v2"))),
+            // Failed before anything of it changed: it never ran v4.
+            rollout("dddddddddddd", entry("failed", sys("4", "v4"), sys("2", "v2"), "realise")),
             rollout("bbbbbbbbbbbb", entry("confirmed", sys("2", "v2"), sys("1", "v1"))),
             {
               ...rollout("aaaaaaaaaaaa", entry("confirmed", sys("1", "v1"), sys("0", "v0"))),
@@ -161,6 +163,7 @@ describe("the dashboard's host page", () => {
     expect(listed).toContain(sys("1", "v1"));
     expect(listed).toContain(sys("2", "v2"));
     expect(listed).not.toContain(sys("3", "v3"));
+    expect(listed).not.toContain(sys("4", "v4"));
     // A rollback names the rollout it undid.
     expect(page).toContain("<td>aaaaaaaaaaaa</td><td>rollback of 999999999999 (ssh)</td>");
     expect(page).toContain("<td>bbbbbbbbbbbb</td><td>switch (ssh)</td>");
