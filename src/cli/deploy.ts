@@ -96,8 +96,10 @@ malformed one, with why; an ssm host's status command has 60 s to be delivered a
 run, and is given up after 150 s) and what it must transfer. Past 20 hosts, hosts alike share a row
 (same current and desired system, action and kind of note: how many, their transfer, a few
 names), and only those that need a person are listed in full (unreachable, host key refused,
-failed there, a pending boot, boot unknown); --json lists every host.
-Nothing changes anywhere.
+failed there, a pending boot, boot unknown); --json lists every host. A host that runs its
+desired system is activated again, not skipped, when that system failed there and was not
+taken back: by the host's own word, or by its status record (a bake failed and its rollback
+never reached it). Nothing changes anywhere.
 
 A host whose kernel, initrd or kernel modules would change against what it booted is noted
 ("needs a reboot"); with --reboot auto or always (or the fleet's policy), the plan says which

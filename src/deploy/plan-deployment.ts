@@ -31,6 +31,7 @@ import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
+import { withRecordedFailures } from "./plan-failed-records.js";
 import { withRefusedFailed } from "./plan-refused-failed.js";
 import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
@@ -139,8 +140,17 @@ export async function planDeployment(
     prepared = ready;
     held.push(() => ready.close());
     throwIfInterrupted(signal);
-    const found = await (
+    const asked = await (
       early.survey ?? survey(opened.delivery, hosts, ready.built, options, ready.pushed)
+    ).catch(interruptedBefore(signal));
+    throwIfInterrupted(signal);
+    // A host on its desired system whose last deploy failed there without going back is
+    // failed, not up to date (its record says so; the host keeps no marker of it).
+    const found = await withRecordedFailures(
+      fleet.cache?.url,
+      hosts,
+      (host) => ready.built.byHost.get(host),
+      asked,
     ).catch(interruptedBefore(signal));
     throwIfInterrupted(signal);
     const surveyed = planFromSurvey(

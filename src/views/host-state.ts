@@ -1,13 +1,8 @@
 // A host's state in one word, the same in every view: `status`'s STATE column and its --json,
 // the dashboard's table, filter and host page, and `/metrics`. One order of precedence for a
 // row asked live and a row read from the store. Pure.
-import {
-  bootsNextOf,
-  failedInRollout,
-  failedOnIt,
-  midDeploy,
-  type StatusRow,
-} from "./status-rows.js";
+import { failedOnIt } from "../status/failed-on-it.js";
+import { bootsNextOf, failedInRollout, midDeploy, type StatusRow } from "./status-rows.js";
 
 /** Every state a host can be in, in the order the dashboard sums them up. */
 export const HOST_STATES = [

@@ -4,10 +4,10 @@
 
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
-import type { FailedSystem } from "../host/activation-answer.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { type Behind, behindOf, endedWithoutDeploy, recordSince } from "../status/behind.js";
 import type { DeltaReport } from "../status/delta-report.js";
+import { failedOnIt } from "../status/failed-on-it.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { StatusRecord } from "../status/status.js";
 import { type Drift, driftOf } from "./drift.js";
@@ -236,25 +236,6 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(origin === undefined ? {} : { origin }),
     ...(failureUndone === undefined ? {} : { failureUndone }),
-  };
-}
-
-/**
- * The failure `record` tells of the system the host runs, `running`: its deploy failed there,
- * and did not go back (rolledBack false, or null in a record older than that word). Undefined
- * otherwise.
- */
-export function failedOnIt(
-  record: Partial<Pick<StatusRecord, "state" | "rolledBack" | "desired" | "error" | "updatedAt">>,
-  running: string | null | undefined,
-): FailedSystem | undefined {
-  const { desired, updatedAt } = record;
-  if (record.state !== "failed" || record.rolledBack === true || !desired) return undefined;
-  if (desired !== running) return undefined;
-  return {
-    path: desired,
-    since: updatedAt === undefined ? null : Math.floor(Date.parse(updatedAt) / 1000),
-    reason: record.error ?? "failed",
   };
 }
 

@@ -1,0 +1,24 @@
+// Whether a host's status record tells that the system it runs failed there and did not go back
+// (a bake failed and its rollback never reached the host): every view, and the plan, judge it
+// so. Pure.
+import type { FailedSystem } from "../host/activation-answer.js";
+import type { StatusRecord } from "./status.js";
+
+/**
+ * The failure `record` tells of the system the host runs, `running`: its deploy failed there,
+ * and did not go back (rolledBack false, or null in a record older than that word). Undefined
+ * otherwise.
+ */
+export function failedOnIt(
+  record: Partial<Pick<StatusRecord, "state" | "rolledBack" | "desired" | "error" | "updatedAt">>,
+  running: string | null | undefined,
+): FailedSystem | undefined {
+  const { desired, updatedAt } = record;
+  if (record.state !== "failed" || record.rolledBack === true || !desired) return undefined;
+  if (desired !== running) return undefined;
+  return {
+    path: desired,
+    since: updatedAt === undefined ? null : Math.floor(Date.parse(updatedAt) / 1000),
+    reason: record.error ?? "failed",
+  };
+}
