@@ -2,13 +2,16 @@
 // IsTruncated=true, ignoring StartAfter): nixship stops after one repeated page with a clear
 // error, instead of listing forever. The real AWS SDK talks to a small lying responder.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stalledPage } from "../src/store/s3-store.js";
+import { S3Store, stalledPage } from "../src/store/s3-store.js";
 import { nixship } from "../support/cli.js";
 import { type LyingS3, startLyingS3 } from "./support/lying-s3.js";
 
 let s3: LyingS3;
 
 beforeAll(async () => {
+  // The store in this process signs its requests (the responder reads no signature).
+  process.env.AWS_ACCESS_KEY_ID = "x";
+  process.env.AWS_SECRET_ACCESS_KEY = "y";
   s3 = await startLyingS3({
     objects: { "nix-cache-info": "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n" },
     listedKeys: [
@@ -40,6 +43,33 @@ describe("a listing that does not advance", () => {
     );
     // The first page, then the one that repeats it: nothing more.
     expect(s3.requests.get("list")).toBe(2);
+  });
+});
+
+describe("a listing that answers keys outside the prefix asked", () => {
+  it("is refused, naming the key, not cut into the name of another object", async () => {
+    const lying = await startLyingS3({ listedKeys: ["cache/x.narinfo", "other/y.narinfo"] });
+    const store = new S3Store({
+      bucket: lying.bucket,
+      region: "us-east-1",
+      endpoint: lying.endpoint,
+      prefix: "cache",
+      retry: { maxDelayMs: 1 },
+    });
+    try {
+      await expect(store.list("")).rejects.toMatchObject({
+        code: "store-list-wrong",
+        message: expect.stringContaining(
+          'S3 list of "cache/" in bucket "lies" at http://127.0.0.1:',
+        ),
+      });
+      await expect(store.list("")).rejects.toThrow(
+        'answered a key outside that prefix: "other/y.narinfo"',
+      );
+    } finally {
+      await store.close();
+      await lying.stop();
+    }
   });
 });
 

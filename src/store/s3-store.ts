@@ -238,6 +238,19 @@ export class S3Store implements ObjectStore {
           ...(after ? { StartAfter: this.#prefix + after } : {}),
         }),
       );
+      // A key outside the prefix asked for is no answer to it (a store that lies, or ignores
+      // Prefix): cut by the prefix's length, it would name another object.
+      const asked = this.#prefix + prefix;
+      const outside = (out.Contents ?? []).find((o) => !(o.Key ?? "").startsWith(asked));
+      if (outside !== undefined) {
+        throw new OperationError(
+          "store-list-wrong",
+          `S3 list of "${asked}" in bucket "${this.#bucket}"${this.#endpoint ? ` at ${this.#endpoint}` : ""} answered a key outside that prefix: ${JSON.stringify((outside.Key ?? "").slice(0, 200))}`,
+          {
+            hint: "the store does not honour ListObjectsV2's Prefix; use an S3-compatible store that does",
+          },
+        );
+      }
       const all = (out.Contents ?? []).map((o) =>
         toInfo((o.Key ?? "").slice(this.#prefix.length), o.Size, o.ETag, o.LastModified),
       );
