@@ -68,7 +68,7 @@ const BASE: Fleet = parseFleetValue(
     ssh: { knownHosts: "/etc/fleet/known_hosts", user: "deploy" },
     ssm: { commandTimeout: 600 },
     policy: { parallel: 3, health: { http: [{ url: "http://{address}/health" }] } },
-    prometheus: { url: "http://prometheus.internal:9090", bearerTokenFile: "/etc/fleet/prom" },
+    prometheus: { url: "https://prometheus.internal:9090", bearerTokenFile: "/etc/fleet/prom" },
     hosts: {
       web1: { address: "192.0.2.1", tags: ["old"], system: SYSTEM },
       web2: { address: "192.0.2.2", system: ".#web2" },

@@ -24,14 +24,14 @@ describe("bake and analysis in the fleet file", () => {
   it("reads a role's bake and analysis, with defaults, and the fleet's prometheus", () => {
     const fleet = parseFleetValue(
       {
-        prometheus: { url: "http://prometheus:9090/", bearerTokenFile: "prom.token" },
+        prometheus: { url: "https://prometheus:9090/", bearerTokenFile: "prom.token" },
         policies: { "@web": { bake: { seconds: 60 }, analysis: [errors] } },
         hosts,
       },
       "nixship.json",
     );
     expect(fleet.prometheus).toEqual({
-      url: "http://prometheus:9090",
+      url: "https://prometheus:9090",
       bearerTokenFile: "prom.token",
       timeout: 10,
     });
@@ -40,6 +40,22 @@ describe("bake and analysis in the fleet file", () => {
     expect(web.analysis).toEqual([{ ...errors, failureLimit: 0, noData: "fail" }]);
     const db = hostPolicy(fleet.policy, fleet.policies, fleet.hosts[1] as never);
     expect(db.bake).toBeUndefined();
+  });
+
+  it("refuses a bearer token over plain http to another machine; takes it over https or to a loopback address", () => {
+    const withToken = (url: string) =>
+      problemsOf({ prometheus: { url, bearerTokenFile: "prom.token" }, hosts });
+    expect(withToken("http://prometheus.internal:9090")).toEqual([
+      'prometheus.url: is plain http to prometheus.internal, which would carry the bearer token of "bearerTokenFile" in clear: use https:// (plain http only to a loopback address, such as an SSH tunnel\'s end)',
+    ]);
+    expect(withToken("https://prometheus.internal:9090")).toEqual([]);
+    expect(withToken("http://127.0.0.1:9090")).toEqual([]);
+    expect(withToken("http://[::1]:9090")).toEqual([]);
+    expect(withToken("http://localhost:9090")).toEqual([]);
+    // Without a token, plain http carries nothing secret.
+    expect(problemsOf({ prometheus: { url: "http://prometheus.internal:9090" }, hosts })).toEqual(
+      [],
+    );
   });
 
   it("names every wrong key by its path", () => {

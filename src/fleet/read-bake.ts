@@ -1,6 +1,7 @@
 // The fleet file's bake keys: a role's `bake` and `analysis` (in `policy` and `policies`), and
 // the fleet's `prometheus`, each problem named by its JSON path.
 
+import { isLoopback } from "../util/listen-address.js";
 import { shownUrl } from "../util/url-credentials.js";
 import { QUERY_PLACEHOLDERS, unknownPlaceholders } from "./analysis.js";
 import {
@@ -213,7 +214,7 @@ function readNumber(value: unknown, path: JsonPath, problems: Problems): number 
   return problems.add(path, `must be a number (${got(value)})`);
 }
 
-/** `prometheus`: `{ "url": "http://prometheus:9090", "bearerTokenFile": "…", "timeout": 10 }`. */
+/** `prometheus`: `{ "url": "https://prometheus:9090", "bearerTokenFile": "…", "timeout": 10 }`. */
 export function readPrometheus(value: unknown, problems: Problems): PrometheusSettings | undefined {
   const path = ["prometheus"];
   const doc = readObject(value, path, problems, FLEET_KEYS.prometheus);
@@ -229,8 +230,26 @@ export function readPrometheus(value: unknown, problems: Problems): PrometheusSe
     doc.timeout === undefined
       ? PROMETHEUS_DEFAULTS.timeout
       : readInteger(doc.timeout, [...path, "timeout"], problems, { min: 1, max: 300 });
-  if (url === undefined || problem !== undefined || timeout === undefined) return undefined;
+  const inClear =
+    url !== undefined && problem === undefined && bearerTokenFile !== undefined
+      ? tokenInClear(url)
+      : undefined;
+  if (inClear !== undefined) problems.add([...path, "url"], inClear);
+  if (url === undefined || problem !== undefined || inClear !== undefined || timeout === undefined)
+    return undefined;
   return { url: url.replace(/\/+$/, ""), bearerTokenFile, timeout };
+}
+
+/**
+ * Why a bearer token may not go to `url`: plain http to another machine carries it readable by
+ * anyone on the way; over https, or to a loopback address (an SSH tunnel's end), it may.
+ */
+function tokenInClear(url: string): string | undefined {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "http:" || isLoopback(parsed.hostname.replace(/^\[|\]$/g, ""))) {
+    return undefined;
+  }
+  return `is plain http to ${parsed.hostname}, which would carry the bearer token of "bearerTokenFile" in clear: use https:// (plain http only to a loopback address, such as an SSH tunnel's end)`;
 }
 
 /** Why `url` is no Prometheus base URL, or undefined when it is. */
