@@ -1,8 +1,15 @@
 // Whether a host's status record tells that the system it runs failed there and did not go back
 // (a bake failed and its rollback never reached the host): every view, and the plan, judge it
 // so. Pure.
-import type { FailedSystem } from "../host/activation-answer.js";
 import type { StatusRecord } from "./status.js";
+
+/** A system that failed on the host, which it still runs (as the host's own answer says one). */
+export interface RecordedFailure {
+  readonly path: string;
+  /** Unix seconds; null when the record does not say. */
+  readonly since: number | null;
+  readonly reason: string;
+}
 
 /**
  * The failure `record` tells of the system the host runs, `running`: its deploy failed there,
@@ -12,7 +19,7 @@ import type { StatusRecord } from "./status.js";
 export function failedOnIt(
   record: Partial<Pick<StatusRecord, "state" | "rolledBack" | "desired" | "error" | "updatedAt">>,
   running: string | null | undefined,
-): FailedSystem | undefined {
+): RecordedFailure | undefined {
   const { desired, updatedAt } = record;
   if (record.state !== "failed" || record.rolledBack === true || !desired) return undefined;
   if (desired !== running) return undefined;
