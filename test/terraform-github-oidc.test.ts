@@ -369,6 +369,7 @@ describe("the deploy role's permissions, as examples/aws wires them", () => {
       ["ssm:GetCommandInvocation", "*"],
       ["ssm:ListCommandInvocations", "*"],
       ["ssm:ListCommands", "*"],
+      ["ssm:CancelCommand", "*"],
     ];
     for (const [action, resource, context] of allowed) {
       expect(decide(deployPolicies, action, resource, context), `${action} ${resource}`).toBe(

@@ -371,6 +371,7 @@ describe("dist/ssm-document.json as an SSM Command document", () => {
       "ssm:ListCommands",
       "ssm:ListCommandInvocations",
       "ssm:GetCommandInvocation",
+      "ssm:CancelCommand",
     ]) {
       expect(decide(action, "*")).toBe("allow");
     }

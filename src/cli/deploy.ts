@@ -221,7 +221,9 @@ Interrupts: the first SIGINT (Ctrl-C) or SIGTERM starts no new host, aborts the 
 flight (each goes back to its previous system), waits for them at most ${ABORT_GRACE_MS / 1000} s, prints the
 summary (which system each host runs, which rolled back, which is still settling) and exits
 130. A second one exits at once; an ssh host still in flight then rolls itself back when its
-confirmation window closes (--confirm-timeout, or longer when the HTTP checks need it).
+confirmation window closes (--confirm-timeout, or longer when the HTTP checks need it). An ssm
+host's command is cancelled on every instance SSM has not started it on (a tag target's next
+ones: they change nothing); an instance running it is followed and sent back, never killed.
 
 Pauses: with the fleet's policy.pauseAfter ("canary", a wave number, or a list), the rollout
 stops after that wave is confirmed and waits for an operator: 'nixship rollout resume ID' lets

@@ -344,7 +344,7 @@ describe("an invocation's output", () => {
     expect(inv).toMatchObject({ status: "Success", unread: expect.stringContaining("Throttling") });
     // Read again at each poll, until the command's own bounds ran out.
     expect(clock.now()).toBeGreaterThan((2 * 60 + 300) * 1000);
-    expect(instanceOutcome(inv as never, settings, false).outcome).toEqual({
+    expect(instanceOutcome(inv as never, settings, { maxErrorsReached: false }).outcome).toEqual({
       status: "failed",
       phase: "switch",
       message: expect.stringMatching(
@@ -416,5 +416,57 @@ describe("a listing that names what the command is not", () => {
     ]);
     // Not "Terminated" (not started: nothing changed): the command was never seen to end.
     expect(finished.get("i-2")?.status).toBe("Unfinished");
+  });
+});
+
+describe("cancelling a command where it has not started", () => {
+  /** A command of 60 waiting instances, one running and one done; CancelCommand's asks kept. */
+  function cancelClient(failCancelAfter = Number.POSITIVE_INFINITY) {
+    const asked: string[][] = [];
+    const waiting = Array.from({ length: 60 }, (_, i) => ({
+      InstanceId: `i-w${i}`,
+      Status: i % 2 === 0 ? "Pending" : "Delayed",
+    }));
+    const client = {
+      send: async (command: {
+        constructor: { name: string };
+        input: { NextToken?: string; InstanceIds?: string[] };
+      }) => {
+        if (command.constructor.name === "ListCommandInvocationsCommand") {
+          const all = [{ InstanceId: "i-run", Status: "InProgress" }, done("i-done"), ...waiting];
+          const start = Number(command.input.NextToken ?? 0);
+          const next = start + 50 < all.length ? String(start + 50) : undefined;
+          return { CommandInvocations: all.slice(start, start + 50), NextToken: next };
+        }
+        if (command.constructor.name !== "CancelCommandCommand")
+          throw new Error(`unexpected ${command.constructor.name}`);
+        if (asked.length >= failCancelAfter) {
+          throw Object.assign(new Error("not allowed"), { name: "AccessDeniedException" });
+        }
+        asked.push(command.input.InstanceIds ?? []);
+        return {};
+      },
+    };
+    return { client: client as unknown as SSMClient, asked };
+  }
+
+  it("cancels every instance listed Pending or Delayed, 50 at a time, never one that runs", async () => {
+    const { client, asked } = cancelClient();
+    const told: string[] = [];
+    const ssm = new SsmCommands({ settings, client, sleep: async () => {} });
+    const r = await ssm.cancelNotStarted("cmd-1", (ids) => told.push(...ids));
+    const waiting = Array.from({ length: 60 }, (_, i) => `i-w${i}`);
+    expect(r).toEqual({ cancelled: waiting });
+    expect(asked.map((ids) => ids.length)).toEqual([50, 10]);
+    expect(asked.flat()).toEqual(waiting);
+    expect(told).toEqual(waiting);
+  });
+
+  it("says why when SSM refuses, with what it cancelled before", async () => {
+    const { client } = cancelClient(1);
+    const ssm = new SsmCommands({ settings, client, sleep: async () => {} });
+    const r = await ssm.cancelNotStarted("cmd-1");
+    expect(r.cancelled).toHaveLength(50);
+    expect(r.why).toMatch(/not allowed/);
   });
 });

@@ -4,6 +4,7 @@
 // retried with backoff, other faults made OperationErrors (ssm-faults.ts).
 import { randomBytes } from "node:crypto";
 import {
+  CancelCommandCommand,
   type CommandInvocation,
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
@@ -69,6 +70,10 @@ const LOOKUP_PAGES = 20;
  * refused, so a command it took was requested after (our send's start − this) by its clock.
  */
 const CLOCK_SKEW_MS = 15 * 60_000;
+/** CancelCommand takes at most this many instance IDs (SSM's limit). */
+const CANCEL_IDS = 50;
+/** How long cancelling a command's waiting invocations may take in all (listing, then cancels). */
+const CANCEL_MS = 30_000;
 /** A command's Comment holds at most this much (SSM's limit); its last part is the send's nonce. */
 const COMMENT_LIMIT = 100;
 
@@ -275,6 +280,43 @@ export class SsmCommands {
       if (listed.length === 0) throw pagingError(commandId, "an empty page says more follow");
       tokens.add(next);
       token = next;
+    }
+  }
+
+  /**
+   * Cancels the command on each instance SSM lists as not started yet (Pending, Delayed), so it
+   * never starts there; the instances cancelled, or why it could not (bounded by CANCEL_MS). One
+   * that runs is left to end: SSM's agent would kill its shell (SIGKILL) wherever it is, a
+   * switch included. An instance SSM has not listed yet (a tag target's) is not cancelled.
+   */
+  async cancelNotStarted(
+    commandId: string,
+    /** Told each instance before its cancel is asked (an invocation may end Cancelled at once). */
+    cancelling: (instanceIds: readonly string[]) => void = () => {},
+  ): Promise<{ readonly cancelled: readonly string[]; readonly why?: string }> {
+    const signal = AbortSignal.timeout(CANCEL_MS);
+    const cancelled: string[] = [];
+    try {
+      const listed = await this.listInvocations(commandId, signal);
+      const waiting = [
+        ...new Set(
+          listed
+            .filter((inv) => inv.Status === "Pending" || inv.Status === "Delayed")
+            .map((inv) => inv.InstanceId)
+            .filter((id): id is string => id !== undefined),
+        ),
+      ];
+      for (let i = 0; i < waiting.length; i += CANCEL_IDS) {
+        const input = { CommandId: commandId, InstanceIds: waiting.slice(i, i + CANCEL_IDS) };
+        cancelling(input.InstanceIds);
+        await this.call(() =>
+          this.client.send(new CancelCommandCommand(input), { abortSignal: signal }),
+        );
+        cancelled.push(...input.InstanceIds);
+      }
+      return { cancelled };
+    } catch (err) {
+      return { cancelled, why: faultMessage(err) };
     }
   }
 

@@ -68,7 +68,7 @@ const FAULTS: readonly (readonly [readonly string[], string, (s: SsmSettings) =>
     ["AccessDeniedException", "AccessDenied"],
     "ssm-access-denied",
     (s) =>
-      `the deployer's AWS identity needs ssm:SendCommand on the document "${s.documentName}" and the instances, and ssm:ListCommands, ssm:ListCommandInvocations and ssm:GetCommandInvocation`,
+      `the deployer's AWS identity needs ssm:SendCommand on the document "${s.documentName}" and the instances, and ssm:ListCommands, ssm:ListCommandInvocations, ssm:GetCommandInvocation and ssm:CancelCommand (the module terraform/modules/ssm-document's sender_policy_json)`,
   ],
   [
     ["CredentialsProviderError"],

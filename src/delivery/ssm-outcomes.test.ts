@@ -52,7 +52,7 @@ describe("instanceOutcome", () => {
     const message = "another activation is in progress on this host (activate /nix/store/x, pid 7)";
     const answer = { ok: false, command: "activate", result: "locked", exitCode: 8, message };
     const inv = { ...failed(`${JSON.stringify(answer)}\n`, ""), responseCode: 8 };
-    expect(instanceOutcome(inv, settings, false).outcome).toEqual({
+    expect(instanceOutcome(inv, settings, { maxErrorsReached: false }).outcome).toEqual({
       status: "skipped",
       reason: "refused",
       message: `${message}; nothing was done`,
@@ -63,7 +63,9 @@ describe("instanceOutcome", () => {
     const message = "activate: unknown option '--new'";
     const answer = { ok: false, command: "activate", result: "usage", exitCode: 2, message };
     expect(
-      instanceOutcome(failed(`${JSON.stringify(answer)}\n`, ""), settings, false).outcome,
+      instanceOutcome(failed(`${JSON.stringify(answer)}\n`, ""), settings, {
+        maxErrorsReached: false,
+      }).outcome,
     ).toEqual({ status: "failed", phase: "connect", message, rolledBack: false });
   });
 });
@@ -86,20 +88,46 @@ describe("an instance whose end is not known", () => {
   });
 
   it("succeeded without a result: it may have switched, not 'nothing changed'", () => {
-    expect(instanceOutcome(ended("Success"), settings, false).outcome).toEqual(
+    expect(
+      instanceOutcome(ended("Success"), settings, { maxErrorsReached: false }).outcome,
+    ).toEqual(
       unknown(/^i-0abc: the command succeeded but gave no JSON result: whether it switched/),
     );
     // One that never ran changed nothing, its output read or not.
     const undelivered = { ...ended("Failed"), details: "Undeliverable", unread: "throttled" };
-    expect(instanceOutcome(undelivered, settings, false).outcome).toMatchObject({
+    expect(
+      instanceOutcome(undelivered, settings, { maxErrorsReached: false }).outcome,
+    ).toMatchObject({
       phase: "connect",
     });
   });
 
-  it("still running when the wait ended: it may switch yet", () => {
-    expect(instanceOutcome(ended("Unfinished"), settings, false).outcome).toEqual(
-      unknown(/^i-0abc: SSM reported no end for the command, and it may run yet/),
+  it("cancelled by an interrupt while it waited, and silent: not started, nothing changed", () => {
+    const cancelled = { ...ended("Cancelled"), details: "Cancelled" };
+    const interrupted = { maxErrorsReached: false, cancelledBeforeStart: "interrupted (SIGINT)" };
+    expect(instanceOutcome(cancelled, settings, interrupted).outcome).toEqual({
+      status: "failed",
+      phase: "connect",
+      message:
+        "i-0abc: not started: interrupted (SIGINT) cancelled its SSM command before SSM started it; nothing changed",
+      rolledBack: false,
+    });
+    // It said something: SSM had started it, and its agent killed it wherever it was.
+    const killed = { ...cancelled, stderr: "activate: realising /nix/store/x\n" };
+    expect(instanceOutcome(killed, settings, interrupted).outcome).toMatchObject({
+      phase: "switch",
+      settling: true,
+    });
+    // Cancelled by someone else: not known to have waited.
+    expect(instanceOutcome(cancelled, settings, { maxErrorsReached: false }).outcome).toMatchObject(
+      { phase: "switch", settling: true },
     );
+  });
+
+  it("still running when the wait ended: it may switch yet", () => {
+    expect(
+      instanceOutcome(ended("Unfinished"), settings, { maxErrorsReached: false }).outcome,
+    ).toEqual(unknown(/^i-0abc: SSM reported no end for the command, and it may run yet/));
   });
 
   it("leaves a host of tag targets unknown: not rolled back, though the others are", () => {
@@ -121,7 +149,7 @@ describe("an instance whose end is not known", () => {
       })}\n`,
     };
     const outcomes = [ended("Success"), rolledBack].map((inv) =>
-      instanceOutcome(inv, settings, false),
+      instanceOutcome(inv, settings, { maxErrorsReached: false }),
     );
     expect(combineOutcomes(host, outcomes)).toMatchObject({
       status: "failed",

@@ -152,11 +152,22 @@ export function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): stri
   }
 }
 
+/** What the deployer knows of an instance's invocation beside what SSM says of it. */
+export interface InstanceContext {
+  /** The wave's failures passed its budget: SSM stops starting instances (MaxErrors). */
+  readonly maxErrorsReached: boolean;
+  /**
+   * An interrupt had the command cancelled here while SSM listed it not started (Pending,
+   * Delayed): the interrupt, as said ("interrupted (SIGINT)").
+   */
+  readonly cancelledBeforeStart?: string;
+}
+
 /** One instance's outcome, from SSM's status and activate.sh's JSON result. */
 export function instanceOutcome(
   inv: FinishedInvocation,
   settings: SsmSettings,
-  maxErrorsReached: boolean,
+  { maxErrorsReached, cancelledBeforeStart }: InstanceContext,
 ): InstanceOutcome {
   const result = activationResult(inv);
   const failed = (
@@ -227,6 +238,15 @@ export function instanceOutcome(
     status === "Terminated" ||
     ((status === "Cancelled" || status === "Canceled") && maxErrorsReached);
   if (stopped) return failed("connect", `${inv.instanceId}: ${NOT_STARTED}`);
+  // Cancelled while it waited, and it printed nothing: SSM never started it (its agent kills a
+  // shell it started, which would have said something first).
+  const cancelled = status === "Cancelled" || status === "Canceled";
+  if (cancelled && cancelledBeforeStart !== undefined && !inv.stdout && !inv.stderr) {
+    return failed(
+      "connect",
+      `${inv.instanceId}: not started: ${cancelledBeforeStart} cancelled its SSM command before SSM started it; nothing changed`,
+    );
+  }
   // It may have run, and what it did is not known: the deployer cannot say what the host runs
   // now (never "nothing changed"), and leaves it to a later survey to ask.
   const unknown = (why: string): InstanceOutcome => ({
@@ -241,6 +261,9 @@ export function instanceOutcome(
     },
   });
   if (status === "Unfinished") return unknown(`${ssmFailure(inv, settings)}, and it may run yet`);
+  // Cancelled while it ran, or not known to have waited: SSM's agent kills the shell wherever
+  // it is, a switch included.
+  if (cancelled) return unknown(ssmFailure(inv, settings));
   if (inv.unread !== undefined && !NEVER_RAN.has(status)) return unknown(ssmFailure(inv, settings));
   if (status === "Success") {
     return unknown(`${inv.instanceId}: the command succeeded but gave no JSON result`);

@@ -29,6 +29,7 @@ import {
 import { describePrune } from "../status/prune-report.js";
 import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import {
   type Delivery,
@@ -46,6 +47,7 @@ import { SsmCommands, type SsmCommandsOptions } from "./ssm-client.js";
 import { resolveParameters, ssmDocument } from "./ssm-document.js";
 import { faultMessage, WAVE_FAULTS } from "./ssm-faults.js";
 import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";
+import { InterruptedCommands } from "./ssm-interrupt.js";
 import {
   activationResult,
   combineOutcomes,
@@ -201,59 +203,77 @@ export class SsmDelivery implements Delivery {
     }
     const running: Promise<void>[] = [];
     let sentAny = false;
-    for (const group of groups) {
-      const input: Omit<SendCommandCommandInput, "DocumentName"> = {
-        ...(group.targets
-          ? { Targets: sendTargets(group.targets) }
-          : { InstanceIds: group.instanceIds }),
-        Parameters: parameters.get(group),
-        MaxConcurrency: String(Math.max(1, context.parallel)),
-        MaxErrors: String(Math.max(0, context.failureBudget)),
-        TimeoutSeconds: this.settings.commandTimeout,
-        Comment: `nixship deploy ${group.request.path}`.slice(0, 100),
-      };
-      let commandId: string;
-      try {
-        commandId = await this.commands.send(input);
-        sentAny = true;
-      } catch (err) {
-        // Before any command went out, a fault of the account or document fails the wave.
-        if (!sentAny && err instanceof OperationError && WAVE_FAULTS.has(err.code)) throw err;
-        const message = faultMessage(err);
-        // A send SSM may have taken (its answer lost) may be running: not "nothing changed".
-        const outcome: DeployOutcome =
-          err instanceof OperationError && err.code === "ssm-send-unknown"
-            ? { status: "failed", phase: "switch", message, rolledBack: false, settling: true }
-            : { status: "failed", phase: "connect", message, rolledBack: false };
-        for (const m of group.members) finish(m.index, outcome);
-        continue;
-      }
-      for (const m of group.members) emit({ type: "phase", host: m.host.name, phase: "connect" });
-      // The verdict after a boot (confirm-boot or abort-boot) is sent under the boot's token.
-      const verdictToken = bootVerdict(group.request) ? tokens.get(group) : undefined;
-      running.push(
-        this.followGroup(group, commandId, context, emit, verdictToken).then(
-          (results) => {
-            for (const [index, outcome] of results) finish(index, outcome);
-          },
-          (err: unknown) => {
-            const message = `lost track of SSM command ${commandId}: ${faultMessage(err)}`;
-            for (const m of group.members) {
-              if (outcomes[m.index] === undefined) {
-                finish(m.index, {
-                  status: "failed",
-                  phase: "switch",
-                  message,
-                  rolledBack: false,
-                  settling: true,
-                });
+    // An interrupt starts no new instance: each command sent is cancelled where SSM has not
+    // started it, and a group not sent yet is not sent.
+    const interrupt = new InterruptedCommands(this.commands, context.signal, emit);
+    try {
+      for (const group of groups) {
+        if (context.signal?.aborted) {
+          const message = `${interruptReason(context.signal)} before its SSM command was sent: nothing changed`;
+          for (const m of group.members) {
+            finish(m.index, { status: "failed", phase: "connect", message, rolledBack: false });
+          }
+          continue;
+        }
+        const input: Omit<SendCommandCommandInput, "DocumentName"> = {
+          ...(group.targets
+            ? { Targets: sendTargets(group.targets) }
+            : { InstanceIds: group.instanceIds }),
+          Parameters: parameters.get(group),
+          MaxConcurrency: String(Math.max(1, context.parallel)),
+          MaxErrors: String(Math.max(0, context.failureBudget)),
+          TimeoutSeconds: this.settings.commandTimeout,
+          Comment: `nixship deploy ${group.request.path}`.slice(0, 100),
+        };
+        let commandId: string;
+        try {
+          commandId = await this.commands.send(input);
+          sentAny = true;
+        } catch (err) {
+          // Before any command went out, a fault of the account or document fails the wave.
+          if (!sentAny && err instanceof OperationError && WAVE_FAULTS.has(err.code)) throw err;
+          const message = faultMessage(err);
+          // A send SSM may have taken (its answer lost) may be running: not "nothing changed".
+          const outcome: DeployOutcome =
+            err instanceof OperationError && err.code === "ssm-send-unknown"
+              ? { status: "failed", phase: "switch", message, rolledBack: false, settling: true }
+              : { status: "failed", phase: "connect", message, rolledBack: false };
+          for (const m of group.members) finish(m.index, outcome);
+          continue;
+        }
+        const cancelled = interrupt.sent(
+          commandId,
+          group.members.map((m) => m.host.name),
+        );
+        for (const m of group.members) emit({ type: "phase", host: m.host.name, phase: "connect" });
+        // The verdict after a boot (confirm-boot or abort-boot) is sent under the boot's token.
+        const verdictToken = bootVerdict(group.request) ? tokens.get(group) : undefined;
+        running.push(
+          this.followGroup(group, commandId, context, emit, verdictToken, cancelled).then(
+            (results) => {
+              for (const [index, outcome] of results) finish(index, outcome);
+            },
+            (err: unknown) => {
+              const message = `lost track of SSM command ${commandId}: ${faultMessage(err)}`;
+              for (const m of group.members) {
+                if (outcomes[m.index] === undefined) {
+                  finish(m.index, {
+                    status: "failed",
+                    phase: "switch",
+                    message,
+                    rolledBack: false,
+                    settling: true,
+                  });
+                }
               }
-            }
-          },
-        ),
-      );
+            },
+          ),
+        );
+      }
+      await Promise.all(running);
+    } finally {
+      interrupt.close();
     }
-    await Promise.all(running);
     return outcomes.map(
       (o) => o ?? { status: "failed", phase: "connect", message: "no outcome", rolledBack: false },
     );
@@ -387,6 +407,8 @@ export class SsmDelivery implements Delivery {
     context: WaveContext,
     emit: (event: DeliveryEvent) => void,
     rebootToken: string | undefined,
+    /** Instances an interrupt cancelled the command on before they started it. */
+    cancelled: ReadonlySet<string>,
   ): Promise<Map<number, DeployOutcome>> {
     const phases = new Map<string, HostPhase>(group.members.map((m) => [m.host.name, "connect"]));
     const phase = (host: string, p: HostPhase) => {
@@ -417,11 +439,12 @@ export class SsmDelivery implements Delivery {
       for (const m of group.members.filter((x) => x.host.instanceId === inv.instanceId)) {
         const errors = [...finished.values()].filter(countsAsError).length;
         finishing.push(
-          this.finishHost(m.host, m.request, [inv], errors, emit, context, rebootToken).then(
-            (o) => {
-              results.set(m.index, o);
-            },
-          ),
+          this.finishHost(m.host, m.request, [inv], errors, emit, context, {
+            rebootToken,
+            cancelled,
+          }).then((o) => {
+            results.set(m.index, o);
+          }),
         );
       }
     };
@@ -443,7 +466,10 @@ export class SsmDelivery implements Delivery {
       const errors = all.filter(countsAsError).length;
       results.set(
         member.index,
-        await this.finishHost(member.host, member.request, all, errors, emit, context, rebootToken),
+        await this.finishHost(member.host, member.request, all, errors, emit, context, {
+          rebootToken,
+          cancelled,
+        }),
       );
     }
     await Promise.all(finishing);
@@ -458,7 +484,10 @@ export class SsmDelivery implements Delivery {
     errors: number,
     emit: (event: DeliveryEvent) => void,
     context: WaveContext,
-    rebootToken?: string,
+    {
+      rebootToken,
+      cancelled,
+    }: { readonly rebootToken: string | undefined; readonly cancelled: ReadonlySet<string> },
   ): Promise<DeployOutcome> {
     const log = (line: string) => emit({ type: "log", host: host.name, line });
     if (invocations.length === 0) {
@@ -475,7 +504,12 @@ export class SsmDelivery implements Delivery {
         if (phaseMarker(line) !== undefined) continue;
         log(`${host.targets ? `${inv.instanceId}: ` : ""}${line.replace(/^activate: /, "")}`);
       }
-      return instanceOutcome(inv, this.settings, errors > context.failureBudget);
+      return instanceOutcome(inv, this.settings, {
+        maxErrorsReached: errors > context.failureBudget,
+        ...(cancelled.has(inv.instanceId)
+          ? { cancelledBeforeStart: interruptReason(context.signal) }
+          : {}),
+      });
     });
     const combined = combineOutcomes(host, outcomes);
     const hooks = {

@@ -1,9 +1,17 @@
 // One SSM command's invocations as the SSM stand-in runs them on the lab (moto runs nothing):
 // the document's shell on the lab host each instance stands for, at most MaxConcurrency at a
 // time in the order the instances came; a silent instance's invocation never starts and ends
-// TimedOut ("Delivery Timed Out") once the command's delivery timeout has passed.
+// TimedOut ("Delivery Timed Out") once the command's delivery timeout has passed. CancelCommand:
+// a Pending invocation ends Cancelled and never runs; a running one (AWS's agent kills its shell
+// with SIGKILL) is not killed here: it runs to its end and then says Cancelled.
 
-export type InvocationStatus = "Pending" | "InProgress" | "Success" | "Failed" | "TimedOut";
+export type InvocationStatus =
+  | "Pending"
+  | "InProgress"
+  | "Success"
+  | "Failed"
+  | "TimedOut"
+  | "Cancelled";
 
 export interface Invocation {
   readonly instanceId: string;
@@ -12,6 +20,8 @@ export interface Invocation {
   deliveryDeadline?: number;
   /** activate.sh's exit code, -1 until it ends. */
   code: number;
+  /** CancelCommand named it while it ran: it ends Cancelled. */
+  cancelAsked?: boolean;
   stdout: string;
   stderr: string;
 }
@@ -33,8 +43,9 @@ export interface CommandRunsOptions {
   readonly run: (instanceId: string, shell: string) => Promise<ShellRun>;
 }
 
-/** SSM keeps the first 24,000 characters of an invocation's stdout and stderr. */
-const OUTPUT_LIMIT = 24_000;
+/** SSM keeps the first 24,000 characters of an invocation's stdout, and 8,000 of its stderr. */
+const STDOUT_LIMIT = 24_000;
+const STDERR_LIMIT = 8_000;
 
 export class CommandRuns {
   readonly invocations: Invocation[];
@@ -72,10 +83,29 @@ export class CommandRuns {
   }
 
   /** The command's status: in progress while any invocation is open, else how they ended. */
-  status(): "InProgress" | "Success" | "Failed" {
+  status(): "InProgress" | "Success" | "Failed" | "Cancelled" {
     const all = this.now();
     if (all.some((i) => i.status === "Pending" || i.status === "InProgress")) return "InProgress";
+    if (all.some((i) => i.status === "Cancelled")) return "Cancelled";
     return all.some((i) => i.status !== "Success") ? "Failed" : "Success";
+  }
+
+  /**
+   * CancelCommand on these instances (all when undefined): a Pending invocation ends Cancelled
+   * without running; a running one ends Cancelled when it ends; an ended one stays as it is.
+   */
+  cancel(instanceIds: readonly string[] | undefined): void {
+    for (const inv of this.now()) {
+      if (instanceIds !== undefined && !instanceIds.includes(inv.instanceId)) continue;
+      if (inv.status === "Pending") {
+        inv.status = "Cancelled";
+        inv.deliveryDeadline = undefined;
+        const queued = this.#queue.indexOf(inv);
+        if (queued >= 0) this.#queue.splice(queued, 1);
+      } else if (inv.status === "InProgress") {
+        inv.cancelAsked = true;
+      }
+    }
   }
 
   /** Waits for the runs started so far (the stand-in's close). */
@@ -94,9 +124,9 @@ export class CommandRuns {
         .then(
           (r) => {
             inv.code = r.code;
-            inv.stdout = r.stdout.slice(0, OUTPUT_LIMIT);
-            inv.stderr = r.stderr.slice(0, OUTPUT_LIMIT);
-            inv.status = r.code === 0 ? "Success" : "Failed";
+            inv.stdout = r.stdout.slice(0, STDOUT_LIMIT);
+            inv.stderr = r.stderr.slice(0, STDERR_LIMIT);
+            inv.status = inv.cancelAsked ? "Cancelled" : r.code === 0 ? "Success" : "Failed";
           },
           (err: unknown) => {
             inv.stderr = `the stand-in could not run the command: ${String(err)}`;

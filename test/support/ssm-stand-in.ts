@@ -24,16 +24,21 @@
 //   shell SSM's agent would make of the document moto holds (each parameter pasted in place of
 //   its `{{ Name }}`) on each instance's lab host, as root, at most MaxConcurrency at a time,
 //   and overlays the real outcome (Status, StatusDetails, ResponseCode, the first 24,000
-//   characters of stdout and stderr) on moto's GetCommandInvocation, and the command's Status
+//   characters of stdout and 8,000 of stderr) on moto's GetCommandInvocation, and the command's Status
 //   and counts on moto's ListCommands (InProgress while an invocation is open; Failed when one
 //   failed or timed out, else Success). An invocation waiting its turn is Pending.
+// - CancelCommand: moto 5.2 does not implement it. The stand-in checks the command exists
+//   (InvalidCommandId) and at most 50 instance IDs (ValidationException); a Pending invocation
+//   named (or every one, with none named) ends Cancelled and never runs. AWS's agent kills a
+//   running invocation's shell (SIGKILL); the stand-in lets it run to its end, then says
+//   Cancelled (`cancelledRunning` counts those asked).
 // - ListCommandInvocations: moto 5.2 does not implement it; the stand-in answers it from the
 //   command moto resolved and the runs (pages of MaxResults, NextToken), filtered by InstanceId.
 // - Not done, as AWS would: MaxErrors is kept but not enforced (every instance runs, however
 //   many failed); the document's timeoutSeconds and SSM's reboot (exit 194) are not acted on;
 //   no signature is checked and every instance counts as managed by SSM. Neither makes
-//   throttling, nor the statuses Delayed, Undeliverable or Cancelled: test/ssm-delivery.test.ts
-//   scripts those with aws-sdk-client-mock.
+//   throttling, nor the statuses Delayed or Undeliverable (Cancelled only by CancelCommand):
+//   test/ssm-delivery.test.ts scripts those with aws-sdk-client-mock.
 // - Silent instances (`silence`: its SSM agent gone, the machine off) never take a command: as
 //   AWS documents it, the invocation stays Pending until the command's delivery timeout
 //   (TimeoutSeconds), then ends TimedOut with the details "Delivery Timed Out".
@@ -57,6 +62,8 @@ export interface SsmStandIn {
   readonly moto: string;
   /** The Command parameter of every SendCommand, in order (activate, status, rollback). */
   readonly sent: string[];
+  /** Cancels asked of invocations that were running (nixship cancels only those waiting). */
+  readonly cancelledRunning: () => number;
   /** Makes an instance silent (it takes no command from now on), or answering again. */
   readonly silence: (instanceId: string, silent: boolean) => void;
   readonly close: () => Promise<void>;
@@ -133,6 +140,7 @@ export async function startSsmStandIn(
   const commands = new Map<string, Command>();
   const sent: string[] = [];
   const silent = new Set<string>();
+  let cancelledRunning = 0;
   let server: ReturnType<typeof createServer> | undefined;
   const stop = async () => {
     if (server !== undefined) {
@@ -238,6 +246,20 @@ export async function startSsmStandIn(
         const list = (listed.Commands as Json[] | undefined) ?? [];
         return { ...listed, Commands: list.map((c) => commandNow(c, commands)) };
       },
+      async CancelCommand(input) {
+        const c = commands.get(String(input.CommandId ?? ""));
+        if (c === undefined) throw fault("InvalidCommandId", "no such command");
+        const ids = input.InstanceIds as string[] | undefined;
+        if (ids !== undefined && ids.length > 50)
+          throw fault("ValidationException", "InstanceIds holds more than 50 members");
+        cancelledRunning += c.runs
+          .now()
+          .filter(
+            (i) => i.status === "InProgress" && (ids === undefined || ids.includes(i.instanceId)),
+          ).length;
+        c.runs.cancel(ids);
+        return {};
+      },
       async ListCommandInvocations(input) {
         const c = commands.get(String(input.CommandId ?? ""));
         const all = (c?.runs.now() ?? []).filter(
@@ -302,6 +324,7 @@ export async function startSsmStandIn(
       instances,
       moto: moto.endpoint,
       sent,
+      cancelledRunning: () => cancelledRunning,
       silence: (instanceId, on) => {
         if (on) silent.add(instanceId);
         else silent.delete(instanceId);

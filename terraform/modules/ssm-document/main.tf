@@ -144,4 +144,11 @@ data "aws_iam_policy_document" "sender" {
     actions   = ["ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation"]
     resources = ["*"]
   }
+
+  # An interrupted deploy cancels its commands where SSM has not started them (no new host).
+  statement {
+    sid       = "CancelWaitingCommands"
+    actions   = ["ssm:CancelCommand"]
+    resources = ["*"]
+  }
 }
