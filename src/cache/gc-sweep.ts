@@ -1,6 +1,6 @@
 // The deleting half of a cache collection: what each doomed narinfo refers to, their deletion
 // referrers first in batches under the lock, and the second look at the narinfos before the NARs.
-import { InputError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { HASH_PART_LENGTH as HASH_PART, STORE_DIR } from "../nix/store-path.js";
 import { deleteKeys } from "../store/helpers.js";
 import { DELETE_BATCH, type ObjectStore } from "../store/object-store.js";
@@ -62,8 +62,20 @@ export async function secondLook(
       const info = await readNarInfo(store, hash);
       if (info !== undefined) named.add(info.url);
     } catch (err) {
-      // A narinfo that does not read names no NAR this collection can see; say so.
-      problems.push(`${hash}.narinfo: ${err instanceof Error ? err.message : String(err)}`);
+      // A narinfo that is not one (its content refused) names no NAR Nix could fetch; say so.
+      // One that could not be read (the store failed, timed out) may name any NAR: no NAR is
+      // deleted on a guess, and the collection stops here.
+      if (!(err instanceof InputError)) {
+        throw new OperationError(
+          "gc-second-look",
+          `reading ${hash}.narinfo again before deleting NARs failed (${err instanceof Error ? err.message : String(err)}): no NAR was deleted`,
+          {
+            cause: err,
+            hint: "the narinfos deleted so far had every reference kept; run 'nixship cache gc' again once the store answers",
+          },
+        );
+      }
+      problems.push(`${hash}.narinfo: ${err.message}`);
     }
   });
   return { remaining, named, listCalls, reads: unknown.length, problems };

@@ -1,0 +1,122 @@
+// The second look before NARs are deleted: a narinfo still there after the narinfos' sweep (its
+// delete failed, or it was put since the listing) that cannot be read again because the store
+// fails (a 503, a timeout) may name any NAR, so the collection stops before deleting one; a
+// narinfo whose content is refused names no NAR Nix could fetch, and is only reported.
+import { access, mkdtemp, rm, utimes } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { OperationError } from "../errors.js";
+import { Sha256 } from "../nix/hash.js";
+import { generateSecretKey } from "../nix/keys.js";
+import { buildNar, narNode } from "../nix/nar-write.js";
+import { formatNarInfo, signNarInfo } from "../nix/narinfo.js";
+import { makeStorePath } from "../nix/store-path.js";
+import type { GetOptions, ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { wrapStore } from "../store/wrap-store.js";
+import { collectGarbage } from "./gc.js";
+import { narInfoKey, narKey } from "./layout.js";
+
+let dir: string;
+let inner: ObjectStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-gc-look-"));
+  inner = await openStore(`file://${dir}`);
+});
+afterEach(async () => {
+  await inner.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A signed path with its NAR, both two days old (past a day's grace), and nothing keeps it. */
+async function putOldPath(seed: string): Promise<{ narinfo: string; nar: string }> {
+  const path = makeStorePath("output:out", Sha256.of(seed), seed);
+  const nar = buildNar(narNode.regular(path));
+  const hash = Sha256.of(nar);
+  const info = {
+    storePath: path,
+    url: narKey(hash, "none"),
+    compression: "none",
+    fileHash: hash,
+    fileSize: nar.length,
+    narHash: hash,
+    narSize: nar.length,
+    references: [],
+    deriver: undefined,
+    sigs: [],
+    ca: undefined,
+  };
+  await inner.put(info.url, nar, {});
+  const text = formatNarInfo(signNarInfo(info as never, generateSecretKey("gc-look-1")));
+  await inner.put(narInfoKey(path), Buffer.from(text), {});
+  const old = new Date(Date.now() - 2 * 86400_000);
+  for (const key of [info.url, narInfoKey(path)]) await utimes(join(dir, key), old, old);
+  return { narinfo: narInfoKey(path), nar: info.url };
+}
+
+const present = (key: string) =>
+  access(join(dir, key)).then(
+    () => true,
+    () => false,
+  );
+
+/** A collection keeping nothing, with a day's grace. */
+const collect = (store: ObjectStore) =>
+  collectGarbage({
+    store,
+    readRoots: async () => ({ roots: new Map(), origins: new Map(), unreadable: [], skipped: [] }),
+    graceMs: 86400_000,
+    dryRun: false,
+    waitMs: 0,
+    pricePerGbMonth: 0.023,
+  });
+
+describe("the second look at the narinfos", () => {
+  it("stops before deleting a NAR when a narinfo still there cannot be read again", async () => {
+    const stuck = await putOldPath("stuck");
+    let reads = 0;
+    const store = wrapStore(inner, {
+      // Its delete fails (throttled), and its second read too (the store is unwell).
+      delete: async (key) => {
+        if (key === stuck.narinfo) throw new Error("SlowDown");
+        return inner.delete(key);
+      },
+      deleteMany: undefined,
+      get: (async (key: string, options?: GetOptions) => {
+        if (key === stuck.narinfo && ++reads > 1) throw new Error("503 Service Unavailable");
+        return inner.get(key, options);
+      }) as ObjectStore["get"],
+    });
+    const failed = await collect(store).catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(OperationError);
+    expect(failed).toMatchObject({ code: "gc-second-look" });
+    expect((failed as Error).message).toMatch(/503 Service Unavailable.*no NAR was deleted/);
+    // The narinfo stands, and so does its NAR: the cache serves the path whole.
+    expect(await present(stuck.narinfo)).toBe(true);
+    expect(await present(stuck.nar)).toBe(true);
+  });
+
+  it("reports a narinfo whose content is refused, and goes on", async () => {
+    const gone = await putOldPath("gone");
+    // Not a narinfo (a writer's junk), and its delete fails: it is read again, and refused.
+    const junk = `${"0".repeat(32)}.narinfo`;
+    await inner.put(junk, Buffer.from("StorePath: not a store path\n"), {});
+    const old = new Date(Date.now() - 2 * 86400_000);
+    await utimes(join(dir, junk), old, old);
+    const store = wrapStore(inner, {
+      delete: async (key) => {
+        if (key === junk) throw new Error("SlowDown");
+        return inner.delete(key);
+      },
+      deleteMany: undefined,
+    });
+    const report = await collect(store);
+    expect(report.problems.filter((p) => p.startsWith(`${"0".repeat(32)}.narinfo`))).toHaveLength(
+      2,
+    );
+    expect(await present(gone.narinfo)).toBe(false);
+    expect(await present(gone.nar)).toBe(false);
+  });
+});
