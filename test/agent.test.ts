@@ -3,8 +3,10 @@
 // store, substituting through their own loopback cache proxy with the real Nix, and running the
 // real activate.sh. The deployer is `nixship deploy --via agent`; hostile releases are written
 // straight into the store. Test 6 is about liveness.
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { takeGcLock } from "../src/cache/gc-lease.js";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { parseRelease } from "../src/release/release-parse.js";
@@ -13,7 +15,7 @@ import { judgeReport } from "../src/status/report-signature.js";
 import { progressKey } from "../src/status/status.js";
 import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "../support/cli.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
 import {
   type AgentLab,
   agentLog,
@@ -269,6 +271,45 @@ describe("the pull agent on a lab fleet", () => {
     const [profile, current] = status.stdout.trim().split("\n");
     expect(profile).toBe(v3);
     expect(current).toBe(v3);
+  });
+
+  it("4b. rollback waits for a collection of the cache before it reads the channel, and publishes nothing when interrupted", async () => {
+    const before = await channelRelease();
+    const store = await openStore(storeUrl);
+    const lock = await takeGcLock(store, { waitMs: 10_000 });
+    try {
+      const child = spawn(
+        process.execPath,
+        [NIXSHIP_BIN, "rollback", "--fleet", fleetFile, "--on", "ag1", "--json"],
+        {
+          env: { ...process.env, NIXSHIP_RELEASE_KEY: releaseKeyFile },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let stderr = "";
+      const ended = new Promise<number | null>((resolve) => child.on("close", resolve));
+      const waiting = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 60_000);
+        child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+          stderr += d;
+          if (stderr.includes("waiting for the cache's garbage collection")) {
+            clearTimeout(timer);
+            resolve(true);
+          }
+        });
+        void ended.then(() => resolve(false));
+      });
+      const waited = await waiting;
+      child.kill("SIGINT");
+      const code = await ended;
+      expect(waited, stderr).toBe(true);
+      expect(code, stderr).toBe(130);
+    } finally {
+      await lock.release();
+      await store.close();
+    }
+    // Nothing was published while the collection held the cache.
+    expect((await channelRelease()).release.seq).toBe(before.release.seq);
   });
 
   it("5. rollback: a signed rollback release sends the host back to the system it ran before", async () => {

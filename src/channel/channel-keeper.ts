@@ -4,6 +4,7 @@
 // whether or not they already run it, other hosts keep their entry unless it failed on them, and
 // a host that failed is named back to the last system confirmed healthy on it. Watching hosts
 // apply a release is not its part (delivery/agent.ts does that).
+import { readNarInfo } from "../cache/read.js";
 import { OperationError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { ReleaseSettings } from "../fleet/fleet.js";
@@ -348,6 +349,15 @@ export class ChannelKeeper {
       const past = history.hosts.get(name) ?? [];
       if (!this.#o.allowFailed && hasFailed(past, target.path)) {
         refused.set(name, failedMessage(name, target.path, past));
+        continue;
+      }
+      // The agent fetches it from the cache: a release naming a system the cache lacks (a
+      // collection took it, or it was never pushed) would fail on every host it names.
+      if ((await readNarInfo(store, target.path)) === undefined) {
+        refused.set(
+          name,
+          `${target.path} is not in the cache ${store.url} (a 'cache gc' took it, or it was never pushed): push it first ('nixship push ${target.path} --to ${store.url}', from a machine whose store holds it), then roll back`,
+        );
         continue;
       }
       entries[name] = { ...entries[name], path: target.path };

@@ -9,6 +9,7 @@ import {
   channelRelease,
   channelStoreEachTest,
   type Hosts,
+  inCache,
   NO_HEALTH,
   plant,
   sys,
@@ -52,6 +53,8 @@ function keeper(options: { allowFailed?: boolean } = {}): ChannelKeeper {
 /** Each step a wave's release, every host of which reports success. */
 async function deployed(...steps: Record<string, StorePath>[]): Promise<void> {
   for (const step of steps) {
+    // Pushed first, as a deploy does: a rollback names only a system the cache holds.
+    await inCache(store, Object.values(step));
     const wave = Object.entries(step).map(([host, path]) => ({ host, path }));
     const signed = await keeper().publishWave(wave, "switch");
     await hosts.report(
@@ -154,7 +157,8 @@ describe("ChannelKeeper.publishRollback", () => {
     expect(await rollback(["web1"], to)).toEqual([
       { host: "web1", why: `web1: ${sys("c", "web1")} failed on web1 in release 3` },
     ]);
-    // Allowed on purpose, it is named.
+    // Allowed on purpose, it is named (the cache holds it: its deploy pushed it).
+    await inCache(store, [sys("c", "web1")]);
     expect(await rollback(["web1"], to, keeper({ allowFailed: true }))).toEqual([
       { host: "web1", path: sys("c", "web1") },
     ]);

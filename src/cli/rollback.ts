@@ -1,6 +1,7 @@
 // `nixship rollback`: a rollout undone (rollback-rollout.ts), or with --on / --to the selected
 // hosts back to their previous (or a chosen) system.
 
+import { CacheLease } from "../cache/gc-lease.js";
 import { HISTORY_RELEASES } from "../channel/history-store.js";
 import { openDelivery } from "../deploy/open-delivery.js";
 import { recordRollbacks } from "../deploy/push-records.js";
@@ -16,6 +17,7 @@ import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
 import { ROLLOUT_ID } from "../status/rollout.js";
+import { formatLeaseEvent } from "../ui/lease-events.js";
 import { storeName } from "../ui/plan-format.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import {
@@ -188,7 +190,7 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
         again: againFlags(values),
       });
     }
-    const { mode, delivery, close } = await openDelivery(fleet, hosts, {
+    const { mode, delivery, store, close } = await openDelivery(fleet, hosts, {
       fleetDir: input.fleetDir,
       releaseKey,
       allowFailed: values["allow-failed"] === true,
@@ -205,10 +207,27 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
     });
     let outcomes: Awaited<ReturnType<typeof delivery.rollbackHosts>>;
     let unrecorded: string | undefined;
+    // An agent host's rollback is a release naming a system in the cache: leased from before
+    // the channel is read until the agents are watched, so that no collection sweeps it
+    // meanwhile (a push mode's host goes back to a generation it holds itself).
+    let lease: CacheLease | undefined;
     try {
-      outcomes = await delivery
-        .rollbackHosts(hosts, to, timeoutFlag ?? longestActivationTimeout(fleet, hosts))
-        .finally(close);
+      try {
+        if (mode === "agent" && store !== undefined) {
+          lease = await CacheLease.take(store, "rollback", {
+            onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`),
+            signal: trap.signal,
+          });
+        }
+        outcomes = await delivery.rollbackHosts(
+          hosts,
+          to,
+          timeoutFlag ?? longestActivationTimeout(fleet, hosts),
+        );
+      } finally {
+        await lease?.release();
+        await close();
+      }
       // Agents report a rollback release themselves; push modes leave the record here.
       unrecorded =
         mode === "agent" || fleet.cache === undefined

@@ -6,10 +6,12 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { inCache, sys } from "../../test/support/channel-hosts.js";
 import { makeHostKey } from "../../test/support/ssh-host-key.js";
 import { sshRecord } from "../../test/support/status-records.js";
 import type { Activator, Applied, HostSystem } from "../agent/activator.js";
 import { Agent } from "../agent/agent.js";
+import { narInfoKey } from "../cache/layout.js";
 import type { AgentHost } from "../fleet/fleet.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
@@ -28,9 +30,6 @@ import type { DeliveryEvent, WaveHost } from "./delivery.js";
 
 const CHANNEL = "prod";
 const releaseKeyPair = generateSecretKey("release-1");
-/** A system path; `c` must be a nix32 character (not e, o, u or t). */
-const sys = (c: string, host = "web") =>
-  `/nix/store/${c.repeat(32)}-nixos-system-${host}` as StorePath;
 const NO_HEALTH = { http: [], commands: [] };
 
 /** Activates anything except the paths in `broken`, tracking the host's generation. */
@@ -735,6 +734,8 @@ describe("AgentDelivery.status", () => {
 describe("AgentDelivery.rollbackHosts", () => {
   async function deployed(...steps: Record<string, StorePath>[]): Promise<void> {
     for (const step of steps) {
+      // Pushed first, as a deploy does: a rollback names only a system the cache holds.
+      await inCache(store, Object.values(step));
       const outcomes = await delivery().deployWave(wave(step), () => {}, CONTEXT);
       expect(outcomes.every((o) => o.status === "activated")).toBe(true);
     }
@@ -856,6 +857,30 @@ describe("AgentDelivery.rollbackHosts", () => {
     ]);
     const absent = await delivery().rollbackHosts([host("web1")], { kind: "release", seq: 99 });
     expect(absent).toEqual([{ status: "failed", message: "channel prod has no release 99" }]);
+  });
+
+  it("refuses a system the cache does not hold, naming it and how to push it; publishes nothing", async () => {
+    startAgents(["web1"]);
+    await deployed({ web1: sys("a", "web1") }, { web1: sys("b", "web1") });
+    // A collection took the system the walk back would name.
+    await store.delete(narInfoKey(sys("a", "web1")));
+    const before = await channel();
+    const outcomes = await delivery().rollbackHosts([host("web1")], undefined);
+    expect(outcomes).toEqual([
+      {
+        status: "failed",
+        message: `${sys("a", "web1")} is not in the cache ${store.url} (a 'cache gc' took it, or it was never pushed): push it first ('nixship push ${sys("a", "web1")} --to ${store.url}', from a machine whose store holds it), then roll back`,
+      },
+    ]);
+    const byPath = await delivery().rollbackHosts([host("web1")], {
+      kind: "path",
+      path: sys("z", "web1"),
+    });
+    expect(byPath[0]).toMatchObject({
+      status: "failed",
+      message: expect.stringMatching(/is not in the cache/),
+    });
+    expect((await channel()).release.seq).toBe(before.release.seq);
   });
 
   it("passes over a release withdrawn by a publisher that lost a race", async () => {
@@ -1101,6 +1126,11 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
   });
 
   it("rollback --to generation:N reads the generation from reports the host signed only", async () => {
+    // Pushed, as a deploy does: a rollback names only a system the cache holds.
+    await inCache(
+      store,
+      ["a", "b", "c"].map((c) => sys(c, "web1")),
+    );
     const web1 = await hostKeyPair("web1");
     startAgents(["web1"], [], new Map([["web1", web1.file]]));
     const reportKeys = new Map([["web1", web1.publicKey]]);
@@ -1157,6 +1187,11 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
   });
 
   it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {
+    // Pushed, as a deploy does: a rollback names only a system the cache holds.
+    await inCache(
+      store,
+      ["a", "b", "c"].map((c) => sys(c, "web1")),
+    );
     const web1 = await hostKeyPair("web1");
     startAgents(["web1", "web2"], [], new Map([["web1", web1.file]]));
     const reportKeys = new Map([["web1", web1.publicKey]]);
@@ -1193,6 +1228,11 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     expect(back).toMatchObject({ status: "rolled-back", path: sys("b", "web1") });
   });
   it("a success its host did not sign, written after the failure it signed, erases neither", async () => {
+    // Pushed, as a deploy does: a rollback names only a system the cache holds.
+    await inCache(
+      store,
+      ["a", "b", "c"].map((c) => sys(c, "web1")),
+    );
     const web1 = await hostKeyPair("web1");
     startAgents(["web1", "web2"], [sys("c", "web1")], new Map([["web1", web1.file]]));
     const reportKeys = new Map([["web1", web1.publicKey]]);

@@ -20,13 +20,31 @@ import { loadRelease } from "../../src/release/shard-store.js";
 import { writeStatus } from "../../src/status/status-store.js";
 import { FsStore } from "../../src/store/fs-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
+import { putSyntheticPath } from "../../support/synthetic-cache.js";
 
 export const CHANNEL = "prod";
 export const NO_HEALTH = { http: [], commands: [] };
 
 /** A system path; `c` must be a nix32 character (not e, o, u or t). */
 export const sys = (c: string, host = "web") =>
-  `/nix/store/${c.repeat(32)}-nixos-system-${host}` as StorePath;
+  `/nix/store/${c.repeat(24)}${hostPart(host)}-nixos-system-${host}` as StorePath;
+
+const NIX32 = "0123456789abcdfghijklmnpqrsvwxyz";
+/** Eight nix32 characters of its own for each host: two hosts' systems never share a hash. */
+function hostPart(host: string): string {
+  let h = 2166136261;
+  for (const ch of host) h = Math.imul(h ^ (ch.codePointAt(0) ?? 0), 16777619) >>> 0;
+  let out = "";
+  for (let i = 0; i < 8; i++) out += NIX32[(h >>> (i * 4)) & 31];
+  return out;
+}
+
+const CACHE_KEY = generateSecretKey("channel-cache-1");
+
+/** Puts each path in the store as a push would (a signed narinfo and its NAR): the cache has it. */
+export async function inCache(store: ObjectStore, paths: readonly StorePath[]): Promise<void> {
+  for (const path of new Set(paths)) await putSyntheticPath(store, CACHE_KEY, path, []);
+}
 
 /** The channel's current release (parsed, not verified). */
 export async function channelRelease(store: ObjectStore): Promise<SignedRelease> {
