@@ -24,7 +24,7 @@ fetch_bundle() {
   bounded log "$r" sh -c "$f_script" fetch "$r" "$MAX_SECRETS_BUNDLE" "$secrets_work/bundle"
   f_status=$?
   unset NIXSHIP_SECRETS_URL
-  f_curl=$(cat "$secrets_work/bundle.failed" 2>/dev/null)
+  f_curl=$(cat -- "$secrets_work/bundle.failed" 2>/dev/null)
   # (curl exits 63 for a size it was told in advance, 28 past --max-time.)
   if [ "$(($(wc -c <"$secrets_work/bundle")))" -gt "$MAX_SECRETS_BUNDLE" ] || [ "$f_curl" = 63 ]; then
     bundle_large
@@ -43,17 +43,21 @@ fetch_bundle() {
 # (each line without BASE64) to $secrets_work/manifest.
 check_bundle() {
   c_bundle=$secrets_work/bundle
-  [ "$(head -n 1 "$c_bundle")" = "nixship-secrets 1" ] ||
+  # Refused first: grep takes a file with a NUL for binary and prints no line (no check), and
+  # the shell drops it from what it reads (a PATH would lose it).
+  [ "$(tr -d '\000' <"$c_bundle" | wc -c)" = "$(wc -c <"$c_bundle")" ] ||
+    bundle_bad "it holds a NUL byte"
+  [ "$(head -n 1 -- "$c_bundle")" = "nixship-secrets 1" ] ||
     bundle_bad "line 1 is not \"nixship-secrets 1\""
-  [ -z "$(tail -c 1 "$c_bundle")" ] || bundle_bad "its last line does not end with a newline"
+  [ -z "$(tail -c 1 -- "$c_bundle")" ] || bundle_bad "its last line does not end with a newline"
   # NAME OWNER GROUP MODE PATH SHA256 BASE64, one space apart (lengths and ".." below).
   c_account='([a-z_][a-z0-9_-]*[$]?|[0-9]+)'
   c_line="[A-Za-z0-9][A-Za-z0-9_.-]* $c_account $c_account [0-7]{4}"
   c_line="$c_line /run(/[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*)+ [0-9a-f]{64} [A-Za-z0-9+/]+={0,2}"
   # (sed, not head, reads to the end: nothing upstream writes to a closed pipe.)
-  c_bad=$(tail -n +2 "$c_bundle" | LC_ALL=C grep -n -v -E "^$c_line\$" | cut -d: -f1 | sed -n 1p)
+  c_bad=$(tail -n +2 -- "$c_bundle" | LC_ALL=C grep -a -n -v -E "^$c_line\$" | cut -d: -f1 | sed -n 1p)
   [ -z "$c_bad" ] || bundle_bad "line $((c_bad + 1)) is malformed"
-  tail -n +2 "$c_bundle" | cut -d' ' -f1-6 >"$secrets_work/manifest" ||
+  tail -n +2 -- "$c_bundle" | cut -d' ' -f1-6 >"$secrets_work/manifest" ||
     step_failed secrets 11 "cannot write $secrets_work/manifest"
   c_n=1
   while read -r c_name c_owner c_group _ c_path _ <&3; do
@@ -78,7 +82,7 @@ require_declared_secrets() {
   while read -r d_name d_owner d_group d_mode d_path _ <&3; do
     d_n=$((d_n + 1))
     if [ ! -f "$d_file" ] ||
-      ! head -c 65536 "$d_file" | grep -Fxq -e "$d_name $d_owner $d_group $d_mode $d_path"; then
+      ! head -c 65536 -- "$d_file" | grep -aFxq -e "$d_name $d_owner $d_group $d_mode $d_path"; then
       fail secrets 11 "secrets bundle line $d_n (secret $d_name): the system does not declare it so in $d_file (name, owner, group, mode and path must be one of its lines): this host's trust is pinned, and only its system says where secrets go and whose they are"
     fi
   done 3<"$secrets_work/manifest"

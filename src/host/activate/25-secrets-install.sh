@@ -30,7 +30,7 @@ decrypt_secret() {
   s_age=$secrets_work/$s_n.age
   base64 -d <"$secrets_work/$s_n.b64" >"$s_age" 2>/dev/null ||
     bundle_bad "line $s_n: BASE64 does not decode"
-  rm -f "$secrets_work/$s_n.b64"
+  rm -f -- "$secrets_work/$s_n.b64"
   [ "$(sha256sum <"$s_age" | cut -c1-64)" = "$s_sha" ] ||
     secret_failed "$s_name" "its age file does not match its sha256"
   user_exists "$s_owner" || secret_failed "$s_name" "owner '$s_owner' does not exist on this host"
@@ -42,7 +42,7 @@ decrypt_secret() {
   # then nobody but root can swap one for a link while the secret is written, moved or removed.
   root_only_path "$s_dir" create || secret_failed "$s_name" "$d_why"
   s_real=$d_real
-  s_fs=$(stat -f -c %T "$s_real" 2>/dev/null)
+  s_fs=$(stat -f -c %T -- "$s_real" 2>/dev/null)
   case $s_fs in
     tmpfs | ramfs) ;;
     *) secret_failed "$s_name" "$s_dir is not on a tmpfs (it is on ${s_fs:-an unknown file system})" ;;
@@ -50,13 +50,14 @@ decrypt_secret() {
   s_temp=$s_real/.nixship-$s_name.new
   printf '%s\n' "$s_temp" >>"$secrets_work/temps"
   printf '%s\n' "$s_real" >"$secrets_work/dir-$s_n"
-  rm -f "$s_temp"
+  rm -f -- "$s_temp"
   remaining_set
   [ "$r" -gt 0 ] || timed_out secrets
   [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
-  # The file age makes is its owner's only until chown and chmod.
+  # The file is root's only until chown and chmod. bounded's redirection makes it, not age -o:
+  # age 1.1 makes that file at the first byte it writes, so never for an empty secret.
   umask 077
-  bounded quiet "$r" "$age" -d -i "$host_key" -o "$s_temp" "$s_age"
+  bounded "$s_temp" "$r" "$age" -d -i "$host_key" -- "$s_age"
   s_status=$?
   umask 022
   case $s_status in
@@ -64,9 +65,9 @@ decrypt_secret() {
     124 | 137) secret_failed "$s_name" "decrypting it took longer than ${r}s" ;;
     *) secret_failed "$s_name" "cannot be decrypted with $host_key (not encrypted to this host, or tampered)" ;;
   esac
-  chown "$s_owner:$s_group" "$s_temp" ||
+  chown -- "$s_owner:$s_group" "$s_temp" ||
     secret_failed "$s_name" "cannot give it owner $s_owner and group $s_group"
-  chmod "$s_mode" "$s_temp" || secret_failed "$s_name" "cannot give it mode $s_mode"
+  chmod -- "$s_mode" "$s_temp" || secret_failed "$s_name" "cannot give it mode $s_mode"
 }
 
 # Removes secret file $1 of an earlier bundle, following no link: only where every directory on
@@ -88,21 +89,22 @@ commit_secrets() {
   while read -r s_name _ _ _ s_path _ <&3; do
     s_n=$((s_n + 1))
     # Within the directory checked (entered once, and still where it was resolved): a rename
-    # there replaces the name without following it; -T refuses a directory planted at it.
-    s_real=$(cat "$secrets_work/dir-$s_n")
-    (cd "$s_real" && [ "$(pwd -P)" = "$s_real" ] && exec mv -fT ".nixship-$s_name.new" "${s_path##*/}") ||
+    # there replaces the name without following it; -T refuses a directory planted at it. "--":
+    # a name may start with "-", which mv would take for an option (and move nothing).
+    s_real=$(cat -- "$secrets_work/dir-$s_n")
+    (cd "$s_real" && [ "$(pwd -P)" = "$s_real" ] && exec mv -fT -- ".nixship-$s_name.new" "${s_path##*/}") ||
       secret_failed "$s_name" "cannot be moved to $s_path"
   done 3<"$secrets_work/manifest"
   if [ -f "$state_dir/secrets" ]; then
-    cut -d' ' -f5 "$secrets_work/manifest" >"$secrets_work/paths"
+    cut -d' ' -f5 -- "$secrets_work/manifest" >"$secrets_work/paths"
     while read -r _ _ _ _ s_path _ <&3; do
-      case $s_path in /run/?*) grep -q -x -F -e "$s_path" "$secrets_work/paths" || remove_secret "$s_path" ;; esac
+      case $s_path in /run/?*) grep -a -q -x -F -e "$s_path" -- "$secrets_work/paths" || remove_secret "$s_path" ;; esac
     done 3<"$state_dir/secrets"
   fi
-  mv -f "$secrets_work/manifest" "$state_dir/secrets"
+  mv -f -- "$secrets_work/manifest" "$state_dir/secrets"
   # A test leaves the boot default as it was: the bundle kept for after a boot stays its own.
   [ -n "$secrets_file" ] || [ "$action" = test ] || save_secrets
-  rm -rf "$secrets_work"
+  rm -rf -- "$secrets_work"
   log "installed $s_what"
   trap 'interrupted INT' INT
   trap 'interrupted TERM' TERM
@@ -113,10 +115,10 @@ install_secrets() {
   mark_phase secrets
   write_info
   secrets_discard
-  { mkdir -p "$state_dir" && mkdir -m 700 "$secrets_work"; } ||
+  { mkdir -p -- "$state_dir" && mkdir -m 700 -- "$secrets_work"; } ||
     step_failed secrets 11 "cannot create $secrets_work"
   if [ -n "$secrets_file" ]; then
-    head -c "$((MAX_SECRETS_BUNDLE + 1))" "$secrets_file" >"$secrets_work/bundle" ||
+    head -c "$((MAX_SECRETS_BUNDLE + 1))" -- "$secrets_file" >"$secrets_work/bundle" ||
       step_failed secrets 11 "cannot read $secrets_file"
     [ "$(($(wc -c <"$secrets_work/bundle")))" -le "$MAX_SECRETS_BUNDLE" ] || bundle_large
   elif [ -n "$secrets_url" ]; then
@@ -158,10 +160,10 @@ install_secrets() {
 # package it named on the disk, root's alone, for restore-secrets after a boot. Best effort: the
 # secrets are installed; a host that cannot keep them gets them again at its next activation.
 save_secrets() {
-  (mkdir -p "$boot_dir" && umask 077 &&
-    cp "$secrets_work/bundle" "$saved_secrets.new" &&
+  (mkdir -p -- "$boot_dir" && umask 077 &&
+    cp -- "$secrets_work/bundle" "$saved_secrets.new" &&
     printf '%s\n' "$age_path" >"$saved_age.new" &&
-    mv -f "$saved_age.new" "$saved_age" && mv -f "$saved_secrets.new" "$saved_secrets") ||
+    mv -f -- "$saved_age.new" "$saved_age" && mv -f -- "$saved_secrets.new" "$saved_secrets") ||
     log "could not keep the secrets bundle in $saved_secrets: after a boot they are back only with the next activation"
 }
 
@@ -169,7 +171,7 @@ save_secrets() {
 # installed one).
 saved_secrets_installed() {
   [ -f "$state_dir/secrets" ] || return 1
-  tail -n +2 "$saved_secrets" | cut -d' ' -f1-6 | cmp -s - "$state_dir/secrets"
+  tail -n +2 -- "$saved_secrets" | cut -d' ' -f1-6 | cmp -s - "$state_dir/secrets"
 }
 
 # --secrets and the options that go with it.
@@ -214,10 +216,10 @@ secrets_discard() {
   [ -d "$secrets_work" ] || return 0
   if [ -f "$secrets_work/temps" ]; then
     while IFS= read -r s_temp; do
-      case $s_temp in /run/*/.nixship-*.new | /run/.nixship-*.new) rm -f "$s_temp" ;; esac
+      case $s_temp in /run/*/.nixship-*.new | /run/.nixship-*.new) rm -f -- "$s_temp" ;; esac
     done <"$secrets_work/temps"
   fi
-  rm -rf "$secrets_work"
+  rm -rf -- "$secrets_work"
 }
 
 # The sha256 of the installed secrets' manifest (of nothing, when none were ever installed).
