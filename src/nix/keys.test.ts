@@ -15,8 +15,14 @@ const NIX_PUBLIC = "test-1:gg+Ac3acg1MrhtcaQbc+nJHt6RomHydolRU4aAZWcPo=";
 
 describe("keys", () => {
   it("says what in a key is not base64, rather than 'must hold 64 bytes, found 64'", () => {
-    const secret = formatSecretKey(generateSecretKey("k1"));
+    // A key whose base64 holds '+' or '/', which base64url writes as '-' and '_' (one in 15
+    // random keys has neither: its base64url form would be its base64 without the padding).
+    let secret = formatSecretKey(generateSecretKey("k1"));
+    for (let tries = 0; !/[+/]/.test(secret) && tries < 1000; tries++) {
+      secret = formatSecretKey(generateSecretKey("k1"));
+    }
     const body = secret.slice("k1:".length);
+    expect(body).toMatch(/[+/]/);
     const cases: [string, RegExp][] = [
       [
         `${secret}\n${formatSecretKey(generateSecretKey("k2"))}`,
