@@ -173,7 +173,7 @@ in
         types.submodule {
           options = {
             path = mkOption {
-              type = types.strMatching "/run(/[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*)+";
+              type = types.strMatching "/run(/[A-Za-z0-9_@+][A-Za-z0-9._@+-]*)+";
               description = "Where the decrypted secret is installed (on a tmpfs under /run).";
             };
             owner = mkOption {

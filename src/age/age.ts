@@ -170,7 +170,36 @@ export async function encryptSecret(
     encrypter.addRecipient(resolveRecipient(text, `recipient ${index + 1}`).typage);
   }
   encrypter.addRecipient(digestRecipient(recipientsDigest(recipients)));
-  return await encrypter.encrypt(plaintext);
+  const ciphertext = await encrypter.encrypt(plaintext);
+  // A header past MAX_HEADER is one nixship itself (and parseHeader) refuses to read back.
+  const size = headerSize(ciphertext);
+  if (size > MAX_HEADER) {
+    throw new InputError(
+      "too-many-recipients",
+      `a secret for ${texts.size} recipients would have an age header of ${size} bytes, more than the ${MAX_HEADER} bytes (64 KiB) an age file's header may hold here (at most ${MAX_SSH_RECIPIENTS} ssh-ed25519 or ${MAX_X25519_RECIPIENTS} age1 recipients); nothing was written`,
+      {
+        hint: 'encrypt each secret to fewer hosts: split it into secrets of the same value for parts of the fleet, each with a file of its own (e.g. one per tag, "hosts": "@web"; hosts that share none may keep them at one path)',
+      },
+    );
+  }
+  return ciphertext;
+}
+
+/**
+ * How many recipients fit a header of MAX_HEADER: each ssh-ed25519 stanza is 110 bytes (its
+ * line, then its 32-byte body's), each X25519 one 98, beside the version line (22), the
+ * nixship-recipients stanza (88) and the MAC line (48).
+ */
+const HEADER_OVERHEAD = 22 + 88 + 48;
+const MAX_SSH_RECIPIENTS = Math.floor((MAX_HEADER - HEADER_OVERHEAD) / 110);
+const MAX_X25519_RECIPIENTS = Math.floor((MAX_HEADER - HEADER_OVERHEAD) / 98);
+
+/** The length of a binary age file's header, through its MAC line's newline. */
+function headerSize(file: Uint8Array): number {
+  const mac = Buffer.from(file.buffer, file.byteOffset, file.byteLength).indexOf("\n--- ");
+  if (mac === -1) return file.length;
+  const end = file.indexOf(0x0a, mac + 1);
+  return end === -1 ? file.length : end + 1;
 }
 
 // ---- header ----

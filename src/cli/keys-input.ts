@@ -41,11 +41,20 @@ function looksLikeToken(file: string): boolean {
 }
 
 /**
+ * Whether a value given where a file's name belongs may be a secret itself: a control
+ * character, a secret key's text, or a token (looksLikeToken). Never echoed in a message.
+ */
+export function mayBeSecret(value: string): boolean {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are the point
+  return /[\x00-\x1f\x7f]/.test(value) || looksLikeSecret(value) || looksLikeToken(value);
+}
+
+/**
  * A value given where a public key or its file belongs, as a message shows it: quoted, unless
  * it looks like a secret or a token (a secret key's text given by mistake is not echoed).
  */
 function shownValue(value: string, quote: string): string {
-  return looksLikeSecret(value) || looksLikeToken(value)
+  return mayBeSecret(value)
     ? `(${value.length} characters that look like a secret, not shown)`
     : `${quote}${value}${quote}`;
 }

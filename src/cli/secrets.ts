@@ -3,14 +3,15 @@
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { lstat, realpath } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { type AgeIdentity, parseIdentities } from "../age/age.js";
 import { collectHostKeys, type NewPin, pinnedHostKeys } from "../delivery/host-keys.js";
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
-import { PINS_FILE, readPins } from "../secrets/host-key-pins.js";
+import { PINS_FILE, pinsPath, readPins } from "../secrets/host-key-pins.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { secretsCommand } from "../secrets/secrets-command.js";
@@ -18,9 +19,9 @@ import { formatSecretsList } from "../ui/secrets-list.js";
 import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { errnoWords } from "../util/errno-words.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
-import { readFleetInput } from "./fleet-input.js";
+import { type FleetInput, readFleetInput } from "./fleet-input.js";
 import { trapInterrupts, whileTrapped } from "./interrupts.js";
-import { readSecretFile } from "./keys-input.js";
+import { mayBeSecret, readSecretFile } from "./keys-input.js";
 
 const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
 const IDENTITY_FLAG = { identity: { type: "string" } } as const;
@@ -109,19 +110,86 @@ function tooLarge(where: string): OperationError {
   );
 }
 
+/**
+ * The --from value as a message names it. `--from "$DB_PASSWORD"` gives the secret where its
+ * file's path belongs: so the value is shown only when it names a file that is there, or is
+ * written as a path (/…, ./…, ../…, ~/…), and looks like no secret; else only its length.
+ */
+async function shownSource(file: string): Promise<string> {
+  const exists = await lstat(file).then(
+    () => true,
+    () => false,
+  );
+  const pathLike = /^(?:\/|\.\.?\/|~\/)\S*$/.test(file);
+  return (exists || pathLike) && !mayBeSecret(file)
+    ? file
+    : `--from (${file.length} characters, not shown: they may be the secret itself)`;
+}
+
+const FROM_HINT =
+  "--from names the file that holds the secret, never the secret itself: give the secret on stdin (… | nixship secrets set NAME) or in a file of mode 0600 (--from FILE)";
+
 async function readBounded(file: string): Promise<Uint8Array> {
-  const bytes = await readFileBounded(file, MAX_PLAINTEXT, () => tooLarge(file)).catch(
+  const shown = await shownSource(file);
+  const bytes = await readFileBounded(file, MAX_PLAINTEXT, () => tooLarge(shown)).catch(
     (err: NodeJS.ErrnoException) => {
       if (err instanceof OperationError) throw err;
-      throw new InputError("secret-source-unreadable", `cannot read ${file}: ${errnoWords(err)}`, {
-        hint: "--from names the file that holds the secret (or give it on stdin)",
+      throw new InputError("secret-source-unreadable", `cannot read ${shown}: ${errnoWords(err)}`, {
+        hint: FROM_HINT,
       });
     },
   );
   if (bytes === undefined) {
-    throw new InputError("secret-source-unreadable", `cannot read ${file}: no such file`);
+    throw new InputError("secret-source-unreadable", `cannot read ${shown}: no such file`, {
+      hint: FROM_HINT,
+    });
   }
   return bytes;
+}
+
+/**
+ * Refuses a secret whose ciphertext file is the fleet file, the host-key pins file or another
+ * secret's file, as they resolve (an absolute path, a link): setting it would overwrite that
+ * file. The fleet file's own check (fleet/read-secrets.ts) sees only the names as written.
+ */
+async function refuseTakenSecretFiles({ fleet, fleetFile, fleetDir }: FleetInput): Promise<void> {
+  const real = async (file: string) =>
+    realpath(file).catch(async () =>
+      join(await realpath(dirname(file)).catch(() => dirname(file)), basename(file)),
+    );
+  const taken = new Map<string, string>();
+  const claim = async (file: string, what: string) => {
+    const where = new Set([resolve(file), await real(file)]);
+    for (const at of where) {
+      const other = taken.get(at);
+      if (other !== undefined) return other;
+    }
+    for (const at of where) taken.set(at, what);
+    return undefined;
+  };
+  await claim(fleetFile, "the fleet file");
+  await claim(pinsPath(fleetDir), `the host-key pins file (${PINS_FILE})`);
+  for (const spec of fleet.secrets?.entries ?? []) {
+    const other = await claim(spec.file, `the file of secret "${spec.name}"`);
+    if (other === undefined) continue;
+    throw new InputError(
+      "secret-file-taken",
+      `secret "${spec.name}": its file ${spec.file} is ${other}, which writing the secret would overwrite; nothing was written`,
+      {
+        hint: `give it a file of its own in the fleet file (secrets.entries.${spec.name}.file; by default secrets/${spec.name}.age)`,
+      },
+    );
+  }
+}
+
+/** The fleet, as the secrets commands read it: no secret's file may be another's. */
+async function readSecretsFleet(
+  values: { fleet?: string | undefined },
+  io: CliIO,
+): Promise<FleetInput> {
+  const input = await readFleetInput(values, io);
+  await refuseTakenSecretFiles(input);
+  return input;
 }
 
 export const secretsSet: Command = {
@@ -153,13 +221,13 @@ ${FLEET_HELP}`,
       );
     }
     if (name === undefined) throw new UsageError("secrets set: expects the secret's NAME");
-    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readSecretsFleet(values, io);
     const source = rest[0] === "-" ? "-" : values.from;
     const plaintext = await readPlaintext(source, io);
     if (plaintext.length === 0 && values["allow-empty"] !== true) {
       throw new InputError(
         "secret-empty",
-        `secrets set ${name}: ${source === undefined || source === "-" ? "stdin" : source} gave no bytes (a failed pipe or a wrong path gives that too); nothing was written`,
+        `secrets set ${name}: ${source === undefined || source === "-" ? "stdin" : await shownSource(source)} gave no bytes (a failed pipe or a wrong path gives that too); nothing was written`,
         {
           hint: "pass the secret on stdin or with --from FILE, or --allow-empty to store an empty secret on purpose",
         },
@@ -212,7 +280,7 @@ ${FLEET_HELP}`,
     if (name === undefined || rest.length > 0) {
       throw new UsageError("secrets edit: expects exactly one NAME");
     }
-    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readSecretsFleet(values, io);
     const identities = await readIdentities(values.identity, io);
     const { keys, pin } = await keysToEncryptTo(
       fleet,
@@ -304,7 +372,7 @@ ${FLEET_HELP}`,
       { ...FLAGS, ...IDENTITY_FLAG, ...REPLACE_FLAG, force: { type: "boolean" } },
       "secrets rekey",
     );
-    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readSecretsFleet(values, io);
     const identities = await readIdentities(values.identity, io);
     const { keys, pin } = await keysToEncryptTo(
       fleet,
@@ -351,7 +419,7 @@ ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, FLAGS, "secrets list");
     refuseArguments(positionals, "secrets list");
-    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readSecretsFleet(values, io);
     const found = await collectHostKeys(fleet, fleet.hosts, {
       pins: await readPins(fleetDir),
       fleetDir,

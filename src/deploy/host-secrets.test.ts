@@ -106,6 +106,19 @@ describe("hostSecrets", () => {
     expect((await hostSecrets(fleet, fleet.hosts, keys)).size).toBe(0);
   });
 
+  it("a section with no entries gives every host an empty bundle: each removes the secrets it had", async () => {
+    const fleet = fleetWith({});
+    const got = await hostSecrets(fleet, fleet.hosts, keys);
+    expect([...got.keys()].sort()).toEqual(fleet.hosts.map((h) => h.name).sort());
+    for (const given of got.values()) {
+      expect(given).toEqual({
+        bundle: "nixship-secrets 1\n",
+        digest: secretsManifestDigest([]),
+        age: undefined,
+      });
+    }
+  });
+
   it("refuses a missing file, a host without a key, and a file not encrypted to a host", async () => {
     const fleet = fleetWith({ "db-password": { hosts: "@db" } });
     await expect(hostSecrets(fleet, fleet.hosts, keys)).rejects.toThrow(

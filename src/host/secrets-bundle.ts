@@ -24,7 +24,8 @@ const HEADER = "nixship-secrets 1\n";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const ACCOUNT = /^(?:[a-z_][a-z0-9_-]*\$?|[0-9]+)$/;
 const MODE = /^[0-7]{4}$/;
-const PATH_SEGMENT = /^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*$/;
+/** No segment starts with "-": a command on the host would read it as an option. */
+const PATH_SEGMENT = /^[A-Za-z0-9_@+][A-Za-z0-9._@+-]*$/;
 
 /** Why a secret's fields cannot go in a bundle, or undefined. */
 function fieldProblem(s: BundledSecret): string | undefined {
@@ -33,6 +34,9 @@ function fieldProblem(s: BundledSecret): string | undefined {
   if (!ACCOUNT.test(s.group) || s.group.length > 32) return "GROUP";
   if (!MODE.test(s.mode)) return "MODE";
   const segments = s.path.split("/");
+  if (segments.some((segment) => segment.startsWith("-"))) {
+    return "PATH (a segment starts with '-', which a command on the host would read as an option)";
+  }
   if (
     s.path.length > 255 ||
     segments[0] !== "" ||
