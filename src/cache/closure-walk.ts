@@ -2,6 +2,7 @@
 // References, every narinfo they reach. The one walk behind fetch (resolveClosure), the
 // garbage collector's mark and the plan's closure diff, so none of them needs the paths in a
 // local store.
+import { InputError } from "../errors.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -19,6 +20,12 @@ export interface ClosureWalkOptions {
   readonly onRead?: (info: NarInfo) => void;
   /** Stops the walk between rounds. */
   readonly signal?: AbortSignal;
+  /**
+   * Told of a narinfo whose content is refused (it does not parse, or describes another path),
+   * which the walk then passes over; absent: such a narinfo fails the walk. With it, references
+   * are followed by their hash parts (a narinfo names a path; its name is the referrer's word).
+   */
+  readonly onRefused?: (path: string, error: InputError) => void;
 }
 
 export interface ClosureWalk {
@@ -35,7 +42,8 @@ export interface ClosureWalk {
 
 /**
  * Reads the closure of `roots` from the cache, breadth first, each narinfo once. A narinfo
- * that does not parse, or describes another path, fails the walk with its key named.
+ * that does not parse, or describes another path, fails the walk with its key named (unless
+ * `onRefused` is given: then it is told and passed over).
  */
 export async function walkClosure(
   store: ObjectStore,
@@ -47,21 +55,31 @@ export async function walkClosure(
   const seen = new Set<string>();
   let reads = 0;
   let frontier: string[] = [];
+  const { onRefused } = options;
   const reach = (path: string) => {
     const hash = hashPartOf(path);
     if (seen.has(hash)) return;
     seen.add(hash);
     if (options.holds !== undefined && !options.holds(hash)) missing.push(path);
-    else frontier.push(path);
+    else frontier.push(onRefused === undefined ? path : hash);
   };
+  const read = (path: string) =>
+    onRefused === undefined
+      ? readNarInfo(store, path)
+      : readNarInfo(store, path).catch((err: unknown) => {
+          if (!(err instanceof InputError)) throw err;
+          onRefused(path, err);
+          return null;
+        });
   for (const root of roots) reach(root);
   while (frontier.length > 0) {
     options.signal?.throwIfAborted();
     const round = frontier;
     frontier = [];
-    const infos = await mapLimit(round, options.concurrency ?? 16, (p) => readNarInfo(store, p));
+    const infos = await mapLimit(round, options.concurrency ?? 16, read);
     reads += round.length;
     infos.forEach((info, i) => {
+      if (info === null) return;
       if (info === undefined) {
         missing.push(round[i] as string);
         return;

@@ -332,6 +332,11 @@ async function collect(
   let marking = 0;
   const walk = await walkClosure(store, rootsByHash.keys(), {
     holds: (hash) => inventory.narinfos.has(hash),
+    // Anyone who can write the bucket can put a narinfo that is junk, or that names a path
+    // under another name: said, and passed over (it keeps nothing), never the end of every
+    // collection.
+    onRefused: (path, err) =>
+      problems.push(`${path}.narinfo: ${err.message} (not followed: it keeps nothing it names)`),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(signal ? { signal } : {}),
     onRead: () => {

@@ -1,7 +1,10 @@
-// The second look before NARs are deleted: a narinfo still there after the narinfos' sweep (its
-// delete failed, or it was put since the listing) that cannot be read again because the store
-// fails (a 503, a timeout) may name any NAR, so the collection stops before deleting one; a
-// narinfo whose content is refused names no NAR Nix could fetch, and is only reported.
+// A collection against a store that fails, or holds what a bucket writer planted. The second
+// look before NARs are deleted: a narinfo still there after the narinfos' sweep (its delete
+// failed, or it was put since the listing) that cannot be read again because the store fails (a
+// 503, a timeout) may name any NAR, so the collection stops before deleting one; a narinfo whose
+// content is refused names no NAR Nix could fetch, and is only reported. The mark: a young
+// narinfo (a root for its grace) that names a real path under another name, or is junk, is
+// reported and passed over, never the end of every collection.
 import { access, mkdtemp, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,8 +33,14 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A signed path with its NAR, both two days old (past a day's grace), and nothing keeps it. */
-async function putOldPath(seed: string): Promise<{ narinfo: string; nar: string }> {
+/**
+ * A signed path with its NAR, both two days old (past a day's grace) unless `young`, and nothing
+ * keeps it but what names it.
+ */
+async function putOldPath(
+  seed: string,
+  { references = [], young = false }: { references?: string[]; young?: boolean } = {},
+): Promise<{ path: string; narinfo: string; nar: string }> {
   const path = makeStorePath("output:out", Sha256.of(seed), seed);
   const nar = buildNar(narNode.regular(path));
   const hash = Sha256.of(nar);
@@ -43,7 +52,7 @@ async function putOldPath(seed: string): Promise<{ narinfo: string; nar: string 
     fileSize: nar.length,
     narHash: hash,
     narSize: nar.length,
-    references: [],
+    references,
     deriver: undefined,
     sigs: [],
     ca: undefined,
@@ -52,8 +61,9 @@ async function putOldPath(seed: string): Promise<{ narinfo: string; nar: string 
   const text = formatNarInfo(signNarInfo(info as never, generateSecretKey("gc-look-1")));
   await inner.put(narInfoKey(path), Buffer.from(text), {});
   const old = new Date(Date.now() - 2 * 86400_000);
-  for (const key of [info.url, narInfoKey(path)]) await utimes(join(dir, key), old, old);
-  return { narinfo: narInfoKey(path), nar: info.url };
+  if (!young)
+    for (const key of [info.url, narInfoKey(path)]) await utimes(join(dir, key), old, old);
+  return { path, narinfo: narInfoKey(path), nar: info.url };
 }
 
 const present = (key: string) =>
@@ -118,5 +128,39 @@ describe("the second look at the narinfos", () => {
     );
     expect(await present(gone.narinfo)).toBe(false);
     expect(await present(gone.nar)).toBe(false);
+  });
+});
+
+describe("the mark, past what a bucket writer planted", () => {
+  it("passes over a young narinfo that names a real path under another name, and collects", async () => {
+    const real = await putOldPath("real");
+    const garbage = await putOldPath("garbage");
+    const hash = real.path.slice("/nix/store/".length, "/nix/store/".length + 32);
+    // Young (a root for its grace), naming real's hash under another name.
+    const planted = await putOldPath("planted", {
+      references: [`/nix/store/${hash}-other`],
+      young: true,
+    });
+    const report = await collect(inner);
+    // What the planted one names by hash is kept; the garbage goes; the plant is said.
+    expect(await present(real.narinfo)).toBe(true);
+    expect(await present(real.nar)).toBe(true);
+    expect(await present(planted.narinfo)).toBe(true);
+    expect(await present(garbage.narinfo)).toBe(false);
+    expect(await present(garbage.nar)).toBe(false);
+    expect(report.problems).toEqual([]);
+  });
+
+  it("reports a young narinfo that is junk, and collects the rest", async () => {
+    const garbage = await putOldPath("garbage");
+    const junk = `${"1".repeat(32)}.narinfo`;
+    await inner.put(junk, Buffer.from("StorePath: not a store path\n"), {});
+    const report = await collect(inner);
+    expect(report.problems.join("\n")).toMatch(
+      new RegExp(`^${"1".repeat(32)}\\.narinfo: .*not followed: it keeps nothing it names`, "m"),
+    );
+    expect(await present(junk)).toBe(true);
+    expect(await present(garbage.narinfo)).toBe(false);
+    expect(await present(garbage.nar)).toBe(false);
   });
 });
