@@ -13,8 +13,9 @@
 //   narinfos (so a narinfo put since the listing keeps its NAR); a collection killed between
 //   the two leaves NARs that nothing names, which the next one deletes;
 // - nothing written within the grace period is deleted.
-import { InterruptedError, OperationError } from "../errors.js";
+import { InterruptedError, NixshipError, OperationError } from "../errors.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { onLastWord } from "../util/last-words.js";
 import { walkClosure } from "./closure-walk.js";
 import { type GcLock, type LeaseHolder, takeGcLock } from "./gc-lease.js";
 import {
@@ -183,6 +184,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   await options.betweenSteps?.("begin");
   const started = performance.now();
   let lock: GcLock | undefined;
+  let forgetLock = () => {};
   const deleting: Deleting = { deleted: emptyTallies(), deletedObjects: [] };
   try {
     lock = options.dryRun
@@ -192,6 +194,10 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
           ...(options.signal ? { signal: options.signal } : {}),
           onWaitForLeases: (holders) => options.onEvent?.({ type: "waiting", holders }),
         });
+    // A process made to stop at once (a second interrupt) removes the lock first, else every
+    // push and deploy waits for it to lapse (60 minutes).
+    const taken = lock;
+    if (taken !== undefined) forgetLock = onLastWord(() => taken.release());
     const lockSeconds = (performance.now() - started) / 1000;
     await options.betweenSteps?.("locked");
     const report = await collect(options, lock, lockSeconds, deleting);
@@ -214,41 +220,58 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     });
     return { ...report, ...(reportKey === undefined ? {} : { reportKey }), problems };
   } catch (err) {
-    if (options.signal?.aborted) {
-      const kept = lock === undefined ? undefined : await keepInterrupted(store, deleting);
-      throw new InterruptedError(
-        `cache gc of ${store.url}: interrupted${kept === undefined ? "" : `; what it deleted before is counted in ${kept}`}`,
-        { hint: "what was deleted left the cache whole; run it again to carry on", cause: err },
-      );
+    // What it deleted before it stopped, interrupted or failed midway, is kept as a report.
+    const interrupted = options.signal?.aborted === true;
+    const kept =
+      lock === undefined
+        ? undefined
+        : await keepInterrupted(store, deleting, interrupted ? undefined : messageOf(err));
+    const counted = kept === undefined ? "" : `; what it deleted before is counted in ${kept}`;
+    if (interrupted) {
+      throw new InterruptedError(`cache gc of ${store.url}: interrupted${counted}`, {
+        hint: "what was deleted left the cache whole; run it again to carry on",
+        cause: err,
+      });
+    }
+    if (kept !== undefined) {
+      const known = err instanceof NixshipError ? err : undefined;
+      throw new NixshipError(known?.code ?? "gc-failed", `${messageOf(err)}${counted}`, {
+        hint: known?.hint ?? "what was deleted left the cache whole; run it again to carry on",
+        exitCode: known?.exitCode ?? 1,
+        cause: err,
+      });
     }
     throw err;
   } finally {
     // (What failed is what is told; a lock not removed here lapses in 60 minutes.)
     await lock?.release().catch(() => {});
+    forgetLock();
   }
 }
 
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
- * An interrupted collection's report, kept while its lock is held: what it deleted, counted by
- * kind (the paths are not listed), and the bundles, shards and leftovers by name. Undefined:
- * it deleted nothing, or the report could not be kept.
+ * An interrupted or failed collection's report (`failed`: why it failed), kept while its lock
+ * is held: what it deleted, counted by kind (the paths are not listed), and the bundles, shards
+ * and leftovers by name. Undefined: it deleted nothing, or the report could not be kept.
  */
 async function keepInterrupted(
   store: ObjectStore,
   deleting: Deleting,
+  failed?: string,
 ): Promise<string | undefined> {
   const { deleted, deletedObjects } = deleting;
   if (OBJECT_KINDS.every((kind) => deleted[kind].objects === 0)) return undefined;
   const report = {
     store: store.url,
     dryRun: false,
-    interrupted: true,
+    interrupted: failed === undefined,
+    ...(failed === undefined ? {} : { failed }),
     deleted,
     deletedObjects,
     problems: [
-      "interrupted: what was deleted before is counted by kind; the store paths are not listed",
+      `${failed === undefined ? "interrupted" : "failed"}: what was deleted before is counted by kind; the store paths are not listed`,
     ],
   };
   return keepGcReport(store, report).catch(() => undefined);
