@@ -307,6 +307,8 @@ export interface LockOptions extends LeaseOptions {
 
 /** The collector's hold on the cache: delete only while `check()` passes. */
 export interface GcLock {
+  /** The store's time when it put the lock (ms since the epoch): the collection's "now". */
+  readonly storeTime: number;
   /** Throws once the lock has been held LOCK_RUN (a push may then judge it stale). */
   check(): void;
   release(): Promise<void>;
@@ -383,7 +385,7 @@ async function leaseHolder(store: ObjectStore, key: string): Promise<Holder | un
   return parseHolder(body);
 }
 
-async function putLock(store: ObjectStore): Promise<GcLock & { readonly storeTime: number }> {
+async function putLock(store: ObjectStore): Promise<GcLock> {
   const body = holderBody("gc");
   let put = await store.put(LOCK_KEY, body, {
     contentType: "application/json",

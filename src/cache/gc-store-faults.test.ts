@@ -8,7 +8,7 @@
 import { access, mkdtemp, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { generateSecretKey } from "../nix/keys.js";
@@ -162,5 +162,35 @@ describe("the mark, past what a bucket writer planted", () => {
     expect(await present(junk)).toBe(true);
     expect(await present(garbage.narinfo)).toBe(false);
     expect(await present(garbage.nar)).toBe(false);
+  });
+});
+
+describe("ages, by the store's clock", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("keeps a push within its grace when the collector's own clock runs hours fast", async () => {
+    const young = await putOldPath("young", { young: true });
+    const old = await putOldPath("old");
+    // This machine's clock says five hours later than the store's (the file system's) does.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 5 * 3600_000 });
+    await collectGarbage({
+      store: inner,
+      readRoots: async () => ({
+        roots: new Map(),
+        origins: new Map(),
+        unreadable: [],
+        skipped: [],
+      }),
+      graceMs: 3600_000,
+      dryRun: false,
+      waitMs: 0,
+      pricePerGbMonth: 0.023,
+    });
+    vi.useRealTimers();
+    expect(await present(young.narinfo)).toBe(true);
+    expect(await present(young.nar)).toBe(true);
+    expect(await present(old.narinfo)).toBe(false);
   });
 });

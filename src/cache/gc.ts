@@ -200,7 +200,15 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     if (taken !== undefined) forgetLock = onLastWord(() => taken.release());
     const lockSeconds = (performance.now() - started) / 1000;
     await options.betweenSteps?.("locked");
-    const report = await collect(options, lock, lockSeconds, deleting);
+    // Ages are judged by the store's clock, as leases and the lock are: a collector whose own
+    // clock runs hours fast would take a push still within its grace for an old one.
+    const now = options.now ?? (lock === undefined ? undefined : new Date(lock.storeTime));
+    const report = await collect(
+      now === undefined ? options : { ...options, now },
+      lock,
+      lockSeconds,
+      deleting,
+    );
     if (lock === undefined) return report;
     // Kept while the lock is held: two collections never prune each other's reports.
     const problems = [...report.problems];
