@@ -490,6 +490,58 @@ describe("activate --secrets on a lab host", () => {
     }
   });
 
+  it("opens a URL sealed to its host key (age:), refuses one sealed to another, and makes the empty bundle of 'none'", async () => {
+    const iota = plain("iota", { path: "/run/keys/iota" });
+    const sent = [await seal(iota, H2)];
+    const bundle = Buffer.from(secretsBundle(sent));
+    const sha256 = createHash("sha256").update(bundle).digest("hex");
+    const http: Server = createServer((_req, res) => res.end(bundle));
+    await new Promise<void>((resolve) => http.listen(0, gateway, resolve));
+    try {
+      const { port } = http.address() as { port: number };
+      const url = `http://${gateway}:${port}/sealed-bundle`;
+      const sealedTo = async (host: string) =>
+        `age:${Buffer.from(
+          await encryptSecret(new TextEncoder().encode(url), [
+            recipients.get(host) as AgeRecipient,
+          ]),
+        ).toString("base64")}`;
+      const fetched = (u: string, sha: string) => ["--secrets-url", u, "--secrets-sha256", sha];
+      // Sealed to another host's key: this host cannot open it, and fetches nothing.
+      const other = await activate(
+        H2,
+        "web-v2",
+        undefined,
+        { secrets: {} },
+        fetched(await sealedTo(H1), sha256),
+      );
+      expectFailure(
+        other,
+        "secrets bundle: its URL cannot be opened with /etc/ssh/ssh_host_ed25519_key (not sealed to this host's key)",
+      );
+      expect(await installed(H2, iota.path)).toBeUndefined();
+      const right = await activate(
+        H2,
+        "web-v2",
+        undefined,
+        { secrets: {} },
+        fetched(await sealedTo(H2), sha256),
+      );
+      expect(right.code, JSON.stringify(right.result)).toBe(0);
+      expect(await installed(H2, iota.path)).toMatchObject({ content: iota.plaintext });
+      expect(right.stderr).not.toContain(url);
+      expect(await leftovers(H2)).toBe("");
+      // "none": the empty bundle, made on the host (nothing fetched): the secrets go.
+      const empty = createHash("sha256").update("nixship-secrets 1\n").digest("hex");
+      const none = await activate(H2, "web-v1", undefined, { secrets: {} }, fetched("none", empty));
+      expect(none.code, JSON.stringify(none.result)).toBe(0);
+      expect(await installed(H2, iota.path)).toBeUndefined();
+      expect((await status(H2)).secrets).toBe(secretsManifestDigest([]));
+    } finally {
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+
   it("refuses a service user's own directory, naming it: links it planted change nothing", async () => {
     const token = plain("token", { owner: "nobody", group: "nogroup", path: "/run/svc/token" });
     // /run/svc is nobody's (a service's runtime directory); nobody plants links to root's files.

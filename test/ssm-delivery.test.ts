@@ -22,6 +22,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { decryptSecret, generateAgeIdentity, parseIdentities } from "../src/age/age.js";
 import type { DeliveryEvent, DeployRequest, WaveContext } from "../src/delivery/delivery.js";
 import { SsmDelivery } from "../src/delivery/ssm.js";
 import { runRollout } from "../src/deploy/run-rollout.js";
@@ -33,6 +34,7 @@ import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { allKeys } from "../support/synthetic-cache.js";
 
 const PATH = "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web" as StorePath;
 const OLD = "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web";
@@ -440,13 +442,30 @@ describe("secrets over SSM", () => {
   const CIPHERTEXT = Buffer.from("age-ciphertext-stand-in-6c1f").toString("base64");
   const bundleFor = (name: string) =>
     `nixship-secrets 1\n${name} root root 0400 /run/keys/${name} ${"a".repeat(64)} ${CIPHERTEXT}\n`;
+  // The host's key, which its bundle's URL is sealed to.
+  let host1: { identity: string; recipient: string };
   const withSecrets = (name: string) =>
-    request({ secrets: { bundle: bundleFor(name), digest: "d".repeat(64), age: undefined } });
+    request({
+      secrets: {
+        bundle: bundleFor(name),
+        digest: "d".repeat(64),
+        age: undefined,
+        hostKey: host1.recipient,
+      },
+    });
+  /** The presigned URL a SecretsUrl parameter holds, opened with the host's key. */
+  const unsealed = async (sealed: string) => {
+    expect(sealed).toMatch(/^age:[A-Za-z0-9+/]+={0,2}$/);
+    const identities = parseIdentities(host1.identity, "the host's key");
+    const opened = await decryptSecret(Buffer.from(sealed.slice(4), "base64"), identities, "url");
+    return Buffer.from(opened).toString("utf8");
+  };
   let s3: S3Server;
   let store: ObjectStore;
   beforeAll(async () => {
     s3 = await startS3Server();
     store = await openStore(s3.url);
+    host1 = await generateAgeIdentity();
   });
   afterAll(async () => {
     await store.close();
@@ -468,7 +487,10 @@ describe("secrets over SSM", () => {
     const p = f.sent()[0]?.Parameters ?? {};
     const sha = createHash("sha256").update(bundleFor("token")).digest("hex");
     expect(p.SecretsSha256).toEqual([sha]);
-    const url = p.SecretsUrl?.[0] ?? "";
+    // Sealed to the host's key: what SSM keeps of the command fetches nothing for anyone else.
+    const sealed = p.SecretsUrl?.[0] ?? "";
+    expect(sealed).not.toContain("X-Amz-");
+    const url = await unsealed(sealed);
     expect(url).toContain(`/secrets/web1/${sha}?`);
     expect(url).toContain("X-Amz-Signature=");
     expect(url).toMatch(/X-Amz-Expires=(\d+)/);
@@ -487,10 +509,37 @@ describe("secrets over SSM", () => {
     ];
     await f.delivery(store).deployWave(wave, () => {}, CONTEXT);
     expect(f.sent()).toHaveLength(2);
-    expect(f.sent().map((c) => c.Parameters?.SecretsUrl?.[0]?.includes("/secrets/db1/"))).toEqual([
-      false,
-      true,
-    ]);
+    const urls = await Promise.all(
+      f.sent().map((c) => unsealed(c.Parameters?.SecretsUrl?.[0] ?? "")),
+    );
+    expect(urls.map((u) => u.includes("/secrets/db1/"))).toEqual([false, true]);
+  });
+
+  it("sends 'none' for the empty bundle, which the host makes itself: nothing stored or fetched", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const empty = "nixship-secrets 1\n";
+    const wave = [
+      {
+        host: host("gone1", "i-00000003"),
+        request: request({ secrets: { bundle: empty, digest: "e".repeat(64), age: undefined } }),
+      },
+    ];
+    await f.delivery(store).deployWave(wave, () => {}, CONTEXT);
+    expect(f.sent()[0]?.Parameters).toMatchObject({
+      SecretsUrl: ["none"],
+      SecretsSha256: [createHash("sha256").update(empty).digest("hex")],
+    });
+    expect(await allKeys(store, "secrets/gone1/")).toEqual([]);
+  });
+
+  it("refuses secrets for a host whose key is not known, before anything is sent", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const secrets = { bundle: bundleFor("token"), digest: "d".repeat(64), age: undefined };
+    const wave = [{ host: host("web1", "i-00000001"), request: request({ secrets }) }];
+    await expect(f.delivery(store).deployWave(wave, () => {}, CONTEXT)).rejects.toThrow(
+      /ssm host web1 gets secrets, and its host key is not known/,
+    );
+    expect(f.sent()).toHaveLength(0);
   });
 
   it("refuses secrets without a store that presigns, before anything is sent", async () => {

@@ -293,7 +293,7 @@ describe("the SSM document's shell on a lab host", () => {
   });
 });
 
-describe("secrets through the SSM document: a presigned URL, never the secret", () => {
+describe("secrets through the SSM document: a presigned URL sealed to the host's key, never the secret", () => {
   const TOKEN = freshPlaintext("ssm-web-token");
   const PASSWORD = freshPlaintext("ssm-db-password");
   let s3: S3Server;
@@ -302,6 +302,8 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
   let bundle: string;
   let sha: string;
   let url: string;
+  /** The URL sealed to the host's key, as the deployer sends it (SecretsUrl "age:…"). */
+  let sealed: string;
 
   beforeAll(async () => {
     // The deployer's S3 (s3rver) on the lab's bridge, where the host can reach it.
@@ -337,6 +339,7 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
       secretsBundleKey(HOST, sha),
       600,
     );
+    sealed = `age:${Buffer.from(await encryptSecret(new TextEncoder().encode(url), to)).toString("base64")}`;
   });
   afterAll(async () => {
     await store?.close();
@@ -347,7 +350,7 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     StorePath: systems[system],
     Substituters: server.url,
     TrustedPublicKeys: publicKey,
-    SecretsUrl: url,
+    SecretsUrl: sealed,
     SecretsSha256: sha256,
   });
 
@@ -374,6 +377,9 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     expect((await status()).secrets).toMatch(/^[0-9a-f]{64}$/);
     // What SSM is sent holds neither a secret nor a ciphertext; the store holds no plaintext.
     const parameters = JSON.stringify(withSecrets(next, sha));
+    // Nor the URL that fetches the bundle: only the host's key opens it.
+    expect(parameters).not.toContain(new URL(url).pathname);
+    expect(parameters).not.toContain("X-Amz-Signature");
     for (const line of bundle.trim().split("\n").slice(1)) {
       expect(parameters).not.toContain(line.split(" ").at(-1) as string);
     }

@@ -13,6 +13,9 @@ export const secretsBundleKey = (host: string, sha256: string) => `secrets/${hos
 
 const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
+/** A bundle's sha256 (hex): its key's last part, and what a host checks what it got against. */
+export const bundleSha256 = (bundle: string): string => sha256Hex(bundle);
+
 /**
  * Stores the host's bundle (unless that very bundle is there) and returns its sha256. What is
  * at the key is read and checked, not only seen: a copy changed in the store is replaced, so

@@ -158,8 +158,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   Substituters: "https://cache.example.org s3://bucket/nix?region=eu-west-1&profile=ci",
   TrustedPublicKeys: `${KEY} other-1:AAAA`,
   HealthChecks: encodeHealthChecks([{ run: "curl -fsS http://127.0.0.1/health", timeout: 5 }]),
-  SecretsUrl:
-    "https://b.s3.eu-west-1.amazonaws.com/secrets/web1/0a1b?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261123%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=9f0e",
+  SecretsUrl: "age:YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IHNzaC1lZDI1NTE5IA==",
   SecretsSha256: "a".repeat(64),
   AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
   DeltaTool: "/nix/store/2c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-zstd-1.5.6",
@@ -354,13 +353,12 @@ describe("renderRunCommand", () => {
     expect(() => renderRunCommand(document, { Nope: "x" })).toThrow(/no parameter Nope/);
   });
 
-  it("names a refused presigned URL without its signature or token", () => {
+  it("refuses a presigned URL given as it is (it must be sealed), naming it without its signature or token", () => {
     const url =
       "https://bucket.s3.amazonaws.com/secrets/web/abc?X-Amz-Credential=AKIAEXAMPLE%2F20261203&X-Amz-Security-Token=TOKEN-SECRET&X-Amz-Signature=SIGNATURE-SECRET";
     let message = "";
     try {
-      // A newline is not in the pattern: refused.
-      renderRunCommand(document, { StorePath: STORE_PATH, SecretsUrl: `${url}\n` });
+      renderRunCommand(document, { StorePath: STORE_PATH, SecretsUrl: url });
     } catch (err) {
       message = `${(err as Error).message} ${(err as InputError).hint ?? ""}`;
     }

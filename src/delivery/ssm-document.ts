@@ -30,8 +30,6 @@ export interface SsmCommandDocument {
 
 const URL = String.raw`(https?|s3)://[A-Za-z0-9._~:/?#@&=%+,\[\]-]+`;
 const KEY = "[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}";
-/** A presigned URL: http(s), its query percent-encoded, at most 4096 characters. */
-const HTTPS_URL = "https?://[A-Za-z0-9._~:/?#@&=%+,-]{1,4088}";
 
 /** The document's parameters: every value is checked against its pattern before SSM runs it. */
 export const SSM_PARAMETERS = {
@@ -77,8 +75,8 @@ export const SSM_PARAMETERS = {
   SecretsUrl: {
     type: "String",
     description:
-      "A short-lived URL (presigned) of the host's secrets bundle: age ciphertexts only, which the host decrypts with its SSH host key before the switch; empty: the host's secrets are left as they are.",
-    allowedPattern: `^(${HTTPS_URL})?$`,
+      "How the host gets its secrets bundle (age ciphertexts only, which it decrypts with its SSH host key before the switch): 'age:' and base64 of an age file sealed to its host key that holds a short-lived (presigned) URL of the bundle, so that this parameter, which SSM keeps and shows, fetches nothing for anyone else; 'none': the empty bundle (the host removes the secrets it has); empty: the host's secrets are left as they are.",
+    allowedPattern: "^(none|age:[A-Za-z0-9+/]{1,16384}={0,2})?$",
     default: "",
   },
   SecretsSha256: {

@@ -59,11 +59,18 @@ export function pruneParameters(commandTimeout: number, keep: number): SsmParame
   };
 }
 
-/** A group's secrets bundle as its instances fetch it: a presigned URL and its digest. */
+/**
+ * A group's secrets bundle as its instances get it, and its digest: `age:` and base64 of a
+ * presigned URL sealed to the host's key (only the host reads it: SSM's record of the command
+ * holds nothing that fetches the bundle), or `none` for the empty bundle (nothing to fetch).
+ */
 export interface SecretsUrl {
   readonly url: string;
   readonly sha256: string;
 }
+
+/** The SecretsUrl of the empty bundle, which the host makes itself. */
+export const EMPTY_BUNDLE_URL = "none";
 
 /** SendCommand's Targets for tag targets. */
 export function sendTargets(targets: readonly SsmTarget[]): { Key: string; Values: string[] }[] {

@@ -9,7 +9,8 @@
 
 import { randomBytes } from "node:crypto";
 import type { CommandInvocation, SendCommandCommandInput } from "@aws-sdk/client-ssm";
-import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
+import { encryptSecret, parseRecipient } from "../age/age.js";
+import { bundleSha256, putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
@@ -26,6 +27,7 @@ import {
   pruneOutcome,
   resultMessage,
 } from "../host/script-outcomes.js";
+import { secretsBundle } from "../host/secrets-bundle.js";
 import { describePrune } from "../status/prune-report.js";
 import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -61,6 +63,7 @@ import {
   activateParameters,
   bootVerdictParameters,
   checkParameters,
+  EMPTY_BUNDLE_URL,
   hostRecipients,
   pruneParameters,
   rollbackParameters,
@@ -380,11 +383,23 @@ export class SsmDelivery implements Delivery {
 
   /**
    * Puts the group's secrets bundle in the store and presigns a GET of it for `seconds` (at
-   * most 12 hours); undefined when the group's request carries no secrets.
+   * most 12 hours), sealed to the host's key (age): the command's parameters, which SSM keeps
+   * and shows to whoever may list commands, hold nothing that fetches the bundle. The empty
+   * bundle is not fetched (`none`). Undefined when the group's request carries no secrets.
    */
   async #secretsUrl(group: Group, seconds: number): Promise<SecretsUrl | undefined> {
     const secrets = group.request.secrets;
     if (secrets === undefined) return undefined;
+    const host = (group.members[0] as Member).host.name;
+    if (secrets.bundle === secretsBundle([])) {
+      return { url: EMPTY_BUNDLE_URL, sha256: bundleSha256(secrets.bundle) };
+    }
+    if (secrets.hostKey === undefined) {
+      throw new UsageError(
+        `ssm host ${host} gets secrets, and its host key is not known: the URL of its bundle is sealed to that key`,
+        `give the host's "hostKey" in the fleet file, or pin it ('nixship secrets rekey')`,
+      );
+    }
     const store = this.#store;
     if (store?.presignGet === undefined) {
       throw new UsageError(
@@ -392,12 +407,13 @@ export class SsmDelivery implements Delivery {
         'use an s3:// cache ("cache.url") for fleets with ssm hosts and secrets',
       );
     }
-    const host = (group.members[0] as Member).host.name;
     // Written now whatever is there: no release names it, so its age is what keeps it from
     // `cache gc` while the command may still fetch it.
     const sha256 = await putSecretsBundle(store, host, secrets.bundle, { fresh: true });
     const url = await store.presignGet(secretsBundleKey(host, sha256), Math.min(seconds, 43_200));
-    return { url, sha256 };
+    const recipient = parseRecipient(secrets.hostKey, `the host key of ${host}`);
+    const sealed = await encryptSecret(new TextEncoder().encode(url), [recipient]);
+    return { url: `age:${Buffer.from(sealed).toString("base64")}`, sha256 };
   }
 
   /** Polls one deploy command to its end; each member host's outcome by wave index. */

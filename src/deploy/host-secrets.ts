@@ -84,10 +84,12 @@ export async function hostSecrets(
   }
   const result = new Map<string, HostSecrets>();
   for (const [host, secrets] of byHost) {
+    const hostKey = secrets.length > 0 ? hostKeys.get(host) : undefined;
     result.set(host, {
       bundle: secretsBundle(secrets),
       digest: secretsManifestDigest(secrets),
       age: fleet.secrets.age,
+      ...(hostKey === undefined ? {} : { hostKey }),
     });
   }
   return result;

@@ -135,6 +135,11 @@ export interface HostSecrets {
   readonly digest: string;
   /** A store path whose bin/age decrypts them; undefined: age from the host's PATH. */
   readonly age: StorePath | undefined;
+  /**
+   * The host key the bundle's secrets are encrypted to (ssh-ed25519 or age1), where the fleet
+   * knows it: what an ssm host's bundle URL is sealed to. Undefined for a host that gets none.
+   */
+  readonly hostKey?: string;
 }
 
 /** One run of activate.sh as a transport saw it. */

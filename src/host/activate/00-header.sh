@@ -110,7 +110,8 @@
 # Secrets (--secrets): a bundle of age files, in $NIXSHIP_SECRETS (set before the script in its
 # input) or fetched from --secrets-url (within 30 s, at most 8 MiB, refused unless its sha256 is
 # --secrets-sha256; "-": the URL is the first line of the input, as the SSM document gives it,
-# so that no process's arguments show it). Its first line is "nixship-secrets 1", then one line per secret, fields
+# so that no process's arguments show it; "age:BASE64": the URL sealed to the host's key with
+# age, opened with it; "none": the empty bundle, nothing fetched). Its first line is "nixship-secrets 1", then one line per secret, fields
 # separated by one space: "NAME OWNER GROUP MODE PATH SHA256 BASE64" (PATH under /run; SHA256
 # of the age file, which BASE64 holds). Each is decrypted with age (--age P: P/bin/age, realised
 # as the system is; else age from PATH) and the host's SSH key (--host-key, default
@@ -170,7 +171,7 @@ ROLLBACK_TIMEOUT=45 KILL_GRACE=5 PROFILE_TIMEOUT=10
 SETTLE_TIME=$((ROLLBACK_TIMEOUT + PROFILE_TIMEOUT + 3 * KILL_GRACE + 5))
 # The largest secrets bundle taken (MAX_SECRETS_BUNDLE in host/secrets-bundle.ts), and the
 # seconds that fetching it, or decrypting one secret, may take.
-MAX_SECRETS_BUNDLE=8388608 MAX_SECRETS_URL=4096 SECRETS_TIMEOUT=30
+MAX_SECRETS_BUNDLE=8388608 MAX_SECRETS_URL=16400 SECRETS_TIMEOUT=30
 # The most a pinned script reads of the paths `status --check-paths` asks about (2 MiB: the
 # deployer asks at most 20,000 paths of about 80 bytes).
 CHECK_PATHS_LIMIT=2097152

@@ -11,6 +11,15 @@ bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDL
 # configuration on its input, from the environment of the one command that fetches (root's
 # alone to read), never in a process's arguments.
 fetch_bundle() {
+  case $secrets_url in
+    none)
+      printf 'nixship-secrets 1\n' >"$secrets_work/bundle" ||
+        step_failed secrets 11 "cannot write $secrets_work/bundle"
+      bundle_sha_check
+      return 0
+      ;;
+    age:*) unseal_url ;;
+  esac
   command -v curl >/dev/null 2>&1 ||
     fail secrets 11 "curl not found on the host: it fetches the secrets bundle"
   remaining_set
@@ -34,9 +43,31 @@ fetch_bundle() {
     124/* | 137/* | */28) step_failed secrets 11 "secrets bundle: fetching it took longer than ${r}s" ;;
     *) step_failed secrets 11 "secrets bundle: cannot fetch it (curl exit ${f_curl:-$f_status})" ;;
   esac
+  bundle_sha_check
+}
+
+bundle_sha_check() {
   f_sha=$(sha256sum <"$secrets_work/bundle" | cut -c1-64)
   [ "$f_sha" = "$secrets_sha256" ] ||
     fail secrets 11 "secrets bundle: the one fetched has sha256 $f_sha, not $secrets_sha256"
+}
+
+# The bundle's URL sealed to this host's key (--secrets-url age:BASE64), opened with it: what
+# SSM keeps of the command fetches nothing for anyone else. The URL goes to a file of the work
+# directory (root's alone), read once and removed.
+unseal_url() {
+  find_age
+  [ -r "$host_key" ] || step_failed secrets 11 "cannot read the host key $host_key"
+  printf '%s' "${secrets_url#age:}" | base64 -d >"$secrets_work/url.age" 2>/dev/null ||
+    bundle_bad "its sealed URL is not base64"
+  remaining_set
+  [ "$r" -gt 0 ] || timed_out secrets
+  [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
+  bounded "$secrets_work/url" "$r" "$age" -d -i "$host_key" -- "$secrets_work/url.age" ||
+    step_failed secrets 11 "secrets bundle: its URL cannot be opened with $host_key (not sealed to this host's key)"
+  secrets_url=$(head -c "$MAX_SECRETS_URL" -- "$secrets_work/url")
+  rm -f -- "$secrets_work/url" "$secrets_work/url.age"
+  url_check "$secrets_url" || bundle_bad "its sealed URL $u_why"
 }
 
 # Refuses a bundle that breaks the format before anything is done, and writes its manifest

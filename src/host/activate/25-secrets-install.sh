@@ -174,6 +174,17 @@ saved_secrets_installed() {
   tail -n +2 -- "$saved_secrets" | cut -d' ' -f1-6 | cmp -s - "$state_dir/secrets"
 }
 
+# Whether $1 is an http or https URL of only the characters a URL holds (RFC 3986): no space,
+# quote or backslash, which could end the string curl reads it in. Else why not, in u_why.
+url_check() {
+  case $1 in
+    *[!]A-Za-z0-9._~:/?#[@!\$\&\'\(\)*+,\;=%-]*) u_why="holds a character a URL does not (percent-encode it)" ;;
+    http://?* | https://?*) return 0 ;;
+    *) u_why="must be an http or https URL" ;;
+  esac
+  return 1
+}
+
 # --secrets and the options that go with it.
 check_secrets_options() {
   if [ "$secrets" = 0 ]; then
@@ -195,12 +206,13 @@ check_secrets_options() {
     fi
     [ ${#secrets_url} -le "$MAX_SECRETS_URL" ] ||
       usage "activate: --secrets-url is longer than $MAX_SECRETS_URL characters"
-    # Only the characters a URL holds (RFC 3986): no space, quote or backslash, which could
-    # end the string curl reads it in.
+    # "none": the empty bundle (nothing to fetch); "age:BASE64": the URL sealed to this host's
+    # key, opened once age is at hand (fetch_bundle).
     case $secrets_url in
-      *[!]A-Za-z0-9._~:/?#[@!\$\&\'\(\)*+,\;=%-]*) usage "activate: --secrets-url holds a character a URL does not (percent-encode it)" ;;
-      http://?* | https://?*) ;;
-      *) usage "activate: --secrets-url must be an http or https URL" ;;
+      none) ;;
+      age:*[!A-Za-z0-9+/=]* | age:) usage "activate: --secrets-url age:… must be base64 of an age file" ;;
+      age:*) ;;
+      *) url_check "$secrets_url" || usage "activate: --secrets-url $u_why" ;;
     esac
     case $secrets_sha256 in *[!0-9a-f]* | '') secrets_sha256=bad ;; esac
     [ ${#secrets_sha256} = 64 ] ||
