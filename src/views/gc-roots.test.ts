@@ -164,6 +164,34 @@ describe("gc roots", () => {
     });
   });
 
+  it("a rollout that still says running roots its systems past the newest 50 records", async () => {
+    await inStore(async (store) => {
+      const at = (minute: number) => new Date(Date.UTC(2026, 10, 26, 7, minute)).toISOString();
+      const record = (
+        id: string,
+        host: string,
+        state: RolloutRecord["state"],
+        startedAt: string,
+        to: string,
+        from: string,
+      ) =>
+        rolloutRecord(
+          [{ host, state: "activating", phase: "switch", system: to, before: from, message: null }],
+          { id, state, startedAt, updatedAt: startedAt },
+        );
+      // Killed mid-rollout (web1 runs p("b"), and no record says so); an older finished one.
+      await writeRollout(store, record("aaaaaaaaaaaa", "web1", "running", at(1), p("b"), p("a")));
+      await writeRollout(store, record("bbbbbbbbbbbb", "web1", "failed", at(0), p("c"), p("d")));
+      // Then 50 finished rollouts of another host.
+      for (let i = 1; i <= 50; i++) {
+        const id = String(i).padStart(12, "0");
+        await writeRollout(store, record(id, "db1", "succeeded", at(2 + i), p("f"), p("f")));
+      }
+      const found = await rootsFromStore(store, { keepReleases: 5 });
+      expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
+    });
+  });
+
   it("with the fleet's keys, each host keeps what the newest signed rollout gave it and what it ran before, whatever its status record says", async () => {
     await inStore(async (store) => {
       const cacheKey = generateSecretKey("cache-1");

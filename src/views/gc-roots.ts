@@ -85,7 +85,10 @@ const READS = 8;
 
 /** Rollout records read, newest first, for a host whose record cannot be read. */
 export const GC_ROLLOUTS = 50;
-/** Rollout records read at most in search of GC_ROLLOUTS signed ones (with the fleet's keys). */
+/**
+ * Rollout records read at most: for one still running past the newest GC_ROLLOUTS, and (with the
+ * fleet's keys) for GC_ROLLOUTS signed ones.
+ */
 export const GC_ROLLOUT_READS = 500;
 
 /** The roots the store names. A store fault fails the whole read: no collection without them. */
@@ -231,18 +234,15 @@ export async function rootsFromStore(
   // whoever can write the store must not turn the collector into the deleter of what a host
   // runs or goes back to.
   const given = new Set<string>();
-  // With keys, past the newest GC_ROLLOUTS records read on while fewer than GC_ROLLOUTS were
-  // signed (up to GC_ROLLOUT_READS): records of a writer's own, put there to push the signed
-  // ones out, are passed over, as are records dated ahead (a writer's, sorting first), which
-  // listNewestRollouts never lists.
-  const rollouts = await listNewestRollouts(
-    store,
-    options.rolloutKeys === undefined ? GC_ROLLOUTS : GC_ROLLOUT_READS,
-  );
-  let signedRead = 0;
+  // Past the newest GC_ROLLOUTS records, read on (up to GC_ROLLOUT_READS) for a rollout that
+  // still says running or paused (its deployer killed before it wrote its hosts' records; 50
+  // rollouts of other hosts may have come since) and, with keys, for the newest signed
+  // records: records of a writer's own, put there to push the signed ones out, are passed
+  // over, as are records dated ahead (a writer's, sorting first), which listNewestRollouts
+  // never lists.
+  const rollouts = await listNewestRollouts(store, GC_ROLLOUT_READS);
   for (const [index, { key }] of rollouts.entries()) {
     const within = index < GC_ROLLOUTS;
-    if (!within && signedRead >= GC_ROLLOUTS) break;
     let rollout: RolloutRecord | undefined;
     let trusted = false;
     try {
@@ -257,9 +257,9 @@ export async function rootsFromStore(
       if (within && unread.size > 0) unreadable.push({ name: key, problem: err.message });
       continue;
     }
-    if (trusted) signedRead++;
-    // Past the newest GC_ROLLOUTS, a record keeps only by the newest-signed rule.
-    const live = within && rollout !== undefined && rolloutLive(rollout.state);
+    // Past the newest GC_ROLLOUTS, a record keeps while it says running or paused, or by the
+    // newest-signed rule.
+    const live = rollout !== undefined && rolloutLive(rollout.state);
     for (const entry of [
       ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
       ...(rollout?.skipped ?? []),
