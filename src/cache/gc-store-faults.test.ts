@@ -9,17 +9,14 @@ import { access, mkdtemp, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.js";
 import { OperationError } from "../errors.js";
-import { Sha256 } from "../nix/hash.js";
 import { generateSecretKey } from "../nix/keys.js";
-import { buildNar, narNode } from "../nix/nar-write.js";
-import { formatNarInfo, signNarInfo } from "../nix/narinfo.js";
-import { makeStorePath } from "../nix/store-path.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { wrapStore } from "../store/wrap-store.js";
 import { collectGarbage } from "./gc.js";
-import { narInfoKey, narKey } from "./layout.js";
 
 let dir: string;
 let inner: ObjectStore;
@@ -41,29 +38,16 @@ async function putOldPath(
   seed: string,
   { references = [], young = false }: { references?: string[]; young?: boolean } = {},
 ): Promise<{ path: string; narinfo: string; nar: string }> {
-  const path = makeStorePath("output:out", Sha256.of(seed), seed);
-  const nar = buildNar(narNode.regular(path));
-  const hash = Sha256.of(nar);
-  const info = {
-    storePath: path,
-    url: narKey(hash, "none"),
-    compression: "none",
-    fileHash: hash,
-    fileSize: nar.length,
-    narHash: hash,
-    narSize: nar.length,
-    references,
-    deriver: undefined,
-    sigs: [],
-    ca: undefined,
-  };
-  await inner.put(info.url, nar, {});
-  const text = formatNarInfo(signNarInfo(info as never, generateSecretKey("gc-look-1")));
-  await inner.put(narInfoKey(path), Buffer.from(text), {});
+  const put = await putSyntheticPath(
+    inner,
+    generateSecretKey("gc-look-1"),
+    syntheticPath(seed, seed),
+    references as StorePath[],
+  );
   const old = new Date(Date.now() - 2 * 86400_000);
   if (!young)
-    for (const key of [info.url, narInfoKey(path)]) await utimes(join(dir, key), old, old);
-  return { path, narinfo: narInfoKey(path), nar: info.url };
+    for (const key of [put.narKey, put.narinfoKey]) await utimes(join(dir, key), old, old);
+  return { path: put.path, narinfo: put.narinfoKey, nar: put.narKey };
 }
 
 const present = (key: string) =>
