@@ -3,7 +3,7 @@
 // narinfo (which needs that path) is written. Without a lease the collection deletes the
 // skipped path and the pushed closure is broken; with the push under a lease (as `nixship
 // push` and `deploy` run it) the collection waits, then keeps it.
-import { mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -98,11 +98,23 @@ function listedSignal(inner: ObjectStore): { store: ObjectStore; listed: Promise
   return { store, listed };
 }
 
+/**
+ * As if the push's lease renewals had failed for 11 minutes: its lease objects aged past a
+ * lease's life (a collector deletes them), and the push's own measure of a lapse made short.
+ */
+async function ageLeases(dir: string): Promise<void> {
+  const aged = new Date(Date.now() - 11 * 60_000);
+  for (const k of await readdir(join(dir, "gc", "leases"))) {
+    await utimes(join(dir, "gc", "leases", k), aged, aged);
+  }
+}
+
 async function race(
   name: string,
   leased: boolean,
-): Promise<{ store: ObjectStore; top: StorePath }> {
-  const { store } = await cacheWithOldBase(name);
+  lapse?: (dir: string) => Promise<void>,
+): Promise<{ store: ObjectStore; top: StorePath; pushed: Promise<unknown> }> {
+  const { store, dir } = await cacheWithOldBase(name);
   const top = await build("top", `${name}-${process.pid}`);
   const gcSide = listedSignal(store);
   const pushSide = holdingPut(store, narInfoKey(top), gcSide.listed);
@@ -112,10 +124,12 @@ async function race(
     roots: [top],
     key,
     compression: "zstd",
-    ...(leased ? { lease: {} } : {}),
+    ...(leased ? { lease: lapse === undefined ? {} : { lapseMs: 100 } } : {}),
   });
+  pushing.catch(() => undefined);
   // The collection starts once the push has checked the cache (it is holding its narinfo).
   await new Promise((r) => setTimeout(r, 300));
+  await lapse?.(dir);
   const gc = collectGarbage({
     store: gcSide.store,
     readRoots: async () => ({ roots: new Map(), origins: new Map(), unreadable: [], skipped: [] }),
@@ -124,14 +138,16 @@ async function race(
     waitMs: 30_000,
     pricePerGbMonth: 0.023,
   });
-  await Promise.all([pushing, gc]);
-  return { store, top };
+  await Promise.allSettled([pushing, gc]);
+  await gc;
+  return { store, top, pushed: pushing };
 }
 
 describe("a push that skips an old unrooted path, raced by a collection", () => {
   it("without a lease, the collection deletes the skipped path under the new narinfo (the hazard)", async () => {
-    const { store, top } = await race("unleased", false);
+    const { store, top, pushed } = await race("unleased", false);
     try {
+      await pushed;
       const closure = await walkClosure(store, [top]);
       expect(closure.missing).toEqual([base]);
     } finally {
@@ -140,8 +156,9 @@ describe("a push that skips an old unrooted path, raced by a collection", () => 
   }, 60_000);
 
   it("under a lease, the collection waits for the push and keeps the whole pushed closure", async () => {
-    const { store, top } = await race("leased", true);
+    const { store, top, pushed } = await race("leased", true);
     try {
+      await pushed;
       const closure = await walkClosure(store, [top]);
       expect(closure.missing).toEqual([]);
       expect([...closure.found.values()].map((i) => i.storePath).sort()).toEqual(
@@ -151,6 +168,21 @@ describe("a push that skips an old unrooted path, raced by a collection", () => 
       expect(
         (await allKeys(store)).filter((k) => k.startsWith("gc/") && !k.startsWith("gc/reports/")),
       ).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it("under a lease that lapsed (renewals failed 11 minutes), the push says which skipped path the collection took, and pushing again mends the closure", async () => {
+    const { store, top, pushed } = await race("lapsed", true, ageLeases);
+    try {
+      await expect(pushed).rejects.toMatchObject({
+        code: "cache-lease-lapsed",
+        message: expect.stringContaining(`took 1 of the paths it had found there, ${base} first`),
+      });
+      expect((await walkClosure(store, [top])).missing).toEqual([base]);
+      await pushClosure({ store, roots: [top], key, compression: "zstd", lease: {} });
+      expect((await walkClosure(store, [top])).missing).toEqual([]);
     } finally {
       await store.close();
     }

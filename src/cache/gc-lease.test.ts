@@ -2,6 +2,7 @@ import { readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -76,6 +77,51 @@ describe("leases and the collection lock", () => {
   it("a store that fails right after a lease is put leaves no lease standing (collections would be refused)", async () => {
     const blip = headFailingOnce((key) => key.startsWith("gc/leases/"));
     await expect(CacheLease.take(blip, "push", FAST)).rejects.toThrow(/HEAD gc\/leases\/.* failed/);
+    expect(await keys("gc/")).toEqual([]);
+  });
+
+  it("a lease whose renewals fail past its life has lapsed, and is taken again only once the collection that ran meanwhile ends", async () => {
+    let failing = false;
+    const flaky = wrapStore(store, {
+      put: async (key, body, options) => {
+        if (failing && key.startsWith("gc/leases/")) throw new Error(`PUT ${key} failed`);
+        return store.put(key, body, options);
+      },
+    });
+    const events: string[] = [];
+    const lease = await CacheLease.take(flaky, "push", {
+      ...FAST,
+      renewMs: 10,
+      lapseMs: 100,
+      onEvent: (e) => events.push(e.type),
+    });
+    expect(lease.lapsed).toBe(false);
+    expect(await lease.regain()).toBe(false);
+    failing = true;
+    await sleep(150);
+    expect(lease.lapsed).toBe(true);
+    expect(events).toContain("lease-renew-failed");
+    // A collector found the lease lapsed, deleted it and took its lock.
+    for (const k of await keys("gc/leases/")) await store.delete(k);
+    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+    failing = false;
+    await sleep(50);
+    // A renewal that succeeds after the gap does not make the lease whole again.
+    expect(await keys("gc/leases/")).toHaveLength(1);
+    expect(lease.lapsed).toBe(true);
+    let regained = false;
+    const regaining = lease.regain().then((r) => {
+      regained = r;
+    });
+    await sleep(200);
+    expect(regained).toBe(false);
+    expect(await keys("gc/leases/")).toEqual([]);
+    await lock.release();
+    await regaining;
+    expect(regained).toBe(true);
+    expect(lease.lapsed).toBe(false);
+    expect(await keys("gc/leases/")).toHaveLength(1);
+    await lease.release();
     expect(await keys("gc/")).toEqual([]);
   });
 

@@ -97,7 +97,17 @@ export interface LeaseOptions {
   readonly pollMs?: number;
   /** For tests: how long it waits for collections at most, all told (default LEASE_WAIT_MS). */
   readonly waitMs?: number;
+  /** For tests: how often a lease is put again (default 2 min). */
+  readonly renewMs?: number;
+  /** For tests: how long without a renewal before a lease may have lapsed (default LAPSE_MS). */
+  readonly lapseMs?: number;
 }
+
+/**
+ * A lease not put again for this long may have lapsed in a collector's eyes: LEASE_TTL less a
+ * minute, for a store clock and a monotonic clock that run at slightly different rates.
+ */
+const LAPSE_MS = LEASE_TTL_MS - 60_000;
 
 /**
  * How long a push or deploy waits for collections, all told: two locks' lives. A lock held
@@ -157,13 +167,19 @@ export class CacheLease {
   readonly #store: ObjectStore;
   readonly #key: string;
   readonly #body: Uint8Array;
+  readonly #options: LeaseOptions;
   #timer: NodeJS.Timeout | undefined;
   #renewing: Promise<unknown> = Promise.resolve();
+  /** When the last put that succeeded began (performance.now()); 0 before the first. */
+  #lastPut = 0;
+  /** Whether two puts that succeeded were ever further apart than a lease lives. */
+  #gap = false;
 
-  private constructor(store: ObjectStore, what: string) {
+  private constructor(store: ObjectStore, what: string, options: LeaseOptions) {
     this.#store = store;
     this.#key = `${LEASE_PREFIX}${randomBytes(12).toString("hex")}.json`;
     this.#body = holderBody(what);
+    this.#options = options;
   }
 
   static async take(
@@ -171,7 +187,53 @@ export class CacheLease {
     what: string,
     options: LeaseOptions = {},
   ): Promise<CacheLease> {
-    const lease = new CacheLease(store, what);
+    const lease = new CacheLease(store, what, options);
+    await lease.#acquire();
+    lease.#renewEvery();
+    return lease;
+  }
+
+  /**
+   * Whether the lease may have lapsed since it was taken (its renewals failed for about
+   * LEASE_TTL, or the process stood still that long): a collection may have run meanwhile and
+   * taken what the holder found in the cache.
+   */
+  get lapsed(): boolean {
+    return this.#gap || performance.now() - this.#lastPut >= (this.#options.lapseMs ?? LAPSE_MS);
+  }
+
+  /**
+   * After a lapse, takes the lease again as `take` does (waiting for a collection that runs to
+   * finish) and says true: the holder must then look again at what it found in the cache before
+   * it counts on it. False, and nothing done, while the lease held throughout.
+   */
+  async regain(): Promise<boolean> {
+    if (!this.lapsed) return false;
+    clearInterval(this.#timer);
+    await this.#renewing;
+    await this.#acquire();
+    this.#gap = false;
+    this.#renewEvery();
+    return true;
+  }
+
+  #renewEvery(): void {
+    const { onEvent } = this.#options;
+    this.#timer = setInterval(() => {
+      this.#renewing = this.#put().catch((err: unknown) =>
+        onEvent?.({
+          type: "lease-renew-failed",
+          message: err instanceof Error ? err.message : String(err),
+        }),
+      );
+    }, this.#options.renewMs ?? LEASE_RENEW_MS);
+    this.#timer.unref();
+  }
+
+  /** Puts the lease, and holds it once no collection runs (waiting for one that does). */
+  async #acquire(): Promise<void> {
+    const store = this.#store;
+    const options = this.#options;
     // Said once per collection waited for, not at every poll.
     let announced: string | undefined;
     const giveUpAt = performance.now() + (options.waitMs ?? LEASE_WAIT_MS);
@@ -179,18 +241,18 @@ export class CacheLease {
       if (options.signal?.aborted) {
         throw new InterruptedError(`interrupted before a push or deploy could lease ${store.url}`);
       }
-      await lease.#put();
+      await this.#put();
       // A store that fails right after the lease was put must not leave it holding off
       // collections: it goes, as best it can, before the failure is told.
-      const lock = await (async () => readLock(store, await storeTime(store, lease.#key)))().catch(
+      const lock = await (async () => readLock(store, await storeTime(store, this.#key)))().catch(
         async (err: unknown) => {
-          await store.delete(lease.#key).catch(() => {});
+          await store.delete(this.#key).catch(() => {});
           throw err;
         },
       );
-      if (lock === undefined || lock.stale) break;
+      if (lock === undefined || lock.stale) return;
       // A collection runs: step back so that it can finish, and wait for its lock to go.
-      await store.delete(lease.#key);
+      await store.delete(this.#key);
       if (performance.now() >= giveUpAt) {
         throw new OperationError(
           "gc-lock-held",
@@ -216,20 +278,14 @@ export class CacheLease {
         },
       );
     }
-    lease.#timer = setInterval(() => {
-      lease.#renewing = lease.#put().catch((err: unknown) =>
-        options.onEvent?.({
-          type: "lease-renew-failed",
-          message: err instanceof Error ? err.message : String(err),
-        }),
-      );
-    }, LEASE_RENEW_MS);
-    lease.#timer.unref();
-    return lease;
   }
 
   async #put(): Promise<void> {
+    const started = performance.now();
     await this.#store.put(this.#key, this.#body, { contentType: "application/json" });
+    const lapseMs = this.#options.lapseMs ?? LAPSE_MS;
+    if (this.#lastPut !== 0 && started - this.#lastPut >= lapseMs) this.#gap = true;
+    this.#lastPut = started;
   }
 
   /** Gives the lease back (a failure to delete it only delays collections by LEASE_TTL). */

@@ -17,8 +17,9 @@ import { mapLimit, Semaphore } from "../util/pool.js";
 import { ensureCacheInfo, requireCacheInfo } from "./cache-info.js";
 import { DEFAULT_LEVEL } from "./compression.js";
 import { FlushBatches } from "./flush-batch.js";
-import { CacheLease, type LeaseEvent } from "./gc-lease.js";
+import { CacheLease, type LeaseOptions } from "./gc-lease.js";
 import { narInfoKey, narKey } from "./layout.js";
+import { confirmFoundAfterLapse } from "./lease-lapse.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
 import { checkNar } from "./nar-check.js";
 import { writeNar } from "./nar-pipeline.js";
@@ -57,9 +58,11 @@ export interface PushOptions {
   /**
    * Hold a lease on the cache (gc-lease.ts) from before the push looks at what the cache has
    * until it ends, so that no collection sweeps a path it found there; its waits are told to
-   * `onEvent`. A caller that holds its own lease for longer (a deploy) leaves this unset.
+   * `onEvent`. Should it lapse (its renewals failed for ten minutes), the push looks again at
+   * the end at what it had found (lease-lapse.ts). A caller that holds its own lease for longer
+   * (a deploy) leaves this unset.
    */
-  readonly lease?: { readonly onEvent?: (event: LeaseEvent) => void };
+  readonly lease?: Pick<LeaseOptions, "onEvent" | "lapseMs">;
 }
 
 export type PushEvent =
@@ -172,7 +175,7 @@ async function runPush(
     if (options.lease !== undefined) {
       lease = await CacheLease.take(store, "push", {
         ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.lease.onEvent ? { onEvent: options.lease.onEvent } : {}),
+        ...options.lease,
       });
     }
 
@@ -282,6 +285,14 @@ async function runPush(
     // The last NARs and narinfos, published.
     await (batches?.finish() ?? store.flush?.());
     done = true;
+    if (lease !== undefined) {
+      await confirmFoundAfterLapse(
+        lease,
+        store,
+        already.map((p) => p.path),
+        "push",
+      );
+    }
 
     const seconds = (performance.now() - started) / 1000;
     return {

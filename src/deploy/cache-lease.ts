@@ -2,14 +2,25 @@
 // are written (they root what it deployed), so that no collection sweeps in between.
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { CacheLease } from "../cache/gc-lease.js";
+import { confirmFoundAfterLapse } from "../cache/lease-lapse.js";
+import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import type { DeployOptions } from "./deploy-options.js";
+
+export interface HeldCacheLease {
+  /**
+   * Once the push is done: when the lease lapsed meanwhile, takes it again and checks that the
+   * cache still has the paths of `closure` (lease-lapse.ts); throws naming those it lost.
+   */
+  confirmFound(closure: readonly StorePath[]): Promise<void>;
+  release(): Promise<void>;
+}
 
 /** The deploy's lease on the fleet's cache (gc-lease.ts), its waits told as events. */
 export async function leaseCache(
   url: string,
   options: Pick<DeployOptions, "emit" | "signal">,
-): Promise<{ release(): Promise<void> }> {
+): Promise<HeldCacheLease> {
   const store = await openStore(url);
   try {
     // A cache URL with a typo fails here, before a lease is written into it.
@@ -29,6 +40,7 @@ export async function leaseCache(
         ),
     });
     return {
+      confirmFound: (closure) => confirmFoundAfterLapse(lease, store, closure, "deploy"),
       release: async () => {
         await lease.release();
         await store.close();

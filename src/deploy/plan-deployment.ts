@@ -15,7 +15,7 @@ import type { StorePath } from "../nix/store-path.js";
 import type { RolloutHost } from "../status/rollout.js";
 import { planAsRun, planFromSurvey } from "./assemble-plan.js";
 import { refuseBusyHosts } from "./busy-hosts.js";
-import { leaseCache } from "./cache-lease.js";
+import { type HeldCacheLease, leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
 import { cacheKeys, planDeltas, withStoreNars } from "./deltas.js";
 import type { DeployOptions } from "./deploy-options.js";
@@ -110,9 +110,11 @@ export async function planDeployment(
     held.push(() => opened.close());
     // A deploy that pushes holds a lease on the cache from before its push until its status
     // records are written (they root what it deployed): no collection sweeps in between.
+    let lease: HeldCacheLease | undefined;
     if (execute && fleet.cache !== undefined && options.key !== undefined) {
-      const lease = await leaseCache(fleet.cache.url, options);
-      held.push(() => lease.release());
+      const taken = await leaseCache(fleet.cache.url, options);
+      held.push(() => taken.release());
+      lease = taken;
     }
     // Refused before anything is built.
     if (execute && options.async === true) publisherOf(opened.delivery, mode);
@@ -140,6 +142,7 @@ export async function planDeployment(
     prepared = ready;
     held.push(() => ready.close());
     throwIfInterrupted(signal);
+    await lease?.confirmFound([...ready.pushed.keys()]).catch(interruptedBefore(signal));
     const asked = await (
       early.survey ?? survey(opened.delivery, hosts, ready.built, options, ready.pushed)
     ).catch(interruptedBefore(signal));
