@@ -81,10 +81,23 @@ function plain(name: string, fields: Partial<Omit<Plain, "name" | "plaintext">> 
   };
 }
 
-/** The secret encrypted to `hosts` only. */
+/** The secret encrypted to `hosts` only, as nixship encrypts it (its name in the header). */
 async function seal(secret: Plain, ...hosts: string[]): Promise<BundledSecret> {
+  return sealAs(secret, secret.name, ...hosts);
+}
+
+/** The secret encrypted to `hosts` as the secret named `as` (undefined: as none). */
+async function sealAs(
+  secret: Plain,
+  as: string | undefined,
+  ...hosts: string[]
+): Promise<BundledSecret> {
   const to = hosts.map((h) => recipients.get(h) as AgeRecipient);
-  const ciphertext = await encryptSecret(new TextEncoder().encode(secret.plaintext), to);
+  const ciphertext = await encryptSecret(
+    new TextEncoder().encode(secret.plaintext),
+    to,
+    as === undefined ? {} : { secret: as },
+  );
   const { plaintext: _, ...fields } = secret;
   return { ...fields, ciphertext };
 }
@@ -304,6 +317,36 @@ describe("activate --secrets on a lab host", () => {
     expect(await installed(H1, alpha.path)).toEqual(installedAlpha);
     expect(await leftovers(H1)).toBe("");
     expect((await status(H1)).secrets).toBe(firstDigest);
+  });
+
+  it("refuses one secret's age file sent as another's (the name its header's MAC binds)", async () => {
+    const eta = plain("eta");
+    const asAlpha = await sealAs(eta, alpha.name, H1);
+    const r = await activate(H1, "web-v2", secretsBundle([{ ...asAlpha, name: "eta" }]));
+    expectFailure(
+      r,
+      "secret eta: its age file was encrypted as secret 'alpha': a file is installed under the name it was encrypted as alone",
+    );
+    expect(await installed(H1, eta.path)).toBeUndefined();
+    // The name changed in the header (its sha256 made to match): age's MAC check refuses it.
+    const renamed = Buffer.from(asAlpha.ciphertext)
+      .toString("latin1")
+      .replace("-> nixship-secret alpha\n", "-> nixship-secret eta\n");
+    expect(renamed).toContain("nixship-secret eta");
+    const forged = await activate(
+      H1,
+      "web-v2",
+      secretsBundle([{ ...asAlpha, name: "eta", ciphertext: Buffer.from(renamed, "latin1") }]),
+    );
+    expectFailure(
+      forged,
+      "secret eta: cannot be decrypted with /etc/ssh/ssh_host_ed25519_key (not encrypted to this host, or tampered)",
+    );
+    expect(await installed(H1, eta.path)).toBeUndefined();
+    expect(await leftovers(H1)).toBe("");
+    expect((await status(H1)).secrets).toBe(firstDigest);
+    // (A file that names no secret installs off pinned trust: secrets-install-edges.test.ts
+    // installs such files; pinned-deploy.test.ts has a pinned host refuse one.)
   });
 
   it("refuses an age file that does not match its sha256", async () => {

@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encryptSecret, parseRecipient } from "../src/age/age.js";
 import { activateArgs, parseActivationResult } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
 import { nixship, run, runOk } from "../support/cli.js";
@@ -127,7 +128,9 @@ beforeAll(async () => {
   const mk = (name: string, extra = "") =>
     `${name} = import ${ROOT}examples/system.nix { system = builtins.currentSystem; name = "${name}"; version = "${name}"; pinned = ${pinned}; checks = { commands = [ { run = ${JSON.stringify(DECLARED)}; timeout = 5; } ]; }; ${extra} };`;
   const secret = `secrets = { db-password = { owner = "nobody"; group = "root"; mode = "0400"; path = "/run/keys/db-password"; }; };`;
-  const expr = `{ ${mk("pin-v1")} ${mk("pin-v2")} ${mk("pin-broken", 'health = "fail";')} ${mk("pin-v3")} ${mk("pin-secret", secret)} }`;
+  // A secret root's service reads, and one the deploy user owns (a token of its own).
+  const twoSecrets = `secrets = { db-password = { owner = "nobody"; group = "root"; mode = "0400"; path = "/run/keys/db-password"; }; deploy-token = { owner = "deploy"; group = "root"; mode = "0400"; path = "/run/keys/deploy-token"; }; };`;
+  const expr = `{ ${mk("pin-v1")} ${mk("pin-v2")} ${mk("pin-broken", 'health = "fail";')} ${mk("pin-v3")} ${mk("pin-secret", secret)} ${mk("pin-secrets", twoSecrets)} }`;
   const built = JSON.parse(
     await runOk("nix", ["build", "--impure", "--no-link", "--json", "--expr", expr]),
   ) as { outputs: { out: string } }[];
@@ -485,6 +488,47 @@ describe("a deploy user bound to the host's pinned trust", () => {
       "test -e /run/sudoers-mine && echo made || echo none",
     );
     expect(planted.stdout.trim()).toBe("none");
+  });
+
+  it("cannot have one secret's file installed as another's it may read, nor a file that names no secret", async () => {
+    // The system, signed, in the pinned cache (as a deploy of it would have pushed it).
+    const pushed = await lab.nixship([
+      "push",
+      systems["pin-secrets"] as string,
+      "--fleet",
+      lab.fleetFile,
+      "--key",
+      join(lab.info.dir, "cache.sec"),
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const hostKey = (await onHost("pin1", "root", "cat /etc/ssh/ssh_host_ed25519_key.pub")).stdout;
+    const to = [parseRecipient(hostKey.trim(), "pin1's host key")];
+    const line = (name: string, owner: string, file: Uint8Array) =>
+      `${name} ${owner} root 0400 /run/keys/${name} ${createHash("sha256").update(file).digest("hex")} ${Buffer.from(file).toString("base64")}`;
+    const activate = (bundle: string) =>
+      onHost(
+        "pin1",
+        "deploy",
+        `sudo -n ${ACTIVATOR} activate --path ${systems["pin-secrets"]} --action test --secrets`,
+        `nixship-secrets 1\n${bundle}\n`,
+      );
+    // db-password's file (from the fleet's repository, say), sent as the deploy user's token.
+    const dbPassword = await encryptSecret(Buffer.from(PASSWORD), to, { secret: "db-password" });
+    const swapped = await activate(line("deploy-token", "deploy", dbPassword));
+    expect(swapped.code, swapped.stderr).toBe(11);
+    expect(String(lastJson(swapped.stdout).message)).toContain(
+      "secret deploy-token: its age file was encrypted as secret 'db-password'",
+    );
+    // A file that names no secret (as nixship wrote them before it bound names).
+    const unnamed = await encryptSecret(Buffer.from(PASSWORD), to);
+    const old = await activate(line("deploy-token", "deploy", unnamed));
+    expect(old.code, old.stderr).toBe(11);
+    expect(String(lastJson(old.stdout).message)).toContain(
+      "secret deploy-token: its age file does not name the secret it is (written before nixship bound names), and this host's trust is pinned: run 'nixship secrets rekey'",
+    );
+    expect(await keptOn(lab.info.dir, "pin1", "/run/keys/deploy-token")).toBe("(none)");
+    expect(swapped.stdout + old.stdout + swapped.stderr + old.stderr).not.toContain(PASSWORD);
+    // (A file encrypted as its own secret installs: "installs the secrets its system declares".)
   });
 
   it("refuses, before it changes anything, a host that requirePinned finds unpinned", async () => {

@@ -8,6 +8,7 @@ import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encryptSecret, parseRecipient, readAgeHeader } from "../src/age/age.js";
 import { InterruptedError } from "../src/errors.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { rekeySecrets } from "../src/secrets/secret-ops.js";
@@ -160,6 +161,31 @@ describe("nixship secrets", () => {
     const file = secretFile("web-token");
     expect(ageDecrypt(file, hostKeys.web3?.privateFile as string)).toBe(PLAINTEXT);
     expect(ageDecrypt(file, hostKeys.web2?.privateFile as string)).toBeUndefined();
+    expect((await cli(["secrets", "list"])).code).toBe(0);
+  });
+
+  it("a file that does not name its secret (written before names were bound) is stale, and rekey writes it with its name", async () => {
+    const file = secretFile("db-password");
+    const plaintext = ageDecrypt(file, hostKeys.db1?.privateFile as string) as string;
+    expect(plaintext).toBeDefined();
+    expect((await readAgeHeader(readFileSync(file), file)).secretName).toBe("db-password");
+    const recipients = [adminRecipient, hostKeys.db1?.publicKey as string].map((r, i) =>
+      parseRecipient(r, `recipient ${i}`),
+    );
+    writeFileSync(file, await encryptSecret(Buffer.from(plaintext), recipients));
+    const stale = await cli(["secrets", "list"]);
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toMatch(/db-password\s+db1\s.*stale/);
+    const r = await cli(["secrets", "rekey", "--identity", adminIdentity, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(
+      (JSON.parse(r.stdout) as { secrets: { name: string; outcome: string }[] }).secrets,
+    ).toEqual([
+      expect.objectContaining({ name: "db-password", outcome: "rekeyed" }),
+      expect.objectContaining({ name: "web-token", outcome: "unchanged" }),
+    ]);
+    expect((await readAgeHeader(readFileSync(file), file)).secretName).toBe("db-password");
+    expect(ageDecrypt(file, hostKeys.db1?.privateFile as string)).toBe(plaintext);
     expect((await cli(["secrets", "list"])).code).toBe(0);
   });
 

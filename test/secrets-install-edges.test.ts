@@ -60,6 +60,7 @@ afterAll(async () => {
   await rm(runDir, { recursive: true, force: true });
 });
 
+/** A secret's file as nixship wrote them before it bound names: off pinned trust, installed. */
 async function sealed(
   fields: Omit<BundledSecret, "ciphertext">,
   plaintext: string,

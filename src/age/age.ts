@@ -36,6 +36,11 @@ export interface AgeHeader {
   readonly stanzas: readonly { readonly type: string; readonly args: readonly string[] }[];
   /** From the nixship-recipients stanza; undefined when absent (e.g. a file the age CLI wrote). */
   readonly recipientsDigest: string | undefined;
+  /**
+   * From the nixship-secret stanza: the name of the secret the file was encrypted as, under
+   * the header's MAC (a host installs it under that name alone); undefined when absent.
+   */
+  readonly secretName: string | undefined;
   /** Tags of the ssh-ed25519 stanzas. */
   readonly sshTags: readonly string[];
   /** How many X25519 stanzas. */
@@ -51,6 +56,8 @@ export interface AgeIdentity {
 
 const X25519_STANZA = "X25519";
 const DIGEST_STANZA = "nixship-recipients";
+/** The stanza naming the secret a file was encrypted as; activate.sh reads it too. */
+const SECRET_STANZA = "nixship-secret";
 const MAX_HEADER = 64 * 1024;
 const ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----";
 const ONLY_SUPPORTED = "only ssh-ed25519 host keys and age1 recipients are supported";
@@ -154,10 +161,20 @@ function digestRecipient(digest: string): Recipient {
   return { wrapFileKey: () => [{ args: [DIGEST_STANZA, digest], body: new Uint8Array(0) }] };
 }
 
-/** Encrypts to every recipient (binary age format), recording recipientsDigest in the header. */
+/** The anonymous stanza that names the secret; identities ignore its type. */
+function secretNameStanza(name: string): Recipient {
+  return { wrapFileKey: () => [{ args: [SECRET_STANZA, name], body: new Uint8Array(0) }] };
+}
+
+/**
+ * Encrypts to every recipient (binary age format), recording recipientsDigest in the header,
+ * and `as.secret`, the name of the secret the file is, where given: the header's MAC binds it,
+ * so a host can tell one secret's file installed as another's.
+ */
 export async function encryptSecret(
   plaintext: Uint8Array,
   recipients: readonly AgeRecipient[],
+  as: { readonly secret?: string } = {},
 ): Promise<Uint8Array> {
   if (recipients.length === 0) {
     throw new InputError("no-recipients", "refusing to encrypt a secret to no recipients");
@@ -170,6 +187,15 @@ export async function encryptSecret(
     encrypter.addRecipient(resolveRecipient(text, `recipient ${index + 1}`).typage);
   }
   encrypter.addRecipient(digestRecipient(recipientsDigest(recipients)));
+  if (as.secret !== undefined) {
+    if (!/^[\x21-\x7e]{1,64}$/.test(as.secret)) {
+      throw new InputError(
+        "bad-secret-name",
+        `cannot encrypt as secret ${JSON.stringify(as.secret)}: a secret's name is 1 to 64 printable characters without spaces`,
+      );
+    }
+    encrypter.addRecipient(secretNameStanza(as.secret));
+  }
   const ciphertext = await encrypter.encrypt(plaintext);
   // A header past MAX_HEADER is one nixship itself (and parseHeader) refuses to read back.
   const size = headerSize(ciphertext);
@@ -188,9 +214,10 @@ export async function encryptSecret(
 /**
  * How many recipients fit a header of MAX_HEADER: each ssh-ed25519 stanza is 110 bytes (its
  * line, then its 32-byte body's), each X25519 one 98, beside the version line (22), the
- * nixship-recipients stanza (88) and the MAC line (48).
+ * nixship-recipients stanza (88), the nixship-secret stanza (84 with a name of 64) and the MAC
+ * line (48).
  */
-const HEADER_OVERHEAD = 22 + 88 + 48;
+const HEADER_OVERHEAD = 22 + 88 + 84 + 48;
 const MAX_SSH_RECIPIENTS = Math.floor((MAX_HEADER - HEADER_OVERHEAD) / 110);
 const MAX_X25519_RECIPIENTS = Math.floor((MAX_HEADER - HEADER_OVERHEAD) / 98);
 
@@ -282,6 +309,7 @@ function parseHeader(bytes: Uint8Array): Parsed<HeaderStanza[]> {
 
 function summarize(stanzas: readonly HeaderStanza[]): Parsed<AgeHeader> {
   const digests: string[] = [];
+  const names: string[] = [];
   const sshTags: string[] = [];
   let x25519Count = 0;
   for (const { args, body } of stanzas) {
@@ -291,6 +319,11 @@ function summarize(stanzas: readonly HeaderStanza[]): Parsed<AgeHeader> {
         return { ok: false, reason: "its nixship-recipients stanza is malformed" };
       }
       digests.push(rest[0] as string);
+    } else if (type === SECRET_STANZA) {
+      if (rest.length !== 1 || body.length !== 0) {
+        return { ok: false, reason: "its nixship-secret stanza is malformed" };
+      }
+      names.push(rest[0] as string);
     } else if (type === SSH_ED25519_STANZA) {
       if (rest.length !== 2) return { ok: false, reason: "it has a malformed ssh-ed25519 stanza" };
       sshTags.push(rest[0] as string);
@@ -301,11 +334,13 @@ function summarize(stanzas: readonly HeaderStanza[]): Parsed<AgeHeader> {
   }
   if (digests.length > 1)
     return { ok: false, reason: "it has more than one nixship-recipients stanza" };
+  if (names.length > 1) return { ok: false, reason: "it has more than one nixship-secret stanza" };
   return {
     ok: true,
     value: {
       stanzas: stanzas.map(({ args: [type = "", ...args] }) => ({ type, args })),
       recipientsDigest: digests[0],
+      secretName: names[0],
       sshTags,
       x25519Count,
     },

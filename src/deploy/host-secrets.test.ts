@@ -39,9 +39,11 @@ function fleetWith(entries: Record<string, unknown>, secrets = true) {
   return resolveFleetPaths(parseFleetValue(doc, "fleet.json"), dir);
 }
 
-async function encryptTo(name: string, hosts: string[]): Promise<Uint8Array> {
+async function encryptTo(name: string, hosts: string[], as = name): Promise<Uint8Array> {
   const recipients = hosts.map((h) => parseRecipient(keys.get(h) as string, h));
-  const bytes = await encryptSecret(Buffer.from(`plaintext of ${name}`), recipients);
+  const bytes = await encryptSecret(Buffer.from(`plaintext of ${name}`), recipients, {
+    secret: as,
+  });
   await writeCiphertext(join(dir, "secrets", `${name}.age`), bytes);
   return bytes;
 }
@@ -140,5 +142,23 @@ describe("hostSecrets", () => {
     // Deploying only hosts that do not get it needs neither.
     const web = fleet.hosts.filter((h) => h.name === "web1" || h.name === "web2");
     expect([...(await hostSecrets(fleet, web, keys)).keys()]).toEqual(["web1", "web2"]);
+  });
+
+  it("refuses a file encrypted as another secret (the host would), naming both and the fix", async () => {
+    const fleet = fleetWith({ "api-token": { hosts: "web1" } });
+    await encryptTo("api-token", ["admin", "web1"], "db-password");
+    await expect(hostSecrets(fleet, fleet.hosts, keys, "prod.json")).rejects.toMatchObject({
+      code: "secret-file-of-another",
+      message: expect.stringContaining(
+        'secret "api-token" (' +
+          join(dir, "secrets", "api-token.age") +
+          ') was encrypted as secret "db-password"',
+      ),
+      hint: "encrypt it as api-token: nixship secrets rekey api-token --fleet prod.json",
+    });
+    await encryptTo("api-token", ["admin", "web1"]);
+    expect((await hostSecrets(fleet, fleet.hosts, keys)).get("web1")?.bundle).toContain(
+      "api-token root root 0400",
+    );
   });
 });

@@ -57,7 +57,16 @@ export async function hostSecrets(
         },
       );
     }
-    const tags = new Set((await readAgeHeader(ciphertext, spec.file)).sshTags);
+    const header = await readAgeHeader(ciphertext, spec.file);
+    // The host refuses it too (activate.sh): found here, before any host changes.
+    if (header.secretName !== undefined && header.secretName !== spec.name) {
+      throw new InputError(
+        "secret-file-of-another",
+        `secret "${spec.name}" (${spec.file}) was encrypted as secret "${header.secretName}", and a host installs a secret's file under the name it was encrypted as alone`,
+        { hint: `encrypt it as ${spec.name}: ${secretsCommand(`rekey ${spec.name}`, fleetArg)}` },
+      );
+    }
+    const tags = new Set(header.sshTags);
     const keyless = receivers.filter((h) => !hostKeys.has(h.name)).map((h) => h.name);
     if (keyless.length > 0) throw hostsWithoutKeyError(spec.name, keyless);
     const unreadable = receivers.filter((h) => {

@@ -83,9 +83,14 @@ async function fileState(
   spec: SecretSpec,
   r: SecretRecipients,
 ): Promise<SecretFileState> {
-  const written = (await readAgeHeader(bytes, spec.file)).recipientsDigest;
+  const header = await readAgeHeader(bytes, spec.file);
+  const written = header.recipientsDigest;
   if (written === undefined) return "unchecked";
-  return written === recipientsDigest(r.recipients) && r.hostsWithoutKey.length === 0
+  // A file that does not name this secret (written before names were bound, or another
+  // secret's, renamed) is one a pinned host refuses: rekey writes it anew.
+  return written === recipientsDigest(r.recipients) &&
+    r.hostsWithoutKey.length === 0 &&
+    header.secretName === spec.name
     ? "ok"
     : "stale";
 }
@@ -127,7 +132,7 @@ export async function setSecret(
   const spec = findSecret(fleet, name);
   const r = requireRecipients(fleet, spec, hostKeys);
   requireSize(name, plaintext);
-  await writeCiphertext(spec.file, await encryptSecret(plaintext, r.recipients));
+  await writeCiphertext(spec.file, await encryptSecret(plaintext, r.recipients, { secret: name }));
   return { file: spec.file, hosts: r.hosts, recipients: r.recipients.length };
 }
 
@@ -182,7 +187,10 @@ export async function editSecret(
   before.fill(0);
   if (!same) {
     requireSize(name, after);
-    await writeCiphertext(spec.file, await encryptSecret(after, r.recipients));
+    await writeCiphertext(
+      spec.file,
+      await encryptSecret(after, r.recipients, { secret: spec.name }),
+    );
   }
   after.fill(0);
   return { file: spec.file, hosts: r.hosts, recipients: r.recipients.length, changed: !same };
@@ -263,7 +271,11 @@ export async function rekeySecrets(
       continue;
     }
     const plaintext = await openSecret(spec, bytes, identities);
-    planned.push({ spec, r, next: await encryptSecret(plaintext, r.recipients) });
+    planned.push({
+      spec,
+      r,
+      next: await encryptSecret(plaintext, r.recipients, { secret: spec.name }),
+    });
     plaintext.fill(0);
   }
   stopIfAsked();

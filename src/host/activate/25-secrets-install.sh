@@ -24,6 +24,31 @@ group_exists() {
 # Secret $1 cannot be installed because $2.
 secret_failed() { step_failed secrets 11 "secret $1: $2"; }
 
+# The name in the age header's nixship-secret stanza of $s_age, which the header's MAC binds (the
+# decryption that follows checks it): a file encrypted as one secret is never installed as
+# another. One without it (written before names were bound) is taken unless trust is pinned:
+# there the caller may not choose which secret's file goes where.
+# shellcheck disable=SC2016 # awk's
+SECRET_STANZA_AWK='
+NR == 1 { next }
+/^---/ { exit }
+$1 == "->" && $2 == "nixship-secret" { n++; v = NF == 3 ? $3 : "" }
+END { if (n == 1 && v != "") print v; else if (n > 0) print "/" }
+'
+secret_name_bound() {
+  s_bound=$(LC_ALL=C awk "$SECRET_STANZA_AWK" "$s_age") || s_bound=/
+  case $s_bound in
+    "$s_name") ;;
+    "")
+      [ "$pinned" = 0 ] ||
+        secret_failed "$s_name" "its age file does not name the secret it is (written before nixship bound names), and this host's trust is pinned: run 'nixship secrets rekey' to write each file anew with its name" ;;
+    *[!A-Za-z0-9_.-]* | -*)
+      secret_failed "$s_name" "its age file's nixship-secret stanza is malformed" ;;
+    *)
+      secret_failed "$s_name" "its age file was encrypted as secret '$s_bound': a file is installed under the name it was encrypted as alone" ;;
+  esac
+}
+
 # Decrypts the secret of line s_n (s_name ... s_sha) into .nixship-NAME.new beside its PATH,
 # with its owner, group and mode, or fails naming it. age's stdout is never shown.
 decrypt_secret() {
@@ -33,6 +58,7 @@ decrypt_secret() {
   rm -f -- "$secrets_work/$s_n.b64"
   [ "$(sha256sum <"$s_age" | cut -c1-64)" = "$s_sha" ] ||
     secret_failed "$s_name" "its age file does not match its sha256"
+  secret_name_bound
   user_exists "$s_owner" || secret_failed "$s_name" "owner '$s_owner' does not exist on this host"
   group_exists "$s_group" || secret_failed "$s_name" "group '$s_group' does not exist on this host"
   case $s_path/ in "$state_dir"/*) secret_failed "$s_name" "$s_path is in nixship's $state_dir" ;; esac
