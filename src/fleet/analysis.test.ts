@@ -21,8 +21,9 @@ const query = (over: Partial<AnalysisQuery>): AnalysisQuery => ({
   ...over,
 });
 
+/** A measurement past the queries' reach ([1m]): what it read was the new system's alone. */
 const at = (verdict: Measurement["verdict"], value: number | null = 1): Measurement => ({
-  at: 1,
+  at: 90,
   value,
   verdict,
   why: verdict,
@@ -162,10 +163,18 @@ describe("data from the previous system only", () => {
     expect(analysisState(q, rounds.slice(0, 2), false).state).toBe("running");
   });
 
-  it("counts the last measurement as the new system's when the reach outlasts the bake", () => {
-    const q = query({ query: 'rate(x{host="{name}"}[1h])', max: 0.1, noData: "wait" });
-    expect(analysisState(q, [seen(10, "pass"), seen(20, "pass")], true).state).toBe("passed");
-    expect(analysisState(q, [seen(10, "pass"), seen(20, "no-data")], true).state).toBe("failed");
+  it("fails a bake that ended before the query's reach: no measurement read the new system alone", () => {
+    // A 20 s bake of a [2m] rate (the fleet file refuses it; a bake cut short meets it too):
+    // every window held the previous system's samples, which passed a canary at 50 % errors.
+    const q = query({ query: 'rate(x{host="{name}"}[2m])', max: 0.1, noData: "wait" });
+    const rounds = [seen(5, "pass"), seen(10, "pass"), seen(15, "pass"), seen(20, "pass")];
+    expect(analysisState(q, rounds, true)).toEqual({
+      state: "failed",
+      why: "errors: no measurement read the new system alone: the query reads 120s back, and the bake measured until 20s",
+    });
+    // Once a measurement reads it alone, its values are the new system's.
+    expect(analysisState(q, [...rounds, seen(120, "pass")], true).state).toBe("passed");
+    expect(analysisState(q, [...rounds, seen(120, "no-data")], true).state).toBe("failed");
   });
 });
 

@@ -249,14 +249,21 @@ export function analysisState(
   }
   // A value only in the first measurements, whose range may still hold the previous system's
   // samples, says nothing of the new one: a metric it no longer serves (renamed, or drained to
-  // 0/0) would pass on what the old system served. From the query's reach on (the last
-  // measurement at least), one must have data.
+  // 0/0) would pass on what the old system served. From the query's reach on, one must have
+  // data. A bake that ended before its reach (the fleet file refuses a query that reads back
+  // further than its bake lasts) measured the new system alone never.
   const reach = queryReach(query.query);
-  const since = Math.min(reach, measurements.at(-1)?.at ?? 0);
-  if (measurements.filter((m) => m.at >= since).every(noData)) {
+  const alone = measurements.filter((m) => m.at >= reach);
+  if (alone.length === 0) {
     return {
       state: "failed",
-      why: `${query.name}: no data from ${formatValue(since)}s into the bake on: only earlier measurements had a value, and the query (reading ${formatValue(reach)}s back) may have read the previous system's samples there`,
+      why: `${query.name}: no measurement read the new system alone: the query reads ${formatValue(reach)}s back, and the bake measured until ${formatValue(measurements.at(-1)?.at ?? 0)}s`,
+    };
+  }
+  if (alone.every(noData)) {
+    return {
+      state: "failed",
+      why: `${query.name}: no data from ${formatValue(reach)}s into the bake on: only earlier measurements had a value, and the query (reading ${formatValue(reach)}s back) may have read the previous system's samples there`,
     };
   }
   return { state: "passed" };

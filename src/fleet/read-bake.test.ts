@@ -93,6 +93,38 @@ describe("bake and analysis in the fleet file", () => {
     ]);
   });
 
+  it("refuses a query that reads back further than a host's bake lasts, naming it, the hosts and the fix", () => {
+    const prometheus = { url: "http://prometheus:9090" };
+    expect(
+      problemsOf({
+        prometheus,
+        policy: { bake: { seconds: 20 }, analysis: [errors, { ...errors, name: "ok" }] },
+        policies: { "@db": { bake: { seconds: 300 } } },
+        hosts: {
+          ...hosts,
+          web2: { ...hosts.web1, address: "10.0.0.4" },
+        },
+      }).concat(
+        problemsOf({
+          prometheus,
+          policy: {
+            bake: { seconds: 60 },
+            analysis: [{ ...errors, query: 'rate(e{host="{name}"}[1m] offset 30s)' }],
+          },
+          hosts,
+        }),
+      ),
+    ).toEqual([
+      "policy.analysis.0.query: reads 60s back (its longest range plus its offset), longer than the 20s bake of web1, web2: no measurement would read the new system alone, and what the previous system served could pass it; bake at least 60 seconds, or read back at most 20",
+      "policy.analysis.1.query: reads 60s back (its longest range plus its offset), longer than the 20s bake of web1, web2: no measurement would read the new system alone, and what the previous system served could pass it; bake at least 60 seconds, or read back at most 20",
+      "policy.analysis.0.query: reads 90s back (its longest range plus its offset), longer than the 60s bake of web1, db1: no measurement would read the new system alone, and what the previous system served could pass it; bake at least 90 seconds, or read back at most 60",
+    ]);
+    // A bake as long as the reach: its last measurement reads the new system alone.
+    expect(
+      problemsOf({ prometheus, policy: { bake: { seconds: 60 }, analysis: [errors] }, hosts }),
+    ).toEqual([]);
+  });
+
   it("refuses a bake that would measure more than 360 times", () => {
     expect(problemsOf({ policy: { bake: { seconds: 3600, interval: 5 } }, hosts })).toEqual([
       "policy.bake.interval: measures 720 times in 3600s; a bake measures at most 360 times (a longer interval)",

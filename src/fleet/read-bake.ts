@@ -3,7 +3,7 @@
 
 import { isLoopback } from "../util/listen-address.js";
 import { shownUrl } from "../util/url-credentials.js";
-import { QUERY_PLACEHOLDERS, unknownPlaceholders } from "./analysis.js";
+import { QUERY_PLACEHOLDERS, queryReach, unknownPlaceholders } from "./analysis.js";
 import {
   ANALYSIS_DEFAULTS,
   type AnalysisQuery,
@@ -302,24 +302,57 @@ export function checkBakeAcrossFields(
   if (problems.list.some((p) => p.path.includes("bake"))) return;
   // By where each host's analysis is stated: its JSON path, and the hosts that take it from there.
   const unbaked = new Map<string, { path: JsonPath; hosts: string[] }>();
+  // Queries that read back further than a host's bake lasts: by the query's path.
+  const tooFar = new Map<
+    string,
+    { path: JsonPath; reach: number; seconds: number; hosts: string[] }
+  >();
   for (const host of fleet.hosts) {
     const policy = hostPolicy(fleet.policy, fleet.policies, host);
-    if ((policy.analysis ?? []).length === 0 || (policy.bake?.seconds ?? 0) > 0) continue;
+    const analysis = policy.analysis ?? [];
+    if (analysis.length === 0) continue;
     const from = rulesFor(fleet.policies, host).findLast((r) => r.override.analysis !== undefined);
     const path =
       from === undefined ? ["policy", "analysis"] : ["policies", from.selector, "analysis"];
-    const entry = unbaked.get(path.join("\0")) ?? { path, hosts: [] };
-    entry.hosts.push(host.name);
-    unbaked.set(path.join("\0"), entry);
+    const seconds = policy.bake?.seconds ?? 0;
+    if (seconds === 0) {
+      const entry = unbaked.get(path.join("\0")) ?? { path, hosts: [] };
+      entry.hosts.push(host.name);
+      unbaked.set(path.join("\0"), entry);
+      continue;
+    }
+    for (const [i, query] of analysis.entries()) {
+      const reach = queryReach(query.query);
+      if (reach <= seconds) continue;
+      const at = [...path, i, "query"];
+      const entry = tooFar.get(`${at.join("\0")}\0${seconds}`) ?? {
+        path: at,
+        reach,
+        seconds,
+        hosts: [],
+      };
+      entry.hosts.push(host.name);
+      tooFar.set(`${at.join("\0")}\0${seconds}`, entry);
+    }
+  }
+  for (const { path, reach, seconds, hosts } of tooFar.values()) {
+    problems.add(
+      path,
+      `reads ${reach}s back (its longest range plus its offset), longer than the ${seconds}s bake of ${shownHosts(hosts)}: no measurement would read the new system alone, and what the previous system served could pass it; bake at least ${reach} seconds, or read back at most ${seconds}`,
+    );
   }
   for (const { path, hosts } of unbaked.values()) {
-    const shown =
-      hosts.length > 3
-        ? `${hosts.slice(0, 3).join(", ")} and ${hosts.length - 3} more`
-        : hosts.join(", ");
+    const shown = shownHosts(hosts);
     problems.add(
       path,
       `is measured during a bake, but ${shown} bake${hosts.length === 1 ? "s" : ""} for 0 seconds: give ${hosts.length === 1 ? "it" : "them"} a "bake" ({"seconds": …})`,
     );
   }
+}
+
+/** Hosts for a message: three named, the rest counted. */
+function shownHosts(hosts: readonly string[]): string {
+  return hosts.length > 3
+    ? `${hosts.slice(0, 3).join(", ")} and ${hosts.length - 3} more`
+    : hosts.join(", ");
 }
