@@ -8,11 +8,16 @@
 // where one host fails its analysis, or its command check starts failing mid-bake (the test
 // makes the file it tests for on that host), ends with both hosts on what they ran before, and
 // no later wave starts.
+import { spawn } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readStatus } from "../src/status/status-store.js";
+import { openStore } from "../src/store/url.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import { bake, errorsAgainstBaseline, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
 import {
+  type DeployEventLine,
   deployEvents,
   labDeployArgs,
   servedBy,
@@ -48,6 +53,37 @@ afterAll(async () => {
 async function deploy(system: string) {
   await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, system])));
   return await lab.deploy("--json");
+}
+
+/** Runs `nixship ARGS` in a process group of its own, killed (SIGKILL) at the first event `at` picks. */
+async function killedAt(
+  args: readonly string[],
+  at: (event: DeployEventLine) => boolean,
+): Promise<{ at: DeployEventLine; stdout: string }> {
+  const child = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let pending = "";
+  let seen: DeployEventLine | undefined;
+  child.stderr.resume();
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+    pending += chunk;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      const event = JSON.parse(line) as DeployEventLine;
+      if (seen === undefined && at(event)) {
+        seen = event;
+        process.kill(-(child.pid as number), "SIGKILL");
+      }
+    }
+  });
+  await new Promise<void>((resolve) => child.on("close", () => resolve()));
+  if (seen === undefined) throw new Error(`the deploy never came to the event awaited:\n${stdout}`);
+  return { at: seen, stdout };
 }
 
 const served = () => Promise.all(HOSTS.map((h) => servedBy(lab.info, h)));
@@ -110,6 +146,49 @@ describe("a bake with an analysis catches what the activation checks cannot", ()
     const values = errors?.measurements.map((m) => m.value) ?? [];
     expect(values.some((v) => v !== null && v > 0.1)).toBe(true);
     for (const host of rest) expect((await recordEntry(host)).state).toBe("not-started");
+  });
+
+  it("a deployer killed as its failed bake starts the rollback leaves the canary's records failed, not confirmed", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      bake: bake(14),
+      analysis: [errorsAtMost(0.1)],
+    });
+    await setExampleSystems(
+      lab.fleetFile,
+      Object.fromEntries(HOSTS.map((h) => [h, "web-errors-later"])),
+    );
+    const [canary] = HOSTS as [string];
+    // As a CI job's timeout ends it: the deployer and its children, at once.
+    const killed = await killedAt(
+      labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+      (e) => e.type === "bake-failed",
+    );
+    expect(killed.at).toMatchObject({
+      wave: 1,
+      results: [
+        {
+          host: canary,
+          outcome: { status: "failed", phase: "bake", rolledBack: false },
+        },
+      ],
+    });
+    const store = await openStore(await cacheUrl());
+    try {
+      // The status record: failed there, not known to have gone back (the next deploy's
+      // survey says what it runs, and a failed record is never taken as up to date).
+      expect(await readStatus(store, canary)).toMatchObject({
+        state: "failed",
+        phase: "bake",
+        rolledBack: false,
+      });
+    } finally {
+      await store.close();
+    }
+    expect(await recordEntry(canary)).toMatchObject({ state: "failed", phase: "bake" });
+    // The next deploy puts every host back on web-v1.
+    const back = await deploy("web-v1");
+    expect(back.code, back.stderr).toBe(0);
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
   });
 
   it("without an analysis the rollout of web-errors-later goes on: its checks stay green through the bake", async () => {

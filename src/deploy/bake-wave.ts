@@ -31,7 +31,7 @@ import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
 import { type Deadline, eitherSignal, startDeadline } from "../util/deadline.js";
 import { Semaphore } from "../util/pool.js";
 import { tenths } from "../util/tenths.js";
-import type { DeployEvent, HostResult } from "./events.js";
+import type { BakeFailedEvent, DeployEvent, HostResult } from "./events.js";
 
 export interface BakeInput {
   readonly plan: Pick<DeployPlan, "waves" | "hosts">;
@@ -48,6 +48,12 @@ export interface BakeInput {
   readonly signal?: AbortSignal;
   /** Seconds between `bake-progress` events (default BAKE_PROGRESS_SECONDS). */
   readonly progressEvery?: number;
+  /**
+   * Awaited when a wave's bake failed, before its `bake-failed` event is told and its hosts
+   * are rolled back: the records say they failed (not yet rolled back) first, so that a
+   * deployer killed during the rollback leaves them failed, not confirmed.
+   */
+  readonly beforeRollback?: (event: BakeFailedEvent) => Promise<void>;
 }
 
 /** Seconds between a bake's `bake-progress` events: a CI job's log shows it goes on. */
@@ -167,6 +173,28 @@ async function rollBackWave(
     failures,
   );
   const going = changed.filter((r) => decisions.get(r.host)?.rollBack === true);
+  const failedAs = (r: HostResult, rolledBack: boolean, note: string): HostResult => {
+    const decision = decisions.get(r.host) as NonNullable<ReturnType<typeof decisions.get>>;
+    return {
+      ...withBake(r),
+      outcome: {
+        status: "failed",
+        phase: "bake",
+        message: `${decision.why}${note}`,
+        rolledBack,
+        cause: decision.cause,
+      },
+    };
+  };
+  if (going.length > 0) {
+    const event: BakeFailedEvent = {
+      type: "bake-failed",
+      wave: input.wave,
+      results: going.map((r) => failedAs(r, false, "; rolling back")),
+    };
+    await input.beforeRollback?.(event);
+    input.emit(event);
+  }
   const back = await rollBack(
     input,
     going.map((r) => r.host),
@@ -176,16 +204,7 @@ async function rollBackWave(
     const decision = decisions.get(r.host);
     if (decision === undefined) continue;
     const note = back.get(r.host) ?? { rolledBack: false, note: "; not rolled back" };
-    const failed: HostResult = {
-      ...withBake(r),
-      outcome: {
-        status: "failed",
-        phase: "bake",
-        message: `${decision.why}${note.note}`,
-        rolledBack: note.rolledBack,
-        cause: decision.cause,
-      },
-    };
+    const failed = failedAs(r, note.rolledBack, note.note);
     rolled.set(r.host, failed);
     input.emit({
       type: "bake-done",

@@ -322,6 +322,13 @@ export type DeployEvent =
       /** The host's result once its bake failed. */
       readonly result?: HostResult;
     }
+  /**
+   * A wave's bake failed: the results of the hosts it now sends back, failed and not yet
+   * rolled back, told before the rollback runs, so that their status records say so first (a
+   * deployer killed during the rollback leaves them failed, not confirmed). Each host's
+   * `bake-done` follows with its result once the rollback has answered.
+   */
+  | BakeFailedEvent
   | { readonly type: "stopped"; readonly reason: string; readonly notStarted: readonly string[] }
   | {
       readonly type: "summary";
@@ -340,6 +347,14 @@ export type DeployEvent =
         readonly results: readonly HostResult[];
       };
     };
+
+/** A wave's bake failed: see DeployEvent. */
+export interface BakeFailedEvent {
+  readonly type: "bake-failed";
+  readonly wave: number;
+  /** The hosts the wave sends back: failed, not yet rolled back. */
+  readonly results: readonly HostResult[];
+}
 
 /**
  * Every event type, in the order a deploy emits them: what `deploy --help` lists. The check
@@ -374,6 +389,7 @@ const EVENT_TYPES = {
   "bake-start": true,
   "bake-progress": true,
   "bake-measure": true,
+  "bake-failed": true,
   "bake-done": true,
   paused: true,
   "pause-ended": true,

@@ -1,6 +1,7 @@
 // The deploy's last stage: roll the plan out (or publish it in one release) while its deltas are
 // computed in the background, and record the results where `nixship status` reads them.
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
@@ -20,6 +21,12 @@ import { PushRecords } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout, unwatchedUnreachable } from "./run-rollout.js";
+
+/**
+ * How long a failed bake's rollback waits for its hosts' status records to say they failed:
+ * a store that hangs holds no rollback (the records are written again at the end).
+ */
+const SAY_FAILING_WITHIN_MS = 15_000;
 
 // --- execute --------------------------------------------------------------------------------
 
@@ -219,10 +226,23 @@ async function rollOut(
         records?.hostDone(event.result, done);
       }
       if (event.type === "bake-done") doneWith.set(event.host, new Date());
-      record?.recorder.onEvent(event);
+      if (event.type === "bake-failed") {
+        const done = new Date();
+        for (const r of event.results) doneWith.set(r.host, done);
+      }
+      // (beforeRollback gave the rollout record its bake-failed already.)
+      if (event.type !== "bake-failed") record?.recorder.onEvent(event);
       emit(event);
     },
     skipUnreachable: options.skipUnreachable === true,
+    beforeRollback: async (event) => {
+      record?.recorder.onEvent(event);
+      const written = Promise.all([
+        record?.recorder.written(),
+        records?.sayNow(event.results, new Date()),
+      ]);
+      await Promise.race([written, sleep(SAY_FAILING_WITHIN_MS, undefined, { ref: false })]);
+    },
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(pauses === undefined ? {} : { pause: pauses.wait }),
     ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),

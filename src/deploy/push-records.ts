@@ -178,6 +178,8 @@ export class PushRecords {
   readonly #limit = new Semaphore(WRITES);
   readonly #written = new Map<string, { readonly result: HostResult; readonly at: string }>();
   readonly #pending: Promise<void>[] = [];
+  /** Each host's last write under way: a later word on a host is written after the earlier. */
+  readonly #lastWrite = new Map<string, Promise<void>>();
   /** A second interrupt exits at once: the records under way are among its last words. */
   readonly #unregister = onLastWord(() => Promise.all(this.#pending));
 
@@ -188,21 +190,36 @@ export class PushRecords {
     this.#context.catch(() => {});
   }
 
-  /** `result`'s host is done (at `done`): its record is written now, a failure retried at the end. */
+  /**
+   * `result`'s host is done (at `done`): its record is written now, a failure retried at the
+   * end. Said again of a host (its wave's bake failed), written after the earlier word.
+   */
   hostDone(result: HostResult, done: Date): void {
-    this.#pending.push(
-      (async () => {
-        const release = await this.#limit.acquire();
-        try {
-          const at = await recordResult(await this.#context, result, done);
-          if (at !== undefined) this.#written.set(result.host, { result, at });
-        } catch {
-          // Written again by finish(), whose failure the deploy reports.
-        } finally {
-          release();
-        }
-      })(),
-    );
+    const earlier = this.#lastWrite.get(result.host);
+    const write = (async () => {
+      await earlier;
+      const release = await this.#limit.acquire();
+      try {
+        const at = await recordResult(await this.#context, result, done);
+        if (at !== undefined) this.#written.set(result.host, { result, at });
+      } catch {
+        // Written again by finish(), whose failure the deploy reports.
+      } finally {
+        release();
+      }
+    })();
+    this.#lastWrite.set(result.host, write);
+    this.#pending.push(write);
+  }
+
+  /**
+   * Hosts said again before anything else happens (their wave's bake failed, and they are
+   * about to be rolled back): written now, resolved once written (or failed: finish() writes
+   * them again).
+   */
+  async sayNow(results: readonly HostResult[], done: Date): Promise<void> {
+    for (const r of results) this.hostDone(r, done);
+    await Promise.all(results.map((r) => this.#lastWrite.get(r.host)));
   }
 
   /** The rollout ended with `results` (undefined: it failed before any): every record said. */

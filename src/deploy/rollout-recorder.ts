@@ -241,6 +241,12 @@ export class RolloutRecorder {
           true,
         );
         return;
+      case "bake-failed":
+        for (const r of event.results) {
+          this.#update(r.host, (h) => ({ ...h, ...finalOf(r) }));
+        }
+        this.#changed(true);
+        return;
       case "stopped":
         this.#stopped = event.reason;
         for (const host of event.notStarted) {

@@ -21,7 +21,7 @@ import type { MetricsSource } from "../metrics/prometheus.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { tenths } from "../util/tenths.js";
 import { bakeWave } from "./bake-wave.js";
-import type { DeployEvent, HostResult } from "./events.js";
+import type { BakeFailedEvent, DeployEvent, HostResult } from "./events.js";
 import { HostLogCap } from "./host-log-cap.js";
 import { pendingBootLine } from "./pending-boot.js";
 
@@ -55,6 +55,12 @@ export interface RolloutInput {
   readonly pause?: (pause: PlannedPause) => Promise<PauseVerdict>;
   /** The Prometheus the bakes' analysis asks (the fleet's `prometheus`). */
   readonly metrics?: MetricsSource;
+  /**
+   * Awaited when a wave's bake failed, before its `bake-failed` event is told and its hosts
+   * are rolled back: the records say they failed (not yet rolled back) first, so that a
+   * deployer killed during the rollback leaves them failed, not confirmed.
+   */
+  readonly beforeRollback?: (event: BakeFailedEvent) => Promise<void>;
   /**
    * Called as each wave is about to start (counted from 1; `last`: no wave after it), and
    * awaited: the deploy's deltas may hold it a bounded time (delta-pace.ts).
@@ -132,6 +138,7 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       metrics: input.metrics,
       emit,
       ...(signal === undefined ? {} : { signal }),
+      ...(input.beforeRollback === undefined ? {} : { beforeRollback: input.beforeRollback }),
     });
     for (const r of outcomes) results.set(r.host, r);
     const waveFailures = outcomes.filter(isFailure).length;

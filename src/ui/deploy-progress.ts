@@ -194,6 +194,11 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `wave ${event.wave}: baked ${formatDuration(event.elapsed)} of ${formatDuration(event.seconds)}; still baking: ${namesShown(event.hosts, WAITING_SHOWN)}`;
     case "bake-measure":
       return `${event.host}: bake: ${event.name} ${bakeVerdict(event.measurement)}`;
+    case "bake-failed":
+      return `wave ${event.wave}: the bake failed; rolling back ${namesShown(
+        event.results.map((r) => r.host),
+        WAITING_SHOWN,
+      )}`;
     case "bake-done":
       if (event.result !== undefined) return `${event.host}: ${describeHostDone(event.result)}`;
       return event.interrupted
