@@ -29,7 +29,11 @@ import { FUTURE_SKEW } from "../src/dashboard/snapshot.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
-import type { RolloutHost } from "../src/status/rollout.js";
+import {
+  ROLLOUT_QUIET_SECONDS,
+  type RolloutHost,
+  type RolloutRecord,
+} from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
@@ -647,4 +651,125 @@ describe("a rollout whose deployer is gone", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("one that goes quiet while no host changes: the page drawn anew says interrupted, /api/rollout too, and open pages hear of it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-quiet-"));
+    const url = `file://${join(dir, "cache")}`;
+    const quiet = await openStore(url);
+    const on = new FleetPoller(
+      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
+      quiet,
+      { interval: 60_000 },
+    );
+    try {
+      // Written last 2 s before it turns quiet: its canary confirmed, s1 waiting for its wave.
+      const at = new Date(Date.now() - (ROLLOUT_QUIET_SECONDS - 2) * 1000).toISOString();
+      const record = await writeRolloutRecord(quiet, ["s0", "s1"], {
+        id: "cccccccccccc",
+        state: "running",
+        startedAt: at,
+        updatedAt: at,
+      });
+      await writeRollout(quiet, {
+        ...record,
+        waves: [
+          record.waves[0] as RolloutRecord["waves"][number],
+          {
+            index: 2,
+            kind: "main",
+            hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
+          },
+        ],
+      });
+      expect((await on.pollOnce()).error).toBeUndefined();
+      const { port } = await listen({}, {}, on);
+      const before = on.snapshot?.version as number;
+      expect((await get(port, "/rollout")).body).toContain(">running</span>");
+      let told = 0;
+      const unsubscribe = on.subscribe(() => {
+        told++;
+      });
+      await new Promise((r) => setTimeout(r, 3000));
+      expect((await on.pollOnce()).error).toBeUndefined();
+      unsubscribe();
+      // The record did not change; the clock made it quiet.
+      expect(on.snapshot?.version).toBeGreaterThan(before);
+      expect(told).toBe(1);
+      const page = (await get(port, "/rollout")).body;
+      expect(page).toContain(">interrupted</span>");
+      expect(page).not.toContain(">running</span>");
+      const api = JSON.parse((await get(port, "/api/rollout")).body) as {
+        rollout: { record: { state: string }; recordedState: string; quiet?: string };
+      };
+      expect(api.rollout.record.state).toBe("interrupted");
+      expect(api.rollout.recordedState).toBe("running");
+      expect(api.rollout.quiet).toBe(`not written since ${at}: its deployer may be gone`);
+    } finally {
+      await on.stop();
+      await quiet.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+describe("a store whose polls fail", () => {
+  it("the API answers with the read's time, then 503 naming the failure once the last good read is too old", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-stale-"));
+    const url = `file://${join(dir, "cache")}`;
+    const store = await openStore(url);
+    const on = new FleetPoller(
+      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
+      store,
+      { interval: 60_000 },
+    );
+    try {
+      await writeRolloutRecord(store, ["s0", "s1"], { id: "dddddddddddd" });
+      expect((await on.pollOnce()).error).toBeUndefined();
+      const read = on.snapshot?.at as string;
+      const patient = await listen({}, {}, on);
+      const strict = await listen({ staleAfterMs: 0 }, {}, on);
+      const fresh = await getWithHeaders(strict.port, "/api/hosts");
+      expect(fresh.status).toBe(200);
+      expect(fresh.headers["x-nixship-read-at"]).toBe(read);
+      // The store goes away: the next poll fails.
+      await rm(join(dir, "cache"), { recursive: true, force: true });
+      const failed = await on.pollOnce();
+      expect(failed.error).toBeDefined();
+      for (const path of ["/api/hosts", "/api/hosts/s0", "/api/releases", "/api/rollout"]) {
+        const stale = await get(strict.port, path);
+        expect([path, stale.status]).toEqual([path, 503]);
+        expect(JSON.parse(stale.body)).toEqual({
+          error: `the store has not been read since ${read}: ${failed.error}`,
+          readAt: read,
+        });
+        // Within the default 30 s, the last read is served, with its time.
+        const kept = await getWithHeaders(patient.port, path);
+        expect([path, kept.status]).toEqual([path, 200]);
+        expect(kept.headers["x-nixship-read-at"]).toBe(read);
+      }
+    } finally {
+      await on.stop();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A GET's status and headers (its body read and dropped). */
+function getWithHeaders(
+  port: number,
+  path: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, path, headers: { host: `127.0.0.1:${port}` }, agent: false },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${path} took over 30 s`)));
+    req.on("error", reject);
+    req.end();
+  });
+}

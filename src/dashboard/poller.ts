@@ -16,7 +16,7 @@ import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
 import type { StatusRow } from "../views/status-rows.js";
 import { readStatusView } from "../views/status-view.js";
-import type { Snapshot } from "./snapshot.js";
+import { rolloutClockView, type Snapshot } from "./snapshot.js";
 
 /** Default ms between the end of a poll and the start of the next. */
 export const POLL_INTERVAL = 2000;
@@ -146,6 +146,7 @@ export class FleetPoller {
         snapshot.channels,
         snapshot.warnings,
         snapshot.futureRollout,
+        rolloutClockView(snapshot),
       ]);
       const last = this.#snapshot;
       const changed =

@@ -70,7 +70,15 @@ export interface DashboardOptions {
   readonly anonymousBuckets?: RequestBuckets;
   /** Seconds between keep-alive comments on an event stream. */
   readonly keepAlive?: number;
+  /**
+   * How old the last good read may be, while polls fail, before the API answers 503 rather
+   * than that read (default API_STALE_AFTER_MS).
+   */
+  readonly staleAfterMs?: number;
 }
+
+/** The API answers 503 once polls have failed and its last good read is older than this. */
+export const API_STALE_AFTER_MS = 30_000;
 
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
@@ -118,6 +126,7 @@ export interface DashboardApp {
 
 export function createDashboardApp(options: DashboardOptions): DashboardApp {
   const { poller } = options;
+  const staleAfterMs = options.staleAfterMs ?? API_STALE_AFTER_MS;
   const token =
     options.token === undefined ? undefined : checkToken(options.token, "the dashboard's token");
   const app = new Hono<{ Bindings: { incoming?: IncomingMessage } }>();
@@ -196,10 +205,11 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       poller,
       async (snapshot) => {
         const pollError = poller.lastPoll?.error;
-        // A page drawn from the snapshot alone is rendered once a snapshot: asked again, it is
-        // the same text (the others read the store for the page).
+        // A page drawn from the snapshot alone is rendered once a poll: asked again, it is the
+        // same text (the others read the store for the page). Its footer says when the store
+        // was read, so a poll that changed nothing still draws it anew.
         const key = SNAPSHOT_PAGES.has(c.req.path)
-          ? `${snapshot.version}\n${pollError ?? ""}\n${c.req.url}`
+          ? `${snapshot.version}\n${snapshot.at}\n${pollError ?? ""}\n${c.req.url}`
           : undefined;
         const kept = key === undefined ? undefined : rendered.get(key);
         if (kept !== undefined) return c.html(kept, status);
@@ -301,39 +311,27 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   // tens of MB, which each request would otherwise build anew.
   let hostsJson: { readonly version: number; readonly body: Uint8Array<ArrayBuffer> } | undefined;
   app.get("/api/hosts", (c) =>
-    withSnapshot(
-      poller,
-      (s) => {
-        if (hostsJson?.version !== s.version) {
-          const body = new TextEncoder().encode(JSON.stringify({ hosts: withHostStates(s.rows) }));
-          hostsJson = { version: s.version, body };
-        }
-        c.header("content-type", "application/json; charset=UTF-8");
-        return c.body(hostsJson.body);
-      },
-      () => notReadyJson(c, poller),
-    ),
+    withApiSnapshot(c, poller, staleAfterMs, (s) => {
+      if (hostsJson?.version !== s.version) {
+        const body = new TextEncoder().encode(JSON.stringify({ hosts: withHostStates(s.rows) }));
+        hostsJson = { version: s.version, body };
+      }
+      c.header("content-type", "application/json; charset=UTF-8");
+      return c.body(hostsJson.body);
+    }),
   );
   app.get("/api/hosts/:name", (c) =>
-    withSnapshot(
-      poller,
-      async (s) => {
-        const row = s.rows.find((r) => r.host === c.req.param("name"));
-        if (row === undefined) return c.json({ error: "no such host in the fleet" }, 404);
-        return c.json({
-          host: withHostStates([row])[0],
-          rollouts: await hostReads.history(row.host, poller.polls),
-        });
-      },
-      () => notReadyJson(c, poller),
-    ),
+    withApiSnapshot(c, poller, staleAfterMs, async (s) => {
+      const row = s.rows.find((r) => r.host === c.req.param("name"));
+      if (row === undefined) return c.json({ error: "no such host in the fleet" }, 404);
+      return c.json({
+        host: withHostStates([row])[0],
+        rollouts: await hostReads.history(row.host, poller.polls),
+      });
+    }),
   );
   app.get("/api/releases", (c) =>
-    withSnapshot(
-      poller,
-      (s) => c.json({ channels: s.channels }),
-      () => notReadyJson(c, poller),
-    ),
+    withApiSnapshot(c, poller, staleAfterMs, (s) => c.json({ channels: s.channels })),
   );
   app.get("/api/releases/:channel", (c) => {
     const channel = c.req.param("channel");
@@ -345,32 +343,24 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
         400,
       );
     }
-    return withSnapshot(
-      poller,
-      async (s) => {
-        const board = s.channels.find((ch) => ch.channel === channel);
-        if (board === undefined) {
-          return c.json({ error: `no channel ${channel} in ${poller.store.url}` }, 404);
-        }
-        const { releases } = await releaseReads.list(channel, poller.polls);
-        // `release list --json`, and whether the fleet's keys signed what the board shows.
-        return c.json({
-          store: poller.store.url,
-          channel,
-          releases,
-          currentTrust: board.currentTrust,
-          trust: Object.fromEntries(board.releases.map((r) => [r.seq, r.trust])),
-        });
-      },
-      () => notReadyJson(c, poller),
-    );
+    return withApiSnapshot(c, poller, staleAfterMs, async (s) => {
+      const board = s.channels.find((ch) => ch.channel === channel);
+      if (board === undefined) {
+        return c.json({ error: `no channel ${channel} in ${poller.store.url}` }, 404);
+      }
+      const { releases } = await releaseReads.list(channel, poller.polls);
+      // `release list --json`, and whether the fleet's keys signed what the board shows.
+      return c.json({
+        store: poller.store.url,
+        channel,
+        releases,
+        currentTrust: board.currentTrust,
+        trust: Object.fromEntries(board.releases.map((r) => [r.seq, r.trust])),
+      });
+    });
   });
   app.get("/api/rollout", (c) =>
-    withSnapshot(
-      poller,
-      (s) => c.json({ rollout: rolloutAsServed(s) }),
-      () => notReadyJson(c, poller),
-    ),
+    withApiSnapshot(c, poller, staleAfterMs, (s) => c.json({ rollout: rolloutAsServed(s) })),
   );
 
   // ---- Live updates: the snapshot's version, each time it changes.
@@ -472,6 +462,30 @@ function clientOf(c: Parameters<typeof getConnInfo>[0]): string {
     // app.request() in tests has no socket.
     return "local";
   }
+}
+
+/**
+ * An API answer from the snapshot: 503 before the first read, and while polls fail once the
+ * last good read is older than `staleAfterMs` (a monitor must not take it for the fleet's state
+ * now); else the answer, with the time the store was read (`X-Nixship-Read-At`).
+ */
+async function withApiSnapshot(
+  c: Context,
+  poller: FleetPoller,
+  staleAfterMs: number,
+  ready: (snapshot: Snapshot) => Response | Promise<Response>,
+): Promise<Response> {
+  const snapshot = poller.snapshot;
+  if (snapshot === undefined) return notReadyJson(c, poller);
+  const error = poller.lastPoll?.error;
+  if (error !== undefined && Date.now() - Date.parse(snapshot.at) > staleAfterMs) {
+    return c.json(
+      { error: `the store has not been read since ${snapshot.at}: ${error}`, readAt: snapshot.at },
+      503,
+    );
+  }
+  c.header("x-nixship-read-at", snapshot.at);
+  return await ready(snapshot);
 }
 
 async function withSnapshot<T>(
@@ -585,7 +599,17 @@ export async function listenDashboard(
  */
 function rolloutAsServed(s: Snapshot): unknown {
   const read = s.rollout;
-  const gone = read.status === "found" ? rolloutGone(read.record, new Date(s.at)) : undefined;
-  if (read.status !== "found" || gone === undefined) return read;
-  return { ...read, record: shownRollout(s), recordedState: read.record.state, gone };
+  const shown = shownRollout(s);
+  if (read.status !== "found" || shown === undefined || shown.state === read.record.state) {
+    return read;
+  }
+  const gone = rolloutGone(read.record, new Date(s.at));
+  return {
+    ...read,
+    record: shown,
+    recordedState: read.record.state,
+    ...(gone === undefined
+      ? { quiet: `not written since ${read.record.updatedAt}: its deployer may be gone` }
+      : { gone }),
+  };
 }

@@ -4,7 +4,12 @@
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import { rolloutAsShown } from "../status/ended-rollout.js";
 import { FUTURE_SKEW, type FutureRollout } from "../status/future-rollouts.js";
-import { type RolloutHostState, type RolloutRecord, rolloutEntries } from "../status/rollout.js";
+import {
+  type RolloutHostState,
+  type RolloutRecord,
+  rolloutEntries,
+  rolloutGone,
+} from "../status/rollout.js";
 import { type HostState, hostState } from "../views/host-state.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
@@ -139,4 +144,18 @@ export function generationOf(row: StatusRow): number | null {
 export function shownRollout(s: Snapshot | undefined): RolloutRecord | undefined {
   if (s?.rollout.status !== "found") return undefined;
   return rolloutAsShown(s.rollout.record, new Date(s.at));
+}
+
+/**
+ * What of the newest rollout's view the clock alone changes (its record unchanged): whether it
+ * is shown interrupted (quiet, or its deployer gone) and why. A record whose deployer was
+ * killed is written no more, so only this says its page must be drawn anew.
+ */
+export function rolloutClockView(s: Pick<Snapshot, "rollout" | "at">): string {
+  if (s.rollout.status !== "found") return "";
+  const at = new Date(s.at);
+  return JSON.stringify([
+    rolloutAsShown(s.rollout.record, at).state,
+    rolloutGone(s.rollout.record, at) ?? null,
+  ]);
 }
