@@ -319,7 +319,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
     const text =
       format === "json"
         ? formatJson(initFleetJson(configurations, settings))
-        : initFleetNix(configurations, settings);
+        : initFleetNix(configurations, settings, skipped);
     await writeFleetFile(fleetFile, text, values.force === true);
 
     const toFill = hostsToFill(configurations);

@@ -1,6 +1,17 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sshArgs } from "../delivery/ssh-transport.js";
-import { Report, sshOptionsAsConfig } from "./foreign-fleet.js";
+import {
+  type ForeignHost,
+  Report,
+  sshConfigBlock,
+  sshOptionsAsConfig,
+  unshadowHosts,
+  withSshConfig,
+} from "./foreign-fleet.js";
 import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
 
 describe("sshOptionsAsConfig", () => {
@@ -20,6 +31,7 @@ describe("sshOptionsAsConfig", () => {
       lines: ["Port 2121", "IdentityFile /k/id", "ProxyCommand a=b", "ProxyJump bastion"],
       unknown: ["-A"],
       overridden: [],
+      refused: [],
     });
   });
 
@@ -40,6 +52,7 @@ describe("sshOptionsAsConfig", () => {
       lines: ["Compression yes"],
       unknown: [],
       overridden: ["StrictHostKeyChecking no", "ConnectTimeout 3", "ControlPath /tmp/x"],
+      refused: [],
       user: "deploy",
     });
   });
@@ -63,6 +76,109 @@ describe("sshOptionsAsConfig", () => {
         '-p "22\\r"',
       ],
       overridden: [],
+      refused: [],
+    });
+  });
+});
+
+/** An empty ssh_config, the one the converted fleet includes (so the machine's own is not read). */
+const EMPTY_SSH_CONFIG = join(mkdtempSync(join(tmpdir(), "nixship-ssh-empty-")), "config");
+writeFileSync(EMPTY_SSH_CONFIG, "", { mode: 0o600 });
+
+/** What `ssh -G` (OpenSSH's own parser) makes of `host` under the ssh_config `text`. */
+function sshResolves(text: string, host: string): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), "nixship-ssh-config-"));
+  try {
+    writeFileSync(join(dir, "config"), text);
+    const out = execFileSync("ssh", ["-G", "-F", join(dir, "config"), host], { encoding: "utf8" });
+    return Object.fromEntries(
+      out.split("\n").flatMap((l) => {
+        const at = l.indexOf(" ");
+        return at > 0 ? [[l.slice(0, at), l.slice(at + 1)]] : [];
+      }),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("lines ssh would refuse (it refuses the whole file, every host's, for one)", () => {
+  it("quotes a path with a space, and leaves a port that is not one, a double quote and -o Host/Match/Include", () => {
+    const got = sshOptionsAsConfig([
+      "-i",
+      "/home/me/my key",
+      "-p",
+      "notaport",
+      "-p70000",
+      "-o",
+      "Host evil",
+      "-oMatch all",
+      "-o",
+      "Include /etc/other",
+      "-J",
+      'a"b',
+      "-p",
+      "2222",
+    ]);
+    expect(got).toEqual({
+      lines: ['IdentityFile "/home/me/my key"', "Port 2222"],
+      unknown: [],
+      overridden: [],
+      refused: [
+        '-p "notaport": not a port from 1 to 65535',
+        '-p "70000": not a port from 1 to 65535',
+        '-o "Host evil": ssh takes no Host, Match or Include (nor a keyword that is not a word) on its command line, and in the host\'s block one would start a block of its own or read another file',
+        '-o "Match all": ssh takes no Host, Match or Include (nor a keyword that is not a word) on its command line, and in the host\'s block one would start a block of its own or read another file',
+        '-o "Include /etc/other": ssh takes no Host, Match or Include (nor a keyword that is not a word) on its command line, and in the host\'s block one would start a block of its own or read another file',
+        '-J "a\\"b": empty, or with a double quote no ssh_config line can carry',
+      ],
+    });
+    // OpenSSH reads the block as meant, and another host's too.
+    const { sshConfig } = withSshConfig(
+      {},
+      [sshConfigBlock("web1", "10.0.0.1", got.lines)],
+      EMPTY_SSH_CONFIG,
+    );
+    expect(sshResolves(sshConfig as string, "web1")).toMatchObject({
+      hostname: "10.0.0.1",
+      port: "2222",
+      identityfile: "/home/me/my key",
+    });
+    expect(sshResolves(sshConfig as string, "db1")).toMatchObject({ hostname: "db1", port: "22" });
+  });
+});
+
+describe("unshadowHosts", () => {
+  it("gives a host whose address is another host's block name a block of its own: ssh reaches its address", () => {
+    const host = (name: string, fields: Record<string, string>) =>
+      ({ name, fields, system: {}, policy: {} }) as unknown as ForeignHost;
+    // web1 on a port of its own; web1-new reached at the name "web1" (an alias, a short name).
+    const hosts = [
+      host("web1", { address: "10.0.0.9" }),
+      host("web1-new", { address: "web1" }),
+      host("db1", { address: "10.0.0.3" }),
+    ];
+    (hosts[0]?.fields as Record<string, string>).sshHost = "web1";
+    const blocks = [sshConfigBlock("web1", "10.0.0.9", ["Port 2200"])];
+    const report = new Report();
+    unshadowHosts(hosts, blocks, report);
+    expect(hosts.map((h) => h.fields.sshHost)).toEqual(["web1", "web1-new", undefined]);
+    expect(report.entries()).toEqual([
+      {
+        option: "address",
+        outcome: "mapped",
+        text: "web1 is another host's name in nixship-ssh_config: given a block of its own (Host web1-new, HostName web1), so that ssh reaches web1 and not that host",
+        nodes: ["web1-new"],
+      },
+    ]);
+    const { sshConfig } = withSshConfig({}, blocks, EMPTY_SSH_CONFIG);
+    expect(sshResolves(sshConfig as string, "web1-new")).toMatchObject({
+      hostname: "web1",
+      port: "22",
+    });
+    expect(sshResolves(sshConfig as string, "web1")).toMatchObject({
+      hostname: "10.0.0.9",
+      port: "2200",
     });
   });
 });
@@ -91,12 +207,14 @@ describe("a user among ssh's options", () => {
       lines: ["Port 22"],
       unknown: [],
       overridden: [],
+      refused: [],
       user: "admin",
     });
     expect(sshOptionsAsConfig(["-o", "User=ops", "-ladmin"])).toEqual({
       lines: [],
       unknown: [],
       overridden: [],
+      refused: [],
       user: "ops",
     });
   });

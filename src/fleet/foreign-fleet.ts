@@ -236,6 +236,42 @@ export function sshConfigBlock(name: string, address: string, lines: readonly st
 }
 
 /**
+ * Gives each host whose ssh destination (its sshHost, else its address) is the name of another
+ * host's block a block of its own, adding to `blocks`: ssh matches `Host` against the name it is
+ * given, so that host would be reached at the other's address and port, and its system
+ * activated on the other's machine (a node `web1-new` at `web1` beside a node `web1` with a
+ * port of its own).
+ */
+export function unshadowHosts(
+  hosts: readonly ForeignHost[],
+  blocks: string[],
+  report: Report,
+): void {
+  const named = new Set(blocks.map((b) => /^Host (\S+)/.exec(b)?.[1]));
+  // A block added may shadow another host in turn: until none does (each host once at most).
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const host of hosts) {
+      const address = host.fields.address;
+      if (host.fields.sshHost !== undefined || typeof address !== "string") continue;
+      if (!named.has(address) || named.has(host.name)) continue;
+      blocks.push(sshConfigBlock(host.name, address, []));
+      (host.fields as Record<string, unknown>).sshHost = host.name;
+      named.add(host.name);
+      changed = true;
+      report.note(
+        "address",
+        {
+          outcome: "mapped",
+          text: `${address} is another host's name in ${SSH_CONFIG_FILE}: given a block of its own (Host ${host.name}, HostName ${address}), so that ssh reaches ${address} and not that host`,
+        },
+        host.name,
+      );
+    }
+  }
+}
+
+/**
  * What ssh options given on the command line would be as ssh_config lines for `host` (the
  * fleet's ssh.configFile is where nixship takes them): `-p`, `-i`, `-J`, `-o K=V`; anything
  * else is named as not carried. A user (`-l U`, `-o User=U`) is no line: nixship names the
@@ -247,11 +283,14 @@ export function sshOptionsAsConfig(options: readonly string[]): {
   unknown: string[];
   /** `-o` settings of keywords nixship gives ssh itself (SSH_OPTIONS_SET_BY_NIXSHIP). */
   overridden: string[];
+  /** Options no line of the host's block may carry, each with why (ssh would refuse the file). */
+  refused: string[];
   user?: string;
 } {
   const lines: string[] = [];
   const unknown: string[] = [];
   const overridden: string[] = [];
+  const refused: string[] = [];
   let user: string | undefined;
   const flags: Record<string, string> = {
     "-p": "Port",
@@ -279,18 +318,49 @@ export function sshOptionsAsConfig(options: readonly string[]): {
       // OpenSSH keeps the first user it is given.
       if (key.toLowerCase() === "user") user ??= rest.trim();
       else if (ours !== undefined) overridden.push(`${ours} ${rest}`.trim());
-      else lines.push(`${key} ${rest}`.trim());
+      // ssh refuses these on its command line; in the host's block, one would start another
+      // block (every line after it another host's) or read another file for this host.
+      else if (!/^[A-Za-z]+$/.test(key) || /^(host|match|include)$/i.test(key)) {
+        refused.push(
+          `-o ${JSON.stringify(value)}: ssh takes no Host, Match or Include (nor a keyword that is not a word) on its command line, and in the host's block one would start a block of its own or read another file`,
+        );
+        if (!attached) i++;
+        continue;
+      } else lines.push(`${key} ${rest}`.trim());
     } else if (flag === "-l" && value !== undefined) {
       user ??= value;
     } else if (flags[flag] !== undefined && value !== undefined) {
-      lines.push(`${flags[flag]} ${value}`);
+      const line = flagLine(flags[flag] as string, value);
+      if (line === undefined) {
+        refused.push(
+          `${flag} ${JSON.stringify(value)}: ${flag === "-p" ? "not a port from 1 to 65535" : "empty, or with a double quote no ssh_config line can carry"}`,
+        );
+        if (!attached) i++;
+        continue;
+      }
+      lines.push(line);
     } else {
       unknown.push(CONTROL.test(option) ? JSON.stringify(option) : option);
       continue;
     }
     if (attached === null || attached === undefined) i++;
   }
-  return { lines, unknown, overridden, ...(user === undefined ? {} : { user }) };
+  return { lines, unknown, overridden, refused, ...(user === undefined ? {} : { user }) };
+}
+
+/**
+ * The ssh_config line of a flag's one argument (`-p 2222`, `-i PATH`): a port from 1 to 65535,
+ * a word with spaces in double quotes; undefined for what no line can carry (a port that is not
+ * one, a double quote): ssh refuses the whole file for one bad line, every host's.
+ */
+function flagLine(keyword: string, value: string): string | undefined {
+  if (keyword === "Port") {
+    return /^[0-9]{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65535
+      ? `Port ${Number(value)}`
+      : undefined;
+  }
+  if (value === "" || value.includes('"')) return undefined;
+  return /\s/.test(value) ? `${keyword} "${value}"` : `${keyword} ${value}`;
 }
 
 /** Control characters: none is in an ssh_config line, or in one line of a report. */
@@ -310,7 +380,7 @@ export function noteSshOptions(
   options: readonly string[],
   how: { readonly mappedText: string; readonly userOption: string },
 ): readonly string[] {
-  const { lines, unknown, overridden, user } = sshOptionsAsConfig(options);
+  const { lines, unknown, overridden, refused, user } = sshOptionsAsConfig(options);
   const left = (text: string) => report.note(option, { outcome: "left", text }, node.name);
   if (user !== undefined) {
     left(
@@ -325,6 +395,8 @@ export function noteSshOptions(
     );
   }
   if (unknown.length > 0) left(`${unknown.join(" ")}: no ssh_config counterpart nixship knows`);
+  // One bad line and ssh refuses the whole file: every host of the fleet would be unreachable.
+  for (const why of refused) left(why);
   if (overridden.length > 0) {
     left(
       `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,

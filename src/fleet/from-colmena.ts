@@ -19,6 +19,7 @@ import {
   type SystemRef,
   sshConfigBlock,
   sshOptionsAsConfig,
+  unshadowHosts,
   validAddress,
   validHostName,
   withSshConfig,
@@ -363,12 +364,21 @@ export function convertColmena(
         name,
       );
     }
-    const portLines = node.targetPort === null ? [] : [`Port ${node.targetPort}`];
-    if (node.targetPort !== null) {
+    const port = node.targetPort;
+    // One bad line and ssh refuses the whole file, every host's: a port that is not one stays.
+    const portOk = port !== null && Number.isInteger(port) && port >= 1 && port <= 65535;
+    const portLines = portOk ? [`Port ${port}`] : [];
+    if (portOk) {
       const fate = COLMENA_OPTIONS["deployment.targetPort"];
       report.note(
         "deployment.targetPort",
         { ...fate, text: `${fate.text}: ${portLines[0]}` },
+        name,
+      );
+    } else if (port !== null) {
+      report.note(
+        "deployment.targetPort",
+        { outcome: "left", text: `${port}: not a port from 1 to 65535` },
         name,
       );
     }
@@ -402,6 +412,7 @@ export function convertColmena(
       text: `included by ${SSH_CONFIG_FILE}, the fleet's ssh.configFile, after the hosts' blocks`,
     });
   }
+  unshadowHosts(hosts, blocks, report);
   const withSsh = withSshConfig(ssh, blocks, given);
   convertMeta(hive, report);
   const raw = hive.kind !== "colmenaHive";

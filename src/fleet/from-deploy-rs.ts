@@ -20,6 +20,7 @@ import {
   type SystemRef,
   sshConfigBlock,
   sshOptionsAsConfig,
+  unshadowHosts,
   validAddress,
   validHostName,
   withSshConfig,
@@ -576,6 +577,7 @@ export function convertDeployRs(
     hosts.push({ name, fields, system: systemOf(name, profile, report), policy });
   }
   noteBrokenConfigurations(deploy, report);
+  unshadowHosts(hosts, blocks, report);
   return {
     hosts,
     ...withSshConfig(

@@ -1,7 +1,14 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ADDRESS_PLACEHOLDER } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "./init-fleet.js";
+
+/** nixship's Nix lib, as the flake gives it (`nixship.lib`). */
+const LIB = new URL("../../packaging/nix/lib.nix", import.meta.url).pathname;
 
 const SETTINGS = {
   cacheUrl: "file:///srv/flake/.nixship-cache",
@@ -71,6 +78,30 @@ describe("initFleetNix", () => {
     expect(fleetOutputLine(configurations, "nixship", "./nixship.nix")).toBe(
       "nixship = import ./nixship.nix { inherit self; nixshipLib = nixship.lib; };",
     );
+  });
+
+  it("gives fleetFromConfigurations none of the configurations init left out (their names no host can have)", async () => {
+    const configurations = [{ name: "good", deployment: { address: "10.0.0.1" } }];
+    const text = initFleetNix(configurations, SETTINGS, ["Bad_Name"]);
+    expect(text).toContain(
+      '  configurations = builtins.removeAttrs self.nixosConfigurations [ "Bad_Name" ];',
+    );
+    // Nix evaluates it with nixship's own lib: the host left out is not in the fleet.
+    const dir = mkdtempSync(join(tmpdir(), "nixship-init-nix-"));
+    try {
+      writeFileSync(join(dir, "nixship.nix"), text);
+      const deployed = (address: string) =>
+        `{ config.nixship.deployment = { address = "${address}"; }; }`;
+      const expr = `builtins.attrNames (import ${join(dir, "nixship.nix")} { self = { nixosConfigurations = { good = ${deployed("10.0.0.1")}; Bad_Name = ${deployed("10.0.0.2")}; }; }; nixshipLib = import ${LIB}; }).hosts`;
+      const names = JSON.parse(
+        execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "--expr", expr], {
+          encoding: "utf8",
+        }),
+      );
+      expect(names).toEqual(["good"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("is a plain attribute set of self when none does", () => {

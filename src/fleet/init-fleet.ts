@@ -110,10 +110,12 @@ export function initFleetJson(
  * The fleet as a Nix file for the flake (`nixship.nix`), a function of `self` (and of
  * nixship's lib when a configuration imports the module): lib.fleetFromConfigurations makes the
  * hosts of those that do, and the others are hosts written out, with the placeholder address.
+ * The configurations `leftOut` (named as no host can be) are taken out of what it is given.
  */
 export function initFleetNix(
   configurations: readonly ConfigurationInfo[],
   settings: InitSettings,
+  leftOut: readonly string[] = [],
 ): string {
   const str = nixString;
   const withModule = configurations.filter((c) => c.deployment !== null);
@@ -148,7 +150,9 @@ export function initFleetNix(
     ...lines,
     "{ self, nixshipLib, ... }:",
     "nixshipLib.fleetFromConfigurations {",
-    "  configurations = self.nixosConfigurations;",
+    leftOut.length === 0
+      ? "  configurations = self.nixosConfigurations;"
+      : `  configurations = builtins.removeAttrs self.nixosConfigurations [ ${leftOut.map(str).join(" ")} ];`,
     ...body,
     "}",
   ].join("\n")}\n`;
