@@ -138,6 +138,19 @@ describe("the deploy role's trust policy", () => {
     expect(subjects).toEqual([`repo:${REPOSITORY}:ref:refs/heads/main`]);
   });
 
+  it("trusts a repository's immutable subjects (owner and repository ids), and not its name alone", async () => {
+    const immutable = "example-org@123456/fleet@456789";
+    const policy = await trustPolicy("deploy_trust", { repository: immutable });
+    expect(assume(policy, token(`repo:${immutable}:ref:refs/heads/main`))).toBe("allow");
+    for (const sub of [
+      `repo:${REPOSITORY}:ref:refs/heads/main`,
+      "repo:example-org@123456/fleet@999999:ref:refs/heads/main",
+      "repo:example-org@777777/fleet@456789:ref:refs/heads/main",
+    ]) {
+      expect(assume(policy, token(sub)), sub).toBe("implicit-deny");
+    }
+  });
+
   it("trusts the account's existing provider when told to, and makes none", async () => {
     const vars = { create_oidc_provider: false, oidc_provider_arn: GIVEN_PROVIDER };
     const policy = await trustPolicy("deploy_trust", vars);
@@ -179,6 +192,10 @@ describe("the deploy role's trust policy", () => {
       throw new Error(`no validation of ${name}`);
     };
     expect(await valid("repository", REPOSITORY)).toBe(true);
+    expect(await valid("repository", "example-org@123456/fleet@456789")).toBe(true);
+    expect(await valid("repository", "example-org@123456/fleet")).toBe(false);
+    expect(await valid("repository", "example-org/fleet@456789")).toBe(false);
+    expect(await valid("repository", "example-org@x/fleet@1")).toBe(false);
     expect(await valid("repository", "example-org/*")).toBe(false);
     expect(await valid("repository", "example-org")).toBe(false);
     expect(await valid("refs", ["refs/heads/main", "refs/tags/v1"])).toBe(true);

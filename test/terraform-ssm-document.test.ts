@@ -654,6 +654,27 @@ describe("associations: one per role", () => {
     expect(await evaluateValue(body.for_each, resolver({}))).toEqual({});
   });
 
+  it("refuses caches with credentials, which every managed instance could read in the document or its associations", async () => {
+    for (const name of ["default_substituters", "substituters"]) {
+      const condition = variableValidation(name);
+      const valid = async (value: string) => evaluateValue(condition, resolver({ [name]: value }));
+      expect(await valid("")).toBe(true);
+      expect(await valid("s3://fleet-cache?region=eu-west-1 https://cache.example.org")).toBe(true);
+      expect(await valid("https://cache.example.org/nix?priority=30")).toBe(true);
+      for (const bad of [
+        "https://user:pass@cache.example.org",
+        "https://cache.example.org?token=abc",
+        "s3://fleet-cache?region=eu-west-1&aws_secret_access_key=x",
+        "s3://fleet-cache https://cache.example.org?X-Amz-Signature=0f",
+        "https://cache.example.org?api_password=1",
+        "ftp://cache.example.org",
+        "https://cache.example.org  https://other.example.org",
+      ]) {
+        expect([name, bad, await valid(bad)]).toEqual([name, bad, false]);
+      }
+    }
+  });
+
   it("refuses roles that cannot name an association and values that are not store paths", async () => {
     const condition = variableValidation("associations");
     const valid = async (associations: Record<string, string>) =>

@@ -2,12 +2,12 @@
 # account's OIDC provider for GitHub, and the two policies the deploy role holds.
 
 variable "repository" {
-  description = "The GitHub repository (OWNER/NAME) whose workflows may assume the role."
+  description = "The GitHub repository whose workflows may assume the role, as its tokens' subjects name it: OWNER@OWNER_ID/NAME@REPO_ID (immutable subject claims: GitHub's default for repositories created or renamed since 2026-07-15, and the safer form, as a name can be taken by another account after a rename or deletion), or OWNER/NAME (a repository whose tokens still carry names alone)."
   type        = string
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.repository))
-    error_message = "repository must be OWNER/NAME: letters, digits, '_', '.' and '-' (no wildcards)."
+    condition     = can(regex("^[A-Za-z0-9_.-]+(@[0-9]+/[A-Za-z0-9_.-]+@[0-9]+|/[A-Za-z0-9_.-]+)$", var.repository))
+    error_message = "repository must be OWNER@OWNER_ID/NAME@REPO_ID (both ids, the numbers GitHub's API gives as owner.id and id) or OWNER/NAME: letters, digits, '_', '.' and '-' (no wildcards)."
   }
 }
 

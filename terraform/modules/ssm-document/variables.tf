@@ -26,6 +26,11 @@ variable "default_substituters" {
   description = "Space-separated caches (s3://, https://) set as the document's default Substituters, so that an association or a command that passes none still realises from them; \"\" leaves the default empty."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.default_substituters == "" || (can(regex("^(https?|s3)://[^@?#\\s]+(\\?[^#\\s]*)?( (https?|s3)://[^@?#\\s]+(\\?[^#\\s]*)?)*$", var.default_substituters)) && !can(regex("[?&][a-z0-9_.-]*(token|secret|password|passwd|passphrase|signature|credential|auth)[a-z0-9_.-]*=", lower(var.default_substituters))))
+    error_message = "Each cache must be an s3:// or http(s):// URL without credentials (no user or password before the host, no token, secret, password or signature in its query): the value is written into the document's parameters, which every instance SSM manages may read, and shown in plans; give the hosts an instance role for S3, or a netrc-file for an http(s) cache."
+  }
 }
 
 variable "default_trusted_public_keys" {
@@ -84,6 +89,11 @@ variable "substituters" {
   description = "Space-separated caches (s3://, https://) every association passes as Substituters (e.g. the cache module's store_url); \"\" passes none, leaving the document's default."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.substituters == "" || (can(regex("^(https?|s3)://[^@?#\\s]+(\\?[^#\\s]*)?( (https?|s3)://[^@?#\\s]+(\\?[^#\\s]*)?)*$", var.substituters)) && !can(regex("[?&][a-z0-9_.-]*(token|secret|password|passwd|passphrase|signature|credential|auth)[a-z0-9_.-]*=", lower(var.substituters))))
+    error_message = "Each cache must be an s3:// or http(s):// URL without credentials (no user or password before the host, no token, secret, password or signature in its query): the value is written into the document's parameters, which every instance SSM manages may read, and shown in plans; give the hosts an instance role for S3, or a netrc-file for an http(s) cache."
+  }
 }
 
 variable "trusted_public_keys" {
