@@ -430,6 +430,40 @@ describe("a Prometheus that never answers", () => {
   });
 });
 
+describe("a Prometheus slower than the wave's queries allow", () => {
+  it("fails no host for the queries this deployer did not ask (its own bound on queries in flight), under noData fail", async () => {
+    // Answers each query after a third of the timeout: sixteen at a time, the round's sixty
+    // queries (twenty for web1 and its baseline) cannot all be asked within it.
+    const slow: MetricsSource = {
+      url: "http://prometheus.test",
+      timeout: 0.3,
+      query: () => new Promise((resolve) => setTimeout(() => resolve({ value: 0 }), 100)),
+    };
+    const queries = Array.from({ length: 20 }, (_, i) => ({
+      name: `q${i}`,
+      query: `q${i}{host="{name}"}`,
+      baseline: { tolerance: 1.5 },
+      ...ANALYSIS_DEFAULTS,
+    }));
+    expect(queries[0]?.noData).toBe("fail");
+    // Three rounds: those a round did not ask go first in the next.
+    const { results, events } = await rollOut(slow, {
+      seconds: 0.3,
+      interval: 0.1,
+      analysis: queries,
+    });
+    const measured = events.filter(
+      (e): e is Extract<DeployEvent, { type: "bake-measure" }> =>
+        e.type === "bake-measure" && e.host === "web1",
+    );
+    const notAsked = measured.filter((m) => m.measurement.notAsked === true);
+    expect(notAsked.length).toBeGreaterThan(0);
+    expect(notAsked.every((m) => m.measurement.verdict === "no-data")).toBe(true);
+    expect(measured.some((m) => m.measurement.verdict === "pass")).toBe(true);
+    expect(results.find((r) => r.host === "web1")?.outcome).toMatchObject({ status: "activated" });
+  });
+});
+
 describe("a failed bake takes its whole wave back", () => {
   /** web1 (canary), then web2 and web3, then web4: of one role, baking `bake`. */
   function fourHosts(bake: HostBake): DeployPlan {

@@ -312,8 +312,13 @@ async function bakeHost(
     // slow Prometheus ends the round, and the bake, a timeout after its time at most.
     const asked = elapsed();
     const roundEnd = startDeadline((input.metrics?.timeout ?? 0) * 1000);
-    const measured = await Promise.all(
-      bake.analysis.map((query) =>
+    // Queries take their turns in this order: those the last round did not ask go first, so
+    // that a Prometheus too slow for them all starves no query round after round.
+    const notAskedLast = (q: AnalysisQuery) =>
+      series.get(q.name)?.at(-1)?.notAsked === true ? 0 : 1;
+    const order = [...bake.analysis].sort((a, b) => notAskedLast(a) - notAskedLast(b));
+    const answered = await Promise.all(
+      order.map((query) =>
         measure(
           input,
           query,
@@ -324,9 +329,10 @@ async function bakeHost(
         ),
       ),
     ).finally(() => roundEnd.clear());
+    const measured = new Map(order.map((q, i) => [q.name, answered[i] as Measurement]));
     if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
-    for (const [i, query] of bake.analysis.entries()) {
-      const measurement = measured[i] as Measurement;
+    for (const query of bake.analysis) {
+      const measurement = measured.get(query.name) as Measurement;
       const list = series.get(query.name) as Measurement[];
       list.push(measurement);
       input.emit({
@@ -384,7 +390,9 @@ async function measure(
   round: Deadline,
 ): Promise<Measurement> {
   const metrics = input.metrics;
-  const ask = async (h: Pick<FleetHost, "name" | "address">): Promise<QueryAnswer> => {
+  const ask = async (
+    h: Pick<FleetHost, "name" | "address">,
+  ): Promise<QueryAnswer & { readonly notAsked?: true }> => {
     if (metrics === undefined) return { value: null, why: "the fleet names no prometheus" };
     const stop = eitherSignal(round, input.signal);
     let release: () => void;
@@ -395,6 +403,7 @@ async function measure(
       return {
         value: null,
         why: `not asked: the round's ${metrics.timeout}s (prometheus.timeout) passed while ${QUERIES_IN_FLIGHT} queries were in flight`,
+        notAsked: true,
       };
     }
     try {
@@ -403,7 +412,7 @@ async function measure(
       release();
     }
   };
-  const askShared = (h: FleetHost): Promise<QueryAnswer> => {
+  const askShared = (h: FleetHost): ReturnType<typeof ask> => {
     const text = hostQuery(query.query, h);
     const now = performance.now();
     const shared = input.baselineAnswers.get(text);
@@ -430,6 +439,12 @@ async function measure(
     };
   }
   const verdict = judgeSample(query, sample);
+  // No value because this deployer did not ask (the host's own query, or every baseline
+  // host's): no fault of the host's.
+  const notAsked =
+    verdict.verdict === "no-data" &&
+    (own.notAsked === true ||
+      (compared && sample.baseline === null && answers.every((a) => a.notAsked === true)));
   return {
     at: tenths(at),
     value: sample.value,
@@ -438,6 +453,7 @@ async function measure(
       : { baseline: sample.baseline }),
     verdict: verdict.verdict,
     why: verdict.why,
+    ...(notAsked ? { notAsked: true as const } : {}),
   };
 }
 

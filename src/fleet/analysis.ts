@@ -47,6 +47,12 @@ export interface Measurement {
   readonly verdict: Verdict;
   /** Why it passed, failed or had no data, in words. */
   readonly why: string;
+  /**
+   * No data because the deployer itself did not ask (its bound on queries in flight, within
+   * the round's timeout): never counted as a failure, whatever `noData` says; the host did
+   * nothing wrong.
+   */
+  readonly notAsked?: true;
 }
 
 /** PromQL's duration units, in seconds. */
@@ -225,7 +231,9 @@ export function analysisState(
   ended: boolean,
 ): { readonly state: AnalysisState; readonly why?: string } {
   const failing = measurements.filter(
-    (m) => m.verdict === "fail" || (m.verdict === "no-data" && query.noData === "fail"),
+    (m) =>
+      m.verdict === "fail" ||
+      (m.verdict === "no-data" && query.noData === "fail" && m.notAsked !== true),
   );
   if (failing.length > query.failureLimit) {
     const last = failing[failing.length - 1] as Measurement;

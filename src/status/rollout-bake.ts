@@ -107,6 +107,7 @@ function parseMeasurement(value: unknown, source: string, where: string): Measur
     ...(m.baseline === undefined ? {} : { baseline: number(m.baseline, "baseline") }),
     verdict: m.verdict as Verdict,
     why: text(m.why, source, `${where}.why`),
+    ...(m.notAsked === true ? { notAsked: true as const } : {}),
   };
 }
 
