@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  analysisReach,
   analysisState,
   bakeReachNotes,
   conditionText,
@@ -10,6 +11,7 @@ import {
   medianOf,
   previousSystemReach,
   queryReach,
+  recordingRulesIn,
   unknownPlaceholders,
 } from "./analysis.js";
 import { ANALYSIS_DEFAULTS, type AnalysisQuery, baselineHosts } from "./bake.js";
@@ -348,5 +350,38 @@ describe("how far back a query reads", () => {
       { hosts: ["api1"], query: "errors", reach: 4, rangeAtMost: 2, failureLimit: 1 },
     ]);
     expect(bakeReachNotes([{ host: "db1" }])).toEqual([]);
+  });
+});
+
+describe("recording rules", () => {
+  it("are found by the ':' in a metric's name, outside label values, matchers and ranges", () => {
+    expect(
+      recordingRulesIn(
+        'max(job:errors:rate5m{host="{name}", path="a:b"}) / sum(rate(x{host="{name}"}[30m:1m])) + host:up',
+      ),
+    ).toEqual(["job:errors:rate5m", "host:up"]);
+    expect(recordingRulesIn('sum(rate(x{host="{name}"}[5m]))')).toEqual([]);
+  });
+
+  it("read back as far as their `reach` says when it is longer than the text's", () => {
+    const rule = { query: 'max(job:errors:rate5m{host="{name}"})', reach: 300 };
+    expect(analysisReach(rule)).toBe(300);
+    expect(analysisReach({ query: 'rate(x{host="{name}"}[10m])', reach: 300 })).toBe(600);
+    // A bake whose measurements come every 30 s: the first ten may read the previous system.
+    expect(
+      previousSystemReach({ ...rule, failureLimit: 0 }, { seconds: 600, interval: 30 }),
+    ).toEqual({ reach: 300, rangeAtMost: 30, failureLimit: 9 });
+    // The bake's end is judged from that reach: a value only before it is not the new system's.
+    const q = query({ ...rule, max: 0.1, noData: "wait" });
+    const seen = (at: number, value: number | null): Measurement => ({
+      at,
+      value,
+      verdict: value === null ? "no-data" : "pass",
+      why: "",
+    });
+    expect(analysisState(q, [seen(100, 0), seen(200, null), seen(300, null)], true).state).toBe(
+      "failed",
+    );
+    expect(analysisState(q, [seen(100, 0), seen(300, 0)], true).state).toBe("passed");
   });
 });

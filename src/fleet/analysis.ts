@@ -84,6 +84,22 @@ export function queryReach(query: string): number {
   return range + offset;
 }
 
+/** How far back an analysis query reads: its text's reach, or its `reach` when longer. */
+export function analysisReach(query: Pick<AnalysisQuery, "query" | "reach">): number {
+  return Math.max(queryReach(query.query), query.reach ?? 0);
+}
+
+/**
+ * The recording rules a query names (metric names with a ':', the convention Prometheus
+ * reserves for them): their range is in the rule, which the query's text does not show.
+ */
+export function recordingRulesIn(query: string): string[] {
+  const code = query
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""')
+    .replace(/\[[^\]]*\]|\{[^}]*\}/g, " ");
+  return [...new Set(code.match(/[A-Za-z_:][A-Za-z0-9_:]*:[A-Za-z0-9_:]*/g) ?? [])];
+}
+
 /** queryReach's two parts: the longest range, and the longest `offset` back. */
 export function queryReachParts(query: string): {
   readonly range: number;
@@ -110,7 +126,7 @@ export function queryReachParts(query: string): {
  * (docs/progressive-delivery.md). What would keep them out, when they may.
  */
 export function previousSystemReach(
-  query: Pick<AnalysisQuery, "query" | "failureLimit">,
+  query: Pick<AnalysisQuery, "query" | "failureLimit" | "reach">,
   bake: Pick<HostBake, "seconds" | "interval">,
 ):
   | {
@@ -120,7 +136,10 @@ export function previousSystemReach(
       readonly failureLimit?: number;
     }
   | undefined {
-  const { range, offset } = queryReachParts(query.query);
+  const parts = queryReachParts(query.query);
+  const offset = parts.offset;
+  // A `reach` longer than the text's is a range the text does not show (a recording rule's).
+  const range = Math.max(parts.range, (query.reach ?? 0) - offset);
   const reach = range + offset;
   const rangeAtMost = Math.min(bake.interval * (query.failureLimit + 1), bake.seconds);
   if (reach <= rangeAtMost) return undefined;
@@ -260,7 +279,7 @@ export function analysisState(
   // 0/0) would pass on what the old system served. From the query's reach on, one must have
   // data. A bake that ended before its reach (the fleet file refuses a query that reads back
   // further than its bake lasts) measured the new system alone never.
-  const reach = queryReach(query.query);
+  const reach = analysisReach(query);
   const alone = measurements.filter((m) => m.at >= reach);
   if (alone.length === 0) {
     return {

@@ -39,6 +39,11 @@ export interface AnalysisQuery {
    * yet (their mean); the host's value must be at most the baseline's times `tolerance`.
    */
   readonly baseline?: { readonly tolerance: number };
+  /**
+   * Seconds the query reads back where its text does not say (a recording rule's range):
+   * taken when longer than what its text reads (analysisReach).
+   */
+  readonly reach?: number;
   /** Failed measurements tolerated; one more fails the host. */
   readonly failureLimit: number;
   /** A measurement with no value: a failure, or not counted (`wait`). */

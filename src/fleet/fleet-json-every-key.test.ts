@@ -30,6 +30,7 @@ const QUERY = {
   max: 0.5,
   min: 0.01,
   baseline: { tolerance: 2 },
+  reach: 60,
   failureLimit: 2,
   noData: "wait",
 };

@@ -61,7 +61,7 @@ export const FLEET_KEYS = {
   bake: { required: ["seconds"], optional: ["interval"] },
   analysisQuery: {
     required: ["name", "query"],
-    optional: ["max", "min", "baseline", "failureLimit", "noData"],
+    optional: ["max", "min", "baseline", "reach", "failureLimit", "noData"],
   },
   baseline: { required: ["tolerance"], optional: [] },
   prometheus: { required: ["url"], optional: ["bearerTokenFile", "timeout"] },

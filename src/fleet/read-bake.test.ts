@@ -125,6 +125,24 @@ describe("bake and analysis in the fleet file", () => {
     ).toEqual([]);
   });
 
+  it("needs the reach of a query that names a recording rule, and judges its bake by it", () => {
+    const prometheus = { url: "http://prometheus:9090" };
+    const rule = { name: "errors", query: 'max(job:errors:rate5m{host="{name}"})', max: 0.05 };
+    const fleet = (analysis: Record<string, unknown>, seconds = 600) =>
+      problemsOf({ prometheus, policy: { bake: { seconds }, analysis: [analysis] }, hosts });
+    expect(fleet(rule)).toEqual([
+      "policy.analysis.0.query: names the recording rule job:errors:rate5m, whose range is in the rule, not in the query: give \"reach\", the seconds it reads back (a rule over rate(...[5m]) reads 300; 0 for one over instants), so that no measurement is taken for the new system's while it may still read the previous one's",
+    ]);
+    expect(fleet({ ...rule, reach: 300 })).toEqual([]);
+    expect(fleet({ ...rule, reach: 0 })).toEqual([]);
+    expect(fleet({ ...rule, reach: 300 }, 120)).toEqual([
+      "policy.analysis.0.query: reads 300s back (its longest range plus its offset), longer than the 120s bake of web1, db1: no measurement would read the new system alone, and what the previous system served could pass it; bake at least 300 seconds, or read back at most 120",
+    ]);
+    expect(fleet({ ...rule, reach: -1 })).toEqual([
+      "policy.analysis.0.reach: must be a whole number from 0 to 86400 (got -1)",
+    ]);
+  });
+
   it("refuses a bake that would measure more than 360 times", () => {
     expect(problemsOf({ policy: { bake: { seconds: 3600, interval: 5 } }, hosts })).toEqual([
       "policy.bake.interval: measures 720 times in 3600s; a bake measures at most 360 times (a longer interval)",

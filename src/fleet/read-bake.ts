@@ -3,7 +3,12 @@
 
 import { isLoopback } from "../util/listen-address.js";
 import { shownUrl } from "../util/url-credentials.js";
-import { QUERY_PLACEHOLDERS, queryReach, unknownPlaceholders } from "./analysis.js";
+import {
+  analysisReach,
+  QUERY_PLACEHOLDERS,
+  recordingRulesIn,
+  unknownPlaceholders,
+} from "./analysis.js";
 import {
   ANALYSIS_DEFAULTS,
   type AnalysisQuery,
@@ -150,6 +155,17 @@ function readQuery(value: unknown, path: JsonPath, problems: Problems): Analysis
       `is compared with its baseline, but names no host (${QUERY_PLACEHOLDERS.join(" or ")}): the host and its baseline would ask the same query, and every value would pass; select the host's series with a placeholder`,
     );
   }
+  const reach =
+    entry.reach === undefined
+      ? undefined
+      : readInteger(entry.reach, [...path, "reach"], problems, { min: 0, max: 86_400 });
+  const rules = query === undefined ? [] : recordingRulesIn(query);
+  if (rules.length > 0 && entry.reach === undefined) {
+    problems.add(
+      [...path, "query"],
+      `names the recording rule ${rules.join(", ")}, whose range is in the rule, not in the query: give "reach", the seconds it reads back (a rule over rate(...[5m]) reads 300; 0 for one over instants), so that no measurement is taken for the new system's while it may still read the previous one's`,
+    );
+  }
   const failureLimit =
     entry.failureLimit === undefined
       ? ANALYSIS_DEFAULTS.failureLimit
@@ -179,6 +195,7 @@ function readQuery(value: unknown, path: JsonPath, problems: Problems): Analysis
     ...(max === undefined ? {} : { max }),
     ...(min === undefined ? {} : { min }),
     ...(baseline === undefined ? {} : { baseline }),
+    ...(reach === undefined ? {} : { reach }),
     failureLimit,
     noData,
   };
@@ -322,7 +339,7 @@ export function checkBakeAcrossFields(
       continue;
     }
     for (const [i, query] of analysis.entries()) {
-      const reach = queryReach(query.query);
+      const reach = analysisReach(query);
       if (reach <= seconds) continue;
       const at = [...path, i, "query"];
       const entry = tooFar.get(`${at.join("\0")}\0${seconds}`) ?? {
