@@ -658,6 +658,22 @@ describe("parseFleet", () => {
     expect(problemsOf(withUrl("http://{name}/", { sshHost: "lab-h" }))).toEqual([]);
   });
 
+  it("refuses an analysis query that uses {address} on a host without one (it would ask for another's series)", () => {
+    const withQuery = (query: string, host: object) => ({
+      ...minimal(host),
+      prometheus: { url: "http://prometheus:9090" },
+      policy: {
+        bake: { seconds: 60 },
+        analysis: [{ name: "errors", query, max: 0.1 }],
+      },
+    });
+    expect(problemsOf(withQuery('up{instance=~"{address}:.*"}', { sshHost: "lab-h" }))).toEqual([
+      'hosts.h: has no "address", but policy.analysis[0].query uses {address}',
+    ]);
+    expect(problemsOf(withQuery('up{instance=~"{address}:.*"}', { address: "a" }))).toEqual([]);
+    expect(problemsOf(withQuery('up{host="{name}"}', { sshHost: "lab-h" }))).toEqual([]);
+  });
+
   it("refuses health URLs that hold credentials, without quoting them", () => {
     const withUrl = (url: string) => ({
       ...minimal({ address: "a" }),

@@ -207,19 +207,29 @@ function checkAcrossFields(
   }
 }
 
-/** Where the first HTTP check the host runs that needs its {address} is stated, if any. */
+/**
+ * Where the first HTTP check or analysis query the host runs that needs its {address} is
+ * stated, if any (without one, a query would ask for its name's series instead: another's).
+ */
 function addressCheckOf(
   policy: RolloutPolicy,
   policies: readonly PolicyRule[],
   host: FleetHost,
 ): string | undefined {
-  const http = hostPolicy(policy, policies, host).health.http;
-  const index = http.findIndex((c) => usesPlaceholder(c.url, "address"));
-  if (index === -1) return undefined;
-  const from = rulesFor(policies, host).findLast((r) => r.override.health?.http !== undefined);
+  const { health, analysis = [] } = hostPolicy(policy, policies, host);
+  const index = health.http.findIndex((c) => usesPlaceholder(c.url, "address"));
+  if (index !== -1) {
+    const from = rulesFor(policies, host).findLast((r) => r.override.health?.http !== undefined);
+    return from === undefined
+      ? `policy.health.http[${index}].url`
+      : `policies["${from.selector}"].health.http[${index}].url`;
+  }
+  const query = analysis.findIndex((q) => usesPlaceholder(q.query, "address"));
+  if (query === -1) return undefined;
+  const from = rulesFor(policies, host).findLast((r) => r.override.analysis !== undefined);
   return from === undefined
-    ? `policy.health.http[${index}].url`
-    : `policies["${from.selector}"].health.http[${index}].url`;
+    ? `policy.analysis[${query}].query`
+    : `policies["${from.selector}"].analysis[${query}].query`;
 }
 
 /** The key prefix an s3:// URL names after its bucket ("fleet" of s3://b/fleet?region=r). */
