@@ -38,6 +38,7 @@ interface Step {
 }
 interface Job {
   readonly if?: string;
+  readonly environment?: string;
   readonly needs?: string | string[];
   readonly outputs?: Record<string, string>;
   readonly steps: Step[];
@@ -194,6 +195,17 @@ describe("the workflow's shape", () => {
       (s.run ?? "").split("\n").filter((l) => l.trim().startsWith("nixship ")),
     );
     expect(calls.map((l) => l.trim())).toEqual(['nixship plan --on "$HOSTS" --json > plan.json']);
+  });
+
+  it("keeps the signing keys in the environment the deploy role trusts: every job that reads a secret names it", () => {
+    const reading = Object.entries(workflow.jobs).filter(([, job]) =>
+      /\bsecrets\./.test(JSON.stringify(job)),
+    );
+    expect(reading.map(([name]) => name).sort()).toEqual(["build", "deploy", "rollback"]);
+    for (const [name, job] of reading)
+      expect([name, job.environment]).toEqual([name, "production"]);
+    // The plan job (pull requests) names none: it presents its pull request, and reads no secret.
+    expect(workflow.jobs.plan?.environment).toBeUndefined();
   });
 
   it("the pull request check fails on a workflow whose build and deploy also run for pull requests", () => {

@@ -189,7 +189,9 @@ const CONTRACTS: Record<string, ModuleContract> = {
       // Associations by role, and the CI roles (none unless a repository is named).
       ssm_associations: { type: "map(string)", default: {} },
       github_repository: { type: "string", default: "" },
-      github_refs: { type: "list(string)", default: ["refs/heads/main"] },
+      // examples/ci's jobs name the environment production: it alone may deploy.
+      github_refs: { type: "list(string)", default: [] },
+      github_environments: { type: "list(string)", default: ["production"] },
     },
     outputs: ["cache_url", "region", "ssm_document_name", "hosts"],
   },

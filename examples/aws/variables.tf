@@ -94,15 +94,15 @@ variable "github_repository" {
 }
 
 variable "github_refs" {
-  description = "Git refs whose workflow jobs may assume the CI deploy role."
+  description = "Git refs whose workflow jobs (naming no environment) may assume the CI deploy role; none by default: examples/ci's jobs name the environment production."
   type        = list(string)
-  default     = ["refs/heads/main"]
+  default     = []
 }
 
 variable "github_environments" {
-  description = "GitHub environments whose jobs may assume the CI deploy role."
+  description = "GitHub environments whose jobs may assume the CI deploy role: examples/ci's build, deploy and rollback jobs name production, whose deployment branches should be main alone."
   type        = list(string)
-  default     = []
+  default     = ["production"]
 }
 
 variable "github_oidc_provider_arn" {
