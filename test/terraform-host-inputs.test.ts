@@ -123,6 +123,17 @@ describe("the host module's agent inputs", () => {
     expect(String(precondition.error_message)).toContain("agent_enabled = false");
   });
 
+  it("refuse ports to open with no address range to open them to (they would open nothing)", async () => {
+    const lifecycle = blockAt(["resource", "aws_instance", "host", "lifecycle"]);
+    const precondition = blocks(lifecycle.precondition).find((p) =>
+      String((p as Body).error_message).startsWith("ingress_ports"),
+    ) as Body;
+    const holds = (vars: Record<string, HclValue>) => evaluate(precondition.condition, vars);
+    expect(await holds({})).toBe(true);
+    expect(await holds({ ingress_ports: [443] })).toBe(false);
+    expect(await holds({ ingress_ports: [443], ingress_cidr_blocks: ["0.0.0.0/0"] })).toBe(true);
+  });
+
   it("give a host without the agent, keys or a store no user-data at all", async () => {
     const instance = blockAt(["resource", "aws_instance", "host"]);
     expect(await evaluate(instance.user_data, { agent_enabled: false })).toBeNull();

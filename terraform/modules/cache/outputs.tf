@@ -36,6 +36,6 @@ output "reader_policy_arn" {
 }
 
 output "collector_policy_arn" {
-  description = "ARN of the garbage collector's policy (an operator or a scheduled job running `nixship cache gc`): read the roots and narinfos, hold the gc lock, delete narinfos, .ls listings and NARs only."
+  description = "ARN of the garbage collector's policy (an operator or a scheduled job running `nixship cache gc`): read the roots and narinfos, hold the gc lock, and delete what a collection deletes: narinfos, .ls listings, NARs, deltas, release shards, hosts' secrets bundles (secrets/*), gc leases and reports (the README's table). Attach it to the collector alone."
   value       = aws_iam_policy.collector.arn
 }

@@ -339,6 +339,12 @@ resource "aws_instance" "host" {
       error_message = "store_url's endpoint= must be written as scheme://host[:port] (not percent-encoded, no path): the host's user-data sends its signed S3 requests there."
     }
 
+    # Ports with no address range to open them to open nothing: said rather than dropped.
+    precondition {
+      condition     = length(var.ingress_ports) == 0 || length(var.ingress_cidr_blocks) > 0
+      error_message = "ingress_ports opens its ports only to ingress_cidr_blocks, which is empty: give the address ranges that may reach them (e.g. [\"0.0.0.0/0\"] for a public web server), or leave ingress_ports empty."
+    }
+
     # The AMI only starts the host: nixship delivers every system after that. A newer NixOS
     # AMI found by the lookup must not replace running hosts (replace one on purpose with
     # terraform apply -replace).
