@@ -30,6 +30,7 @@ import { loadFleet } from "../src/fleet/load-fleet.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import {
+  ROLLOUT_PREFIX,
   ROLLOUT_QUIET_SECONDS,
   type RolloutHost,
   type RolloutRecord,
@@ -38,7 +39,7 @@ import { writeRollout } from "../src/status/rollout-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { countReads } from "../src/store/wrap-store.js";
+import { countReads, wrapStore } from "../src/store/wrap-store.js";
 import { MAX_CONNECTIONS } from "../src/util/server-connections.js";
 import { nixship } from "../support/cli.js";
 import {
@@ -750,6 +751,49 @@ describe("a store whose polls fail", () => {
     } finally {
       await on.stop();
       await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a page whose own read of the store hangs", () => {
+  it("answers 504 within its deadline, naming it, and the next poll's view reads again", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-hang-"));
+    const url = `file://${join(dir, "cache")}`;
+    const inner = await openStore(url);
+    let hang = false;
+    const store = wrapStore(inner, {
+      list: (prefix, options) =>
+        hang && prefix.startsWith(ROLLOUT_PREFIX)
+          ? new Promise(() => {})
+          : inner.list(prefix, options),
+    });
+    const on = new FleetPoller(
+      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
+      store,
+      { interval: 60_000 },
+    );
+    try {
+      await writeRolloutRecord(inner, ["s0", "s1"], { id: "eeeeeeeeeeee" });
+      expect((await on.pollOnce()).error).toBeUndefined();
+      const { port } = await listen({ pageReadMs: 300 }, {}, on);
+      hang = true;
+      const started = performance.now();
+      const page = await get(port, "/hosts/s0");
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(page.status).toBe(504);
+      expect(page.body).toBe(
+        "the store did not answer within 0.3 s for this page; reload in a moment\n",
+      );
+      expect((await get(port, "/api/hosts/s0")).status).toBe(504);
+      hang = false;
+      expect((await on.pollOnce()).error).toBeUndefined();
+      const again = await get(port, "/hosts/s0");
+      expect(again.status).toBe(200);
+      expect(again.body).toContain("eeeeeeeeeeee");
+    } finally {
+      await on.stop();
+      await inner.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -5,7 +5,7 @@
 import type { ObjectStore } from "../store/object-store.js";
 import { type HostChange, readHostChange } from "../views/host-change.js";
 import type { HostRollout, RolloutWatch } from "../views/rollout-watch.js";
-import { PerPoll } from "./release-reads.js";
+import { inTime, PAGE_READ_MS, PerPoll } from "./release-reads.js";
 
 /** Hosts' last changes kept (closure diffs), the oldest dropped first. */
 const MAX_KEPT_CHANGES = 64;
@@ -15,13 +15,17 @@ export const NEW_CHANGES_PER_POLL = 8;
 export class HostReads {
   readonly #store: ObjectStore;
   readonly #watch: RolloutWatch;
-  readonly #histories = new PerPoll<HostRollout[]>();
+  readonly #histories: PerPoll<HostRollout[]>;
   readonly #changes = new Map<string, Promise<HostChange>>();
+  readonly #readMs: number;
   #budget = { poll: -1, left: NEW_CHANGES_PER_POLL };
 
-  constructor(store: ObjectStore, watch: RolloutWatch) {
+  /** `readMs`: how long a read may take, past which it fails (StoreTooSlow) and is not kept. */
+  constructor(store: ObjectStore, watch: RolloutWatch, readMs: number = PAGE_READ_MS) {
     this.#store = store;
     this.#watch = watch;
+    this.#readMs = readMs;
+    this.#histories = new PerPoll(readMs);
   }
 
   /** The recent rollouts that name `host`, newest first. */
@@ -46,8 +50,9 @@ export class HostReads {
       });
     }
     this.#budget.left--;
-    const change = readHostChange(this.#store, from, to);
-    // A failed read is not kept: the next view tries again.
+    const change = inTime(readHostChange(this.#store, from, to), this.#readMs);
+    // A failed read (or one past its deadline: a store that hangs) is not kept: the next view
+    // tries again.
     change.catch(() => this.#changes.delete(key));
     if (this.#changes.size >= MAX_KEPT_CHANGES) {
       this.#changes.delete(this.#changes.keys().next().value as string);

@@ -43,6 +43,29 @@ export interface ReleasePageData {
 /** Too many different reads in one poll: the request should wait for the next. */
 export class ReadsFull extends Error {}
 
+/** A page's own read of the store past its deadline: the page says so (504). */
+export class StoreTooSlow extends Error {}
+
+/**
+ * How long a page's own reads (beyond the poll) may take: well within the server's idle
+ * timeout, so that the viewer is told, not cut off.
+ */
+export const PAGE_READ_MS = 20_000;
+
+/** `work`, or StoreTooSlow once `ms` pass (the work itself goes on, and is not kept). */
+export function inTime<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreTooSlow(`the store did not answer within ${ms / 1000} s`)),
+      ms,
+    );
+    timer.unref();
+  });
+  work.catch(() => {});
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Values read at most once per poll, by key; a failed read too (its failure is what every
  * request of that poll gets): a store that fails, or a file that cannot be read, is asked again
@@ -50,6 +73,12 @@ export class ReadsFull extends Error {}
  */
 export class PerPoll<T> {
   readonly #entries = new Map<string, { readonly poll: number; readonly value: Promise<T> }>();
+  readonly #readMs: number;
+
+  /** `readMs`: how long a read may take (PAGE_READ_MS), past which it fails (StoreTooSlow). */
+  constructor(readMs: number = PAGE_READ_MS) {
+    this.#readMs = readMs;
+  }
 
   get(key: string, poll: number, read: () => Promise<T>): Promise<T> {
     const kept = this.#entries.get(key);
@@ -61,7 +90,7 @@ export class PerPoll<T> {
       if (old === undefined) return Promise.reject(new ReadsFull());
       this.#entries.delete(old);
     }
-    const value = read();
+    const value = inTime(read(), this.#readMs);
     // Kept, and each caller sees its failure; none is left unhandled.
     value.catch(() => {});
     this.#entries.set(key, { poll, value });
@@ -71,17 +100,22 @@ export class PerPoll<T> {
 
 export class ReleaseReads {
   readonly #store: ObjectStore;
-  readonly #pages = new PerPoll<ReleasePageData | undefined>();
-  readonly #lists = new PerPoll<ReleaseListView>();
+  readonly #pages: PerPoll<ReleasePageData | undefined>;
+  readonly #lists: PerPoll<ReleaseListView>;
   /** Release files' entries, by key: files are never replaced, so each is read once. */
   readonly #entries = new Map<string, ReleaseEntry>();
 
   readonly #keys: readonly PublicKey[] | undefined;
 
-  /** `keys`: the fleet's releases.publicKeys, that a release's origin must be signed by. */
-  constructor(store: ObjectStore, keys?: readonly PublicKey[]) {
+  /**
+   * `keys`: the fleet's releases.publicKeys, that a release's origin must be signed by;
+   * `readMs`: how long a page's read may take.
+   */
+  constructor(store: ObjectStore, keys?: readonly PublicKey[], readMs: number = PAGE_READ_MS) {
     this.#store = store;
     this.#keys = keys;
+    this.#pages = new PerPoll(readMs);
+    this.#lists = new PerPoll(readMs);
   }
 
   /** Release `seq` of the channel and its hosts' states (undefined: no such file). */

@@ -46,7 +46,7 @@ import {
   type Section,
 } from "./pages.js";
 import type { FleetPoller } from "./poller.js";
-import { ReadsFull, ReleaseReads } from "./release-reads.js";
+import { PAGE_READ_MS, ReadsFull, ReleaseReads, StoreTooSlow } from "./release-reads.js";
 import { rolloutMain } from "./rollout-page.js";
 import { allTags, filterRows, runningOf, type Snapshot, shownRollout } from "./snapshot.js";
 import { DASHBOARD_CSS } from "./style.js";
@@ -75,6 +75,8 @@ export interface DashboardOptions {
    * than that read (default API_STALE_AFTER_MS).
    */
   readonly staleAfterMs?: number;
+  /** How long a page's own reads of the store may take (default PAGE_READ_MS). */
+  readonly pageReadMs?: number;
 }
 
 /** The API answers 503 once polls have failed and its last good read is older than this. */
@@ -144,11 +146,13 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   let streams = 0;
   const clientStreams = new Map<string, number>();
   const tags = allTags(poller.fleet.hosts);
+  const pageReadMs = options.pageReadMs ?? PAGE_READ_MS;
   const releaseReads = new ReleaseReads(
     poller.store,
     poller.fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
+    pageReadMs,
   );
-  const hostReads = new HostReads(poller.store, poller.watch);
+  const hostReads = new HostReads(poller.store, poller.watch, pageReadMs);
 
   app.use("*", async (c, next) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
@@ -443,6 +447,10 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     if (err instanceof ReadsFull) {
       c.header("retry-after", "2");
       return c.text("the dashboard has read all it may until its next poll; retry\n", 503);
+    }
+    if (err instanceof StoreTooSlow) {
+      c.header("retry-after", "10");
+      return c.text(`${err.message} for this page; reload in a moment\n`, 504);
     }
     // The store's own words may name its location: the server's log has them, not the client.
     console.error(`dashboard: ${c.req.method} ${c.req.path}: ${err.message}`);
