@@ -226,6 +226,30 @@ describe("nixship init (--format nix)", () => {
     expect(existsSync(join(dir, "nixship.json"))).toBe(true);
   });
 
+  it("refuses to write the Nix fleet beside a nixship.json, which every command without --fleet would read instead", async () => {
+    const dir = await flakeDir(`
+      nixosConfigurations.db1 = nixosSystem { toplevel = examples.web-v2; modules = [ ]; };`);
+    const old = '{ "hosts": {} }\n';
+    await writeFile(join(dir, "nixship.json"), old);
+    const keyOut = join(work, "shadowed.sec");
+    const refused = await init(dir, ["--key-out", keyOut]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(
+      `${join(dir, "nixship.json")} beside the flake would take the place of the fleet init writes (nixship.nix, the flake's 'nixship' output) for every command run without --fleet; nothing written`,
+    );
+    expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
+    expect(existsSync(keyOut)).toBe(false);
+    // With --force it writes, and the next commands name the flake's fleet.
+    const forced = await init(dir, ["--key-out", keyOut, "--force", "--json"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    const next = (JSON.parse(forced.stdout) as { next: string[] }).next;
+    expect(next.filter((c) => /^nixship (doctor|plan|deploy)/.test(c))).not.toEqual([]);
+    for (const c of next.filter((c) => /^nixship (doctor|plan|deploy)/.test(c))) {
+      expect(c).toContain(`--fleet ${dir}#nixship`);
+    }
+    expect(await readFile(join(dir, "nixship.json"), "utf8")).toBe(old);
+  });
+
   it("writes a plain attribute set when no configuration imports the module", async () => {
     const dir = await flakeDir(`
       nixosConfigurations.db1 = nixosSystem { toplevel = examples.web-v2; modules = [ ]; };`);

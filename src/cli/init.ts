@@ -107,7 +107,9 @@ Options:
                      repository, else under $XDG_DATA_HOME/nixship/caches/)
   --key-out FILE     where the secret signing key is (default: see above); not in DIR
   --key-name NAME    the key's name (default: nixship-DIRNAME-1)
-  --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE} (and ${SSH_CONFIG_FILE})
+  --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE} (and ${SSH_CONFIG_FILE}); write
+                     ${NIX_FLEET_FILE} beside a ${DEFAULT_FLEET_FILE}, which commands without --fleet read first
+                     (refused without it)
   --json             one JSON object on stdout: flake (DIR), format, from (with --from),
                      written (the files written), fleet (the fleet file), hosts (their names),
                      cache {url, created}, key {file, publicKey, created}, outputLine (the
@@ -145,6 +147,19 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
     // A fleet file is refused before Nix runs; nixship.nix after, as the flake may already
     // hold the fleet (then init says so, whatever files there are).
     if (format === "json") refuseExisting(fleetFile, values.force === true);
+    // A fleet file beside the flake is what every command without --fleet reads: the Nix fleet
+    // written here would be passed over.
+    const shadowedBy = format === "nix" ? join(dir, DEFAULT_FLEET_FILE) : undefined;
+    if (shadowedBy !== undefined && existsSync(shadowedBy) && values.force !== true) {
+      throw new InputError(
+        "fleet-exists",
+        `${shadowedBy} beside the flake would take the place of the fleet init writes (${NIX_FLEET_FILE}, the flake's '${DEFAULT_FLEET_OUTPUT}' output) for every command run without --fleet; nothing written`,
+        {
+          hint: `move ${DEFAULT_FLEET_FILE} away once its hosts are in the flake, or pass --force to write ${NIX_FLEET_FILE} all the same (and name it: --fleet ${dir}#${DEFAULT_FLEET_OUTPUT})`,
+        },
+      );
+    }
+    const nameFlakeFleet = shadowedBy !== undefined && existsSync(shadowedBy);
     const keyName = values["key-name"] ?? defaultKeyName(dir);
     const keyOut = resolve(values["key-out"] ?? defaultKeyFile(keyName, io.env));
     refuseKeyInFlake(keyOut, dir);
@@ -329,7 +344,7 @@ the fleet file exists or would shadow the flake's fleet, the key would be in the
         ? here
           ? ""
           : ` --fleet ${fleetFile}`
-        : here
+        : here && !nameFlakeFleet
           ? ""
           : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
     const outputLine =
