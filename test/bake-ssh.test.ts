@@ -8,16 +8,14 @@
 // where one host fails its analysis, or its command check starts failing mid-bake (the test
 // makes the file it tests for on that host), ends with both hosts on what they ran before, and
 // no later wave starts.
-import { spawn } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN } from "../support/cli.js";
 import { bake, errorsAgainstBaseline, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
+import { interruptDeploy } from "./support/interrupt-deploy.js";
 import {
-  type DeployEventLine,
   deployEvents,
   labDeployArgs,
   servedBy,
@@ -53,37 +51,6 @@ afterAll(async () => {
 async function deploy(system: string) {
   await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, system])));
   return await lab.deploy("--json");
-}
-
-/** Runs `nixship ARGS` in a process group of its own, killed (SIGKILL) at the first event `at` picks. */
-async function killedAt(
-  args: readonly string[],
-  at: (event: DeployEventLine) => boolean,
-): Promise<{ at: DeployEventLine; stdout: string }> {
-  const child = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let pending = "";
-  let seen: DeployEventLine | undefined;
-  child.stderr.resume();
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-    pending += chunk;
-    const lines = pending.split("\n");
-    pending = lines.pop() ?? "";
-    for (const line of lines) {
-      const event = JSON.parse(line) as DeployEventLine;
-      if (seen === undefined && at(event)) {
-        seen = event;
-        process.kill(-(child.pid as number), "SIGKILL");
-      }
-    }
-  });
-  await new Promise<void>((resolve) => child.on("close", () => resolve()));
-  if (seen === undefined) throw new Error(`the deploy never came to the event awaited:\n${stdout}`);
-  return { at: seen, stdout };
 }
 
 const served = () => Promise.all(HOSTS.map((h) => servedBy(lab.info, h)));
@@ -159,11 +126,13 @@ describe("a bake with an analysis catches what the activation checks cannot", ()
     );
     const [canary] = HOSTS as [string];
     // As a CI job's timeout ends it: the deployer and its children, at once.
-    const killed = await killedAt(
+    const killed = await interruptDeploy(
       labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+      {},
       (e) => e.type === "bake-failed",
+      "SIGKILL",
     );
-    expect(killed.at).toMatchObject({
+    expect(killed.signalledAt).toMatchObject({
       wave: 1,
       results: [
         {

@@ -6,8 +6,9 @@ export type DeployEvent = { readonly type: string; readonly [key: string]: unkno
 
 /**
  * Starts `nixship ARGS` (a deploy with --json), sends `signal` once one of its events matches
- * `when`, and waits for it to end. Every wait has a deadline; a deploy still running at the last
- * one is killed.
+ * `when`, and waits for it to end. SIGKILL goes to the deploy's whole process group, its ssh
+ * children too, as a CI job's timeout ends it. Every wait has a deadline; a deploy still
+ * running at the last one is killed.
  */
 export async function interruptDeploy(
   args: readonly string[],
@@ -20,7 +21,13 @@ export async function interruptDeploy(
   const child: ChildProcess = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    // A group of its own: a SIGKILL reaches its children too.
+    detached: true,
   });
+  const send = (s: NodeJS.Signals) => {
+    if (s === "SIGKILL" && child.pid !== undefined) process.kill(-child.pid, s);
+    else child.kill(s);
+  };
   let stdout = "";
   let stderr = "";
   child.stderr?.setEncoding("utf8").on("data", (d: string) => {
@@ -47,8 +54,8 @@ export async function interruptDeploy(
         if (!sent && when(event)) {
           sent = true;
           clearTimeout(timer);
-          child.kill(signal);
-          if (again !== undefined) setTimeout(() => child.kill(signal), again);
+          send(signal);
+          if (again !== undefined) setTimeout(() => send(signal), again);
           resolve(event);
         }
       }
