@@ -688,6 +688,55 @@ describe("the user-data on a lab host, when the first release runs the agent its
   });
 });
 
+describe("the user-data on a lab host whose store never answers", () => {
+  it("gives up realising nixship at its deadline: a realise that hangs is killed, and the script ends", async () => {
+    // Stand-ins: a nix-store whose realise hangs (a stalled mount), and a clock that jumps to
+    // 3 s before the deadline once the deadline is set (the first `date +%s`).
+    const dir = join(work, "hung-shims");
+    await mkdir(dir, { recursive: true });
+    await writeFile(
+      join(dir, "nix-store"),
+      `#!/bin/sh
+case $1 in
+  --check-validity) exit 1 ;;
+  --realise) echo $$ >${dir}/realise.pid; exec sleep 3600 ;;
+esac
+exec /usr/bin/nix-store "$@"
+`,
+      { mode: 0o755 },
+    );
+    await writeFile(
+      join(dir, "date"),
+      `#!/bin/sh
+[ "$1" = +%s ] || exec /bin/date "$@"
+n=$(cat ${dir}/date-calls 2>/dev/null || echo 0)
+echo $((n + 1)) >${dir}/date-calls
+now=$(/bin/date +%s)
+if [ "$n" -eq 0 ]; then echo "$now"; else echo $((now + 1797)); fi
+`,
+      { mode: 0o755 },
+    );
+    const missing = "/nix/store/0000000000000000000000000000000b-nixship-never-there";
+    const file = join(work, "hung.sh");
+    await writeFile(file, await renderUserData(templateValues({ nixship_package: missing })), {
+      mode: 0o755,
+    });
+    // A host whose system does not run the agent itself (test 6 left it so).
+    const prepared = await inHost("rm -f /etc/systemd/system/nixship-agent.service");
+    expect(prepared.code, prepared.stderr).toBe(0);
+    const r = await inHost(`exec sh ${file}`, `${dir}:${shims()}:${LAB_PATH}`);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr).toContain(
+      `cannot realise ${missing} from ${storeUrl} within 30 minutes and 5 attempts; giving up`,
+    );
+    // The realise that hung was ended by the deadline, not left running.
+    const pid = (await readFile(join(dir, "realise.pid"), "utf8")).trim();
+    expect(
+      (await inHost(`kill -0 ${pid} 2>/dev/null && echo alive || echo gone`)).stdout.trim(),
+    ).toBe("gone");
+  });
+});
+
 describe("the test's template renderer", () => {
   // Template literals with \${ spell Terraform's ${...} here.
   it("renders as Terraform would, and refuses everything else", () => {
