@@ -615,5 +615,25 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(await keptOn(lab.info.dir, "pin1", "/run/keys/db-password")).toBe(
       `nobody:root 400 ${PASSWORD}`,
     );
+    // A bundle kept from before names were bound (its file names no secret) is installed again
+    // at boot all the same: root kept it when an activation took it, and a host whose
+    // nixship-activate was just upgraded must find its secrets after a reboot.
+    const hostKey = (await onHost("pin1", "root", "cat /etc/ssh/ssh_host_ed25519_key.pub")).stdout;
+    const unnamed = await encryptSecret(Buffer.from(PASSWORD), [
+      parseRecipient(hostKey.trim(), "pin1's host key"),
+    ]);
+    const line = `db-password nobody root 0400 /run/keys/db-password ${createHash("sha256").update(unnamed).digest("hex")} ${Buffer.from(unnamed).toString("base64")}`;
+    const kept = await onHost(
+      "pin1",
+      "root",
+      "cat > /nix/var/nixship/secrets-bundle && rm -f /run/nixship/secrets /run/keys/db-password",
+      `nixship-secrets 1\n${line}\n`,
+    );
+    expect(kept.code, kept.stderr).toBe(0);
+    const restored = await onHost("pin1", "root", `${ACTIVATOR} restore-secrets`);
+    expect(lastJson(restored.stdout)).toMatchObject({ ok: true, result: "restored", secrets: 1 });
+    expect(await keptOn(lab.info.dir, "pin1", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
   });
 });

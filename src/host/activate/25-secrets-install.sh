@@ -27,7 +27,10 @@ secret_failed() { step_failed secrets 11 "secret $1: $2"; }
 # The name in the age header's nixship-secret stanza of $s_age, which the header's MAC binds (the
 # decryption that follows checks it): a file encrypted as one secret is never installed as
 # another. One without it (written before names were bound) is taken unless trust is pinned:
-# there the caller may not choose which secret's file goes where.
+# there the caller may not choose which secret's file goes where. restore-secrets takes it all
+# the same: the bundle it installs again is root's own, kept when an activation (under the
+# rules then in force) installed it, and a host whose nixship-activate was just upgraded must
+# still find its secrets after a boot.
 # shellcheck disable=SC2016 # awk's
 SECRET_STANZA_AWK='
 NR == 1 { next }
@@ -40,7 +43,7 @@ secret_name_bound() {
   case $s_bound in
     "$s_name") ;;
     "")
-      [ "$pinned" = 0 ] ||
+      [ "$pinned" = 0 ] || [ "$action" = restore-secrets ] ||
         secret_failed "$s_name" "its age file does not name the secret it is (written before nixship bound names), and this host's trust is pinned: run 'nixship secrets rekey' to write each file anew with its name" ;;
     *[!A-Za-z0-9_.-]* | -*)
       secret_failed "$s_name" "its age file's nixship-secret stanza is malformed" ;;
