@@ -45,7 +45,7 @@ describe("deploy --help and plan --help", () => {
     const types = [...source.matchAll(/readonly type: "([a-z-]+)"/g)].map((m) => m[1] as string);
     expect(types).toContain("build-progress");
     expect(types).toContain("deltas-start");
-    expect(new Set(types).size).toBe(33);
+    expect(new Set(types).size).toBe(34);
     const help = deployCommand.help;
     for (const type of types) {
       expect(help, type).toMatch(new RegExp(`(?<![\\w-])${type}(?![\\w-])`));
