@@ -189,6 +189,40 @@ describe("nixship secrets", () => {
     expect((await cli(["secrets", "list"])).code).toBe(0);
   });
 
+  it("list and rekey look up the keys of the hosts some secret goes to, and no other's", async () => {
+    // An ssh that says whom it was asked about (ssh -G, for a host's known_hosts entries).
+    const shims = join(dir, "shims");
+    mkdirSync(shims, { recursive: true });
+    const asked = join(dir, "ssh-asked.log");
+    const real = execFileSync("sh", ["-c", "command -v ssh"], { encoding: "utf8" }).trim();
+    writeFileSync(
+      join(shims, "ssh"),
+      `#!/bin/sh\nprintf '%s\\n' "$*" >>${asked}\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    // The fleet as the tests before left it, with a host no secret goes to.
+    const before = readFileSync(fleetFile, "utf8");
+    const doc = JSON.parse(before) as Doc;
+    doc.hosts.mail1 = { tags: ["mail"], address: "10.77.0.9", system: SYSTEM };
+    writeFileSync(fleetFile, JSON.stringify(doc, null, 2));
+    try {
+      const env = { PATH: `${shims}:${process.env.PATH ?? ""}` };
+      for (const command of [
+        ["secrets", "list", "--json"],
+        ["secrets", "rekey", "--identity", adminIdentity, "--json"],
+      ]) {
+        rmSync(asked, { force: true });
+        const r = await cli(command, undefined, env);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        const lines = readFileSync(asked, "utf8");
+        expect(lines).toContain("10.77.0.1");
+        expect(lines).not.toContain("10.77.0.9");
+      }
+    } finally {
+      writeFileSync(fleetFile, before);
+    }
+  });
+
   it("rekey interrupted before its first write stops there, every file as it was", async () => {
     const before = ["db-password", "web-token"].map((n) => readFileSync(secretFile(n)));
     const fleet = await loadFleet(fleetFile);

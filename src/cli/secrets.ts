@@ -12,6 +12,7 @@ import { InputError, InterruptedError, OperationError, UsageError } from "../err
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
 import { PINS_FILE, pinsPath, readPins } from "../secrets/host-key-pins.js";
+import { secretHosts } from "../secrets/recipients.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { secretsCommand } from "../secrets/secrets-command.js";
@@ -44,7 +45,7 @@ const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-
  * encrypted (delivery/host-keys.ts).
  */
 const keysToEncryptTo = (fleet: Fleet, fleetDir: string, replace: boolean) =>
-  pinnedHostKeys(fleet, fleet.hosts, fleetDir, { replace });
+  pinnedHostKeys(fleet, secretHosts(fleet), fleetDir, { replace });
 
 /**
  * Says each host key pinned now on stderr, with its fingerprint: the key came from the store,
@@ -420,7 +421,7 @@ ${FLEET_HELP}`,
     const { values, positionals } = parseFlags(argv, FLAGS, "secrets list");
     refuseArguments(positionals, "secrets list");
     const { fleet, fleetDir } = await readSecretsFleet(values, io);
-    const found = await collectHostKeys(fleet, fleet.hosts, {
+    const found = await collectHostKeys(fleet, secretHosts(fleet), {
       pins: await readPins(fleetDir),
       fleetDir,
     });

@@ -4,7 +4,7 @@
 import { type AgeRecipient, parseRecipient } from "../age/age.js";
 import { InputError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
-import type { Fleet, SecretSpec } from "../fleet/fleet.js";
+import type { Fleet, FleetHost, SecretSpec } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
 
 export interface SecretRecipients {
@@ -14,6 +14,19 @@ export interface SecretRecipients {
   readonly hosts: readonly string[];
   /** Hosts that get the secret but have no known host key. */
   readonly hostsWithoutKey: readonly string[];
+}
+
+/**
+ * The hosts some secret goes to, in fleet order: those whose keys the secrets commands look up
+ * (and pin), and no other (a fleet of 10,000 hosts with secrets for ten looks up ten keys).
+ */
+export function secretHosts(fleet: Pick<Fleet, "hosts" | "secrets">): FleetHost[] {
+  const names = new Set(
+    (fleet.secrets?.entries ?? []).flatMap((spec) =>
+      selectHosts(fleet, spec.hosts).map((h) => h.name),
+    ),
+  );
+  return fleet.hosts.filter((h) => names.has(h.name));
 }
 
 /** The secret named `name` in the fleet; an error naming the fleet's secrets when none is. */
