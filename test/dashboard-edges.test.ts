@@ -586,19 +586,37 @@ describe("20,000 idle connections", () => {
   }, 300_000);
 });
 
+/**
+ * A fleet of two ssm hosts over a file store of its own, and a poller of it that polls only when
+ * told (`pollOnce`); `wrap` puts the poller's reads through a store of the test's. `body` gets
+ * the store itself (its writes are the test's), the poller and the directory the store is in
+ * (`cache/`); all is taken down after.
+ */
+async function withOwnPoller(
+  name: string,
+  body: (store: ObjectStore, on: FleetPoller, dir: string) => Promise<void>,
+  wrap: (store: ObjectStore) => ObjectStore = (store) => store,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), `nixship-dashboard-${name}-`));
+  const url = `file://${join(dir, "cache")}`;
+  const store = await openStore(url);
+  const on = new FleetPoller(
+    await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
+    wrap(store),
+    { interval: 60_000 },
+  );
+  try {
+    await body(store, on, dir);
+  } finally {
+    await on.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe("a rollout whose deployer is gone", () => {
   it("is served by /api/rollout as the page shows it: interrupted, each host as it was left", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-gone-"));
-    const gone = await openStore(`file://${join(dir, "cache")}`);
-    const on = new FleetPoller(
-      await loadFleet(
-        (await writeDashboardFleet(dir, `file://${join(dir, "cache")}`, { ssm: 2, agent: 0 }))
-          .fleetFile,
-      ),
-      gone,
-      { interval: 60_000 },
-    );
-    try {
+    await withOwnPoller("gone", async (gone, on) => {
       // Killed mid-rollout 20 minutes ago: s0 activating, s1 still waiting for its wave.
       const at = new Date(Date.now() - 20 * 60_000).toISOString();
       const record = await writeRolloutRecord(gone, ["s0", "s1"], {
@@ -646,23 +664,11 @@ describe("a rollout whose deployer is gone", () => {
         ["s0", "failed"],
         ["s1", "not-started"],
       ]);
-    } finally {
-      await on.stop();
-      await gone.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("one that goes quiet while no host changes: the page drawn anew says interrupted, /api/rollout too, and open pages hear of it", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-quiet-"));
-    const url = `file://${join(dir, "cache")}`;
-    const quiet = await openStore(url);
-    const on = new FleetPoller(
-      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
-      quiet,
-      { interval: 60_000 },
-    );
-    try {
+    await withOwnPoller("quiet", async (quiet, on) => {
       // Written last 2 s before it turns quiet: its canary confirmed, s1 waiting for its wave.
       const at = new Date(Date.now() - (ROLLOUT_QUIET_SECONDS - 2) * 1000).toISOString();
       const record = await writeRolloutRecord(quiet, ["s0", "s1"], {
@@ -705,25 +711,13 @@ describe("a rollout whose deployer is gone", () => {
       expect(api.rollout.record.state).toBe("interrupted");
       expect(api.rollout.recordedState).toBe("running");
       expect(api.rollout.quiet).toBe(`not written since ${at}: its deployer may be gone`);
-    } finally {
-      await on.stop();
-      await quiet.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe("a store whose polls fail", () => {
   it("the API answers with the read's time, then 503 naming the failure once the last good read is too old", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-stale-"));
-    const url = `file://${join(dir, "cache")}`;
-    const store = await openStore(url);
-    const on = new FleetPoller(
-      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
-      store,
-      { interval: 60_000 },
-    );
-    try {
+    await withOwnPoller("stale", async (store, on, dir) => {
       await writeRolloutRecord(store, ["s0", "s1"], { id: "dddddddddddd" });
       expect((await on.pollOnce()).error).toBeUndefined();
       const read = on.snapshot?.at as string;
@@ -748,54 +742,41 @@ describe("a store whose polls fail", () => {
         expect([path, kept.status]).toEqual([path, 200]);
         expect(kept.headers["x-nixship-read-at"]).toBe(read);
       }
-    } finally {
-      await on.stop();
-      await store.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe("a page whose own read of the store hangs", () => {
   it("answers 504 within its deadline, naming it, and the next poll's view reads again", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-hang-"));
-    const url = `file://${join(dir, "cache")}`;
-    const inner = await openStore(url);
     let hang = false;
-    const store = wrapStore(inner, {
-      list: (prefix, options) =>
-        hang && prefix.startsWith(ROLLOUT_PREFIX)
-          ? new Promise(() => {})
-          : inner.list(prefix, options),
-    });
-    const on = new FleetPoller(
-      await loadFleet((await writeDashboardFleet(dir, url, { ssm: 2, agent: 0 })).fleetFile),
-      store,
-      { interval: 60_000 },
+    const hanging = (inner: ObjectStore) =>
+      wrapStore(inner, {
+        list: (prefix, options) =>
+          hang && prefix.startsWith(ROLLOUT_PREFIX)
+            ? new Promise(() => {})
+            : inner.list(prefix, options),
+      });
+    await withOwnPoller(
+      "hang",
+      async (inner, on) => {
+        await writeRolloutRecord(inner, ["s0", "s1"], { id: "eeeeeeeeeeee" });
+        expect((await on.pollOnce()).error).toBeUndefined();
+        const { port } = await listen({ pageReadMs: 300 }, {}, on);
+        hang = true;
+        const page = await get(port, "/hosts/s0");
+        expect(page.status).toBe(504);
+        expect(page.body).toBe(
+          "the store did not answer within 0.3 s for this page; reload in a moment\n",
+        );
+        expect((await get(port, "/api/hosts/s0")).status).toBe(504);
+        hang = false;
+        expect((await on.pollOnce()).error).toBeUndefined();
+        const again = await get(port, "/hosts/s0");
+        expect(again.status).toBe(200);
+        expect(again.body).toContain("eeeeeeeeeeee");
+      },
+      hanging,
     );
-    try {
-      await writeRolloutRecord(inner, ["s0", "s1"], { id: "eeeeeeeeeeee" });
-      expect((await on.pollOnce()).error).toBeUndefined();
-      const { port } = await listen({ pageReadMs: 300 }, {}, on);
-      hang = true;
-      const started = performance.now();
-      const page = await get(port, "/hosts/s0");
-      expect(performance.now() - started).toBeLessThan(10_000);
-      expect(page.status).toBe(504);
-      expect(page.body).toBe(
-        "the store did not answer within 0.3 s for this page; reload in a moment\n",
-      );
-      expect((await get(port, "/api/hosts/s0")).status).toBe(504);
-      hang = false;
-      expect((await on.pollOnce()).error).toBeUndefined();
-      const again = await get(port, "/hosts/s0");
-      expect(again.status).toBe(200);
-      expect(again.body).toContain("eeeeeeeeeeee");
-    } finally {
-      await on.stop();
-      await inner.close();
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 });
 
