@@ -75,15 +75,56 @@ interface RecordedAnalysis {
 }
 
 describe("a bake with an analysis catches what the activation checks cannot", () => {
-  it("rolls the canary of web-errors-later back, changes no other host, and records the values", async () => {
+  it("bakes again a canary whose bake was interrupted, rolls it back to what it ran before, changes no other host, and records the values", async () => {
     await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
       bake: bake(14),
       analysis: [errorsAtMost(0.1)],
     });
-    const r = await deploy("web-errors-later");
+    await setExampleSystems(
+      lab.fleetFile,
+      Object.fromEntries(HOSTS.map((h) => [h, "web-errors-later"])),
+    );
+    const [canary, ...rest] = HOSTS as [string, ...string[]];
+    // Ctrl-C at its first measurement: the canary keeps web-errors-later, which no bake judged.
+    const interrupted = await interruptDeploy(
+      labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+      {},
+      (e) => e.type === "bake-measure",
+    );
+    expect(interrupted.code, interrupted.stderr).not.toBe(0);
+    expect(await served()).toEqual(["web-errors-later", "web-v1", "web-v1"]);
+    const cut = await recordEntry(canary);
+    expect(cut).toMatchObject({ state: "confirmed", bake: { state: "interrupted" } });
+    expect(cut.before).toMatch(/^\/nix\/store\/[a-z0-9]{32}-.*v1$/);
+    // Every view says so: not in step, its rollout named.
+    const status = await lab.nixship([
+      "status",
+      "--fleet",
+      lab.fleetFile,
+      "--on",
+      canary,
+      "--json",
+    ]);
+    const row = (JSON.parse(status.stdout) as { hosts: Record<string, unknown>[] }).hosts[0];
+    expect(row, status.stderr).toMatchObject({
+      hostState: "unbaked",
+      inStep: false,
+      unbaked: { why: "its bake was interrupted", before: cut.before },
+    });
+    // Up to date by what it runs, yet the plan activates it and bakes it again.
+    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+    expect(plan.code, plan.stderr).toBe(0);
+    const planned = (
+      JSON.parse(plan.stdout) as { hosts: { host: string; action: string; unbaked?: unknown }[] }
+    ).hosts.find((h) => h.host === canary);
+    expect(planned).toMatchObject({
+      action: "activate",
+      unbaked: { why: "its bake was interrupted", before: cut.before },
+    });
+
+    const r = await lab.deploy("--json");
     expect(r.code, r.stderr).toBe(1);
     const summary = summaryOf(r);
-    const [canary, ...rest] = HOSTS as [string, ...string[]];
     expect(summary[canary]).toMatchObject({
       status: "failed",
       phase: "bake",

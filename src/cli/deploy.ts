@@ -99,7 +99,9 @@ names), and only those that need a person are listed in full (unreachable, host 
 failed there, a pending boot, boot unknown); --json lists every host. A host that runs its
 desired system is activated again, not skipped, when that system failed there and was not
 taken back: by the host's own word, or by its status record (a bake failed and its rollback
-never reached it). Nothing changes anywhere.
+never reached it); and so is one whose system came from a rollout that never finished baking
+it (interrupted, or its deployer killed mid-bake): its wave bakes it again, and a failed bake
+sends it back to what it ran before that rollout. Nothing changes anywhere.
 
 A host whose kernel, initrd or kernel modules would change against what it booted is noted
 ("needs a reboot"); with --reboot auto or always (or the fleet's policy), the plan says which

@@ -91,8 +91,10 @@ is not named: its hosts still waiting read as never started.
 
 STATE is the host's state in one word, the same the dashboard shows (docs/dashboard.md):
 in-step, drifting, failed, rolled-back, rejected, applying, unconfirmed (a reboot nobody
-judged), offline, paused, behind, unreported, unreachable or unreadable; --json gives it as
-each row's 'hostState'.
+judged), unbaked (its rollout's bake of the system it runs never finished: interrupted, or its
+deployer killed mid-bake; the next deploy bakes it again), offline, paused, behind,
+unreported, unreachable or unreadable; --json gives it as each row's 'hostState' (and
+'unbaked': {rollout, why, before}).
 
 A host whose last deploy was a boot (--action boot) is unconfirmed, and not in step, until a
 deploy or rollback judges that boot: "reboot into SYSTEM unconfirmed since TIME" (live, also

@@ -32,7 +32,7 @@ code { font-size: .85em; }
   background: var(--infobg); color: var(--info); }
 .badge.in-step, .badge.confirmed, .badge.succeeded, .badge.up-to-date { background: var(--okbg); color: var(--ok); }
 .badge.failed, .badge.rejected, .badge.rolled-back, .badge.unreadable, .badge.unreachable, .badge.drifting { background: var(--badbg); color: var(--bad); }
-.badge.applying, .badge.activating, .badge.health, .badge.baking, .badge.behind, .badge.offline, .badge.pending, .badge.not-started, .badge.refused, .badge.partial { background: var(--warnbg); color: var(--warn); }
+.badge.applying, .badge.unbaked, .badge.activating, .badge.health, .badge.baking, .badge.behind, .badge.offline, .badge.pending, .badge.not-started, .badge.refused, .badge.partial { background: var(--warnbg); color: var(--warn); }
 tr.drifting th, tr.drifting td { background: var(--badbg); }
 .drift-mark { font-weight: 700; color: var(--bad); }
 .tag { color: var(--muted); }

@@ -13,6 +13,7 @@ import {
 import { ANALYSIS_DEFAULTS, type HostBake } from "../fleet/bake.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
 import type { StorePath } from "../nix/store-path.js";
 import { bakeWave } from "./bake-wave.js";
@@ -92,10 +93,12 @@ function plan(bake: HostBake, layout: Layout = THREE): DeployPlan {
 /** Every host activates; rollbacks are recorded. */
 function delivery() {
   const rolledBack: string[] = [];
+  const targets: (RollbackTarget | undefined)[] = [];
   const d: Delivery = {
     status: async () => ({ reachable: false, error: "unused" }),
-    rollbackHosts: async (hosts): Promise<RollbackOutcome[]> => {
+    rollbackHosts: async (hosts, to): Promise<RollbackOutcome[]> => {
       rolledBack.push(...hosts.map((h) => h.name));
+      targets.push(to);
       return hosts.map(() => ({ status: "rolled-back", generation: 1, path: OLD }));
     },
     deployWave: (wave, emit) =>
@@ -109,7 +112,7 @@ function delivery() {
         }),
       ),
   };
-  return { delivery: d, rolledBack };
+  return { delivery: d, rolledBack, targets };
 }
 
 /** Each host's error ratio, as its query names it. */
@@ -131,10 +134,11 @@ async function rollOut(
   bake: HostBake = BAKE,
   signal?: AbortSignal,
   layout: Layout = THREE,
+  edit: (p: DeployPlan) => DeployPlan = (p) => p,
 ) {
   const events: DeployEvent[] = [];
-  const { delivery: d, rolledBack } = delivery();
-  const p = plan(bake, layout);
+  const { delivery: d, rolledBack, targets } = delivery();
+  const p = edit(plan(bake, layout));
   const requests = new Map(
     layout.hosts.map((h) => [
       h,
@@ -151,7 +155,7 @@ async function rollOut(
     metrics: source,
     ...(signal === undefined ? {} : { signal }),
   });
-  return { results, events, rolledBack, plan: p };
+  return { results, events, rolledBack, targets, plan: p };
 }
 
 describe("a wave's bake in the rollout engine", () => {
@@ -195,6 +199,72 @@ describe("a wave's bake in the rollout engine", () => {
       }),
     ]);
     expect(events.find((e) => e.type === "stopped")).toMatchObject({ reason: "the canary failed" });
+  });
+
+  it("sends a host baked again (its rollout's bake never ended) back to what it ran before that rollout", async () => {
+    // web1 runs the system an interrupted rollout gave it; it ran OLD before, generation 3 then.
+    const unbaked = (p: DeployPlan): DeployPlan => ({
+      ...p,
+      hosts: p.hosts.map((h) =>
+        h.host === "web1"
+          ? {
+              ...h,
+              current: PATH,
+              generation: 4,
+              unbaked: {
+                rollout: "0123456789ab",
+                why: "its bake was interrupted",
+                before: OLD as StorePath,
+                beforeGeneration: 3,
+              },
+            }
+          : h,
+      ),
+    });
+    const { results, targets } = await rollOut(
+      metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }),
+      BAKE,
+      undefined,
+      THREE,
+      unbaked,
+    );
+    // Not to generation 4, which the survey found it on: that is the system that failed.
+    expect(targets).toEqual([{ kind: "generation", generation: 3 }]);
+    const canary = results.find((r) => r.host === "web1");
+    expect(canary?.outcome).toMatchObject({ status: "failed", phase: "bake", rolledBack: true });
+  });
+
+  it("leaves where it is a host baked again whose earlier system has no generation on it, saying so", async () => {
+    const unbaked = (p: DeployPlan): DeployPlan => ({
+      ...p,
+      hosts: p.hosts.map((h) =>
+        h.host === "web1"
+          ? {
+              ...h,
+              current: PATH,
+              generation: 4,
+              unbaked: {
+                rollout: "0123456789ab",
+                why: "its bake was interrupted",
+                before: OLD as StorePath,
+              },
+            }
+          : h,
+      ),
+    });
+    const { results, rolledBack } = await rollOut(
+      metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }),
+      BAKE,
+      undefined,
+      THREE,
+      unbaked,
+    );
+    expect(rolledBack).toEqual([]);
+    const canary = results.find((r) => r.host === "web1");
+    expect(canary?.outcome).toMatchObject({ status: "failed", phase: "bake", rolledBack: false });
+    expect(canary?.outcome.status === "failed" && canary.outcome.message).toContain(
+      `not rolled back: the host has no generation left of what it ran before rollout 0123456789ab (${OLD})`,
+    );
   });
 
   it("passes a canary within the tolerance: every wave bakes, and nothing is rolled back", async () => {

@@ -508,15 +508,12 @@ async function rollBack(
       notes.set(name, { rolledBack: false, note: "; not rolled back: not selected" });
       continue;
     }
-    const was = planned.get(name);
-    const to: RollbackTarget | undefined =
-      input.delivery.channel === undefined
-        ? was?.generation === undefined
-          ? undefined
-          : { kind: "generation", generation: was.generation }
-        : was?.current === undefined
-          ? undefined
-          : { kind: "path", path: was.current };
+    const back = rollbackTargetOf(planned.get(name), input.delivery.channel !== undefined);
+    if (back.refused !== undefined) {
+      notes.set(name, { rolledBack: false, note: `; not rolled back: ${back.refused}` });
+      continue;
+    }
+    const { to } = back;
     const key = to === undefined ? "" : JSON.stringify(to);
     const group = groups.get(key) ?? { to, hosts: [] };
     group.hosts.push(host);
@@ -549,6 +546,41 @@ async function rollBack(
     }
   }
   return notes;
+}
+
+/**
+ * Where a host the wave changed goes back to: what it ran when the survey asked (its generation;
+ * an agent host's system), or, for a host baked again (its rollout's bake never ended), what it
+ * ran before that rollout. `to` undefined: the host's previous generation.
+ */
+export function rollbackTargetOf(
+  was: Pick<HostPlan, "generation" | "current" | "unbaked"> | undefined,
+  byPath: boolean,
+):
+  | { readonly to: RollbackTarget | undefined; readonly refused?: undefined }
+  | { readonly refused: string } {
+  const unbaked = was?.unbaked;
+  if (unbaked !== undefined) {
+    const before = unbaked.before;
+    if (before === null) {
+      return { refused: `what it ran before rollout ${unbaked.rollout} is not known` };
+    }
+    if (byPath) return { to: { kind: "path", path: before } };
+    return unbaked.beforeGeneration === undefined
+      ? {
+          refused: `the host has no generation left of what it ran before rollout ${unbaked.rollout} (${before})`,
+        }
+      : { to: { kind: "generation", generation: unbaked.beforeGeneration } };
+  }
+  if (!byPath) {
+    return {
+      to:
+        was?.generation === undefined
+          ? undefined
+          : { kind: "generation", generation: was.generation },
+    };
+  }
+  return { to: was?.current === undefined ? undefined : { kind: "path", path: was.current } };
 }
 
 /** Waits until `time` (performance.now()); false when interrupted first. */

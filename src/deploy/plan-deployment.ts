@@ -31,7 +31,7 @@ import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
-import { withRecordedFailures } from "./plan-failed-records.js";
+import { withRecordedOutcomes } from "./plan-recorded-outcomes.js";
 import { withRefusedFailed } from "./plan-refused-failed.js";
 import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
@@ -149,7 +149,7 @@ export async function planDeployment(
     throwIfInterrupted(signal);
     // A host on its desired system whose last deploy failed there without going back is
     // failed, not up to date (its record says so; the host keeps no marker of it).
-    const found = await withRecordedFailures(
+    const found = await withRecordedOutcomes(
       fleet.cache?.url,
       hosts,
       (host) => ready.built.byHost.get(host),

@@ -97,6 +97,7 @@ export async function survey(
             // Its generation only when the profile holds the system it runs (a pending boot's
             // belongs to another): the number the plan shows and the record keeps with it.
             generation: runningGeneration(s) ?? undefined,
+            ...(s.generations.length > 0 ? { generations: s.generations } : {}),
             ...(s.missing ? { missing: new Set(s.missing) } : {}),
             ...(s.secrets ? { secrets: s.secrets } : {}),
             ...(s.stored ? { stored: s.stored } : {}),

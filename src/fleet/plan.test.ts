@@ -141,6 +141,27 @@ describe("planDeploy", () => {
     expect(result.hosts[0]?.transfer).toEqual({ paths: 4, bytes: 5 + 25 + 1 + 50 });
   });
 
+  it("activates and bakes again a host whose system's bake never finished, where its wave bakes", () => {
+    const unbaked = {
+      rollout: "0123456789ab",
+      why: "its bake was interrupted",
+      before: v1,
+      beforeGeneration: 3,
+    };
+    const bake = { seconds: 60, interval: 10, analysis: [] };
+    const state: HostState = { kind: "reported", current: v2, generation: 4, unbaked };
+    const result = plan("switch", [
+      { host: "web1", desired: v2, state, bake },
+      // Its fleet no longer bakes it (or a rollback deploys it): nothing to bake again.
+      { host: "web2", desired: v2, state },
+    ]);
+    expect(result.hosts.map((h) => [h.action, h.unbaked, h.bake])).toEqual([
+      ["activate", unbaked, bake],
+      ["skip", undefined, undefined],
+    ]);
+    expect(result.waves.map((w) => w.hosts)).toEqual([["web1"]]);
+  });
+
   it("skips hosts already running the desired system for switch and test", () => {
     for (const action of ["switch", "test"] as const) {
       const result = plan(action, [{ host: "web1", desired: v2, state: running(v2, 7) }]);

@@ -56,6 +56,10 @@ export type HostState =
        * the host's lock within its deadline): what the host said of it.
        */
       readonly busy?: string;
+      /** The system profile's newest generations, as the host listed them (at most ten). */
+      readonly generations?: readonly { readonly generation: number; readonly path: string }[];
+      /** The rollout that gave it the system it runs never finished baking it there. */
+      readonly unbaked?: UnfinishedBake;
     }
   | {
       readonly kind: "unreachable";
@@ -70,6 +74,21 @@ export type HostState =
       /** What it last said it runs (a paused or offline agent's record); undefined: unknown. */
       readonly lastKnown?: StorePath;
     };
+
+/**
+ * A host whose system came from a rollout that never finished its bake there (its deployer was
+ * interrupted, killed or lost mid-bake): the bake never judged it. The plan activates it again
+ * so that its wave bakes it; a failed bake sends it back to what it ran before that rollout.
+ */
+export interface UnfinishedBake {
+  /** The rollout's id, and what became of its bake, said for a person. */
+  readonly rollout: string;
+  readonly why: string;
+  /** What the host ran before that rollout (null: not known). */
+  readonly before: StorePath | null;
+  /** The profile's generation of `before` on the host, where it still has one. */
+  readonly beforeGeneration?: number;
+}
 
 /**
  * A boot left pending on a host, as its status reports it: a reboot that ended before its
@@ -207,6 +226,8 @@ export interface HostPlan {
   readonly bootCounting?: boolean;
   /** A boot left pending there, and what the deploy does with it (never "up to date"). */
   readonly pendingBoot?: PlannedPendingBoot;
+  /** Set when its system's bake in the rollout that gave it never finished: baked again. */
+  readonly unbaked?: UnfinishedBake;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** ssh refused its host key (changed, or unknown): a failure even with --skip-unreachable. */
@@ -402,6 +423,10 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const running = current === desired;
   const failedThere = state?.kind === "reported" ? state.failed : undefined;
   const busy = state?.kind === "reported" ? state.busy : undefined;
+  // Baked again only where its wave bakes (a rollback's hosts, or a fleet that no longer
+  // bakes them, are not).
+  const bakes = target.bake !== undefined && target.bake.seconds > 0;
+  const unbaked = state?.kind === "reported" && bakes ? state.unbaked : undefined;
   const pendingBoot =
     state?.kind === "reported" ? plannedPendingBoot(state, desired, action) : undefined;
   const hostAction =
@@ -409,6 +434,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     actionSkipsWhenRunning(action) &&
     !secretsChange(target) &&
     !failedThere &&
+    unbaked === undefined &&
     busy === undefined &&
     pendingBoot === undefined
       ? "skip"
@@ -428,6 +454,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     ...(secretsChange(target) ? { secretsChange: true } : {}),
     ...(target.secrets === undefined ? {} : { secrets: target.secrets }),
     ...(failedThere === undefined ? {} : { failedThere }),
+    ...(unbaked === undefined ? {} : { unbaked }),
     ...(busy === undefined ? {} : { busy }),
     ...(rebootFor === undefined ? {} : { reboot: rebootFor }),
     ...(rebooting ? { rebooting: true } : {}),

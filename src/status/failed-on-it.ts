@@ -13,15 +13,20 @@ export interface RecordedFailure {
 
 /**
  * The failure `record` tells of the system the host runs, `running`: its deploy failed there,
- * and did not go back (rolledBack false, or null in a record older than that word). Undefined
- * otherwise.
+ * and did not go back (rolledBack false, or null in a record older than that word, or a
+ * rollback onto that same system). Undefined otherwise.
  */
 export function failedOnIt(
-  record: Partial<Pick<StatusRecord, "state" | "rolledBack" | "desired" | "error" | "updatedAt">>,
+  record: Partial<
+    Pick<StatusRecord, "state" | "rolledBack" | "desired" | "previous" | "error" | "updatedAt">
+  >,
   running: string | null | undefined,
 ): RecordedFailure | undefined {
   const { desired, updatedAt } = record;
-  if (record.state !== "failed" || record.rolledBack === true || !desired) return undefined;
+  // A rollback to the very system that failed is none: the host ran it already when it was
+  // activated again (its failure there, or its bake, unfinished, was to be judged anew).
+  const wentBack = record.rolledBack === true && record.previous !== desired;
+  if (record.state !== "failed" || wentBack || !desired) return undefined;
   if (desired !== running) return undefined;
   return {
     path: desired,

@@ -429,6 +429,31 @@ describe("a big plan: hosts grouped, those that need a person in full", () => {
     ).toBe(true);
   });
 
+  it("says of a host whose bake never finished that it is activated and baked again, and lists it in full", () => {
+    const unbaked = {
+      rollout: "0123456789ab",
+      why: "its bake was interrupted",
+      before: v1,
+      beforeGeneration: 3,
+    };
+    const plan: DeployPlan = {
+      ...PLAN,
+      hosts: [host({ host: "web1", current: v2, generation: 4, unbaked })],
+      counts: { activate: 1, skip: 0, unreachable: 0 },
+    };
+    expect(rowOf(formatPlan(plan), "web1")).toContain(
+      "its bake in rollout 0123456789ab never finished (its bake was interrupted), so it is activated and baked again",
+    );
+    const big = bigPlan(30, () => running(v2));
+    const many: DeployPlan = {
+      ...big,
+      hosts: big.hosts.map((h, i) => (i === 3 ? { ...h, action: "activate", unbaked } : h)),
+    };
+    const lines = formatPlan(many).split("\n");
+    expect(lines).toContain("1 host needs a person:");
+    expect(lines.find((l) => l.startsWith("  lab0004 "))).toContain("rollout 0123456789ab");
+  });
+
   it("keeps the per-host table at 20 hosts", () => {
     const plan = bigPlan(20, () => running(v2));
     const text = formatPlan(plan);

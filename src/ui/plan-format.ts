@@ -173,6 +173,7 @@ export function needsPerson(host: HostPlan): boolean {
     host.hostKey === true ||
     host.stored !== undefined ||
     host.failedThere !== undefined ||
+    host.unbaked !== undefined ||
     host.busy !== undefined ||
     host.pendingBoot !== undefined ||
     host.bootUnknown === true ||
@@ -433,6 +434,13 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
       kind
         ? "its system failed there, so it is activated again"
         : `its system failed there, so it is activated again (${host.failedThere})`,
+    );
+  } else if (host.unbaked !== undefined) {
+    const { rollout, why } = host.unbaked;
+    notes.push(
+      kind
+        ? "its bake never finished, so it is activated and baked again"
+        : `its bake in rollout ${rollout} never finished (${why}), so it is activated and baked again`,
     );
   } else if (
     host.busy === undefined &&

@@ -5,6 +5,7 @@
 import { hostKeyRefused } from "../delivery/host-key-refused.js";
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
 import { behindText } from "../status/behind.js";
+import type { UnbakedBy } from "../status/unfinished-bake.js";
 import type { Drift } from "../views/drift.js";
 import { hostState } from "../views/host-state.js";
 import {
@@ -51,6 +52,7 @@ function liveCells(r: LiveRow): string[] {
     );
   }
   if (r.failureUndone !== undefined) note.unshift(undoneNote(r.failureUndone));
+  if (r.unbaked !== undefined) note.unshift(unbakedNote(r.unbaked));
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
@@ -112,6 +114,11 @@ function driftNote(drift: Drift): string {
 }
 
 /** A system the host runs that failed there: since when, and why. */
+/** A host whose system's bake never finished (status/unfinished-bake.ts). */
+function unbakedNote(unbaked: UnbakedBy): string {
+  return `its bake in rollout ${unbaked.rollout} never finished (${unbaked.why}): no bake judged the system it runs; the next deploy bakes it again`;
+}
+
 function failedNote(failed: FailedSystem): string {
   const since = failed.since === null ? "" : ` since ${formatEpochSeconds(failed.since)}`;
   return `its system failed${since}: ${failed.reason}`;
@@ -169,6 +176,7 @@ export function storedNote(r: StoredRow): string {
   return joinNote([
     drift,
     boots,
+    r.unbaked === undefined ? "" : unbakedNote(r.unbaked),
     r.behindRollout === undefined
       ? ""
       : failedInRollout(r)

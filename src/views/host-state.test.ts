@@ -138,6 +138,76 @@ describe("hostState", () => {
     expect(hostState(ended as StatusRow)).toBe("unreported");
   });
 
+  describe("a host whose rollout's bake of the system it runs never finished", () => {
+    /** Rollout cc gave web1 V2; its bake there `bake`, the entry `state`. */
+    const baked = (bake: "interrupted" | "baking" | "passed", state: RolloutHost["state"]) => {
+      const a = ask("0000000000cc", "2026-11-25T12:00:00.000Z", V2, state);
+      return {
+        ...a,
+        entry: {
+          ...a.entry,
+          before: V1,
+          bake: { state: bake, seconds: 600, interval: 30, analysis: [] },
+        },
+      } as Ask;
+    };
+    const record = sshRecord({ startedAt: "2026-11-25T12:00:01.000Z" });
+
+    it("is unbaked, not in step, asked live or read from the store, and status names the rollout", () => {
+      const interrupted = baked("interrupted", "confirmed");
+      const live = liveRow(ssh("web1"), liveAnswer(V2), record, undefined, interrupted);
+      expect(live.unbaked).toEqual({
+        rollout: "0000000000cc",
+        why: "its bake was interrupted",
+        before: V1,
+      });
+      expect(live.inStep).toBe(false);
+      expect(hostState(live)).toBe("unbaked");
+      const stored = storedRow(ssh("web1"), { record, ask: interrupted });
+      expect(stored.inStep).toBe(false);
+      expect(hostState(stored)).toBe("unbaked");
+      // A deployer killed mid-bake: its entry as the views read it (ended-rollout.ts).
+      const killed = liveRow(
+        ssh("web1"),
+        liveAnswer(V2),
+        record,
+        undefined,
+        baked("baking", "failed"),
+      );
+      expect(hostState(killed)).toBe("unbaked");
+      expect(formatStatusTable([live])).toContain(
+        "its bake in rollout 0000000000cc never finished (its bake was interrupted): no bake judged the system it runs; the next deploy bakes it again",
+      );
+    });
+
+    it("is in step once baked, while its deployer still bakes it, or running another system", () => {
+      const passed = liveRow(
+        ssh("web1"),
+        liveAnswer(V2),
+        record,
+        undefined,
+        baked("passed", "confirmed"),
+      );
+      expect(hostState(passed)).toBe("in-step");
+      const bakingNow = {
+        ...baked("baking", "baking"),
+        rollout: { ...baked("baking", "baking").rollout, live: true as const },
+      };
+      expect(hostState(liveRow(ssh("web1"), liveAnswer(V2), record, undefined, bakingNow))).toBe(
+        "in-step",
+      );
+      // Back on V1 by hand since: drift, not an unfinished bake of V1.
+      const other = liveRow(
+        ssh("web1"),
+        liveAnswer(V1),
+        record,
+        undefined,
+        baked("interrupted", "confirmed"),
+      );
+      expect(other.unbaked).toBeUndefined();
+    });
+  });
+
   describe("a host asked live", () => {
     const failedRecord = (rolledBack: boolean | null) =>
       sshRecord({ desired: V2, current: V1, state: "failed", phase: "health", rolledBack });

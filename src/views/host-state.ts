@@ -13,6 +13,7 @@ export const HOST_STATES = [
   "rejected",
   "applying",
   "unconfirmed",
+  "unbaked",
   "offline",
   "paused",
   "behind",
@@ -63,6 +64,8 @@ export function hostState(row: StatusRow): HostState {
     if (row.secretsAway === true) return "behind";
     // A reboot into a new system that no deploy or rollback judged (docs/reboots.md).
     if (row.boot?.pending) return "unconfirmed";
+    // Its rollout's bake of the system it runs never ended (docs/progressive-delivery.md).
+    if (row.unbaked !== undefined) return "unbaked";
     return "in-step";
   }
   // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
@@ -79,6 +82,7 @@ export function hostState(row: StatusRow): HostState {
   if (row.state === "applying") return "applying";
   // A boot deploy's success: it boots a system no check has seen (docs/reboots.md).
   if (bootsNextOf(row) !== undefined) return "unconfirmed";
+  if (row.unbaked !== undefined) return "unbaked";
   return row.inStep ? "in-step" : "behind";
 }
 

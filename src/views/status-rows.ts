@@ -10,6 +10,7 @@ import type { DeltaReport } from "../status/delta-report.js";
 import { failedOnIt } from "../status/failed-on-it.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { StatusRecord } from "../status/status.js";
+import { type UnbakedBy, unfinishedBake } from "../status/unfinished-bake.js";
 import { type Drift, driftOf } from "./drift.js";
 import type { ShownOrigin } from "./host-origins.js";
 
@@ -38,6 +39,12 @@ interface RowBase {
    * the fleet asks of it.
    */
   readonly failureUndone?: string;
+  /**
+   * Set when the system it runs came from a rollout that never finished baking it there
+   * (unfinished-bake.ts): that rollout, and what became of its bake. Not in step: no bake
+   * judged the system; the next deploy bakes it again.
+   */
+  readonly unbaked?: UnbakedBy;
 }
 
 /** What the fleet last asked of a host, and how it went: its status record, read for the view. */
@@ -153,6 +160,10 @@ export function liveRow(
     judged && status.failed === undefined && !undone && record !== undefined
       ? failedOnIt(record, status.current)
       : undefined;
+  const unbaked =
+    judged && status.failed === undefined && failed === undefined
+      ? unfinishedBake(ask, status.current)
+      : undefined;
   const secretsAway =
     status.reachable &&
     typeof record?.secrets === "string" &&
@@ -173,7 +184,8 @@ export function liveRow(
       drift === undefined &&
       !behind &&
       !secretsAway &&
-      behindRollout === undefined,
+      behindRollout === undefined &&
+      unbaked === undefined,
     ...status,
     ...(failed === undefined ? {} : { failed }),
     ...(drift === undefined ? {} : { drift }),
@@ -189,6 +201,7 @@ export function liveRow(
     ...(secretsAway ? { secretsAway: true as const } : {}),
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(undone ? { failureUndone: failureUndoneIn } : {}),
+    ...(unbaked === undefined ? {} : { unbaked }),
   };
 }
 
@@ -222,12 +235,15 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   const { origin: _reference, ...fields } = record ?? {};
   const bootsNext = record !== undefined && bootsNextOf(record) !== undefined;
   const { failureUndone } = facts;
+  const unbaked =
+    record?.state === "success" ? unfinishedBake(facts.ask, record.current) : undefined;
   return {
     ...base,
     inStep:
       (inStep(record, agent) || failureUndone !== undefined) &&
       drift === undefined &&
       behindRollout === undefined &&
+      unbaked === undefined &&
       !bootsNext,
     reported: record !== undefined,
     ...fields,
@@ -236,6 +252,7 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(origin === undefined ? {} : { origin }),
     ...(failureUndone === undefined ? {} : { failureUndone }),
+    ...(unbaked === undefined ? {} : { unbaked }),
   };
 }
 
