@@ -12,10 +12,10 @@ import { S3Store } from "../src/store/s3-store.js";
 import { answerDeadlineMs, awsRequestHandler } from "../src/util/aws-timeouts.js";
 import { type LyingS3, startLyingS3, trickleHeaders } from "./support/lying-s3.js";
 
-// Each byte comes 100 ms after the last, well within the 300 ms idle timeout: only the answer
-// deadline of one second ends the wait (the trickle itself lasts a minute, past this file's
-// tests' timeout).
-const TIMEOUTS = { connectMs: 2_000, idleMs: 300, answerMs: 1_000 };
+// Each byte comes 100 ms after the last, well within the 900 ms idle timeout (a loaded machine
+// may hold the test's own server back for some hundred ms): only the answer deadline of one
+// second ends the wait (the trickle itself lasts a minute, past this file's tests' timeout).
+const TIMEOUTS = { connectMs: 2_000, idleMs: 900, answerMs: 1_000 };
 
 let s3: LyingS3;
 
