@@ -726,15 +726,19 @@ describe("a store whose polls fail", () => {
       const fresh = await getWithHeaders(strict.port, "/api/hosts");
       expect(fresh.status).toBe(200);
       expect(fresh.headers["x-nixship-read-at"]).toBe(read);
-      // The store goes away: the next poll fails.
-      await rm(join(dir, "cache"), { recursive: true, force: true });
+      // The store goes away: the next poll fails, its error naming the store's directory.
+      const where = join(dir, "cache");
+      await rm(where, { recursive: true, force: true });
       const failed = await on.pollOnce();
-      expect(failed.error).toBeDefined();
+      expect(failed.error).toContain(where);
+      // What a client reads says "the store" where the error named its location.
+      const told = (failed.error as string).replaceAll(`file://${where}`, "the store");
+      expect(told).not.toContain(where);
       for (const path of ["/api/hosts", "/api/hosts/s0", "/api/releases", "/api/rollout"]) {
         const stale = await get(strict.port, path);
         expect([path, stale.status]).toEqual([path, 503]);
         expect(JSON.parse(stale.body)).toEqual({
-          error: `the store has not been read since ${read}: ${failed.error}`,
+          error: `the store has not been read since ${read}: ${told}`,
           readAt: read,
         });
         // Within the default 30 s, the last read is served, with its time.
@@ -742,6 +746,19 @@ describe("a store whose polls fail", () => {
         expect([path, kept.status]).toEqual([path, 200]);
         expect(kept.headers["x-nixship-read-at"]).toBe(read);
       }
+      // Nor does any page, nor an API answer, nor an error.
+      for (const path of [
+        "/",
+        "/hosts/s0",
+        "/releases",
+        "/rollout",
+        "/api/releases/lab",
+        "/metrics",
+      ]) {
+        const answer = await get(patient.port, path);
+        expect([path, answer.body.includes(where)]).toEqual([path, false]);
+      }
+      expect((await get(patient.port, "/")).body).toContain("The store could not be read: ");
     });
   });
 });

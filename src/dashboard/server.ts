@@ -49,6 +49,7 @@ import type { FleetPoller } from "./poller.js";
 import { PAGE_READ_MS, ReadsFull, ReleaseReads, StoreTooSlow } from "./release-reads.js";
 import { rolloutMain } from "./rollout-page.js";
 import { allTags, filterRows, runningOf, type Snapshot, shownRollout } from "./snapshot.js";
+import { hideStoreLocation, storeLocations } from "./store-location.js";
 import { DASHBOARD_CSS } from "./style.js";
 import { checkToken } from "./token.js";
 
@@ -153,6 +154,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     pageReadMs,
   );
   const hostReads = new HostReads(poller.store, poller.watch, pageReadMs);
+  const locations = storeLocations(poller.store.url);
 
   app.use("*", async (c, next) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
@@ -195,6 +197,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       return c.text("the dashboard is read-only\n", 405);
     }
     await next();
+    await hideLocationIn(c, locations);
   });
 
   const rendered = new RenderedPages();
@@ -350,12 +353,12 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     return withApiSnapshot(c, poller, staleAfterMs, async (s) => {
       const board = s.channels.find((ch) => ch.channel === channel);
       if (board === undefined) {
-        return c.json({ error: `no channel ${channel} in ${poller.store.url}` }, 404);
+        return c.json({ error: `no channel ${channel} in the store` }, 404);
       }
       const { releases } = await releaseReads.list(channel, poller.polls);
-      // `release list --json`, and whether the fleet's keys signed what the board shows.
+      // `release list --json` (but the store's location), and whether the fleet's keys signed
+      // what the board shows.
       return c.json({
-        store: poller.store.url,
         channel,
         releases,
         currentTrust: board.currentTrust,
@@ -457,6 +460,24 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     return c.text("the dashboard could not answer; its log says why\n", 500);
   });
   return dashboard;
+}
+
+/**
+ * The answer's text with the store's location said as "the store" (store-location.ts): pages,
+ * API answers and errors alike. An event stream carries versions alone, and is left to flow.
+ */
+async function hideLocationIn(c: Context, locations: readonly string[]): Promise<void> {
+  const type = c.res.headers.get("content-type") ?? "";
+  if (c.res.body === null || type.startsWith("text/event-stream")) return;
+  const text = await c.res.text();
+  const hidden = hideStoreLocation(text, locations);
+  if (hidden === text) {
+    c.res = new Response(text, c.res);
+    return;
+  }
+  const headers = new Headers(c.res.headers);
+  headers.delete("content-length");
+  c.res = new Response(hidden, { status: c.res.status, statusText: c.res.statusText, headers });
 }
 
 function asMain(main: Html | PageMain): PageMain {
