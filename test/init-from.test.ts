@@ -111,6 +111,52 @@ describe("init --from colmena", () => {
     expect(systems["host-b"]).toMatch(/-example-web-system-nixos$/);
   });
 
+  it("keeps what colmena's ssh_config gave a node's address: its alias's HostName, Port and ProxyJump", async () => {
+    // host-a at targetHost web1-alias, a Host of the ssh_config colmena was given; with an
+    // identity of its own, it gets a block, found by its name, which that Host never matches.
+    const dir = await flakeDir(
+      "",
+      tutorialHive({
+        ...HIVE,
+        hostA: "web1-alias",
+        extraA: '    deployment.sshOptions = [ "-i" "/k/deploy" ];',
+      }),
+    );
+    const config = join(dir, "..", `${dir.split("/").pop()}-ssh_config`);
+    await writeFile(
+      config,
+      "Host web1-alias\n  HostName 192.0.2.7\n  Port 2201\n  ProxyJump bastion.example\n",
+    );
+    const r = await nixship(
+      [
+        "init",
+        dir,
+        "--key-out",
+        join(dir, "..", `${dir.split("/").pop()}.sec`),
+        "--from",
+        "colmena",
+        "--format",
+        "json",
+        "--json",
+      ],
+      { env: { SSH_CONFIG_FILE: config } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.report.find((e) => e.option === "ssh_config")).toMatchObject({
+      outcome: "carried",
+      nodes: ["host-a"],
+    });
+    // As ssh reads the fleet's ssh_config (nixship runs ssh with -F): what colmena reached.
+    const g = await run("ssh", ["-F", join(dir, "nixship-ssh_config"), "-G", "host-a"]);
+    expect(g.code, g.stderr).toBe(0);
+    const lines = g.stdout.split("\n");
+    expect(lines).toEqual(
+      expect.arrayContaining(["hostname 192.0.2.7", "port 2201", "proxyjump bastion.example"]),
+    );
+    expect(lines.find((l) => l.startsWith("identityfile "))).toBe("identityfile /k/deploy");
+  });
+
   it("writes the same fleet in the flake, built to the same systems", async () => {
     const hive = tutorialHive(HIVE);
     const asFile = await flakeDir("", hive);

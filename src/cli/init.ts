@@ -27,6 +27,7 @@ import type { Problem } from "../fleet/json-check.js";
 import { formatJsonPath } from "../fleet/json-path.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
+import type { SshAlias } from "../fleet/ssh-alias.js";
 import { gitTopLevel } from "../nix/git-flake.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore, parseStoreUrl } from "../store/url.js";
@@ -39,6 +40,7 @@ import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
 import { checkOutputFile, writeOutputFile } from "./output-file.js";
+import { readSshAliases } from "./ssh-aliases.js";
 
 const COMMAND = "init";
 const FORMATS = ["nix", "json"] as const;
@@ -89,7 +91,8 @@ flake's deploy.nodes, running its system profile. Each node's options become the
 (targetHost, targetUser, tags, keys as secrets; hostname, sshUser, magicRollback, timeouts, ...);
 ssh settings (targetPort, sshOptions, sshOpts) go in a block of the host's own in
 DIR/${SSH_CONFIG_FILE}, which the fleet names as its ssh.configFile (and which includes the
-ssh_config ssh read before); init prints what it carried over, what maps to what, and what it
+ssh_config ssh read before), with what that ssh_config gave the node's address (an alias's
+HostName, Port, ProxyJump, ..., asked of ssh -G); init prints what it carried over, what maps to what, and what it
 left behind and why (docs/coming-from-colmena.md, docs/coming-from-deploy-rs.md). A colmena
 node whose targetHost is null (apply-local only) is left out, as colmena apply skips it. A node
 nixship cannot reach (no hostname, no system profile) or an evaluation error is named by its
@@ -492,11 +495,14 @@ async function convertFrom(
 }> {
   if (from === "colmena") {
     const read = await readColmenaHive(dir);
-    const sshConfigFile = env.SSH_CONFIG_FILE;
-    const conversion = convertColmena(read.value, read.label, {
-      ...(sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {}),
-      flakeDir: resolve(dir),
-    });
+    const sshConfigFile = env.SSH_CONFIG_FILE ? resolve(env.SSH_CONFIG_FILE) : undefined;
+    const convert = (sshAliases?: ReadonlyMap<string, SshAlias>) =>
+      convertColmena(read.value, read.label, {
+        ...(sshConfigFile === undefined ? {} : { sshConfigFile }),
+        flakeDir: resolve(dir),
+        ...(sshAliases === undefined ? {} : { sshAliases }),
+      });
+    const conversion = await withAliases(convert, sshConfigFile);
     // colmena reads a flake's hive from flake.nix, a hive.nix of its own from that file.
     const hive = join(dir, read.value.kind === "hive.nix" ? "hive.nix" : "flake.nix");
     return {
@@ -507,13 +513,35 @@ async function convertFrom(
     };
   }
   const read = await readDeployRs(dir);
-  const conversion = convertDeployRs(read.value, read.label, { localUser: userInfo().username });
+  const conversion = await withAliases(
+    (sshAliases) =>
+      convertDeployRs(read.value, read.label, {
+        localUser: userInfo().username,
+        ...(sshAliases === undefined ? {} : { sshAliases }),
+      }),
+    undefined,
+  );
   return {
     conversion,
     flake: read.flake,
     hasFleet: read.value.hasFleet === true,
     oldCommand: "deploy",
   };
+}
+
+/**
+ * The conversion, its hosts' blocks completed with what the ssh_config the old tool read gives
+ * their addresses (fleet/ssh-alias.ts): converted once to learn the addresses, asked of ssh,
+ * and again with what it said where it aliases any.
+ */
+async function withAliases(
+  convert: (aliases?: ReadonlyMap<string, SshAlias>) => Conversion,
+  sshConfigFile: string | undefined,
+): Promise<Conversion> {
+  const first = convert();
+  if (first.blockAddresses.length === 0) return first;
+  const aliases = await readSshAliases(first.blockAddresses, sshConfigFile);
+  return aliases.size === 0 ? first : convert(aliases);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   unshadowHosts,
   withSshConfig,
 } from "./foreign-fleet.js";
+import { type SshAlias, sshAliasOf } from "./ssh-alias.js";
 import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
 
 describe("sshOptionsAsConfig", () => {
@@ -85,6 +86,8 @@ describe("sshOptionsAsConfig", () => {
 const EMPTY_SSH_CONFIG = join(mkdtempSync(join(tmpdir(), "nixship-ssh-empty-")), "config");
 writeFileSync(EMPTY_SSH_CONFIG, "", { mode: 0o600 });
 
+const NO_ALIASES = { aliases: new Map(), report: new Report() };
+
 /** What `ssh -G` (OpenSSH's own parser) makes of `host` under the ssh_config `text`. */
 function sshResolves(text: string, host: string): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), "nixship-ssh-config-"));
@@ -138,6 +141,7 @@ describe("lines ssh would refuse (it refuses the whole file, every host's, for o
       {},
       [sshConfigBlock("web1", "10.0.0.1", got.lines)],
       EMPTY_SSH_CONFIG,
+      NO_ALIASES,
     );
     expect(sshResolves(sshConfig as string, "web1")).toMatchObject({
       hostname: "10.0.0.1",
@@ -171,7 +175,7 @@ describe("unshadowHosts", () => {
         nodes: ["web1-new"],
       },
     ]);
-    const { sshConfig } = withSshConfig({}, blocks, EMPTY_SSH_CONFIG);
+    const { sshConfig } = withSshConfig({}, blocks, EMPTY_SSH_CONFIG, NO_ALIASES);
     expect(sshResolves(sshConfig as string, "web1-new")).toMatchObject({
       hostname: "web1",
       port: "22",
@@ -231,5 +235,67 @@ describe("Report", () => {
       { option: "tags", outcome: "carried", text: "hosts.NAME.tags", nodes: ["a", "b"] },
       { option: "tags", outcome: "left", text: "bad tag", nodes: ["a"] },
     ]);
+  });
+});
+
+describe("an address the user's ssh_config aliases", () => {
+  it("keeps the alias's HostName, Port, ProxyJump and IdentityFile in the node's block, after its own", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nixship-ssh-alias-"));
+    try {
+      // The ssh_config colmena was given (SSH_CONFIG_FILE): web1-alias is a machine behind a
+      // bastion, on a port of its own.
+      const user = join(dir, "user_config");
+      writeFileSync(
+        user,
+        'Host web1-alias\n  HostName 192.0.2.7\n  Port 2201\n  ProxyJump bastion.example\n  IdentityFile "/k/alias key"\n',
+      );
+      const g = (config: string) =>
+        execFileSync("ssh", ["-G", "-F", config, "web1-alias"], { encoding: "utf8" });
+      const alias = sshAliasOf("web1-alias", g(user), g("/dev/null"));
+      expect(alias).toEqual({
+        hostname: "192.0.2.7",
+        lines: ["Port 2201", "ProxyJump bastion.example", 'IdentityFile "/k/alias key"'],
+      });
+      // An address no Host of the config names has no alias.
+      const other = (config: string) =>
+        execFileSync("ssh", ["-G", "-F", config, "db1"], { encoding: "utf8" });
+      expect(sshAliasOf("db1", other(user), other("/dev/null"))).toBeUndefined();
+      // Node web1 at targetHost web1-alias, with an identity of its own (-i /k/deploy).
+      const block = sshConfigBlock("web1", "web1-alias", ["IdentityFile /k/deploy"]);
+      const without = withSshConfig({}, [block], user, NO_ALIASES);
+      // Without it, ssh would reach the name web1-alias on port 22: the alias never matches.
+      expect(sshResolves(without.sshConfig as string, "web1")).toMatchObject({
+        hostname: "web1-alias",
+        port: "22",
+      });
+      expect(without.blockAddresses).toEqual(["web1-alias"]);
+      const report = new Report();
+      const aliased = withSshConfig({}, [block], user, {
+        aliases: new Map([["web1-alias", alias as SshAlias]]),
+        report,
+      });
+      writeFileSync(join(dir, "written"), aliased.sshConfig as string);
+      const lines = execFileSync("ssh", ["-G", "-F", join(dir, "written"), "web1"], {
+        encoding: "utf8",
+      }).split("\n");
+      expect(lines).toEqual(
+        expect.arrayContaining(["hostname 192.0.2.7", "port 2201", "proxyjump bastion.example"]),
+      );
+      // The node's own identity first, as its command line came before the config.
+      expect(lines.filter((l) => l.startsWith("identityfile "))).toEqual([
+        "identityfile /k/deploy",
+        "identityfile /k/alias key",
+      ]);
+      expect(report.entries()).toEqual([
+        {
+          option: "ssh_config",
+          outcome: "carried",
+          text: "web1-alias is a Host of the ssh_config the old tool read: its settings go into the host's block of nixship-ssh_config (HostName 192.0.2.7, Port 2201, ProxyJump bastion.example, IdentityFile \"/k/alias key\"), which ssh finds by the host's name",
+          nodes: ["web1"],
+        },
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,6 +11,7 @@ import {
 } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
+import type { SshAlias } from "./ssh-alias.js";
 import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
 
 /** What became of an option: the same meaning in nixship, another shape, or nothing. */
@@ -91,6 +92,11 @@ export interface Conversion {
   readonly jsonOutputLine: string | null;
   /** The text of SSH_CONFIG_FILE, to write beside the fleet (its ssh.configFile); null: none. */
   readonly sshConfig: string | null;
+  /**
+   * The address of each block of SSH_CONFIG_FILE (its HostName as the node gave it): what the
+   * user's ssh_config may alias, which `init --from` asks ssh about (ssh-alias.ts).
+   */
+  readonly blockAddresses: readonly string[];
   readonly report: readonly ReportEntry[];
   /** Commands left for the user (secrets to set), in order. */
   readonly next: readonly string[];
@@ -192,10 +198,17 @@ export const SSH_CONFIG_FILE = "nixship-ssh_config";
  */
 export function withSshConfig(
   ssh: JsonObject,
-  blocks: readonly string[],
+  given: readonly string[],
   replaced: string | undefined,
-): { readonly ssh: JsonObject; readonly sshConfig: string | null } {
-  if (blocks.length === 0) return { ssh, sshConfig: null };
+  aliasing: { readonly aliases: ReadonlyMap<string, SshAlias>; readonly report: Report },
+): {
+  readonly ssh: JsonObject;
+  readonly sshConfig: string | null;
+  readonly blockAddresses: readonly string[];
+} {
+  if (given.length === 0) return { ssh, sshConfig: null, blockAddresses: [] };
+  const blockAddresses = given.map(addressOf);
+  const blocks = given.map((block) => withAlias(block, aliasing.aliases, aliasing.report));
   const includes =
     replaced === undefined
       ? ["Include ~/.ssh/config", "Include /etc/ssh/ssh_config"]
@@ -209,7 +222,43 @@ export function withSshConfig(
     "Match all",
     ...includes.map((line) => `  ${line}`),
   ];
-  return { ssh: { ...ssh, configFile: `./${SSH_CONFIG_FILE}` }, sshConfig: `${text.join("\n")}\n` };
+  return {
+    ssh: { ...ssh, configFile: `./${SSH_CONFIG_FILE}` },
+    sshConfig: `${text.join("\n")}\n`,
+    blockAddresses,
+  };
+}
+
+/** The address a block (sshConfigBlock) names: its HostName line's. */
+function addressOf(block: string): string {
+  return /^ {2}HostName (\S+)$/m.exec(block)?.[1] ?? "";
+}
+
+/**
+ * `block` with what the user's ssh_config gave its address (`aliases`, ssh-alias.ts): the
+ * machine it names as HostName, and the alias's other settings after the node's own (ssh keeps
+ * the first value: the node's options won over the config on the old tool's command line too).
+ * Said in the report, on the block's host.
+ */
+function withAlias(block: string, aliases: ReadonlyMap<string, SshAlias>, report: Report): string {
+  const address = addressOf(block);
+  const alias = aliases.get(address);
+  if (alias === undefined) return block;
+  const name = /^Host (\S+)/.exec(block)?.[1] ?? address;
+  const lines = block.split("\n");
+  const carried = [`HostName ${alias.hostname}`, ...alias.lines];
+  report.note(
+    "ssh_config",
+    {
+      outcome: "carried",
+      text: `${address} is a Host of the ssh_config the old tool read: its settings go into the host's block of ${SSH_CONFIG_FILE} (${carried.join(", ")}), which ssh finds by the host's name`,
+    },
+    name,
+  );
+  return [
+    ...lines.map((l) => (l === `  HostName ${address}` ? `  HostName ${alias.hostname}` : l)),
+    ...alias.lines.map((l) => `  ${l}`),
+  ].join("\n");
 }
 
 /** A path as one ssh_config word, in double quotes (a space stays in it); ssh quotes no `"`. */

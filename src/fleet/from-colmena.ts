@@ -25,6 +25,7 @@ import {
   withSshConfig,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
+import type { SshAlias } from "./ssh-alias.js";
 
 const SSH_CONFIG = `${SSH_CONFIG_FILE} (beside the fleet, its ssh.configFile)`;
 
@@ -276,7 +277,7 @@ export function hiveAttribute(kind: HiveKind, path: readonly (string | number)[]
 export function convertColmena(
   hive: ColmenaHive,
   where: string,
-  env: { sshConfigFile?: string; flakeDir?: string },
+  env: { sshConfigFile?: string; flakeDir?: string; sshAliases?: ReadonlyMap<string, SshAlias> },
 ): Conversion {
   const report = new Report();
   const next: string[] = [];
@@ -413,7 +414,10 @@ export function convertColmena(
     });
   }
   unshadowHosts(hosts, blocks, report);
-  const withSsh = withSshConfig(ssh, blocks, given);
+  const withSsh = withSshConfig(ssh, blocks, given, {
+    aliases: env.sshAliases ?? new Map(),
+    report,
+  });
   convertMeta(hive, report);
   const raw = hive.kind !== "colmenaHive";
   const hiveExpr = hive.kind === "colmena" ? "self.colmena" : "(import ./hive.nix)";

@@ -27,6 +27,7 @@ import {
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
 import { POLICY_RANGES } from "./read-policy.js";
+import type { SshAlias } from "./ssh-alias.js";
 
 const SSH_CONFIG = `${SSH_CONFIG_FILE} (beside the fleet, its ssh.configFile)`;
 const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
@@ -427,7 +428,7 @@ function nodeRefusals(name: string, node: DeployRsNode, where: string): InputErr
 export function convertDeployRs(
   deploy: DeployRsDeploy,
   where: string,
-  env: { localUser: string },
+  env: { localUser: string; sshAliases?: ReadonlyMap<string, SshAlias> },
 ): Conversion {
   const report = new Report();
   const hosts: ForeignHost[] = [];
@@ -584,6 +585,7 @@ export function convertDeployRs(
       oneUser !== undefined && oneUser !== "root" ? { user: oneUser } : {},
       blocks,
       undefined,
+      { aliases: env.sshAliases ?? new Map(), report },
     ),
     build: null,
     secrets: null,
