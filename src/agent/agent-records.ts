@@ -156,11 +156,12 @@ export function runningRecord(
 }
 
 /**
- * A boot other than the one the record describes: the record names what the host runs in it
- * and what a reboot would load (the deployer's `--reboot auto` decides from it). Undefined:
- * nothing to write (no record, or an apply under way).
+ * What the host runs now, written whatever the record said: a boot other than the one the
+ * record describes (it names what a reboot would load: the deployer's `--reboot auto` decides
+ * from it), or a record gone from the store. Undefined: nothing to write (no record, or an
+ * apply under way).
  */
-export function bootRecord(
+export function observedRecord(
   before: StatusRecord | undefined,
   self: AgentSelf,
   system: HostSystem,
@@ -168,6 +169,27 @@ export function bootRecord(
 ): StatusRecord | undefined {
   if (before === undefined || before.state === "applying") return undefined;
   return observed(before, self, system, now);
+}
+
+/**
+ * The record an observation of the host (switched by hand, booted anew) is folded from: the
+ * apply it describes (release, state, desired system, error, log) from this agent's own last
+ * record, never from the store's copy, which whoever can write the store could forge and the
+ * agent would then sign (docs/agent.md, "Signed reports"); the systems (what it ran, before,
+ * its generation) from the store's copy, which another writer (a push deploy of the host) may
+ * have moved on since. Undefined without a record of its own.
+ */
+export function observationBase(
+  own: StatusRecord | undefined,
+  stored: StatusRecord | undefined,
+): StatusRecord | undefined {
+  if (own === undefined || stored === undefined) return own;
+  return {
+    ...own,
+    current: stored.current,
+    generation: stored.generation,
+    ...(stored.previous === undefined ? {} : { previous: stored.previous }),
+  };
 }
 
 /**

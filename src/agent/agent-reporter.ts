@@ -2,7 +2,9 @@
 // (once), heartbeats (one small PUT every few polls, and on a change of state), and its status
 // record, each folded from the one it last wrote (agent-records.ts); an apply reports
 // "applying" only once it has run a while, and beats while it runs.
+
 import { canonicalHostKey } from "../age/host-key.js";
+import { InputError } from "../errors.js";
 import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
@@ -12,11 +14,23 @@ import {
 import { publishHostKey } from "../status/host-key-store.js";
 import { type HostSigningKey, loadHostSigningKey } from "../status/report-signature.js";
 import type { StatusRecord } from "../status/status.js";
-import { readStatus, writeHeartbeat, writeMarker, writeStatus } from "../status/status-store.js";
+import {
+  readStatus,
+  writeHeartbeat,
+  writeHostRecord,
+  writeMarker,
+  writeStatus,
+} from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import type { HostSystem } from "./activator.js";
-import { type AgentSelf, dryRun, runningRecord } from "./agent-records.js";
+import {
+  type AgentSelf,
+  dryRun,
+  observationBase,
+  observedRecord,
+  runningRecord,
+} from "./agent-records.js";
 
 /**
  * An apply reports "applying" (a marker and the host's record: two PUTs) only once it has run
@@ -216,12 +230,44 @@ export class AgentReporter {
    */
   async reportRunning(system: HostSystem | undefined): Promise<void> {
     if (system === undefined || system.current === this.#lookedAt) return;
-    const record = await readStatus(this.#o.store, this.#o.host);
+    const stored = await this.storedRecord();
     // Another writer's applying record (a deploy of this host) is not the agent's to change.
-    if (record?.state === "applying") return;
+    if (stored?.state === "applying") return;
     this.#lookedAt = system.current;
-    const next = runningRecord(record, this.self, system, this.#o.now());
-    if (next !== undefined) await this.writeRecord(next);
+    // Folded from what this agent last wrote (observationBase): whoever can write the store
+    // would otherwise have the host sign a record of theirs. A record gone from the store is
+    // written again.
+    const base = observationBase(this.#written, stored);
+    const next =
+      stored === undefined
+        ? observedRecord(base, this.self, system, this.#o.now())
+        : runningRecord(base, this.self, system, this.#o.now());
+    if (next !== undefined) await this.writeObserved(next);
+  }
+
+  /**
+   * The host's record as the store has it, read only to leave another writer's apply alone:
+   * one that does not read (malformed, or not a record) is no apply under way.
+   */
+  async storedRecord(): Promise<StatusRecord | undefined> {
+    try {
+      return await readStatus(this.#o.store, this.#o.host);
+    } catch (err) {
+      if (err instanceof InputError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes what the host runs now (switched by hand, or booted anew) into its record, folded
+   * from this agent's last: the record alone, no release's marker (that says what the release
+   * did; rollback reads the generation it reached there).
+   */
+  async writeObserved(record: StatusRecord): Promise<void> {
+    const key = await this.#signingKeyOnce();
+    await writeHostRecord(this.#o.store, record, key === "none" ? undefined : key);
+    this.#lookedAt = record.current;
+    this.#written = record;
   }
 
   /**

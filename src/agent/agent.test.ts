@@ -1159,6 +1159,43 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     );
   });
 
+  it("folds what it saw of the host from its own last record, never a forged one in the store, and writes no release's marker", async () => {
+    const keyFile = join(dir, "ssh_host_ed25519_key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", keyFile]);
+    await publish();
+    activator.system = { current: null, profile: null, generation: null, bootId: "boot-1" };
+    expect(await makeAgent({ signingKeyFile: keyFile }).pollOnce()).toBe("applied");
+    const genuine = await hostRecord();
+    const forge = (current: StorePath) =>
+      store.put(
+        hostStatusKey(HOST),
+        Buffer.from(
+          `${JSON.stringify({ ...genuine, state: "failed", phase: "health", current, error: "forged failure", rolledBack: true })}\n`,
+        ),
+      );
+    const mark = calls.length;
+    // Whoever can write the store, without the host's key, plants a failure of release 1;
+    // the agent restarts (same boot): its first look at the host must not sign that.
+    await forge(sys("z"));
+    expect(await makeAgent({ signingKeyFile: keyFile }).pollOnce()).toBe("unchanged");
+    // And again before a reboot (the host then runs what its record says it ran before).
+    await forge(sys("z"));
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    expect(await makeAgent({ signingKeyFile: keyFile }).pollOnce()).toBe("unchanged");
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "success", error: null, current: sys("a") });
+    // What it wrote is its own word, signed; no marker of release 1 was written again.
+    const puts = since(mark)
+      .filter((c) => c.op === "put")
+      .map((c) => c.key);
+    expect(puts.filter((k) => k.startsWith(progressPrefix(CHANNEL, 1)))).toEqual([]);
+    expect(await markers(1)).toEqual([`${progressPrefix(CHANNEL, 1)}web1/success`]);
+    // A record gone from the store is written again at the agent's next look.
+    await store.delete(hostStatusKey(HOST));
+    expect(await makeAgent({ signingKeyFile: keyFile }).pollOnce()).toBe("unchanged");
+    expect(await hostRecord()).toMatchObject({ state: "success", current: sys("a") });
+  });
+
   it("reports a host that did not reboot within the reboot timeout as failed", async () => {
     await begin();
     const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });

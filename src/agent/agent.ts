@@ -35,14 +35,14 @@ import { readChannel } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
 import { successorSigned } from "../release/signed-release-reads.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
-import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { clipped } from "../util/text.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import {
   type AgentSelf,
-  bootRecord,
   dryRun,
+  observationBase,
+  observedRecord,
   type RecordWhat,
   type ReleaseReport,
   refusedRecord,
@@ -680,9 +680,20 @@ export class Agent {
     const bootId = system?.bootId ?? null;
     if (system === undefined || bootId === null || bootId === (this.state.bootId ?? null)) return;
     if (this.state.lastSeq !== null) {
-      const record = await readStatus(this.#o.store, this.#o.host);
-      const next = bootRecord(record, this.#self, system, this.#now());
-      if (next !== undefined) await this.#report.writeRecord(next);
+      // Another writer's apply under way is not the agent's to change; else the record is
+      // folded from what this agent last wrote, never from the store's copy, which whoever
+      // can write the store could have the host sign (docs/agent.md, "Signed reports").
+      const stored = await this.#report.storedRecord();
+      const next =
+        stored?.state === "applying"
+          ? undefined
+          : observedRecord(
+              observationBase(this.#report.written, stored),
+              this.#self,
+              system,
+              this.#now(),
+            );
+      if (next !== undefined) await this.#report.writeObserved(next);
     }
     await this.#save({ ...this.state, bootId });
   }

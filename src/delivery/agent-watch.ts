@@ -1,7 +1,9 @@
 // Watching one release of agent hosts: the deployer reads the release's status markers (LIST
 // calls) and the agents' heartbeats until every host of the watched ones reports, fails, stays
 // silent past the offline timeout, or an interrupt comes; each host's log lines are shown once.
+
 import { setTimeout as delay } from "node:timers/promises";
+import { actionActivatesNow } from "../fleet/action.js";
 import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
 import { claimedSeq } from "../release/release-sign.js";
@@ -189,15 +191,17 @@ export class ReleaseWatcher {
         }
         // A success marker counts when its record is this release's success on the system the
         // release names for the host: whoever can write the store could plant one under the
-        // next release's number before it is published. Else the host is waited for still (its
-        // agent's own report, newer, wins), and its deadline holds.
+        // next release's number before it is published. Of an action that runs the system now
+        // (switch, test), it must say the host runs it too. Else the host is waited for still
+        // (its agent's own report, newer, wins), and its deadline holds.
         const wanted = signed.release.hosts[host]?.path;
+        const runs = !actionActivatesNow(signed.release.action) || record?.current === wanted;
         if (
           record === undefined ||
           record.state !== "success" ||
           record.channel !== channel ||
           record.seq !== seq ||
-          (wanted !== undefined && record.desired !== wanted)
+          (wanted !== undefined && (record.desired !== wanted || !runs))
         ) {
           return;
         }

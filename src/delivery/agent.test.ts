@@ -436,6 +436,35 @@ describe("AgentDelivery.deployWave", () => {
     expect(outcomes[0]).toMatchObject({ status: "failed", phase: "waiting" });
   });
 
+  it("takes no success that names the release's system but says the host runs another", async () => {
+    // A success of release 1 on web9 that names the system the release gives it, yet says web9
+    // runs another: no agent that applied it writes that (a record whose release fields a
+    // forger chose, as an agent once signed one: agent-records.ts observationBase).
+    const planted = {
+      version: 1 as const,
+      host: "web9",
+      mode: "agent" as const,
+      channel: CHANNEL,
+      seq: 1,
+      desired: sys("a", "web9"),
+      current: sys("z", "web9"),
+      generation: 9,
+      state: "success" as const,
+      phase: null,
+      error: null,
+      rolledBack: null,
+      startedAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+    };
+    await store.put(progressKey(CHANNEL, 1, "web9", "success"), formatStatusRecord(planted));
+    const outcomes = await delivery({ offlineTimeout: 1 }).deployWave(
+      wave({ web9: sys("a", "web9") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "waiting" });
+  });
+
   it("says why when a failed host's record cannot be read, in a message of bounded length", async () => {
     // What a broken or hostile agent could leave as its failure record for release 1: a
     // record whose host name is 100 kB long.

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostSystem } from "../agent/activator.js";
 import {
   type AgentSelf,
-  bootRecord,
+  observedRecord,
   type RecordWhat,
   refusedRecord,
   releaseRecord,
@@ -423,7 +423,7 @@ async function apply(run: Run, step: Step): Promise<void> {
         model.inspected,
       );
       model.runs(was);
-      const next = bootRecord(await read(host), run.self, model.inspected, agentNow(run));
+      const next = observedRecord(await read(host), run.self, model.inspected, agentNow(run));
       if (next !== undefined) await write(run, next);
       return;
     }
@@ -465,7 +465,7 @@ async function apply(run: Run, step: Step): Promise<void> {
       const before = await read(host);
       if (before === undefined || model.profile === undefined) return;
       if (model.profile !== model.running) model.runs(model.profile);
-      const next = bootRecord(before, run.self, model.inspected, agentNow(run));
+      const next = observedRecord(before, run.self, model.inspected, agentNow(run));
       if (next !== undefined) await write(run, next);
       return;
     }

@@ -51,6 +51,21 @@ export async function writeStatus(
 }
 
 /**
+ * Records only the host's latest record, no marker: what an agent saw of its host between
+ * releases (switched by hand, booted anew). A release's marker says what that release did, and
+ * rollback reads the generation it reached there (channel/rollback-targets.ts).
+ */
+export async function writeHostRecord(
+  store: ObjectStore,
+  record: StatusRecord,
+  key?: HostSigningKey,
+): Promise<void> {
+  await store.put(hostStatusKey(record.host), signedReportBytes(record, key), {
+    contentType: JSON_TYPE,
+  });
+}
+
+/**
  * Records only the marker of the state a host reached on a release, not its latest record: an
  * agent's dry run, which asked nothing of the host (agent/agent-records.ts dryRun).
  */
