@@ -63,8 +63,14 @@ export function agentStanding(
  * Whether a host read from the store is in step: it reported success (or is applying), and for
  * an agent host, its agent is online and not behind the channel.
  */
-export function inStep(record: StatusRecord | undefined, agent: AgentStanding | undefined) {
+export function inStep(
+  record: StatusRecord | undefined,
+  agent: AgentStanding | undefined,
+  /** A failure the record tells that a rollback has since undone (behind.ts failureUndone). */
+  failureUndone = false,
+) {
   if (record === undefined) return false;
-  if (record.state !== "success" && record.state !== "applying") return false;
+  const settled = record.state === "success" || record.state === "applying";
+  if (!settled && !(failureUndone && record.state === "failed")) return false;
   return agent === undefined || (agent.liveness === "online" && !agent.behind);
 }

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import {
+  agentHost,
   onChannel,
   ROWS_BY_STATE as ROWS,
   sshHost as ssh,
@@ -136,6 +137,34 @@ describe("hostState", () => {
     expect(hostState(applying as StatusRow)).toBe("applying");
     const [ended] = withRolloutApplying([fresh], rollout("failed"));
     expect(hostState(ended as StatusRow)).toBe("unreported");
+  });
+
+  it("never calls in step an agent host offline, paused or behind, though a rollback undid the failure its record tells", () => {
+    const undone = (over: Parameters<typeof standing>[0]) =>
+      storedRow(agentHost("ag1"), {
+        record: sshRecord({
+          host: "ag1",
+          mode: "agent",
+          channel: "prod",
+          seq: 4,
+          state: "failed",
+          phase: "health",
+          error: "x",
+          rolledBack: true,
+        }),
+        agent: standing(over),
+        failureUndone: "0000000000aa",
+      });
+    for (const [over, state] of [
+      [{ liveness: "offline" }, "offline"],
+      [{ liveness: "paused" }, "paused"],
+      [{ behind: true }, "behind"],
+    ] as const) {
+      const row = undone(over);
+      expect([state, hostState(row), row.inStep]).toEqual([state, state, false]);
+    }
+    // Online and on the channel's release: the undone failure is history, and it is in step.
+    expect(undone({}).inStep).toBe(true);
   });
 
   describe("a host whose rollout's bake of the system it runs never finished", () => {

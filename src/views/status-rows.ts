@@ -240,7 +240,8 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   return {
     ...base,
     inStep:
-      (inStep(record, agent) || failureUndone !== undefined) &&
+      // An undone failure excuses the record's failed state, never the agent's standing.
+      inStep(record, agent, failureUndone !== undefined) &&
       drift === undefined &&
       behindRollout === undefined &&
       unbaked === undefined &&
