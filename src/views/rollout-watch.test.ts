@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import {
   type RolloutHost,
@@ -198,6 +198,25 @@ describe("the rollout watch", () => {
     const watch = new RolloutWatch(store);
     expect(await watch.hostHistory("web1")).toEqual([]);
     expect(await watch.hostHistory("web2")).toHaveLength(HISTORY_ROLLOUTS);
+  });
+
+  it("judges anew, as it ended, a rollout gone quiet while the watch kept its asks", async () => {
+    // web1 mid-activation at 10:00; the clock then passes three heartbeats, the record the same.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(new Date(Date.UTC(2026, 10, 25, 10, 1)));
+      await writeRollout(store, rollout("aaaaaaaaaaaa", 0, [[entry("web1", "activating")]]));
+      const watch = new RolloutWatch(store);
+      const live = (await watch.asks(["web1"])).asks.get("web1");
+      expect(live?.entry.state).toBe("activating");
+      expect(live?.rollout.live).toBe(true);
+      vi.setSystemTime(new Date(Date.UTC(2026, 10, 25, 10, 5)));
+      const quiet = (await watch.asks(["web1"])).asks.get("web1");
+      expect(quiet?.entry.state).toBe("failed");
+      expect(quiet?.rollout.live).toBeUndefined();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("names a paused rollout while its deployer waits, and not once it is gone", async () => {

@@ -11,6 +11,7 @@ import {
   type RolloutPause,
   type RolloutRecord,
   rolloutAbandoned,
+  rolloutQuiet,
 } from "../status/rollout.js";
 import {
   ASK_ROLLOUTS,
@@ -190,12 +191,18 @@ export class RolloutWatch {
       now,
     );
     this.#looked = next;
-    const abandoned = read.records.filter(({ record }) => rolloutAbandoned(record, now));
+    // A record judged as it ended (quiet for three heartbeats, or its deployer gone) changes
+    // the asks as the clock passes, its etag the same.
+    const ended = read.records.flatMap(({ key, record }) => {
+      const quiet = rolloutQuiet(record, now);
+      const gone = rolloutAbandoned(record, now);
+      return quiet || gone ? [`${key}${quiet ? " quiet" : ""}${gone ? " gone" : ""}`] : [];
+    });
     // (In key order: the reads end in any order.)
     const of = `${[...next]
       .map(([key, k]) => `${key} ${k.etag}`)
       .sort()
-      .join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
+      .join("\n")}\n\n${names.join("\n")}\n\n${ended.join("\n")}`;
     if (this.#asked?.of !== of) this.#asked = { of, asks: read.asks, undone: read.undone };
     return {
       asks: this.#asked.asks,
