@@ -1334,6 +1334,23 @@ describe("Agent.pollOnce: frozen and replayed channels", () => {
     );
   });
 
+  it("with state, refuses a channel replayed to a release it skipped while a newer is on file", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    // Releases 2 (found broken) and 3 (its fix) while the host slept; someone who can write
+    // the bucket copies 2 over the channel.
+    const broken = await publish({ [HOST]: sys("b") });
+    await publish({ [HOST]: sys("d") });
+    await writeChannel(broken.bytes);
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(agent.state.lastSeq).toBe(1);
+    expect((await hostRecord()).error).toContain(
+      'the channel names release 2, but release 3 of channel "prod" exists and is signed',
+    );
+  });
+
   it("refuses a signed release with a byte-order mark in front (two stored forms of one release)", async () => {
     const release = await publish({ [HOST]: sys("a") });
     await writeChannel(new Uint8Array([0xef, 0xbb, 0xbf, ...release.bytes]));

@@ -380,15 +380,14 @@ export class Agent {
     if (verdict.kind === "refuse") {
       return this.#reject(etag, verdict.why, { seq: verdict.seq, digest });
     }
-    // A host with no state (new, or reimaged) has no last release to hold the channel to: it
-    // holds it to the release files instead, so a replayed channel is not taken (one GET).
-    if (
-      state.lastSeq === null &&
-      (await successorSigned(o.store, o.channel, this.#trust.releaseKeys, release.seq))
-    ) {
+    // A release newer than the host's last is held to the release files too, so that a replayed
+    // channel is not taken (one GET a new release): a host with no state (new, or reimaged) has
+    // no last release to hold it to, and one with state would take any release it skipped (an
+    // older signed one copied over the channel, while a newer, a fix, is on file).
+    if (await successorSigned(o.store, o.channel, this.#trust.releaseKeys, release.seq)) {
       return this.#reject(
         etag,
-        `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
+        `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed; the publisher moves the channel on with a new release`,
         { seq: release.seq, digest },
       );
     }
