@@ -137,6 +137,26 @@ describe("hostState", () => {
     expect(hostState(applying as StatusRow)).toBe("applying");
     const [ended] = withRolloutApplying([fresh], rollout("failed"));
     expect(hostState(ended as StatusRow)).toBe("unreported");
+    // Hosts the rollout applies are in step alike, whatever their last deploy did: one state,
+    // one exit code.
+    const failedBefore = storedRow(ssh("new"), {
+      record: sshRecord({
+        host: "new",
+        state: "failed",
+        phase: "health",
+        error: "x",
+        rolledBack: true,
+      }),
+    });
+    const both = withRolloutApplying(
+      [fresh, failedBefore],
+      rollout("running"),
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
+    expect(both.map((r) => [hostState(r), r.inStep])).toEqual([
+      ["applying", true],
+      ["applying", true],
+    ]);
   });
 
   it("never calls in step an agent host offline, paused or behind, though a rollback undid the failure its record tells", () => {

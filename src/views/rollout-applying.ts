@@ -2,6 +2,7 @@
 // host's record when the host ends, so between its wave's start and its end the record still
 // says what it did before; the rollout record (written as hosts step) says it applies.
 import { rolloutAbandoned, rolloutQuiet } from "../status/rollout.js";
+import { hostState } from "./host-state.js";
 import type { RolloutRead } from "./rollout-watch.js";
 import type { StatusRow } from "./status-rows.js";
 
@@ -33,19 +34,21 @@ export function withRolloutApplying(
   return rows.map((row) => {
     if (row.source !== "stored") return row;
     const step = steps.get(row.host);
-    return step === undefined
-      ? row
-      : ({
-          ...row,
-          state: "applying",
-          phase: step.phase,
-          // What it applies is the rollout's, since the rollout began: not its last deploy's.
-          desired: step.system ?? row.desired,
-          startedAt,
-          updatedAt,
-          // What its last deploy's failure said is not this one's.
-          error: null,
-          rolledBack: null,
-        } as StatusRow);
+    if (step === undefined) return row;
+    const shown = {
+      ...row,
+      state: "applying",
+      phase: step.phase,
+      // What it applies is the rollout's, since the rollout began: not its last deploy's.
+      desired: step.system ?? row.desired,
+      startedAt,
+      updatedAt,
+      // What its last deploy's failure said is not this one's.
+      error: null,
+      rolledBack: null,
+    } as StatusRow;
+    // In step as the state it is shown in says (an applying host is: docs/ci.md), whatever its
+    // last deploy left: one state, one exit code.
+    return { ...shown, inStep: hostState(shown) === "applying" } as StatusRow;
   });
 }
