@@ -31,7 +31,13 @@ import { channelKey, publishRelease } from "../release/release-store.js";
 import { putShards, shardKey } from "../release/shard-store.js";
 import { heartbeatKey } from "../status/heartbeat.js";
 import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
-import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../status/status.js";
+import {
+  formatStatusRecord,
+  hostStatusKey,
+  progressKey,
+  progressPrefix,
+  type StatusRecord,
+} from "../status/status.js";
 import { readRecord, readStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { listAll, readAll } from "../store/helpers.js";
@@ -1862,6 +1868,51 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
       ]);
     }
     expect(activator.requests).toHaveLength(1);
+  });
+
+  it("reports the interrupted apply failed, and what the host runs, when the next release names the host no more", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    // The host's first deploy: applying reported, then the agent killed mid-switch.
+    await store.put(
+      hostStatusKey(HOST),
+      formatStatusRecord({
+        version: 1,
+        host: HOST,
+        mode: "agent",
+        channel: CHANNEL,
+        seq: 1,
+        desired: sys("a"),
+        current: null,
+        generation: null,
+        state: "applying",
+        phase: "switch",
+        error: null,
+        rolledBack: null,
+        startedAt: CLOCK.toISOString(),
+        updatedAt: CLOCK.toISOString(),
+      }),
+    );
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      applying: { seq: 1, digest: first.digest, path: sys("a"), startedAt: CLOCK.toISOString() },
+    });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 1 };
+    // The deploy's watch gave up; its wave's rollback names no entry for the host.
+    await publishEntries({}, releaseKey, { kind: "rollback" });
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("no-entry");
+    expect(activator.requests).toEqual([]);
+    expect(await hostRecord()).toMatchObject({
+      seq: 1,
+      state: "failed",
+      current: sys("a"),
+      rolledBack: false,
+      error:
+        "its activation of release 1 was interrupted here, and release 2 names no entry for this host: that apply is withdrawn; the host runs /nix/store/" +
+        `${"a".repeat(32)}-nixos-system-web1`,
+    });
+    expect(agent.state).toMatchObject({ lastSeq: 2, interrupted: null });
   });
 
   it("applies in full a newer release that names the interrupted system (a refresh, another host's deploy)", async () => {

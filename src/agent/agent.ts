@@ -406,14 +406,45 @@ export class Agent {
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     if (entry === undefined) {
       this.#emit({ type: "no-entry", seq: release.seq });
-      await this.#save({
+      const next: AgentState = {
         ...state,
         etag,
         lastSeq: release.seq,
         lastDigest: digest,
         lastResult: "no-entry",
         refused: null,
-      });
+        interrupted: null,
+      };
+      const begun = state.interrupted;
+      if (begun == null) {
+        await this.#save(next);
+        return "no-entry";
+      }
+      // An activation began here and was interrupted (the agent or the host stopped mid-apply),
+      // and this release names the host no more: the deploy withdrew that apply (a wave's
+      // rollback of hosts it gave their first system). The record, which said applying it for
+      // good, now says it ended there, failed, and what the host runs.
+      const system = await this.#inspect();
+      const now = this.#now();
+      const withdrawn = releaseRecord(
+        this.#report.written,
+        this.#self,
+        {
+          release: { channel: o.channel, seq: begun.seq },
+          path: begun.path,
+          what: {
+            state: "failed",
+            phase: this.#report.written?.phase ?? null,
+            error: `its activation of release ${begun.seq} was interrupted here, and release ${release.seq} names no entry for this host: that apply is withdrawn; the host runs ${system?.current ?? "no system"}`,
+            rolledBack: false,
+          },
+          system,
+          startedAt: now,
+          previous: undefined,
+        },
+        now,
+      );
+      await this.#reportAndSave(next, withdrawn);
       return "no-entry";
     }
     return this.#apply(etag, release, digest, entry);
