@@ -239,6 +239,8 @@ export async function runOverSsh(
     onStderrLine?: (line: string) => void;
     /** The bytes of stdout kept (its end); the streamed run's default when omitted. */
     stdoutKept?: number;
+    /** Stops ssh once stdout passes this many bytes (`stdoutBytes` then says so). */
+    stdoutLimit?: number;
   } = {},
 ): Promise<SshRun> {
   // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
@@ -250,11 +252,19 @@ export async function runOverSsh(
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),
       ...(options.stdoutKept === undefined ? {} : { stdoutKept: options.stdoutKept }),
+      ...(options.stdoutLimit === undefined ? {} : { stdoutLimit: options.stdoutLimit }),
     });
   // A fresh connection is its own; a shared one takes a place among the bounded masters.
   const r = options.fresh ? await start() : await withSharedConnection(target, start);
   if (r.error !== undefined) throw r.error;
-  if (r.stopped) return { code: SSH_FAILED, stdout: "", stderr: `${r.stderr}aborted` };
+  if (r.stopped) {
+    return {
+      code: SSH_FAILED,
+      stdout: "",
+      stderr: `${r.stderr}aborted`,
+      stdoutBytes: r.stdoutBytes,
+    };
+  }
   return {
     code: r.code ?? SSH_FAILED,
     stdout: r.stdout,

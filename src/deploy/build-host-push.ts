@@ -146,7 +146,16 @@ export async function pushFromBuildHost(input: BuildHostPushInput): Promise<Comm
     fresh: true,
     signal: eitherSignal(deadline, input.signal),
     stdoutKept: REPORT_LIMIT,
+    // More than a report can be is no report: stopped at once, not streamed for hours.
+    stdoutLimit: REPORT_LIMIT,
   }).finally(deadline.clear);
+  if ((r.stdoutBytes ?? 0) > REPORT_LIMIT) {
+    throw new OperationError(
+      "build-host-bad-report",
+      `${target.name} answered push --nars-only with more than ${REPORT_LIMIT} bytes`,
+      { hint: `check the nixship on ${target.name}` },
+    );
+  }
   if (r.code !== 0) {
     throw new OperationError(
       "build-host-push-failed",
@@ -154,13 +163,6 @@ export async function pushFromBuildHost(input: BuildHostPushInput): Promise<Comm
       {
         hint: `check that ${target.name} can write the cache ${input.cacheUrl} with its own credentials (S3: its environment or instance role)`,
       },
-    );
-  }
-  if ((r.stdoutBytes ?? 0) > REPORT_LIMIT) {
-    throw new OperationError(
-      "build-host-bad-report",
-      `${target.name} answered push --nars-only with more than ${REPORT_LIMIT} bytes`,
-      { hint: `check the nixship on ${target.name}` },
     );
   }
   const report = parseNarReport(r.stdout, target.name);

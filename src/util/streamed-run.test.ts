@@ -36,6 +36,14 @@ describe("runStreamed", () => {
     expect(r.streamsHeld).toBe(true);
   }, 30_000);
 
+  it("stops a child whose stdout passes its limit, and says how much came", async () => {
+    // `yes` would write for ever: stopped past 1 MiB, keeping 64 KiB of it.
+    const r = await runStreamed("yes", [], { stdoutLimit: 1024 * 1024, stdoutKept: 64 * 1024 });
+    expect(r.stopped).toBe(true);
+    expect(r.stdoutBytes).toBeGreaterThan(1024 * 1024);
+    expect(r.stdout.length).toBeLessThanOrEqual(64 * 1024);
+  }, 30_000);
+
   it("says nothing held the pipes when they closed with the child", async () => {
     const r = await runStreamed("sh", ["-c", "cat"], { input: "all of it" });
     expect(r.stdout).toBe("all of it");

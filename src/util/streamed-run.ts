@@ -30,6 +30,11 @@ export interface StreamedRunOptions {
   readonly onStderrLine?: (line: string) => void;
   /** The bytes of stdout kept (its end); STDOUT_KEPT when omitted. */
   readonly stdoutKept?: number;
+  /**
+   * Stops the child (as `signal` does) once its stdout passes this many bytes: more than any
+   * answer it could give, so waiting for its end would only spend time (`stdoutBytes` says it).
+   */
+  readonly stdoutLimit?: number;
 }
 
 export interface StreamedRun {
@@ -79,6 +84,7 @@ export function runStreamed(
         out = [Buffer.concat(out).subarray(-kept)];
         outBytes = kept;
       }
+      if (options.stdoutLimit !== undefined && stdoutBytes > options.stdoutLimit) stop();
     });
     const emit = options.onStderrLine;
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
