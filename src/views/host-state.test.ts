@@ -59,6 +59,13 @@ describe("hostState", () => {
     },
   );
 
+  it.each(ROWS.map(([state, row]) => [row.host, state, row] as const))(
+    "%s (%s) is in step exactly when its state is in-step or applying",
+    (_host, state, row) => {
+      expect(row.inStep).toBe(state === "in-step" || state === "applying");
+    },
+  );
+
   it("names drift before a failure, and a failure before liveness", () => {
     const driftingFailed = onChannel("x", {
       state: "failed",
