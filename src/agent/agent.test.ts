@@ -1202,6 +1202,18 @@ describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
     expect(await hostRecord()).toMatchObject({ state: "success", current: sys("a") });
   });
 
+  it("in a new boot, is not stopped by a host record that does not read: it applies the next release", async () => {
+    await publish();
+    activator.system = { current: null, profile: null, generation: null, bootId: "boot-1" };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    // Whoever can write the store leaves garbage for the host's record; the host reboots.
+    await store.put(hostStatusKey(HOST), Buffer.from("{not json"));
+    await publish({ [HOST]: sys("b") });
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", current: sys("b") });
+  });
+
   it("reports a host that did not reboot within the reboot timeout as failed", async () => {
     await begin();
     const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
