@@ -3,6 +3,7 @@
 // credentials), and the deployer checks its report against the host's Nix, signs the narinfos
 // with its own key and commits them. The closure never enters the deployer's store; the key
 // never leaves it. Without a nixship there (or one too old), the closure is copied back.
+
 import { type CommitSummary, commitReportedNars } from "../cache/commit-narinfos.js";
 import { queryClosure } from "../cache/local-nix.js";
 import { parseNarReport } from "../cache/nar-report.js";
@@ -12,7 +13,9 @@ import type { Fleet } from "../fleet/fleet.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { parseStoreUrl } from "../store/url.js";
 import { eitherSignal, startDeadline } from "../util/deadline.js";
+import { isLoopback } from "../util/listen-address.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
 
@@ -53,7 +56,26 @@ export async function choosePusher(
       why: "the hosts have no substituter: the deployer copies the closures to them",
     };
   }
+  // An endpoint on this machine's loopback (a MinIO beside the deployer) is the build host's
+  // own loopback there: it would write to whatever listens on it, or to nothing.
+  const url = parseStoreUrl(cache.url);
+  const endpoint = url.kind === "s3" ? url.endpoint : undefined;
+  if (endpoint !== undefined && isLoopback(hostOf(endpoint))) {
+    return {
+      kind: "copy-back",
+      why: `the cache's endpoint ${endpoint} is this machine's loopback, which ${target.name} cannot reach`,
+    };
+  }
   return probeBuildHost(target);
+}
+
+/** An endpoint URL's host, without the brackets of an IPv6 address ("" when it is no URL). */
+function hostOf(endpoint: string): string {
+  try {
+    return new URL(endpoint).hostname.replace(/^\[(.*)\]$/, "$1");
+  } catch {
+    return "";
+  }
 }
 
 /**
