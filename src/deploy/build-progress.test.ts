@@ -82,7 +82,10 @@ describe("build progress events", () => {
       vi.advanceTimersByTime(2000);
       reporter.onProgress(at(0, 2, 1, 1));
       expect(events.at(-1)).toMatchObject({ expected: 3, failed: 1 });
+      // The end, said at stop (a change not said yet): the whole still does not shrink.
+      reporter.onProgress(at(1, 1, 1, 0));
       reporter.stop();
+      expect(events.at(-1)).toMatchObject({ done: 1, expected: 3, failed: 1 });
     } finally {
       vi.useRealTimers();
     }

@@ -57,7 +57,11 @@ export function reportBuildProgress(
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
       // A change not yet said is said now: where the build ended.
-      if (unsaid && latest !== undefined) emit(buildProgressEvent(latest, now()));
+      if (unsaid && latest !== undefined) {
+        // With the total never shrinking, as every event before it.
+        whole = Math.max(whole, latest.expected + latest.failed);
+        emit(buildProgressEvent({ ...latest, expected: whole - latest.failed }, now()));
+      }
       latest = undefined;
     },
   };
