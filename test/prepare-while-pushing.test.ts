@@ -84,4 +84,40 @@ describe("prepare, while it pushes", () => {
     expect(names.filter((n) => n.endsWith(".narinfo"))).toHaveLength(closure.size);
     expect([...ready.pushed.keys()].sort()).toEqual([...closure.keys()].sort());
   });
+
+  it("an interrupt as the push starts its uploads starts no new path, and ends the push", async () => {
+    const cacheDir = join(work, "cache-interrupted");
+    const store = await openStore(`file://${cacheDir}`);
+    await ensureCacheInfo(store);
+    await store.close();
+    const key = generateSecretKey("prepare-test-1");
+    const fleet = parseFleetValue(
+      {
+        cache: { url: `file://${cacheDir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        hosts: { a: { address: "10.0.0.1", system } },
+      },
+      "test fleet",
+    );
+    const interrupt = new AbortController();
+    const prepared = prepare(
+      {
+        fleet,
+        fleetDir: work,
+        key,
+        emit: () => {},
+        buildHost: undefined,
+        serveCache: undefined,
+        signal: interrupt.signal,
+      },
+      fleet.hosts,
+      true,
+      // Ctrl-C once the closure is read, before any path is uploaded.
+      () => interrupt.abort(new Error("interrupted")),
+    );
+    await expect(prepared).rejects.toThrow(/push: .*interrupted.*; what was pushed before is kept/);
+    const closure = await closureMeta(system);
+    // The paths under way when it came (one a core at most) finished; no other started.
+    const narinfos = (await readdir(cacheDir)).filter((n) => n.endsWith(".narinfo"));
+    expect(narinfos.length).toBeLessThan(closure.size);
+  });
 });

@@ -92,6 +92,8 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
             input.onClosureRead?.(closure);
           },
           ...(input.nix ? { nix: input.nix } : {}),
+          // An interrupt starts no new path: those under way finish and are published.
+          ...(input.signal ? { signal: input.signal } : {}),
         });
   emit({
     type: "push-done",
