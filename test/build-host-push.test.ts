@@ -18,10 +18,15 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, run } from "../support/cli.js";
+import { generatedKey, NIXSHIP_BIN, run } from "../support/cli.js";
 import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
-import { type DeployEventLine, deployEvents, servedBy } from "./support/lab-deploy.js";
+import {
+  type DeployEventLine,
+  deployEvents,
+  labDeployArgs,
+  servedBy,
+} from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -358,6 +363,58 @@ describe("a build host that pushes", () => {
       expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     } finally {
       await cache.close();
+    }
+  });
+
+  it("after the fleet's key is rotated, signs again what the cache holds of a system the build host pushed before", async () => {
+    // docs/keys.md: a new key, and the fleet trusts it alone (the old one dropped). web-direct
+    // is in the cache since the first test, signed by the old key alone; the build host dp1
+    // still has it, so its push commits nothing new.
+    const before = await readFile(lab.fleetFile, "utf8");
+    // (Not in the flake's directory: nixship refuses a key that Nix would copy into the store.)
+    const keys = await mkdtemp(join(tmpdir(), "nixship-rotated-key-"));
+    const rotated = await generatedKey(keys, "cache-rotated");
+    const doc = JSON.parse(before) as { cache: { publicKeys: string[] } };
+    doc.cache.publicKeys = [rotated.publicKey];
+    await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+    try {
+      await setSystem("dp2", "web-direct");
+      const r = await lab.nixship(
+        labDeployArgs(
+          lab.info,
+          lab.fleetFile,
+          rotated.file,
+          "--on",
+          "dp2",
+          "--build-host",
+          "dp1",
+          "--json",
+        ),
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const events = deployEvents(r);
+      expect(event(events, "push-done")).toMatchObject({
+        from: "ssh-ng://root@dp1",
+        pushed: 0,
+        resigned: expect.any(Number),
+      });
+      // dp2, which trusts the new key alone, got it from the cache and runs it.
+      expect(await servedBy(lab.info, "dp2")).toBe("web-direct");
+      const path = (event(events, "build-done") as { systems: { path: string }[] }).systems[0]
+        ?.path as string;
+      const verify = await lab.nixship([
+        "verify",
+        "--cache",
+        s3.url,
+        "--trusted-key",
+        rotated.publicKey,
+        path,
+        "--json",
+      ]);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    } finally {
+      await writeFile(lab.fleetFile, before);
+      await rm(keys, { recursive: true, force: true });
     }
   });
 });

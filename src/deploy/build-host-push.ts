@@ -10,6 +10,7 @@ import { parseNarReport } from "../cache/nar-report.js";
 import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { OperationError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
+import type { PathInfo } from "../nix/closure.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -152,7 +153,12 @@ export interface BuildHostPushInput {
  * Runs `nixship push --nars-only` on the build host over ssh, reads its report (bounded,
  * strictly), checks it against the host's Nix and the cache, then signs and commits it.
  */
-export async function pushFromBuildHost(input: BuildHostPushInput): Promise<CommitSummary> {
+/** What a build host's push committed, and its closure as the build host's Nix has it. */
+export interface BuildHostPushSummary extends CommitSummary {
+  readonly closure: readonly PathInfo[];
+}
+
+export async function pushFromBuildHost(input: BuildHostPushInput): Promise<BuildHostPushSummary> {
   const { target } = input;
   const command = [
     shellQuote(input.nixship),
@@ -192,13 +198,14 @@ export async function pushFromBuildHost(input: BuildHostPushInput): Promise<Comm
     store: input.hostStore,
     ...(input.sshOpts === undefined ? {} : { sshOpts: input.sshOpts }),
   });
-  return commitReportedNars({
+  const committed = await commitReportedNars({
     store: input.store,
     key: input.key,
     source: target.name,
     report,
     closure,
   });
+  return { ...committed, closure };
 }
 
 /** The last lines of a command's stderr, for a message. */

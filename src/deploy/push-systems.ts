@@ -5,7 +5,7 @@
 
 import type { NixOptions } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
-import { heldUntrusted } from "../cache/resign.js";
+import { heldUntrusted, resignPresent } from "../cache/resign.js";
 import type { SshTarget } from "../delivery/ssh-transport.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
@@ -95,13 +95,24 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
           // An interrupt starts no new path: those under way finish and are published.
           ...(input.signal ? { signal: input.signal } : {}),
         });
+  // The same for a system the build host pushed (`resign` looked at this machine's alone): what
+  // the cache holds of its closure is signed again where it matches what the build host's Nix
+  // says of each path (a narinfo that differs is refused, named, never signed).
+  const remoteRoots = input.roots.filter((p) => !here.includes(p));
+  const resignedRemote =
+    remote !== undefined &&
+    remoteRoots.length > 0 &&
+    (await heldUntrusted(store, remoteRoots, input.trustedKeys))
+      ? (await resignPresent(store, remote.closure, input.key)).resigned.length
+      : 0;
+  const resigned = local.resigned + resignedRemote;
   emit({
     type: "push-done",
     seconds: (performance.now() - started) / 1000,
     pushed: local.pushed + (remote?.committed.length ?? 0),
     alreadyPresent: local.alreadyPresent + (remote?.alreadyPresent ?? 0),
     fileBytes: local.fileBytes + (remote?.fileBytes ?? 0),
-    ...(local.resigned > 0 ? { resigned: local.resigned } : {}),
+    ...(resigned > 0 ? { resigned } : {}),
     ...(fromHost === undefined ? {} : { from: fromHost.target.name }),
   });
   return { closure };
