@@ -334,6 +334,20 @@ describe("nixship init refuses", () => {
     }
   });
 
+  it("an error in a configuration's deployment, naming the configuration and option (exit 2)", async () => {
+    const dir = await flakeDir(`
+      nixosConfigurations.web7 = nixosSystem {
+        toplevel = examples.web-v1;
+        modules = [ deployment { nixship.deployment = { address = "10.0.0.7"; tags = [ (throw "the tag is not there yet") ]; }; } ];
+      };`);
+    const keys = join(work, "throwing-keys");
+    const r = await init(dir, ["--format", "json", "--key-out", join(keys, "k.sec")]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("nixosConfigurations.web7.config.nixship.deployment.tags");
+    expect(r.stderr).toContain("the tag is not there yet");
+    expect(await leftBehind(dir, keys)).toEqual([]);
+  });
+
   it("a cache that cannot be made (its URL names a file), and writes no key (exit 2)", async () => {
     const dir = await flakeDir();
     const keys = join(work, "cache-file-keys");

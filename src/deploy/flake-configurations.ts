@@ -3,7 +3,7 @@
 import { dirname, join } from "node:path";
 import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
-import { FLEET_MARK } from "../fleet/flake-fleet.js";
+import { FLEET_MARK, formatNixAttrPath } from "../fleet/flake-fleet.js";
 import type { JsonObject } from "../fleet/fleet-json.js";
 import { type ConfigurationInfo, configurationsExpression } from "../fleet/init-fleet.js";
 import { isJsonObject } from "../fleet/json-check.js";
@@ -49,14 +49,20 @@ export async function listFlakeConfigurations(
   }
   if (r.kind === "failed") {
     const said = evalFailureText(r);
-    throw new InputError("init-eval-failed", `${evalPlace(label, r.location, flake)}: ${said}`, {
-      hint:
-        (await untrackedFileFix(said, dirname(label))) ??
-        flakeErrorHint(
-          said,
-          "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
-        ),
-    });
+    // The configuration and option it failed in (the expression's marks).
+    const at = r.path === undefined || r.path.length === 0 ? "" : `${formatNixAttrPath(r.path)}: `;
+    throw new InputError(
+      "init-eval-failed",
+      `${evalPlace(label, r.location, flake)}: ${at}${said}`,
+      {
+        hint:
+          (await untrackedFileFix(said, dirname(label))) ??
+          flakeErrorHint(
+            said,
+            "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
+          ),
+      },
+    );
   }
   if (r.kind === "too-large") {
     throw new InputError(

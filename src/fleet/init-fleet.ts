@@ -2,7 +2,9 @@
 // expression that lists them (names, and each one's `nixship.deployment` when it imports the
 // module), and the fleet as a fleet file or as a Nix file for the flake. Pure: the command runs
 // the evaluation and writes the files.
+
 import { nixString } from "../nix/nix-string.js";
+import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
 import { ADDRESS_PLACEHOLDER } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { nixName } from "./nix-text.js";
@@ -36,18 +38,24 @@ const HOST_KEYS = [
 export function configurationsExpression(flake: string, fleetOutput: string): string {
   const str = nixString;
   return `let
+  mark = ${NIX_MARK_FUNCTION};
   flake = builtins.getFlake ${str(flake)};
   outputs = flake.outputs;
   clean = v: if builtins.isAttrs v && (v.type or null) != "derivation"
     then builtins.mapAttrs (_: clean) (builtins.removeAttrs v (builtins.filter (n: v.\${n} == null) (builtins.attrNames v)))
     else if builtins.isList v then map clean v else v;
-  deploymentOf = c: let n = c.config.nixship or { }; in
-    if builtins.isAttrs n && n ? deployment then clean n.deployment else null;
+  # Each option evaluated whole under a mark naming the configuration and option, so that an
+  # error in a configuration names where it is.
+  at = name: path: mark ([ "nixosConfigurations" name "config" "nixship" "deployment" ] ++ path);
+  deploymentOf = name: c: let n = at name [ ] (c.config.nixship or { }); in
+    if builtins.isAttrs n && n ? deployment
+    then builtins.mapAttrs (key: v: at name [ key ] (builtins.deepSeq v v)) (clean (at name [ ] n.deployment))
+    else null;
 in
   if !(outputs ? nixosConfigurations) then { missing = builtins.attrNames outputs; }
   else {
     hasFleet = outputs ? ${str(fleetOutput)};
-    configurations = builtins.mapAttrs (_: c: { deployment = deploymentOf c; }) outputs.nixosConfigurations;
+    configurations = builtins.mapAttrs (name: c: { deployment = deploymentOf name c; }) outputs.nixosConfigurations;
   }`;
 }
 
