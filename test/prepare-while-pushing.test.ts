@@ -31,20 +31,26 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
+/** A directory cache under `name` and a fleet of `hosts` (each runs the fixture system) using it. */
+async function fleetWithCache(name: string, hosts: readonly string[]) {
+  const cacheDir = join(work, name);
+  const store = await openStore(`file://${cacheDir}`);
+  await ensureCacheInfo(store);
+  await store.close();
+  const key = generateSecretKey("prepare-test-1");
+  const fleet = parseFleetValue(
+    {
+      cache: { url: `file://${cacheDir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+      hosts: Object.fromEntries(hosts.map((h, i) => [h, { address: `10.0.0.${i + 1}`, system }])),
+    },
+    "test fleet",
+  );
+  return { cacheDir, key, fleet };
+}
+
 describe("prepare, while it pushes", () => {
   it("tells the systems and the closure the push read before any path is uploaded", async () => {
-    const cacheDir = join(work, "cache");
-    const store = await openStore(`file://${cacheDir}`);
-    await ensureCacheInfo(store);
-    await store.close();
-    const key = generateSecretKey("prepare-test-1");
-    const fleet = parseFleetValue(
-      {
-        cache: { url: `file://${cacheDir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
-        hosts: { a: { address: "10.0.0.1", system }, b: { address: "10.0.0.2", system } },
-      },
-      "test fleet",
-    );
+    const { cacheDir, key, fleet } = await fleetWithCache("cache", ["a", "b"]);
     const events: string[] = [];
     const told: {
       built: BuildResult;
@@ -86,18 +92,7 @@ describe("prepare, while it pushes", () => {
   });
 
   it("an interrupt as the push starts its uploads starts no new path, and ends the push", async () => {
-    const cacheDir = join(work, "cache-interrupted");
-    const store = await openStore(`file://${cacheDir}`);
-    await ensureCacheInfo(store);
-    await store.close();
-    const key = generateSecretKey("prepare-test-1");
-    const fleet = parseFleetValue(
-      {
-        cache: { url: `file://${cacheDir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
-        hosts: { a: { address: "10.0.0.1", system } },
-      },
-      "test fleet",
-    );
+    const { cacheDir, key, fleet } = await fleetWithCache("cache-interrupted", ["a"]);
     const interrupt = new AbortController();
     const prepared = prepare(
       {

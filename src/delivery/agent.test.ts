@@ -408,17 +408,19 @@ describe("AgentDelivery.deployWave", () => {
     expect((await channel()).release).toMatchObject({ seq: 2 });
   });
 
-  it("takes no success marker planted under the next release's number for a host's report", async () => {
-    // Whoever can write the store plants web9's "success" before release 1 is published: its
-    // record names another system, as no one knows the release's system beforehand.
+  /**
+   * Whoever can write the store plants web9's "success" of release 1 (naming `desired`, saying
+   * it runs `current`); release 1 then names web9's system a: the wave must not take it.
+   */
+  async function plantedSuccessIsNotTaken(desired: string, current: string): Promise<void> {
     const planted = {
       version: 1 as const,
       host: "web9",
       mode: "agent" as const,
       channel: CHANNEL,
       seq: 1,
-      desired: sys("z", "web9"),
-      current: sys("z", "web9"),
+      desired,
+      current,
       generation: 9,
       state: "success" as const,
       phase: null,
@@ -434,35 +436,18 @@ describe("AgentDelivery.deployWave", () => {
       CONTEXT,
     );
     expect(outcomes[0]).toMatchObject({ status: "failed", phase: "waiting" });
+  }
+
+  it("takes no success marker planted under the next release's number for a host's report", async () => {
+    // Planted before release 1 is published: its record names another system, as no one knows
+    // the release's system beforehand.
+    await plantedSuccessIsNotTaken(sys("z", "web9"), sys("z", "web9"));
   });
 
   it("takes no success that names the release's system but says the host runs another", async () => {
-    // A success of release 1 on web9 that names the system the release gives it, yet says web9
-    // runs another: no agent that applied it writes that (a record whose release fields a
-    // forger chose, as an agent once signed one: agent-records.ts observationBase).
-    const planted = {
-      version: 1 as const,
-      host: "web9",
-      mode: "agent" as const,
-      channel: CHANNEL,
-      seq: 1,
-      desired: sys("a", "web9"),
-      current: sys("z", "web9"),
-      generation: 9,
-      state: "success" as const,
-      phase: null,
-      error: null,
-      rolledBack: null,
-      startedAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-    };
-    await store.put(progressKey(CHANNEL, 1, "web9", "success"), formatStatusRecord(planted));
-    const outcomes = await delivery({ offlineTimeout: 1 }).deployWave(
-      wave({ web9: sys("a", "web9") }),
-      () => {},
-      CONTEXT,
-    );
-    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "waiting" });
+    // No agent that applied it writes that (a record whose release fields a forger chose, as
+    // an agent once signed one: agent-records.ts observationBase).
+    await plantedSuccessIsNotTaken(sys("a", "web9"), sys("z", "web9"));
   });
 
   it("says why when a failed host's record cannot be read, in a message of bounded length", async () => {

@@ -128,6 +128,32 @@ function metrics(ratios: Record<string, number>): MetricsSource {
   };
 }
 
+/**
+ * The three hosts' rollout in which web1, running the system an interrupted rollout gave it
+ * (it ran OLD before, generation `beforeGeneration` on it), is baked again; its canary fails.
+ */
+function rollOutUnbaked(beforeGeneration: number | undefined) {
+  const unbaked = (p: DeployPlan): DeployPlan => ({
+    ...p,
+    hosts: p.hosts.map((h) =>
+      h.host === "web1"
+        ? {
+            ...h,
+            current: PATH,
+            generation: 4,
+            unbaked: {
+              rollout: "0123456789ab",
+              why: "its bake was interrupted",
+              before: OLD as StorePath,
+              ...(beforeGeneration === undefined ? {} : { beforeGeneration }),
+            },
+          }
+        : h,
+    ),
+  });
+  return rollOut(metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }), BAKE, undefined, THREE, unbaked);
+}
+
 /** A rollout of the three hosts, baking `bake`, its analysis asking `source`. */
 async function rollOut(
   source: MetricsSource,
@@ -203,31 +229,7 @@ describe("a wave's bake in the rollout engine", () => {
 
   it("sends a host baked again (its rollout's bake never ended) back to what it ran before that rollout", async () => {
     // web1 runs the system an interrupted rollout gave it; it ran OLD before, generation 3 then.
-    const unbaked = (p: DeployPlan): DeployPlan => ({
-      ...p,
-      hosts: p.hosts.map((h) =>
-        h.host === "web1"
-          ? {
-              ...h,
-              current: PATH,
-              generation: 4,
-              unbaked: {
-                rollout: "0123456789ab",
-                why: "its bake was interrupted",
-                before: OLD as StorePath,
-                beforeGeneration: 3,
-              },
-            }
-          : h,
-      ),
-    });
-    const { results, targets } = await rollOut(
-      metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }),
-      BAKE,
-      undefined,
-      THREE,
-      unbaked,
-    );
+    const { results, targets } = await rollOutUnbaked(3);
     // Not to generation 4, which the survey found it on: that is the system that failed.
     expect(targets).toEqual([{ kind: "generation", generation: 3 }]);
     const canary = results.find((r) => r.host === "web1");
@@ -235,30 +237,7 @@ describe("a wave's bake in the rollout engine", () => {
   });
 
   it("leaves where it is a host baked again whose earlier system has no generation on it, saying so", async () => {
-    const unbaked = (p: DeployPlan): DeployPlan => ({
-      ...p,
-      hosts: p.hosts.map((h) =>
-        h.host === "web1"
-          ? {
-              ...h,
-              current: PATH,
-              generation: 4,
-              unbaked: {
-                rollout: "0123456789ab",
-                why: "its bake was interrupted",
-                before: OLD as StorePath,
-              },
-            }
-          : h,
-      ),
-    });
-    const { results, rolledBack } = await rollOut(
-      metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }),
-      BAKE,
-      undefined,
-      THREE,
-      unbaked,
-    );
+    const { results, rolledBack } = await rollOutUnbaked(undefined);
     expect(rolledBack).toEqual([]);
     const canary = results.find((r) => r.host === "web1");
     expect(canary?.outcome).toMatchObject({ status: "failed", phase: "bake", rolledBack: false });
