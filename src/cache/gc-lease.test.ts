@@ -22,6 +22,15 @@ afterEach(async () => {
 });
 
 const keys = async (prefix: string) => (await store.list(prefix)).objects.map((o) => o.key);
+
+/** Waits until `ready` holds, asking every 10 ms; fails after 10 s (a bound, not a timing). */
+async function until(ready: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error("waited 10 s for a condition that never held");
+    await sleep(10);
+  }
+}
 const FAST = { pollMs: 20 };
 
 /** The store, whose HEADs of keys `failing` picks fail once each (a network blip past its retries). */
@@ -82,12 +91,15 @@ describe("leases and the collection lock", () => {
 
   it("a lease whose renewals fail past its life has lapsed, and is taken again only once the collection that ran meanwhile ends", async () => {
     let failing = false;
-    const flaky = wrapStore(store, {
+    // This test's store, whatever later tests make `store`: a renewal never writes into theirs.
+    const base = store;
+    const flaky = wrapStore(base, {
       put: async (key, body, options) => {
         if (failing && key.startsWith("gc/leases/")) throw new Error(`PUT ${key} failed`);
-        return store.put(key, body, options);
+        return base.put(key, body, options);
       },
     });
+    const leaseKeys = async () => (await base.list("gc/leases/")).objects.map((o) => o.key);
     const events: string[] = [];
     const lease = await CacheLease.take(flaky, "push", {
       ...FAST,
@@ -95,33 +107,40 @@ describe("leases and the collection lock", () => {
       lapseMs: 100,
       onEvent: (e) => events.push(e.type),
     });
-    expect(lease.lapsed).toBe(false);
-    expect(await lease.regain()).toBe(false);
-    failing = true;
-    await sleep(150);
-    expect(lease.lapsed).toBe(true);
-    expect(events).toContain("lease-renew-failed");
-    // A collector found the lease lapsed, deleted it and took its lock.
-    for (const k of await keys("gc/leases/")) await store.delete(k);
-    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
-    failing = false;
-    await sleep(50);
-    // A renewal that succeeds after the gap does not make the lease whole again.
-    expect(await keys("gc/leases/")).toHaveLength(1);
-    expect(lease.lapsed).toBe(true);
-    let regained = false;
-    const regaining = lease.regain().then((r) => {
-      regained = r;
-    });
-    await sleep(200);
-    expect(regained).toBe(false);
-    expect(await keys("gc/leases/")).toEqual([]);
-    await lock.release();
-    await regaining;
-    expect(regained).toBe(true);
-    expect(lease.lapsed).toBe(false);
-    expect(await keys("gc/leases/")).toHaveLength(1);
-    await lease.release();
+    let lock: Awaited<ReturnType<typeof takeGcLock>> | undefined;
+    try {
+      expect(lease.lapsed).toBe(false);
+      expect(await lease.regain()).toBe(false);
+      failing = true;
+      // Each wait is for what it waits for (bounded), not for a time: a loaded machine runs
+      // the renewals late.
+      await until(() => lease.lapsed);
+      expect(events).toContain("lease-renew-failed");
+      // A collector found the lease lapsed, deleted it and took its lock.
+      for (const k of await leaseKeys()) await base.delete(k);
+      lock = await takeGcLock(base, { waitMs: 0, ...FAST });
+      failing = false;
+      // A renewal that succeeds after the gap does not make the lease whole again.
+      await until(async () => (await leaseKeys()).length === 1);
+      expect(lease.lapsed).toBe(true);
+      let regained = false;
+      const regaining = lease.regain().then((r) => {
+        regained = r;
+      });
+      // It steps back while the collection holds the lock, and waits.
+      await until(async () => (await leaseKeys()).length === 0);
+      await sleep(100);
+      expect(regained).toBe(false);
+      await lock.release();
+      lock = undefined;
+      await regaining;
+      expect(regained).toBe(true);
+      expect(lease.lapsed).toBe(false);
+      expect(await leaseKeys()).toHaveLength(1);
+    } finally {
+      await lock?.release();
+      await lease.release();
+    }
     expect(await keys("gc/")).toEqual([]);
   });
 
