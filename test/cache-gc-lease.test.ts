@@ -66,11 +66,23 @@ async function cacheWithOldBase(name: string): Promise<{ dir: string; store: Obj
 
 /**
  * `inner`, whose put of `held` waits until `release` resolves (or 3 s pass): the moment
- * between a push's check of what the cache has and its new narinfo.
+ * between a push's check of what the cache has and its new narinfo. `reached`: the push is
+ * there (it has checked the cache).
  */
-function holdingPut(inner: ObjectStore, held: string, release: Promise<void>): ObjectStore {
-  const wait = () => Promise.race([release, new Promise<void>((r) => setTimeout(r, 3000))]);
-  return wrapStore(inner, {
+function holdingPut(
+  inner: ObjectStore,
+  held: string,
+  release: Promise<void>,
+): { store: ObjectStore; reached: Promise<void> } {
+  let reach: () => void = () => undefined;
+  const reached = new Promise<void>((r) => {
+    reach = r;
+  });
+  const wait = () => {
+    reach();
+    return Promise.race([release, new Promise<void>((r) => setTimeout(r, 3000))]);
+  };
+  const store = wrapStore(inner, {
     async put(k: string, body: Parameters<ObjectStore["put"]>[1], o?: PutOptions) {
       if (k === held) await wait();
       return inner.put(k, body, o);
@@ -80,6 +92,7 @@ function holdingPut(inner: ObjectStore, held: string, release: Promise<void>): O
       return inner.putFile(k, file, o);
     },
   });
+  return { store, reached };
 }
 
 /** A store that says when the collection's inventory has been listed (the root, then nar/). */
@@ -120,16 +133,22 @@ async function race(
   const pushSide = holdingPut(store, narInfoKey(top), gcSide.listed);
   // As `nixship push` runs it (with its lease), or without one.
   const pushing = pushClosure({
-    store: pushSide,
+    store: pushSide.store,
     roots: [top],
     key,
     compression: "zstd",
     ...(leased ? { lease: lapse === undefined ? {} : { lapseMs: 100 } } : {}),
   });
   pushing.catch(() => undefined);
-  // The collection starts once the push has checked the cache (it is holding its narinfo).
-  await new Promise((r) => setTimeout(r, 300));
-  await lapse?.(dir);
+  // The collection starts once the push has checked the cache (it is holding its narinfo):
+  // waited for, however loaded the machine (or the push's end, should it fail first).
+  await Promise.race([pushSide.reached, pushing.catch(() => undefined)]);
+  if (lapse !== undefined) {
+    // Past the push's own measure of a lapse (lapseMs 100: its lease taken more than that ago
+    // with no renewal since), then its leases aged as a collector judges them.
+    await new Promise((r) => setTimeout(r, 300));
+    await lapse(dir);
+  }
   const gc = collectGarbage({
     store: gcSide.store,
     readRoots: async () => ({ roots: new Map(), origins: new Map(), unreadable: [], skipped: [] }),
