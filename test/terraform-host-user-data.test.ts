@@ -26,7 +26,12 @@ import type { StatusRecord } from "../src/status/status.js";
 import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
-import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
+import {
+  base64Bytes,
+  COMMENT_LINE_HCL,
+  USER_DATA_LIMIT,
+  userDataOf,
+} from "./support/host-user-data.js";
 import { processAlive } from "./support/process-alive.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
@@ -425,11 +430,25 @@ describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () =
       '${var.agent_enabled||local.ssh_user_data_needed?join("",[local.ssh_user_data_needed?templatefile("${path.module}/ssh.sh.tftpl",local.ssh_user_data_vars):"",local.fetch_needed?templatefile("${path.module}/fetch.sh.tftpl",local.fetch_user_data_vars):"",var.agent_enabled?templatefile("${path.module}/user-data.sh.tftpl",local.user_data_vars):"",]):null}',
     );
     // Kept byte for byte within 16 KiB, else without its comment lines: what userDataOf does.
+    // Bytes, read from the base64 (length() counts characters): what base64Bytes does.
+    const bytesOf = (b64: string) =>
+      `length(${b64})/4*3-(endswith(${b64},"==")?2:endswith(${b64},"=")?1:0)`;
+    expect(squash(local("user_data_script_base64"))).toBe(
+      '${local.user_data_script==null?"":base64encode(local.user_data_script)}',
+    );
+    expect(squash(local("user_data_script_bytes"))).toBe(
+      `\${${bytesOf("local.user_data_script_base64")}}`,
+    );
     expect(squash(local("user_data"))).toBe(
       squash(
-        `\${(local.user_data_script == null ? null : length(local.user_data_script) <= ${USER_DATA_LIMIT} ? local.user_data_script : replace(local.user_data_script, "${COMMENT_LINE_HCL}", ""))}`,
+        `\${(local.user_data_script == null ? null : local.user_data_script_bytes <= ${USER_DATA_LIMIT} ? local.user_data_script : replace(local.user_data_script, "${COMMENT_LINE_HCL}", ""))}`,
       ),
     );
+    expect(squash(local("user_data_bytes"))).toBe(`\${${bytesOf("local.user_data_base64")}}`);
+    // The formula is the byte count, multi-byte characters and every padding alike.
+    for (const text of ["", "a", "ab", "abc", "é", "key comment ✓ 🔑"]) {
+      expect([text, base64Bytes(text)]).toEqual([text, Buffer.byteLength(text)]);
+    }
     expect(Object.keys(local("ssh_user_data_vars") as object).sort()).toEqual(
       [...SSH_TEMPLATE_VARS].sort(),
     );

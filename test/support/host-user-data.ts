@@ -25,10 +25,16 @@ export function withoutCommentLines(text: string): string {
 
 /**
  * local.user_data for these rendered parts (the SSH part, the fetch, the bootstrap; those the
- * host has): joined, kept byte for byte within 16 KiB (Terraform's length() counts
- * characters), else without its comment lines.
+ * host has): joined, kept byte for byte within 16 KiB of bytes (main.tf reads them from the
+ * text's base64: length() counts characters), else without its comment lines.
  */
 export function userDataOf(parts: readonly string[]): string {
   const script = parts.join("");
-  return [...script].length <= USER_DATA_LIMIT ? script : withoutCommentLines(script);
+  return Buffer.byteLength(script) <= USER_DATA_LIMIT ? script : withoutCommentLines(script);
+}
+
+/** The bytes of `text` as main.tf reads them: from its base64, 3 for each 4 characters less its "=" padding. */
+export function base64Bytes(text: string): number {
+  const b64 = Buffer.from(text, "utf8").toString("base64");
+  return (b64.length / 4) * 3 - (b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0);
 }

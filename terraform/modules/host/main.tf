@@ -95,12 +95,18 @@ locals {
   # EC2 takes at most 16 KiB: a script over that (the SSH part, the fetch and the bootstrap
   # together) loses its comment lines, those that hold nothing but "#" or "# ..." after their
   # indentation (no value in a here-document can be such a line; "#!" lines stay). A script
-  # within 16 KiB is kept byte for byte.
+  # within 16 KiB is kept byte for byte. EC2 counts bytes, and length() characters (a key's
+  # comment in another script is one character of up to four bytes): the bytes are read from
+  # the text's base64, 3 for each 4 characters less its "=" padding.
+  user_data_script_base64 = local.user_data_script == null ? "" : base64encode(local.user_data_script)
+  user_data_script_bytes  = length(local.user_data_script_base64) / 4 * 3 - (endswith(local.user_data_script_base64, "==") ? 2 : endswith(local.user_data_script_base64, "=") ? 1 : 0)
   user_data = (
     local.user_data_script == null ? null
-    : length(local.user_data_script) <= 16384 ? local.user_data_script
+    : local.user_data_script_bytes <= 16384 ? local.user_data_script
     : replace(local.user_data_script, "/(?m)^[ \t]*#( .*)?\n/", "")
   )
+  user_data_base64 = local.user_data == null ? "" : base64encode(local.user_data)
+  user_data_bytes  = length(local.user_data_base64) / 4 * 3 - (endswith(local.user_data_base64, "==") ? 2 : endswith(local.user_data_base64, "=") ? 1 : 0)
 }
 
 data "aws_partition" "current" {}
@@ -314,7 +320,7 @@ resource "aws_instance" "host" {
 
     # EC2 refuses user-data over 16 KiB: say so at plan time (each authorized key adds its line).
     precondition {
-      condition     = local.user_data == null || length(local.user_data) <= 16384
+      condition     = local.user_data == null || local.user_data_bytes <= 16384
       error_message = "the user-data is over EC2's 16 KiB: give fewer or shorter ssh_authorized_keys (an ssh-ed25519 key is about 100 bytes, an RSA key up to 750)."
     }
 
