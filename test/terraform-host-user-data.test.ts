@@ -434,6 +434,7 @@ describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () =
     const bytesOf = (b64: string) =>
       `length(${b64})/4*3-(endswith(${b64},"==")?2:endswith(${b64},"=")?1:0)`;
     expect(squash(local("user_data_script_base64"))).toBe(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
       '${local.user_data_script==null?"":base64encode(local.user_data_script)}',
     );
     expect(squash(local("user_data_script_bytes"))).toBe(

@@ -10,6 +10,7 @@ import { parseNarReport } from "../cache/nar-report.js";
 import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { OperationError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
+import { fixedHost } from "../fleet/health-url.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -61,22 +62,13 @@ export async function choosePusher(
   // own loopback there: it would write to whatever listens on it, or to nothing.
   const url = parseStoreUrl(cache.url);
   const endpoint = url.kind === "s3" ? url.endpoint : undefined;
-  if (endpoint !== undefined && isLoopback(hostOf(endpoint))) {
+  if (endpoint !== undefined && isLoopback(fixedHost(endpoint) ?? "")) {
     return {
       kind: "copy-back",
       why: `the cache's endpoint ${endpoint} is this machine's loopback, which ${target.name} cannot reach`,
     };
   }
   return probeBuildHost(target);
-}
-
-/** An endpoint URL's host, without the brackets of an IPv6 address ("" when it is no URL). */
-function hostOf(endpoint: string): string {
-  try {
-    return new URL(endpoint).hostname.replace(/^\[(.*)\]$/, "$1");
-  } catch {
-    return "";
-  }
 }
 
 /**
