@@ -8,7 +8,7 @@
 // lies about a NarHash (refused by name, no narinfo written). The hosts run the nixship that
 // started the lab as every lab host sees it (HOST_NIXSHIP), so the checkout may be anywhere,
 // under /tmp or /root too, which a lab host does not see.
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -18,7 +18,7 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { generatedKey, NIXSHIP_BIN, run } from "../support/cli.js";
+import { generatedKey, NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import {
@@ -96,6 +96,9 @@ const SYSTEMS: Record<string, string> = {
   "web-old": "",
   "web-claimed": "",
   "web-crashed": "",
+  // Each with a nonce: a web service no store has, which the test plants on the build host.
+  "web-planted-push": `nonce = "planted-push-${nonce}";`,
+  "web-planted-back": `nonce = "planted-back-${nonce}";`,
 };
 
 /** A Nix '' string holding `text` as it is. */
@@ -158,6 +161,51 @@ function onHost(host: string, command: string, input?: string) {
 
 const event = (events: DeployEventLine[], type: string) =>
   events.find((e) => e.type === type) as Record<string, unknown> | undefined;
+
+/** The web service `system` references, as the deployer's own derivation of it names it. */
+async function shareOf(system: string): Promise<string> {
+  const drv = (
+    await runOk("nix", [
+      "--extra-experimental-features",
+      "nix-command flakes",
+      "eval",
+      "--raw",
+      `path:${flakeDir}#packages.x86_64-linux.${system}.drvPath`,
+    ])
+  ).trim();
+  const shareDrv = (await runOk("nix-store", ["--query", "--requisites", drv]))
+    .split("\n")
+    .find((p) => p.endsWith("-example-web-share.drv"));
+  expect(shareDrv).toBeDefined();
+  return (await runOk("nix-store", ["--query", "--outputs", shareDrv ?? ""])).trim();
+}
+
+/**
+ * Puts into `builder`'s store, valid, the web service `system` needs (its path from the
+ * deployer's own derivation), with content of its own that references a path no derivation
+ * makes: a build host's store written by someone else, which the build then uses as it is.
+ */
+async function plantShare(
+  builder: string,
+  system: string,
+): Promise<{ share: string; planted: string }> {
+  const share = await shareOf(system);
+  const alphabet = "0123456789abcdfghijklmnpqrsvwxyz";
+  const hash = Array.from(randomBytes(32), (b) => alphabet[b % 32]).join("");
+  const planted = `/nix/store/${hash}-planted-${nonce}`;
+  const r = await onHost(
+    builder,
+    [
+      "set -e",
+      `mkdir -p ${planted} ${share}/bin`,
+      `echo planted > ${planted}/file`,
+      `printf '#!/bin/sh\\nexec cat %s/file\\n' ${planted} > ${share}/bin/example-web`,
+      `printf '%s\\n\\n0\\n%s\\n\\n1\\n%s\\n' ${planted} ${share} ${planted} | nix-store --register-validity`,
+    ].join("\n"),
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return { share, planted };
+}
 
 async function cacheHas(paths: readonly string[]): Promise<boolean[]> {
   const store = await openStore(s3.url);
@@ -271,6 +319,26 @@ describe("a build host that pushes", () => {
     expect(await servedBy(lab.info, "dp2")).toBe("web-crashed");
   });
 
+  it("a build host whose store holds a dependency that references a path no derivation of the deploy makes is refused, pushing or copying back, before anything is signed or copied", async () => {
+    const before = await servedBy(lab.info, "dp2");
+    // dp1 pushes (its nixship); dp3's crashes (the test before), so its closures come back.
+    for (const [builder, system] of [
+      ["dp1", "web-planted-push"],
+      ["dp3", "web-planted-back"],
+    ] as const) {
+      const { share, planted } = await plantShare(builder, system);
+      await setSystem("dp2", system);
+      const r = await lab.deploy("--on", "dp2", "--build-host", builder);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(
+        `error: refused what ssh-ng://root@${builder} built: its closure holds ${planted}, which no derivation this deploy evaluated makes or reads; nothing of it was signed or copied`,
+      );
+      expect(await cacheHas([planted, share])).toEqual([false, false]);
+      expect((await run("nix-store", ["--check-validity", planted])).code).not.toBe(0);
+      expect(await servedBy(lab.info, "dp2")).toBe(before);
+    }
+  });
+
   it("a build host whose nixship lies about a NarHash is refused by name, before any narinfo", async () => {
     const before = await servedBy(lab.info, "dp2");
     await setSystem("dp3", "bh-liar");
@@ -300,9 +368,10 @@ describe("a build host that pushes", () => {
     await setSystem("dp3", "bh-claimer");
     const claimer = await lab.deploy("--on", "dp3");
     expect(claimer.code, claimer.stderr).toBe(0);
-    // The shared path every web system references: in the cache, signed, since the first deploy.
-    const share = (await onHost("dp3", "ls -d /nix/store/*-example-web-share")).stdout.trim();
-    expect(share).toMatch(/^\/nix\/store\/[0-9a-z]{32}-example-web-share$/);
+    // The shared path every web system without a nonce references: in dp3's store, and in the
+    // cache, signed, since the first deploy.
+    const share = await shareOf("web-claimed");
+    expect((await onHost("dp3", `nix-store --check-validity ${share}`)).code).toBe(0);
     expect(await cacheHas([share])).toEqual([true]);
     const cache = await openStore(s3.url);
     const narinfo = async () => {

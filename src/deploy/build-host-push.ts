@@ -5,6 +5,7 @@
 // never leaves it. Without a nixship there (or one too old), the closure is copied back.
 
 import { type CommitSummary, commitReportedNars } from "../cache/commit-narinfos.js";
+import { checkClosureDefined, type DerivationClosure } from "../cache/derivation-closure.js";
 import { queryClosure } from "../cache/local-nix.js";
 import { parseNarReport } from "../cache/nar-report.js";
 import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
@@ -138,20 +139,29 @@ export interface BuildHostPushInput {
   readonly store: ObjectStore;
   readonly key: SecretKey;
   readonly roots: readonly StorePath[];
+  /** What the derivations built there make: the closure may hold nothing else. */
+  readonly made: DerivationClosure;
   readonly signal?: AbortSignal;
 }
 
-/**
- * Runs `nixship push --nars-only` on the build host over ssh, reads its report (bounded,
- * strictly), checks it against the host's Nix and the cache, then signs and commits it.
- */
 /** What a build host's push committed, and its closure as the build host's Nix has it. */
 export interface BuildHostPushSummary extends CommitSummary {
   readonly closure: readonly PathInfo[];
 }
 
+/**
+ * Reads the closure as the build host's Nix records it, refused if it holds a path the
+ * derivations do not make; then runs `nixship push --nars-only` there over ssh, reads its
+ * report (bounded, strictly), checks it against that closure and the cache, then signs and
+ * commits it.
+ */
 export async function pushFromBuildHost(input: BuildHostPushInput): Promise<BuildHostPushSummary> {
   const { target } = input;
+  const closure = await queryClosure(input.roots, {
+    store: input.hostStore,
+    ...(input.sshOpts === undefined ? {} : { sshOpts: input.sshOpts }),
+  });
+  checkClosureDefined(closure, input.made, target.name);
   const command = [
     shellQuote(input.nixship),
     "push",
@@ -186,10 +196,6 @@ export async function pushFromBuildHost(input: BuildHostPushInput): Promise<Buil
     );
   }
   const report = parseNarReport(r.stdout, target.name);
-  const closure = await queryClosure(input.roots, {
-    store: input.hostStore,
-    ...(input.sshOpts === undefined ? {} : { sshOpts: input.sshOpts }),
-  });
   const committed = await commitReportedNars({
     store: input.store,
     key: input.key,

@@ -3,6 +3,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { buildOnHost } from "../cache/build-host.js";
 import type { BuilderFailure } from "../cache/build-log.js";
+import type { DerivationClosure } from "../cache/derivation-closure.js";
 import { type NixOptions, resolveInstallables, validPaths } from "../cache/local-nix.js";
 import {
   type BuiltDerivations,
@@ -46,6 +47,8 @@ export interface BuildResult {
 /** Where systems left on the build host are: its store, and their files read over ssh. */
 export interface LeftOnHost {
   readonly paths: ReadonlySet<StorePath>;
+  /** What the derivations built there make: all its push may hold (derivation-closure.ts). */
+  readonly made: DerivationClosure;
   readonly nix: NixOptions;
   readonly files: SystemFiles;
 }
@@ -60,12 +63,12 @@ async function evaluateAndBuild(
   where: ResolvedBuildPlace | undefined,
   copyBack: boolean,
   run: NixRunOptions,
-): Promise<{ paths: StorePath[]; built: BuiltDerivations }> {
+): Promise<{ paths: StorePath[]; built: BuiltDerivations & { made?: DerivationClosure } }> {
   const drvs = await evaluateDerivations(outputs, nix, run.signal);
   if (drvs.length === 0) {
     return { paths: [], built: { byDrv: new Map(), builtOn: [], unusable: [] } };
   }
-  const built =
+  const built: BuiltDerivations & { made?: DerivationClosure } =
     where?.host !== undefined
       ? await buildOnHost(drvs, where.host, where.place, { ...run, copyBack })
       : await buildDerivations(drvs, nix, where?.place ?? {}, run).catch((err: unknown) => {
@@ -249,9 +252,14 @@ export async function buildSystems(
     unusable: built.unusable,
     host: where?.host,
     leftOnHost:
-      onHost && where?.host !== undefined && where.hostSsh !== undefined && paths.length > 0
+      onHost &&
+      where?.host !== undefined &&
+      where.hostSsh !== undefined &&
+      paths.length > 0 &&
+      built.made !== undefined
         ? {
             paths: new Set(paths),
+            made: built.made,
             nix: {
               store: where.host,
               ...(where.place.sshOpts === undefined ? {} : { sshOpts: where.place.sshOpts }),

@@ -69,6 +69,7 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
           store,
           key: input.key,
           roots: input.roots.filter((p) => fromHost.onHost.paths.has(p)),
+          made: fromHost.onHost.made,
           ...(input.signal ? { signal: input.signal } : {}),
         });
   const here = input.roots.filter((p) => remote === undefined || !onHost?.paths.has(p));
