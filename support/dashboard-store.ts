@@ -17,6 +17,12 @@ export const SYSTEM_V1 = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-we
 export const SYSTEM_V2 = "/nix/store/0v2bpy0w6b8c6dwh4l8r1q4k0ypx9z2a-example-web-system-v2";
 export const SYSTEM_HAND = "/nix/store/1z0f3mn7yqg3c7n0a2g0q0rr5d0yf3x4-hand-made-system";
 
+/**
+ * The fleet's cache key (one a process), which signs the rollout records written here as a
+ * deploy signs its own: views believe only records cache.publicKeys signed.
+ */
+export const DASHBOARD_CACHE_KEY = generateSecretKey("dash-cache-1");
+
 export interface DashboardFleet {
   readonly fleetFile: string;
   readonly releaseKey: ReturnType<typeof generateSecretKey>;
@@ -28,7 +34,6 @@ export async function writeDashboardFleet(
   storeUrl: string,
   counts: { readonly ssm: number; readonly agent: number },
 ): Promise<DashboardFleet> {
-  const cacheKey = generateSecretKey("dash-cache-1");
   const releaseKey = generateSecretKey("dash-release-1");
   const hosts: Record<string, unknown> = {};
   for (let i = 0; i < counts.ssm; i++) {
@@ -47,7 +52,7 @@ export async function writeDashboardFleet(
   await writeFile(
     fleetFile,
     JSON.stringify({
-      cache: { url: storeUrl, publicKeys: [formatPublicKey(publicKeyOf(cacheKey))] },
+      cache: { url: storeUrl, publicKeys: [formatPublicKey(publicKeyOf(DASHBOARD_CACHE_KEY))] },
       releases: { channel: "prod", publicKeys: [formatPublicKey(publicKeyOf(releaseKey))] },
       hosts,
     }),
@@ -107,7 +112,7 @@ export async function publishAgentRelease(
   return signed.release.seq;
 }
 
-/** A finished rollout over the first hosts: a canary wave, then the rest. */
+/** A finished rollout over the first hosts: a canary wave, then the rest, signed. */
 export async function writeRolloutRecord(
   store: ObjectStore,
   hosts: readonly string[],
@@ -136,7 +141,7 @@ export async function writeRolloutRecord(
     updatedAt: at.toISOString(),
     ...fields,
   };
-  await writeRollout(store, record);
+  await writeRollout(store, record, DASHBOARD_CACHE_KEY);
   return record;
 }
 

@@ -43,6 +43,7 @@ import { countReads, wrapStore } from "../src/store/wrap-store.js";
 import { MAX_CONNECTIONS } from "../src/util/server-connections.js";
 import { nixship } from "../support/cli.js";
 import {
+  DASHBOARD_CACHE_KEY,
   type DashboardFleet,
   hostRecord,
   publishAgentRelease,
@@ -625,27 +626,31 @@ describe("a rollout whose deployer is gone", () => {
         startedAt: at,
         updatedAt: at,
       });
-      await writeRollout(gone, {
-        ...record,
-        waves: [
-          {
-            index: 1,
-            kind: "canary",
-            hosts: [
-              {
-                ...(record.waves[0]?.hosts[0] as RolloutHost),
-                state: "activating",
-                phase: "switch",
-              },
-            ],
-          },
-          {
-            index: 2,
-            kind: "main",
-            hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
-          },
-        ],
-      });
+      await writeRollout(
+        gone,
+        {
+          ...record,
+          waves: [
+            {
+              index: 1,
+              kind: "canary",
+              hosts: [
+                {
+                  ...(record.waves[0]?.hosts[0] as RolloutHost),
+                  state: "activating",
+                  phase: "switch",
+                },
+              ],
+            },
+            {
+              index: 2,
+              kind: "main",
+              hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
+            },
+          ],
+        },
+        DASHBOARD_CACHE_KEY,
+      );
       expect((await on.pollOnce()).error).toBeUndefined();
       const { port } = await listen({}, {}, on);
       const api = JSON.parse((await get(port, "/api/rollout")).body) as {
@@ -677,17 +682,21 @@ describe("a rollout whose deployer is gone", () => {
         startedAt: at,
         updatedAt: at,
       });
-      await writeRollout(quiet, {
-        ...record,
-        waves: [
-          record.waves[0] as RolloutRecord["waves"][number],
-          {
-            index: 2,
-            kind: "main",
-            hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
-          },
-        ],
-      });
+      await writeRollout(
+        quiet,
+        {
+          ...record,
+          waves: [
+            record.waves[0] as RolloutRecord["waves"][number],
+            {
+              index: 2,
+              kind: "main",
+              hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
+            },
+          ],
+        },
+        DASHBOARD_CACHE_KEY,
+      );
       expect((await on.pollOnce()).error).toBeUndefined();
       const { port } = await listen({}, {}, on);
       const before = on.snapshot?.version as number;

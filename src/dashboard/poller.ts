@@ -75,7 +75,10 @@ export class FleetPoller {
       this.store,
       fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
     );
-    this.watch = new RolloutWatch(this.store);
+    this.watch = new RolloutWatch(
+      this.store,
+      (fleet.cache?.publicKeys ?? []).map((k) => parsePublicKey(k)),
+    );
     this.#interval = options.interval ?? POLL_INTERVAL;
     this.#deadline = options.deadline ?? POLL_DEADLINE;
   }

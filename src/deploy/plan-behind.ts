@@ -3,6 +3,7 @@
 // what each host runs as the survey found it. A store that cannot be read leaves the plan
 // without it.
 import { NixshipError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { behindOf } from "../status/behind.js";
 import type { Ask } from "../status/fleet-asks.js";
@@ -11,23 +12,25 @@ import type { StatusRecord } from "../status/status.js";
 import { readStatus } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
+import { cacheKeys } from "./deltas.js";
 
 export async function withBehindRollouts(
-  cacheUrl: string | undefined,
+  cache: Fleet["cache"],
   plan: DeployPlan,
 ): Promise<DeployPlan> {
   const changed = plan.hosts.filter((h) => h.action === "activate").map((h) => h.host);
-  if (cacheUrl === undefined || changed.length === 0) return plan;
+  if (cache === undefined || changed.length === 0) return plan;
   let asks: Awaited<ReturnType<typeof readLastAsks>>["asks"];
   const records = new Map<string, StatusRecord | undefined>();
   const current = new Map(plan.hosts.map((h) => [h.host, h.current ?? null] as const));
   try {
-    const store = await openStore(cacheUrl);
+    const store = await openStore(cache.url);
     try {
       // A host the plan leaves alone runs what the fleet asks now, and one it cannot reach
       // is said unreachable: only those it changes are judged, so that a plan reads no further
       // back than they need.
-      ({ asks } = await readLastAsks(store, changed));
+      // Only rollouts a key of cache.publicKeys signed ask anything (status views weigh so).
+      ({ asks } = await readLastAsks(store, changed, cacheKeys(cache)));
       // A host's own record, newer than the rollout that asked, is the newer word on it (as
       // every view judges it): read for the hosts the asks alone would call behind.
       const judged = changed.filter(

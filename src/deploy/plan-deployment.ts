@@ -150,7 +150,7 @@ export async function planDeployment(
     // A host on its desired system whose last deploy failed there without going back is
     // failed, not up to date (its record says so; the host keeps no marker of it).
     const found = await withRecordedOutcomes(
-      fleet.cache?.url,
+      fleet.cache,
       hosts,
       (host) => ready.built.byHost.get(host),
       asked,
@@ -171,7 +171,7 @@ export async function planDeployment(
     );
     const planned = await withRefusedFailed(
       opened.delivery.channel,
-      await withBehindRollouts(fleet.cache?.url, surveyed),
+      await withBehindRollouts(fleet.cache, surveyed),
     ).catch(interruptedBefore(signal));
     // Where neither the deployer nor the cache has a running system, a mode that can ask
     // its hosts at once (ssh) asks one host that runs it.

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostState } from "../fleet/plan.js";
-import { generateSecretKey } from "../nix/keys.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
@@ -16,6 +16,15 @@ import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { withRecordedOutcomes } from "./plan-recorded-outcomes.js";
 import type { Survey } from "./survey.js";
+
+/** The fleet's cache key, which signs its deploys' rollout records. */
+const KEY = generateSecretKey("cache-1");
+/** The fleet's cache at `url`, its key listed. */
+const cacheAt = (url: string) => ({
+  url,
+  publicKeys: [formatPublicKey(publicKeyOf(KEY))],
+  substituter: undefined,
+});
 
 const V1 = "/nix/store/11111111111111111111111111111111-web-v1" as StorePath;
 const V2 = "/nix/store/22222222222222222222222222222222-web-v2" as StorePath;
@@ -95,7 +104,7 @@ describe("withRecordedOutcomes", () => {
       startedAt: at,
       updatedAt: at,
     };
-    await writeRollout(store, rollout, generateSecretKey("cache-1"));
+    await writeRollout(store, rollout, KEY);
     await writeStatus(store, failedRecord("a", false) as never);
     // b failed and went back (then was put on v2 since, by hand): its record says so.
     await writeStatus(store, failedRecord("b", true) as never);
@@ -103,7 +112,7 @@ describe("withRecordedOutcomes", () => {
     await writeStatus(store, { ...failedRecord("e", true), previous: V2 } as never);
     const hosts = ["a", "b", "c", "d", "e"].map(host);
     const found = survey([reported(V2), reported(V2), reported(V2), reported(V1), reported(V2)]);
-    const out = await withRecordedOutcomes(`file://${dir}`, hosts, () => V2, found);
+    const out = await withRecordedOutcomes(cacheAt(`file://${dir}`), hosts, () => V2, found);
     expect(out.states.map((s) => (s.kind === "reported" ? (s.failed ?? null) : s.kind))).toEqual([
       "errors: 0.5 is above the maximum 0.1",
       null,
@@ -165,8 +174,7 @@ describe("withRecordedOutcomes", () => {
       startedAt: at(20_000),
       updatedAt: at(10_000),
     };
-    const key = generateSecretKey("cache-1");
-    for (const r of [interrupted, killed, live]) await writeRollout(store, r, key);
+    for (const r of [interrupted, killed, live]) await writeRollout(store, r, KEY);
     const hosts = ["a", "b", "c", "d", "e"].map(host);
     // Each runs v2 at generation 5; v1, what it ran before, is generation 3 (4: another).
     const generations = [
@@ -181,7 +189,7 @@ describe("withRecordedOutcomes", () => {
       generations,
     });
     const found = survey([on(V2), on(V2), on(V2), on(V2), on(V1)]);
-    const out = await withRecordedOutcomes(`file://${dir}`, hosts, () => V2, found);
+    const out = await withRecordedOutcomes(cacheAt(`file://${dir}`), hosts, () => V2, found);
     const unbaked = out.states.map((s) => (s.kind === "reported" ? (s.unbaked ?? null) : s.kind));
     expect(unbaked[0]).toEqual({
       rollout: "000000000001",
@@ -202,7 +210,12 @@ describe("withRecordedOutcomes", () => {
     const found = survey([reported(V2)]);
     expect(await withRecordedOutcomes(undefined, [host("a")], () => V2, found)).toBe(found);
     expect(
-      await withRecordedOutcomes(`file://${join(dir, "absent")}`, [host("a")], () => V2, found),
+      await withRecordedOutcomes(
+        cacheAt(`file://${join(dir, "absent")}`),
+        [host("a")],
+        () => V2,
+        found,
+      ),
     ).toBe(found);
   });
 });

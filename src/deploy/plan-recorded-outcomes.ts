@@ -9,7 +9,7 @@
 // host is read, and a host's record only where that rollout failed it on its system; a store
 // that cannot be read leaves the survey as it was.
 import { NixshipError } from "../errors.js";
-import type { FleetHost } from "../fleet/fleet.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostState, UnfinishedBake } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
 import { failedOnIt } from "../status/failed-on-it.js";
@@ -19,6 +19,7 @@ import { readStatus } from "../status/status-store.js";
 import { unfinishedBake } from "../status/unfinished-bake.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
+import { cacheKeys } from "./deltas.js";
 import type { Survey } from "./survey.js";
 
 /** Status records read at once. */
@@ -27,7 +28,7 @@ const RECORD_READS = 16;
 type Reported = Extract<HostState, { kind: "reported" }>;
 
 export async function withRecordedOutcomes(
-  cacheUrl: string | undefined,
+  cache: Fleet["cache"],
   hosts: readonly FleetHost[],
   desiredOf: (host: string) => StorePath | undefined,
   found: Survey,
@@ -41,15 +42,17 @@ export async function withRecordedOutcomes(
       ? [{ host: h.name, index: i, running, state }]
       : [];
   });
-  if (cacheUrl === undefined || candidates.length === 0) return found;
+  if (cache === undefined || candidates.length === 0) return found;
   const failed = new Map<number, string>();
   const unbaked = new Map<number, UnfinishedBake>();
   try {
-    const store = await openStore(cacheUrl);
+    const store = await openStore(cache.url);
     try {
+      // Only rollouts a key of cache.publicKeys signed say a host failed or is unbaked.
       const { asks } = await readLastAsks(
         store,
         candidates.map((c) => c.host),
+        cacheKeys(cache),
       );
       const told = candidates.filter((c) => {
         const ask = asks.get(c.host);

@@ -189,14 +189,36 @@ export interface AsksRead {
   readonly undone: ReadonlyMap<string, UndoneFailure>;
   /** The records read, newest first. */
   readonly records: { readonly key: string; readonly record: RolloutRecord }[];
+  /**
+   * Records passed over as not to be believed (DisbelievedRollout), newest first: they ask
+   * nothing, and supersede or undo nothing.
+   */
+  readonly disbelieved: readonly DisbelievedRollout[];
   /** How many records were listed to be read (those read, and any gone since the listing). */
   readonly lookedBack: number;
 }
 
+/**
+ * A rollout record read for the asks and not believed (readWeighedRollout): unsigned, signed
+ * by a key cache.publicKeys does not list, or copied to another key. Anyone who can write the
+ * store could have put it there, so it could clear a signed rollout's "behind".
+ */
+export interface DisbelievedRollout {
+  readonly key: string;
+  readonly id: string;
+  readonly why: string;
+}
+
+/** A record read for the asks: believed, passed over (not believed), or gone (undefined). */
+export type AskedRecord =
+  | { readonly key: string; readonly record: RolloutRecord }
+  | { readonly key: string; readonly disbelieved: DisbelievedRollout }
+  | undefined;
+
 /** Where the rollout records come from: listed newest first, each read (undefined: gone). */
 export interface RolloutSource {
   list(count: number): Promise<ObjectInfo[]>;
-  read(info: ObjectInfo): Promise<{ key: string; record: RolloutRecord } | undefined>;
+  read(info: ObjectInfo): Promise<AskedRecord>;
 }
 
 /**
@@ -213,8 +235,16 @@ export async function readAsksBack(
   bytes: number = ASK_BYTES,
 ): Promise<AsksRead> {
   const read: { key: string; record: RolloutRecord }[] = [];
+  const disbelieved: DisbelievedRollout[] = [];
   if (hosts.length === 0) {
-    return { asks: new Map(), unjudged: [], undone: new Map(), records: read, lookedBack: 0 };
+    return {
+      asks: new Map(),
+      unjudged: [],
+      undone: new Map(),
+      records: read,
+      disbelieved,
+      lookedBack: 0,
+    };
   }
   const seen = new Set<string>();
   const budget = new RecordBudget(bytes);
@@ -230,20 +260,25 @@ export async function readAsksBack(
       batch.push(o);
     }
     const found = await mapLimit(batch, 4, (o) => source.read(o));
-    read.push(...found.flatMap((r) => (r === undefined ? [] : [r])));
+    for (const r of found) {
+      if (r === undefined) continue;
+      if ("disbelieved" in r) disbelieved.push(r.disbelieved);
+      else read.push(r);
+    }
     // Newest first (keys sort so), though a record started since the first listing comes later.
-    read.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    read.sort(byKey);
+    disbelieved.sort(byKey);
     const asks = lastAsks(read, hosts, now);
     const open = asksOpen(read, asks, hosts, since);
     const more = listed.some((o) => !seen.has(o.key));
     const undone = undoneFailures(read);
     const lookedBack = seen.size;
     if (open.length === 0 || (!more && listed.length < count)) {
-      return { asks, unjudged: [], undone, records: read, lookedBack };
+      return { asks, unjudged: [], undone, records: read, disbelieved, lookedBack };
     }
     if (batch.length < unseen.length || (!more && count >= ASK_LOOKBACK)) {
       const unjudged = open.filter((h) => since.has(h));
-      return { asks, unjudged, undone, records: read, lookedBack };
+      return { asks, unjudged, undone, records: read, disbelieved, lookedBack };
     }
     if (!more) {
       count = ASK_LOOKBACK;
@@ -252,32 +287,59 @@ export async function readAsksBack(
   }
 }
 
-/** A rollout record and its key, or undefined when it is gone or malformed. */
-export async function readRolloutOrNone(
+function byKey(a: { readonly key: string }, b: { readonly key: string }): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/**
+ * A rollout record for the asks (undefined when it is gone or malformed): only one `keys` (the
+ * fleet's cache.publicKeys) signed, at its own key, is believed.
+ */
+export async function readAskedRecord(
   store: ObjectStore,
   key: string,
-): Promise<{ key: string; record: RolloutRecord } | undefined> {
-  const record = await readRollout(store, key).catch((err: unknown) => {
+  keys: readonly PublicKey[],
+): Promise<AskedRecord> {
+  const weighed = await readWeighedRollout(store, key, keys).catch((err: unknown) => {
     if (err instanceof InputError) return undefined;
     throw err;
   });
-  return record === undefined ? undefined : { key, record };
+  if (weighed === undefined) return undefined;
+  if (!weighed.trusted) {
+    return { key, disbelieved: { key, id: weighed.record.id, why: weighed.why } };
+  }
+  return { key, record: weighed.record };
 }
 
-/** What the fleet last asked of each of `hosts` (readAsksBack), read once from `store`. */
+/**
+ * What the fleet last asked of each of `hosts` (readAsksBack), read once from `store`,
+ * believing only records `keys` signed.
+ */
 export async function readLastAsks(
   store: ObjectStore,
   hosts: readonly string[],
+  keys: readonly PublicKey[],
   since: ReadonlyMap<string, string> = new Map(),
 ): Promise<AsksRead> {
   return readAsksBack(
     {
       list: (count) => listNewestRollouts(store, count),
-      read: ({ key }) => readRolloutOrNone(store, key),
+      read: ({ key }) => readAskedRecord(store, key, keys),
     },
     hosts,
     since,
   );
+}
+
+/**
+ * One warning for the records the asks passed over, naming the first few and why: they ask
+ * nothing of hosts, so a host one names is judged by the believed rollouts alone.
+ */
+export function disbelievedWarning(disbelieved: readonly DisbelievedRollout[]): string | undefined {
+  if (disbelieved.length === 0) return undefined;
+  const shown = disbelieved.slice(0, 3).map((d) => `${d.id} (${d.why})`);
+  const more = disbelieved.length > 3 ? ` and ${disbelieved.length - 3} more` : "";
+  return `rollout records not to be believed were passed over: ${shown.join(", ")}${more}; they ask nothing of their hosts (anyone who can write the store could have put them there): a deploy signs its record with the cache key it pushes with, and a key rotated (not leaked) may be listed in cache.publicKeys again (docs/keys.md)`;
 }
 
 /** LIST pages a search for one rollout by its id reads at most (1,000 records a page). */

@@ -106,7 +106,7 @@ describe(`a rollout record dated more than ${FUTURE_SKEW / 60_000} minutes ahead
     const view = await readStatusView(fleet, fleet.hosts, { stored: true });
     expect(view.rows[0]?.behindRollout).toBeUndefined();
     expect(view.futureRollout?.key).toBe(ahead);
-    const { asks } = await readLastAsks(store, ["web1"]);
+    const { asks } = await readLastAsks(store, ["web1"], [publicKeyOf(key)]);
     expect(asks.get("web1")?.rollout.id).toBe("aaaaaaaaaaaa");
   });
 

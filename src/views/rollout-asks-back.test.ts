@@ -10,16 +10,16 @@ import { withBehindRollouts } from "../deploy/plan-behind.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import type { DeployPlan } from "../fleet/plan.js";
-import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
 import {
   ASK_BYTES,
   ASK_LOOKBACK,
   ASK_ROLLOUTS,
   listNewestRollouts,
+  readAskedRecord,
   readAsksBack,
   readLastAsks,
-  readRolloutOrNone,
   writeRollout,
 } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
@@ -72,11 +72,41 @@ const entry = (host: string, state: RolloutHost["state"]): RolloutHost => ({
   message: state === "unreachable" ? "no route to host" : null,
 });
 
+/** The fleet's cache key, which signs its deploys' rollout records. */
+const KEY = generateSecretKey("asks-back-1");
+const KEYS = [publicKeyOf(KEY)];
+/** The fleet's cache, as a fleet file gives it. */
+const cache = () => ({
+  url: `file://${dir}`,
+  publicKeys: [formatPublicKey(publicKeyOf(KEY))],
+  substituter: undefined,
+});
+
+/**
+ * A record newer than the others that names web5 up to date on what it runs, and one that
+ * undoes rollout 0 leaving web5: each unsigned, or signed by another key, as anyone who can
+ * write the store's `status/rollouts/` could put there.
+ */
+async function forgedAsks(): Promise<SecretKey> {
+  const stranger = generateSecretKey("stranger-1");
+  await writeRollout(store, rollout(10, [{ ...entry("web5", "up-to-date"), system: V1 }]));
+  await writeRollout(
+    store,
+    { ...rollout(11, [{ ...entry("web5", "confirmed"), system: V1 }]), undoes: "00000000" },
+    stranger,
+  );
+  return stranger;
+}
+
 /** Rollout 0 skips `web5` as unreachable; rollouts 1…`others` deploy web3 alone. */
 async function skippedThenOthers(others: number): Promise<void> {
-  await writeRollout(store, rollout(0, [entry("web3", "confirmed"), entry("web5", "unreachable")]));
+  await writeRollout(
+    store,
+    rollout(0, [entry("web3", "confirmed"), entry("web5", "unreachable")]),
+    KEY,
+  );
   for (let n = 1; n <= others; n++)
-    await writeRollout(store, rollout(n, [entry("web3", "confirmed")]));
+    await writeRollout(store, rollout(n, [entry("web3", "confirmed")]), KEY);
 }
 
 /** web5's own record: it ran V1 when its deploy began at `startedAt`. */
@@ -103,7 +133,7 @@ describe("the fleet's last ask, read back", () => {
   it(`finds a host a rollout skipped ${ASK_ROLLOUTS * 2 + 5} rollouts ago, and reads no further`, async () => {
     await skippedThenOthers(ASK_ROLLOUTS * 2 + 5);
     const { store: counted, counts } = countReads(store);
-    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], new Map());
+    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], KEYS, new Map());
     expect(asks.get("web5")).toMatchObject({ system: V2, entry: { state: "unreachable" } });
     expect(asks.get("web5")?.rollout.key).toBe(rolloutKey(new Date(at(0)), "00000000"));
     expect(asks.get("web3")?.rollout.startedAt).toBe(at(ASK_ROLLOUTS * 2 + 5));
@@ -117,7 +147,7 @@ describe("the fleet's last ask, read back", () => {
     const { store: counted, counts } = countReads(store);
     // web5 reported at rollout 45's start: what came before is its older word.
     const since = new Map([["web5", at(45)]]);
-    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], since);
+    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], KEYS, since);
     expect(asks.has("web5")).toBe(false);
     expect(unjudged).toEqual([]);
     expect(counts.get).toBe(ASK_ROLLOUTS);
@@ -126,12 +156,12 @@ describe("the fleet's last ask, read back", () => {
   it(`reads at most ${ASK_LOOKBACK} records; a host with an older record is not judged`, async () => {
     await skippedThenOthers(ASK_LOOKBACK + 4);
     const { store: counted, counts } = countReads(store);
-    const older = await readLastAsks(counted, ["web5"], new Map([["web5", at(0)]]));
+    const older = await readLastAsks(counted, ["web5"], KEYS, new Map([["web5", at(0)]]));
     expect(older.asks.has("web5")).toBe(false);
     expect(older.unjudged).toEqual(["web5"]);
     expect(counts.get).toBe(ASK_LOOKBACK);
     // A host that never reported is not said in step by its record: nothing to warn of.
-    expect((await readLastAsks(store, ["web5"], new Map())).unjudged).toEqual([]);
+    expect((await readLastAsks(store, ["web5"], KEYS, new Map())).unjudged).toEqual([]);
   });
 
   it("reads no record past its byte budget, by the listing's sizes; a host with an older record is not judged", async () => {
@@ -142,7 +172,7 @@ describe("the fleet's last ask, read back", () => {
     const { store: counted, counts } = countReads(store);
     const source = {
       list: (count: number) => listNewestRollouts(counted, count),
-      read: ({ key }: { key: string }) => readRolloutOrNone(counted, key),
+      read: ({ key }: { key: string }) => readAskedRecord(counted, key, KEYS),
     };
     // A budget of 25 records: the first listing's 20, then 5 of the next.
     const since = new Map([["web5", at(0)]]);
@@ -158,7 +188,7 @@ describe("the fleet's last ask, read back", () => {
   it("the dashboard's watch reads each record once while its etag holds, and keeps the map", async () => {
     await skippedThenOthers(ASK_ROLLOUTS + 3);
     const { store: counted, counts } = countReads(store);
-    const watch = new RolloutWatch(counted);
+    const watch = new RolloutWatch(counted, KEYS);
     const first = await watch.asks(["web5"]);
     expect(first.asks.get("web5")?.entry.state).toBe("unreachable");
     expect(counts.get).toBe(ASK_ROLLOUTS + 4);
@@ -171,10 +201,9 @@ describe("the fleet's last ask, read back", () => {
 describe("status --stored", () => {
   let fleet: Fleet;
   beforeEach(() => {
-    const key = generateSecretKey("asks-back-1");
     fleet = parseFleetValue(
       {
-        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(KEY))] },
         hosts: {
           web3: { address: "192.0.2.3", system: V2 },
           web5: { address: "192.0.2.5", system: V2 },
@@ -214,7 +243,7 @@ describe("status --stored", () => {
       rolledBack: true,
       error: "health check failed",
     });
-    await writeRollout(store, rollout(1, [entry("web5", "rolled-back")]));
+    await writeRollout(store, rollout(1, [entry("web5", "rolled-back")]), KEY);
     const view = await readStatusView(fleet, fleet.hosts, { stored: true });
     const web5 = view.rows.find((r) => r.host === "web5") as StoredRow;
     expect(web5).toMatchObject({ inStep: false, behindRollout: { rollout: "00000001" } });
@@ -226,12 +255,45 @@ describe("status --stored", () => {
   });
 });
 
+describe("rollout records not signed by the fleet's cache key", () => {
+  it("ask nothing of status, the dashboard's watch or a plan: the host a signed rollout skipped stays behind, and status names them", async () => {
+    await writeStatus(store, record(at(-1)));
+    await skippedThenOthers(2);
+    const stranger = await forgedAsks();
+    const fleet = parseFleetValue(
+      {
+        cache: cache(),
+        hosts: { web5: { address: "192.0.2.5", system: V2 } },
+      },
+      "rollout-asks-back.test.ts",
+    );
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(view.rows[0]).toMatchObject({ inStep: false, behindRollout: { rollout: "00000000" } });
+    expect(view.warnings).toEqual([
+      "rollout records not to be believed were passed over: 0000000b (it is signed by key 'stranger-1', which is not in cache.publicKeys (one dropped from them, rotated or leaked, or a stranger's)), 0000000a (it is not signed); they ask nothing of their hosts (anyone who can write the store could have put them there): a deploy signs its record with the cache key it pushes with, and a key rotated (not leaked) may be listed in cache.publicKeys again (docs/keys.md)",
+    ]);
+    const watched = await new RolloutWatch(store, KEYS).asks(["web5"]);
+    expect(watched.asks.get("web5")?.rollout.id).toBe("00000000");
+    expect(watched.undone.size).toBe(0);
+    expect(watched.disbelieved.map((d) => d.id)).toEqual(["0000000b", "0000000a"]);
+    const plan = {
+      hosts: [{ host: "web5", action: "activate", current: V1, desired: V2 }],
+    } as unknown as DeployPlan;
+    expect((await withBehindRollouts(cache(), plan)).hosts[0]?.behindRollout).toMatchObject({
+      rollout: "00000000",
+    });
+    // Believed, they would have cleared it (what every view did before it weighed records).
+    const all = await new RolloutWatch(store, [publicKeyOf(stranger)]).asks(["web5"]);
+    expect(all.asks.get("web5")?.rollout.id).toBe("0000000b");
+    expect(all.undone.get("web5")).toBeUndefined();
+  });
+});
+
 describe("a plan's word on a host behind a rollout", () => {
   const plan = {
     hosts: [{ host: "web5", action: "activate", current: V1, desired: V2 }],
   } as unknown as DeployPlan;
-  const behind = async () =>
-    (await withBehindRollouts(`file://${dir}`, plan)).hosts[0]?.behindRollout;
+  const behind = async () => (await withBehindRollouts(cache(), plan)).hosts[0]?.behindRollout;
 
   it("says it, as every view does, until the host's own newer record says otherwise", async () => {
     await skippedThenOthers(2);

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import {
   type RolloutHost,
@@ -18,6 +19,9 @@ import { countReads } from "../store/wrap-store.js";
 import { HISTORY_ROLLOUTS, pausedRollout, RolloutWatch, withAnswers } from "./rollout-watch.js";
 
 const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
+/** The fleet's cache key, which signs its deploys' rollout records. */
+const KEY = generateSecretKey("watch-1");
+const KEYS = [publicKeyOf(KEY)];
 
 let dir: string;
 let store: ObjectStore;
@@ -65,16 +69,16 @@ const keyOf = (r: RolloutRecord) => rolloutKey(new Date(r.startedAt), r.id);
 describe("the rollout watch", () => {
   it("finds none in an empty store", async () => {
     const { store: counted, counts } = countReads(store);
-    expect(await new RolloutWatch(counted).poll()).toEqual({ status: "none" });
+    expect(await new RolloutWatch(counted, KEYS).poll()).toEqual({ status: "none" });
     expect(counts).toEqual({ list: 1, get: 0, head: 0 });
   });
 
   it("finds the newest rollout past objects that are not rollout records", async () => {
     const newest = rollout("00000001", 20, [[entry("web1")]]);
-    await writeRollout(store, newest);
+    await writeRollout(store, newest, KEY);
     // Sorts before every record ("0…" < "9…"): a page of one key would hold only it.
     await store.put("status/rollouts/0-stray.json", Buffer.from("{}"));
-    const read = await new RolloutWatch(store).poll();
+    const read = await new RolloutWatch(store, KEYS).poll();
     expect(read).toMatchObject({ status: "found", record: newest });
   });
 
@@ -82,9 +86,9 @@ describe("the rollout watch", () => {
     const first = rollout("aaaaaaaa", 0, [[entry("web1")]]);
     const newest = rollout("00000001", 20, [[entry("web1")], [entry("web2", "activating")]]);
     const middle = rollout("ffffffff", 10, [[entry("web3")]]);
-    for (const r of [first, newest, middle]) await writeRollout(store, r);
+    for (const r of [first, newest, middle]) await writeRollout(store, r, KEY);
     const { store: counted, counts } = countReads(store);
-    const watch = new RolloutWatch(counted);
+    const watch = new RolloutWatch(counted, KEYS);
 
     expect(await watch.poll()).toEqual({ status: "found", key: keyOf(newest), record: newest });
     expect(counts).toEqual({ list: 1, get: 1, head: 0 });
@@ -101,7 +105,7 @@ describe("the rollout watch", () => {
       ],
       updatedAt: new Date(Date.UTC(2026, 10, 25, 10, 25)).toISOString(),
     };
-    await writeRollout(store, moved);
+    await writeRollout(store, moved, KEY);
     expect(await watch.poll()).toEqual({ status: "found", key: keyOf(newest), record: moved });
     expect(counts.get).toBe(2);
     await watch.poll();
@@ -109,17 +113,17 @@ describe("the rollout watch", () => {
 
     // A newer rollout starts: it is the one read.
     const next = rollout("bbbbbbbb", 30, [[entry("db1", "pending")]]);
-    await writeRollout(store, next);
+    await writeRollout(store, next, KEY);
     expect(await watch.poll()).toEqual({ status: "found", key: keyOf(next), record: next });
     expect(counts.get).toBe(3);
   });
 
   it("reports an unreadable newest record, with its problem, and reads it once", async () => {
-    await writeRollout(store, rollout("aaaaaaaa", 0, [[entry("web1")]]));
+    await writeRollout(store, rollout("aaaaaaaa", 0, [[entry("web1")]]), KEY);
     const planted = rolloutKey(new Date(Date.UTC(2026, 10, 25, 11, 0)), "deadbeef");
     await store.put(planted, Buffer.from("{not json"));
     const { store: counted, counts } = countReads(store);
-    const watch = new RolloutWatch(counted);
+    const watch = new RolloutWatch(counted, KEYS);
     const read = await watch.poll();
     expect(read.status).toBe("unreadable");
     expect(read).toMatchObject({ key: planted });
@@ -151,14 +155,14 @@ describe("the rollout watch", () => {
     const newest = rollout("cccccccc", 20, [[entry("web1", "health")], [entry("web2")]], {
       action: "boot",
     });
-    for (const r of [oldest, without, newest]) await writeRollout(store, r);
+    for (const r of [oldest, without, newest]) await writeRollout(store, r, KEY);
     // An unreadable one is passed over.
     await store.put(
       rolloutKey(new Date(Date.UTC(2026, 10, 25, 10, 15)), "deadbeef"),
       Buffer.from("[]"),
     );
     const { store: counted, counts } = countReads(store);
-    const watch = new RolloutWatch(counted);
+    const watch = new RolloutWatch(counted, KEYS);
 
     const history = await watch.hostHistory("web1");
     expect(history).toEqual([
@@ -191,11 +195,11 @@ describe("the rollout watch", () => {
   });
 
   it(`looks back over the newest ${HISTORY_ROLLOUTS} rollouts only`, async () => {
-    await writeRollout(store, rollout("aaaaaaaa", 0, [[entry("web1")]]));
+    await writeRollout(store, rollout("aaaaaaaa", 0, [[entry("web1")]]), KEY);
     for (let i = 1; i <= HISTORY_ROLLOUTS; i++) {
-      await writeRollout(store, rollout(`${i}`.padStart(8, "0"), i, [[entry("web2")]]));
+      await writeRollout(store, rollout(`${i}`.padStart(8, "0"), i, [[entry("web2")]]), KEY);
     }
-    const watch = new RolloutWatch(store);
+    const watch = new RolloutWatch(store, KEYS);
     expect(await watch.hostHistory("web1")).toEqual([]);
     expect(await watch.hostHistory("web2")).toHaveLength(HISTORY_ROLLOUTS);
   });
@@ -205,8 +209,8 @@ describe("the rollout watch", () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     try {
       vi.setSystemTime(new Date(Date.UTC(2026, 10, 25, 10, 1)));
-      await writeRollout(store, rollout("aaaaaaaaaaaa", 0, [[entry("web1", "activating")]]));
-      const watch = new RolloutWatch(store);
+      await writeRollout(store, rollout("aaaaaaaaaaaa", 0, [[entry("web1", "activating")]]), KEY);
+      const watch = new RolloutWatch(store, KEYS);
       const live = (await watch.asks(["web1"])).asks.get("web1");
       expect(live?.entry.state).toBe("activating");
       expect(live?.rollout.live).toBe(true);
@@ -231,8 +235,8 @@ describe("the rollout watch", () => {
       pauses: [pause],
       updatedAt: new Date(Date.UTC(2026, 10, 25, 10, 50)).toISOString(),
     });
-    await writeRollout(store, paused);
-    const watch = new RolloutWatch(store);
+    await writeRollout(store, paused, KEY);
+    const watch = new RolloutWatch(store, KEYS);
     await watch.asks(["web2"]);
     const at = (h: number, m: number) => new Date(Date.UTC(2026, 10, 25, h, m));
     expect(watch.pausedNow(at(10, 55)).map((p) => p.id)).toEqual(["aaaaaaaa"]);

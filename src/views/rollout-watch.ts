@@ -2,6 +2,7 @@
 // key finds it, and it is read only when its key or etag moved. Also the recent rollouts a host
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
 import type { Ask } from "../status/fleet-asks.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { readAnswer } from "../status/pause-answer-store.js";
@@ -16,9 +17,10 @@ import {
 import {
   ASK_ROLLOUTS,
   type AsksRead,
+  type DisbelievedRollout,
   listNewestRollouts,
   readAsksBack,
-  readRollout,
+  readWeighedRollout,
 } from "../status/rollout-store.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -30,7 +32,13 @@ const READS = 4;
 export type RolloutRead =
   | { readonly status: "none" }
   | { readonly status: "found"; readonly key: string; readonly record: RolloutRecord }
-  | { readonly status: "unreadable"; readonly key: string; readonly problem: string };
+  | {
+      readonly status: "unreadable";
+      readonly key: string;
+      readonly problem: string;
+      /** Read, but not to be believed (the watch's keys did not sign it): it asks nothing. */
+      readonly disbelieved?: DisbelievedRollout;
+    };
 
 /** One rollout a host took part in: its wave and its outcome there. */
 export interface HostRollout {
@@ -109,8 +117,15 @@ export class RolloutWatch {
       }
     | undefined;
 
-  constructor(store: ObjectStore) {
+  readonly #keys: readonly PublicKey[];
+
+  /**
+   * `keys`: the fleet's cache.publicKeys. A record none of them signed (or one copied to another
+   * key) is not believed: it is no rollout of the watch's, and asks nothing.
+   */
+  constructor(store: ObjectStore, keys: readonly PublicKey[]) {
     this.#store = store;
+    this.#keys = keys;
   }
 
   /** The newest rollout. */
@@ -181,9 +196,12 @@ export class RolloutWatch {
         read: async (info) => {
           const known = await this.#known(info);
           next.set(info.key, known);
-          return known.read.status === "found"
-            ? { key: known.read.key, record: known.read.record }
-            : undefined;
+          const { read } = known;
+          if (read.status === "found") return { key: read.key, record: read.record };
+          if (read.status === "unreadable" && read.disbelieved !== undefined) {
+            return { key: read.key, disbelieved: read.disbelieved };
+          }
+          return undefined;
         },
       },
       names,
@@ -208,6 +226,7 @@ export class RolloutWatch {
       asks: this.#asked.asks,
       unjudged: read.unjudged,
       undone: this.#asked.undone,
+      disbelieved: read.disbelieved,
       lookedBack: read.lookedBack,
     };
   }
@@ -237,8 +256,16 @@ export class RolloutWatch {
 
   async #read(key: string): Promise<RolloutRead> {
     try {
-      const record = await readRollout(this.#store, key);
-      return record === undefined ? { status: "none" } : { status: "found", key, record };
+      const weighed = await readWeighedRollout(this.#store, key, this.#keys);
+      if (weighed === undefined) return { status: "none" };
+      if (weighed.trusted) return { status: "found", key, record: weighed.record };
+      const disbelieved = { key, id: weighed.record.id, why: weighed.why };
+      return {
+        status: "unreadable",
+        key,
+        problem: `rollout ${disbelieved.id}'s record is not to be believed: ${disbelieved.why}; anyone who can write the store could have put it there`,
+        disbelieved,
+      };
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       return { status: "unreadable", key, problem: err.message };

@@ -21,7 +21,12 @@ import { failureUndone } from "../status/behind.js";
 import type { Ask, UndoneFailure } from "../status/fleet-asks.js";
 import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
-import { ASK_BYTES, ASK_LOOKBACK } from "../status/rollout-store.js";
+import {
+  ASK_BYTES,
+  ASK_LOOKBACK,
+  type DisbelievedRollout,
+  disbelievedWarning,
+} from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { namesShown } from "../util/names-shown.js";
@@ -144,6 +149,8 @@ export async function readStatusView(
       `${namesShown(unjudged, 5)}: ${unjudged.length === 1 ? "its record is" : "their records are"} older than the newest ${stored?.lookedBack ?? 0} rollouts (${lookBackLimits()}), none of which names ${unjudged.length === 1 ? "it" : "them"}: whether an older rollout left ${unjudged.length === 1 ? "it" : "them"} behind is not judged (deploy ${unjudged.length === 1 ? "it" : "them"}, or read 'nixship status --on HOST' live)`,
     );
   }
+  const passedOver = disbelievedWarning(stored?.disbelieved ?? []);
+  if (passedOver !== undefined) warnings.push(passedOver);
   const expired = expiredChannel(fleet, stored?.agents?.channel, new Date());
   if (expired !== undefined) {
     warnings.push(
@@ -238,6 +245,8 @@ interface StoreFacts {
   readonly unjudged: readonly string[];
   /** How many rollout records the asks looked back over (AsksRead). */
   readonly lookedBack: number;
+  /** Rollout records passed over as not to be believed (AsksRead). */
+  readonly disbelieved: readonly DisbelievedRollout[];
   readonly paused: PausedRollout[];
   /** The first rollout record passed over for being dated in the future. */
   readonly future: FutureRollout | undefined;
@@ -261,27 +270,30 @@ async function readStore(
       ? await (options.signals?.read() ?? readAgentSignals(store, fleet))
       : undefined;
     const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
+    const rolloutKeys = (fleet.cache?.publicKeys ?? []).map(parsePublicKey);
     const origins = await readHostOrigins(
       store,
       poll.records,
-      { release: releaseKeys, rollout: (fleet.cache?.publicKeys ?? []).map(parsePublicKey) },
+      { release: releaseKeys, rollout: rolloutKeys },
       options.origins,
     );
-    const rollouts = options.rollouts ?? new RolloutWatch(store);
+    const rollouts = options.rollouts ?? new RolloutWatch(store, rolloutKeys);
     // A host's own record, newer than a rollout, is the newer word: no need to read back past it.
     const since = new Map(
       [...poll.records].flatMap(([host, record]) =>
         record === undefined ? [] : [[host, record.startedAt] as const],
       ),
     );
-    const [{ asks, unjudged, undone, lookedBack }, future, newest] = await Promise.all([
-      rollouts.asks(
-        hosts.map((h) => h.name),
-        since,
-      ),
-      firstFutureRollout(store, Date.now()),
-      rollouts.poll(),
-    ]);
+    const [{ asks, unjudged, undone, disbelieved, lookedBack }, future, newest] = await Promise.all(
+      [
+        rollouts.asks(
+          hosts.map((h) => h.name),
+          since,
+        ),
+        firstFutureRollout(store, Date.now()),
+        rollouts.poll(),
+      ],
+    );
     // A store with no record of any host and no rollout may be no store at all (a directory
     // gone or unmounted, a URL mistyped): one that holds no binary cache is refused, not shown
     // as a fleet that never reported.
@@ -290,7 +302,19 @@ async function readStore(
       await requireCacheInfo(store);
     }
     const paused = await withAnswers(store, rollouts.pausedNow());
-    return { poll, agents, origins, asks, unjudged, lookedBack, undone, paused, future, newest };
+    return {
+      poll,
+      agents,
+      origins,
+      asks,
+      unjudged,
+      lookedBack,
+      undone,
+      disbelieved,
+      paused,
+      future,
+      newest,
+    };
   } finally {
     if (kept === undefined) await store.close();
   }
