@@ -30,7 +30,12 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
     return html`<h1>Rollout</h1>${ahead}<p>No rollout recorded yet: <code>nixship deploy</code> records each one as it runs.</p>`;
   }
   if (read.status === "unreadable") {
-    return html`<h1>Rollout</h1>${ahead}<p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
+    // A record the fleet's cache key did not sign is read, and not shown as the fleet's rollout.
+    const shown =
+      read.disbelieved === undefined
+        ? "The newest rollout record could not be read"
+        : "The newest rollout record is not shown";
+    return html`<h1>Rollout</h1>${ahead}<p class="problem">${shown}: ${read.problem}</p>`;
   }
   // A record whose deployer is gone is shown as it ended there (ended-rollout.ts).
   const gone = rolloutGone(read.record, now);

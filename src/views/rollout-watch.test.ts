@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { rolloutMain } from "../dashboard/rollout-page.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import {
@@ -80,6 +81,22 @@ describe("the rollout watch", () => {
     await store.put("status/rollouts/0-stray.json", Buffer.from("{}"));
     const read = await new RolloutWatch(store, KEYS).poll();
     expect(read).toMatchObject({ status: "found", record: newest });
+  });
+
+  it("does not take a newest record the fleet's key did not sign for a rollout; the dashboard says why it is not shown", async () => {
+    const newest = rollout("00000001", 20, [[entry("web1")]]);
+    await writeRollout(store, newest);
+    const read = await new RolloutWatch(store, KEYS).poll();
+    expect(read).toEqual({
+      status: "unreadable",
+      key: keyOf(newest),
+      problem:
+        "rollout 00000001's record is not to be believed: it is not signed; anyone who can write the store could have put it there",
+      disbelieved: { key: keyOf(newest), id: "00000001", why: "it is not signed" },
+    });
+    expect(String(rolloutMain(read, null, new Date()))).toContain(
+      '<p class="problem">The newest rollout record is not shown: rollout 00000001&#39;s record is not to be believed: it is not signed;',
+    );
   });
 
   it("reads the newest rollout once, and again only when it is rewritten", async () => {
