@@ -5,7 +5,10 @@
 // or whose host key is wrong fails naming it; doctor reports the builders.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../support/cli.js";
+import { buildOnHost } from "../src/cache/build-host.js";
+import { resolveBuildPlace } from "../src/deploy/build-place.js";
+import { loadFleet } from "../src/fleet/load-fleet.js";
+import { run, runOk } from "../support/cli.js";
 import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
@@ -15,7 +18,7 @@ let flake: FreshSystems | undefined;
 let builderAddress: string;
 
 /** Systems no store has yet: each test's own, fresh per run (their version holds the nonce). */
-const SYSTEMS = ["web-remote", "web-buildhost", "web-down", "web-badkey"] as const;
+const SYSTEMS = ["web-remote", "web-buildhost", "web-down", "web-badkey", "web-hung"] as const;
 
 beforeAll(async () => {
   lab = await startSshLab("rb", 2);
@@ -84,6 +87,47 @@ describe("builds elsewhere", () => {
     const path = (JSON.parse(built.stdout) as { hosts: { rb2: string } }).hosts.rb2;
     expect(await inBuilderStore(path)).toBe(true);
     expect(await servedBy(lab.info, "rb2")).toBe("web-buildhost");
+  });
+
+  it("a build host whose nix-daemon hangs behind a live ssh: the copy to it is stopped once Nix has said nothing for its idle limit, naming the host", async () => {
+    // The daemon ssh-ng starts there (remote-program) takes the connection and never answers.
+    const hang = await run("ssh", [
+      "-F",
+      join(lab.info.dir, "ssh_config"),
+      "rb1",
+      "printf '#!/bin/sh\\nexec sleep 600\\n' > /root/hung-daemon && chmod +x /root/hung-daemon",
+    ]);
+    expect(hang.code, hang.stderr).toBe(0);
+    await setFleet("web-hung", undefined);
+    const where = await resolveBuildPlace(await loadFleet(lab.fleetFile), "rb1");
+    const drv = (
+      await runOk("nix", [
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "eval",
+        "--raw",
+        `path:${(flake as FreshSystems).dir}#packages.x86_64-linux.web-hung.drvPath`,
+      ])
+    ).trim();
+    const hung = `${where.host}?remote-program=/root/hung-daemon`;
+    const started = Date.now();
+    const error = await buildOnHost([drv], hung, where.place, { copyIdleMs: 3000 }).catch(
+      (err: unknown) => err,
+    );
+    expect(error).toMatchObject({
+      code: "nix-failed",
+      message: expect.stringMatching(
+        /^'nix --extra-experimental-features nix-command flakes copy --derivation --to ssh-ng:\/\/root@rb1\?remote-program=\/root\/hung-daemon' said nothing for 3 s, and was stopped \(ssh-ng:\/\/root@rb1\?remote-program=\/root\/hung-daemon\)$/,
+      ),
+      hint: expect.stringContaining(
+        "check ssh-ng://root@rb1?remote-program=/root/hung-daemon (its nix-daemon",
+      ),
+    });
+    // Stopped by the idle limit, not by anything slower (a test's own timeout is minutes).
+    expect(Date.now() - started).toBeLessThan(60_000);
+    // The deployer's Nix (and its ssh) is gone with it.
+    const left = await run("pgrep", ["-f", "remote-program=/root/hung-daemon"]);
+    expect(left.stdout.trim()).toBe("");
   });
 
   it("a builder that is down fails the build, naming it and what failed", async () => {

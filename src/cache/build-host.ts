@@ -18,6 +18,12 @@ import {
 } from "./nix-build.js";
 import { derivationOutputs } from "./nix-version.js";
 
+/**
+ * Milliseconds a copy to or from the build host may go without a word from Nix (its progress
+ * comes with every chunk moved): a daemon that hangs behind a live ssh is stopped then.
+ */
+const COPY_IDLE_MS = 10 * 60_000;
+
 /** A build host's build, with what the derivations built there make (derivation-closure.ts). */
 export interface BuiltOnHost extends BuiltDerivations {
   readonly made: DerivationClosure;
@@ -35,13 +41,15 @@ export async function buildOnHost(
   drvPaths: readonly string[],
   host: string,
   place: BuildPlace,
-  options: NixRunOptions & { readonly copyBack?: boolean } = {},
+  options: NixRunOptions & { readonly copyBack?: boolean; readonly copyIdleMs?: number } = {},
 ): Promise<BuiltOnHost> {
   const version = await localNixVersion();
   const drvs = [...new Set(drvPaths)];
   const { signal } = options;
   const there = { store: host, ...(signal ? { signal } : {}) };
-  await runNixLogged([...NEW_CLI, "copy", "--derivation", "--to", host, ...drvs], place, there);
+  // A copy that moves nothing for COPY_IDLE_MS is stopped; a build may be silent for longer.
+  const copying = { ...there, idleMs: options.copyIdleMs ?? COPY_IDLE_MS };
+  await runNixLogged([...NEW_CLI, "copy", "--derivation", "--to", host, ...drvs], place, copying);
   const built = await runNixLogged(
     [
       ...NEW_CLI,
@@ -70,7 +78,7 @@ export async function buildOnHost(
   await runNixLogged(
     [...NEW_CLI, "copy", "--no-check-sigs", "--from", host, ...outputs],
     place,
-    there,
+    copying,
   );
   // What came is what the host sends, not what it recorded a moment before.
   checkClosureDefined(await queryClosure(outputs), made, host, true);

@@ -2,6 +2,7 @@
 // its structured log read for progress and for what other machines did.
 import { OperationError } from "../errors.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { eitherSignal, startIdleDeadline } from "../util/deadline.js";
 import { mapLimit } from "../util/pool.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { type BuilderFailure, NixBuildLog } from "./build-log.js";
@@ -61,24 +62,31 @@ export interface NixRunOptions {
 /**
  * Runs a Nix command, reading what its stderr says of other machines (build-log.ts); a failure
  * there becomes a BuilderError naming the builder, any other a `nix-failed` with Nix's last
- * words. `store`: the other machine whose store the command builds in, if any.
+ * words. `store`: the other machine whose store the command builds in, if any. `idleMs`: the
+ * command is stopped once its structured log (a copy's progress comes with every chunk it
+ * moves) has been silent that long, as a Nix whose daemon hangs behind a live ssh would be.
  */
 export async function runNixLogged(
   args: readonly string[],
   place: BuildPlace,
-  options: NixRunOptions & { readonly store?: string } = {},
+  options: NixRunOptions & { readonly store?: string; readonly idleMs?: number } = {},
 ): Promise<{ stdout: string; log: NixBuildLog }> {
   await localNixVersion();
-  const { store, onProgress, signal } = options;
+  const { store, onProgress, signal, idleMs } = options;
   const log = new NixBuildLog(store);
   const activity = new NixActivity((line) => log.add(line), onProgress);
   const env = placeEnv(place);
+  const idle = idleMs === undefined ? undefined : startIdleDeadline(idleMs);
+  const stop = idle === undefined ? signal : eitherSignal(idle, signal);
   // Nix's structured log (nix-activity.ts): its builds as progress, its words as plain lines.
   const r = await runStreamed("nix", ["--log-format", "internal-json", ...args], {
-    onStderrLine: (line) => activity.add(line),
+    onStderrLine: (line) => {
+      idle?.touch();
+      activity.add(line);
+    },
     ...(env ? { env } : {}),
-    ...(signal ? { signal } : {}),
-  });
+    ...(stop ? { signal: stop } : {}),
+  }).finally(() => idle?.clear());
   log.end();
   if (r.error !== undefined) {
     throw new OperationError(NIX_ERRORS.missing, `cannot run 'nix': ${r.error.message}`, {
@@ -89,6 +97,16 @@ export async function runNixLogged(
   const shown = `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}'`;
   if (signal?.aborted)
     throw new OperationError(NIX_ERRORS.failed, `${shown} was stopped: interrupted`);
+  if (idle?.signal.aborted) {
+    const where = store === undefined ? "" : ` (${store})`;
+    throw new OperationError(
+      NIX_ERRORS.failed,
+      `${shown} said nothing for ${(idleMs ?? 0) / 1000} s, and was stopped${where}`,
+      {
+        hint: `a copy moves and reports bytes all along: check ${store ?? "the other machine"} (its nix-daemon, its disk, the link to it)`,
+      },
+    );
+  }
   const failed = [...log.failures].sort(
     (a, b) => Number(b.kind === "build-failed") - Number(a.kind === "build-failed"),
   );

@@ -3,8 +3,8 @@
 // has none), the caller's signal still stops the work, and the deadline ends with the work.
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { describe, expect, it } from "vitest";
-import { timedOut, withDeadline } from "./deadline.js";
+import { describe, expect, it, vi } from "vitest";
+import { startIdleDeadline, timedOut, withDeadline } from "./deadline.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -51,5 +51,33 @@ describe("withDeadline", () => {
     expect(result).toBe(42);
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(inner?.aborted).toBe(false);
+  });
+});
+
+describe("startIdleDeadline", () => {
+  it("aborts only once the work has been silent for its time: each word puts it off", () => {
+    vi.useFakeTimers();
+    try {
+      const idle = startIdleDeadline(1000);
+      for (let i = 0; i < 5; i++) {
+        vi.advanceTimersByTime(900);
+        idle.touch();
+      }
+      // 4.5 s in all, never 1 s of silence.
+      expect(idle.signal.aborted).toBe(false);
+      vi.advanceTimersByTime(999);
+      expect(idle.signal.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect(timedOut(idle.signal)).toBe(true);
+      // A word after it fired does not bring it back.
+      idle.touch();
+      expect(idle.signal.aborted).toBe(true);
+      const cleared = startIdleDeadline(1000);
+      cleared.clear();
+      vi.advanceTimersByTime(5000);
+      expect(cleared.signal.aborted).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -32,6 +32,33 @@ export function startDeadline(ms: number): Deadline {
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
+/**
+ * A deadline `ms` after the work last gave word of itself (`touch`, each time it does): for work
+ * whose length cannot be known (a copy of any size), where what is wrong is silence.
+ */
+export interface IdleDeadline extends Deadline {
+  touch(): void;
+}
+
+export function startIdleDeadline(ms: number): IdleDeadline {
+  const controller = new AbortController();
+  const start = () => {
+    const t = setTimeout(() => controller.abort(timeoutReason(ms)), ms);
+    t.unref();
+    return t;
+  };
+  let timer = start();
+  return {
+    signal: controller.signal,
+    touch: () => {
+      if (controller.signal.aborted) return;
+      clearTimeout(timer);
+      timer = start();
+    },
+    clear: () => clearTimeout(timer),
+  };
+}
+
 /** `deadline`'s signal, and `signal`'s when there is one: the first to abort stops the work. */
 export function eitherSignal(deadline: Deadline, signal: AbortSignal | undefined): AbortSignal {
   return signal === undefined ? deadline.signal : AbortSignal.any([deadline.signal, signal]);
