@@ -61,7 +61,9 @@ commit and whether its tree was dirty; believed only when a key of cache.publicK
 as a deploy with --key does), the release its agent applied (the origin document
 signed beside it, believed only when a key of releases.publicKeys signed it for that release),
 or the rollback and who ran it. Each rollout record and release is read once, whatever the
-number of hosts it put there; one that is gone, unreadable or not to be believed is said so.
+number of hosts it put there; one that is gone, unreadable or not to be believed is said so,
+and so is one that never gave the host the system its record says it runs (a record is its
+host's own word).
 
 A host is behind when the newest rollout that named it (among the newest 200 rollout records
 in the store, status/rollouts/…, and 64 MiB of them) gave it a system it does not run, and nothing it reported

@@ -181,6 +181,41 @@ export async function readHostEntry(
   return Object.hasOwn(hosts, host) ? hosts[host] : undefined;
 }
 
+/**
+ * The entries of `hosts` in a verified release file (undefined: it does not name the host):
+ * of a sharded release, each shard that holds one of them read once (SHARD_CONCURRENCY at a
+ * time) and checked whole, as readHostEntry checks an agent's own.
+ */
+export async function readHostEntries(
+  store: ObjectStore,
+  head: SignedHead,
+  hosts: readonly string[],
+): Promise<Map<string, ReleaseHost | undefined>> {
+  const entries = new Map<string, ReleaseHost | undefined>();
+  const own = (all: Release["hosts"], host: string) =>
+    Object.hasOwn(all, host) ? all[host] : undefined;
+  if (head.hosts !== undefined) {
+    for (const host of hosts) entries.set(host, own(head.hosts, host));
+    return entries;
+  }
+  const byShard = new Map<number, string[]>();
+  for (const host of hosts) {
+    const index = shardIndex(host, head.shards.length);
+    byShard.set(index, [...(byShard.get(index) ?? []), host]);
+  }
+  const keys = shardKeys(head);
+  await mapLimit([...byShard], SHARD_CONCURRENCY, async ([index, named]) => {
+    const all = parseShard(
+      await readShardBytes(store, head, index),
+      head,
+      index,
+      keys[index] as string,
+    );
+    for (const host of named) entries.set(host, own(all, host));
+  });
+  return entries;
+}
+
 /** A release file's bytes (`source`: where they were read) parsed, with its shards joined. */
 export async function loadRelease(
   store: ObjectStore,

@@ -80,7 +80,21 @@ describe("who put each host's system there", () => {
       action: "switch",
       state: "succeeded",
       stopped: null,
-      waves: [],
+      // It gave web1-3 and web9 system A; web10 it never named.
+      waves: [
+        {
+          index: 1,
+          kind: "main",
+          hosts: ["web1", "web2", "web3", "web7", "web9"].map((host) => ({
+            host,
+            state: "confirmed" as const,
+            phase: null,
+            system: A,
+            before: B,
+            message: null,
+          })),
+        },
+      ],
       by: "alice@deploybox",
       sources: [{ flake: "/srv/fleet", rev: "d".repeat(40), dirty: true }],
       startedAt: started.toISOString(),
@@ -100,7 +114,7 @@ describe("who put each host's system there", () => {
     await writeRollout(store, undo, cacheKey);
     const release = {
       channel: "prod",
-      hosts: { ag1: { path: A }, ag2: { path: B } },
+      hosts: { ag1: { path: A }, ag2: { path: B }, ag3: { path: A } },
       kind: "deploy" as const,
       action: "switch" as const,
       health: { http: [], commands: [] },
@@ -140,6 +154,23 @@ describe("who put each host's system there", () => {
       ["web6", record("web6")],
       ["web7", record("web7", {}, { kind: "rollout", key: rolloutKey(started, undo.id) })],
       ["web8", record("web8", {}, { kind: "rollout", key: rolloutKey(started, "cccccccccccc") })],
+      // Records that name a signed rollout or release which never gave them what they run, as
+      // a host that writes its own record (an agent) could: web9 runs B where the rollout gave
+      // it A, web10 is not in it, ag5 is not in release 1.
+      ["web9", record("web9", { current: B }, { kind: "rollout", key: ROLLOUT })],
+      ["web10", record("web10", {}, { kind: "rollout", key: ROLLOUT })],
+      [
+        "ag5",
+        record(
+          "ag5",
+          { mode: "agent", channel: "prod", seq: 1 },
+          {
+            kind: "release",
+            channel: "prod",
+            seq: 1,
+          },
+        ),
+      ],
     ]);
     const counted = counting(store);
     const cache: OriginCache = new Map();
@@ -180,6 +211,15 @@ describe("who put each host's system there", () => {
     expect(text("web7")).toBe(
       "rolled back (rollout bbbbbbbbbbbb, undoing 0123456789ab) by bob@laptop",
     );
+    expect(text("web9")).toBe(
+      "deployed (rollout 0123456789ab), by whom unknown: its rollout record gave this host another system than the one its record says it runs",
+    );
+    expect(text("web10")).toBe(
+      "deployed (rollout 0123456789ab), by whom unknown: its rollout record does not name this host",
+    );
+    expect(text("ag5")).toBe(
+      "released (release prod/1), by whom unknown: its release does not name this host",
+    );
     // A dashboard's next poll reads nothing: what was believed is kept, and what was not is
     // shown as it was until PROBLEM_RETRY_MS passed; then only that is asked again.
     counted.gets.length = 0;
@@ -195,5 +235,61 @@ describe("who put each host's system there", () => {
         "releases/prod/2.origin.json",
       ].sort(),
     );
+  });
+
+  it("of a sharded release, reads once each shard that holds a host naming it; a host named after the read is read again for", async () => {
+    // 600 hosts: three shards of at most 256.
+    const hosts = Object.fromEntries(
+      Array.from({ length: 600 }, (_, i) => [`ag${i}`, { path: i === 7 ? B : A }]),
+    );
+    await publishRelease(store, {
+      channel: "prod",
+      hosts,
+      kind: "deploy",
+      action: "switch",
+      health: { http: [], commands: [] },
+      confirmTimeout: 30,
+      key,
+      origin: { by: "ci@runner", sources: [] },
+    });
+    const named = (h: string, current: StorePath) =>
+      [
+        h,
+        record(
+          h,
+          { mode: "agent", channel: "prod", seq: 1, desired: current, current },
+          {
+            kind: "release",
+            channel: "prod",
+            seq: 1,
+          },
+        ),
+      ] as const;
+    // ag7 was given B and runs A (its record says); the others run what they were given.
+    const records = new Map<string, StatusRecord>([
+      named("ag1", A),
+      named("ag2", A),
+      named("ag7", A),
+    ]);
+    const counted = counting(store);
+    const cache: OriginCache = new Map();
+    const shown = await readHostOrigins(counted.store, records, KEYS, cache, Date.now());
+    const shards = counted.gets.filter((k) => k.startsWith("release-shards/"));
+    expect(new Set(shards).size).toBe(shards.length);
+    expect(shards.length).toBeGreaterThanOrEqual(1);
+    expect(shards.length).toBeLessThanOrEqual(3);
+    expect(shown.get("ag1")).toMatchObject({ by: "ci@runner", problem: null });
+    expect(shown.get("ag7")).toMatchObject({
+      by: null,
+      problem: "its release gave this host another system than the one its record says it runs",
+    });
+    // Kept for the hosts it was read for; a host that names it since is read for.
+    counted.gets.length = 0;
+    await readHostOrigins(counted.store, records, KEYS, cache, Date.now());
+    expect(counted.gets).toEqual([]);
+    records.set("ag599", named("ag599", A)[1]);
+    const again = await readHostOrigins(counted.store, records, KEYS, cache, Date.now());
+    expect(again.get("ag599")).toMatchObject({ by: "ci@runner", problem: null });
+    expect(counted.gets).toContain("releases/prod/1.json");
   });
 });

@@ -6,7 +6,10 @@
 import { NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { OriginSource } from "../release/release-origin.js";
+import { trustedHead } from "../release/release-sign.js";
 import { readRelease, readReleaseOrigin } from "../release/release-store.js";
+import { readHostEntries } from "../release/shard-store.js";
+import type { RolloutRecord } from "../status/rollout.js";
 import { readWeighedRollout } from "../status/rollout-store.js";
 import type { KnownOrigin, StatusRecord } from "../status/status.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -65,14 +68,23 @@ function refOf(origin: KnownOrigin): string {
 }
 
 /**
+ * An origin as read: as shown, and for each host whose record named it when it was read, the
+ * systems it may run by that origin's word (what the rollout gave it, or what it ran before a
+ * rollout that took it back; what the release gave it). Undefined for a rollback, which has no
+ * record of its own, and for an origin not to be believed.
+ */
+interface ReadOrigin {
+  readonly shown: ShownOrigin;
+  readonly gave: ReadonlyMap<string, readonly string[]> | undefined;
+}
+
+/**
  * Origins read before, by what names them: give the same one to each view (a dashboard). One
  * that could not be told (a record gone, a fault) is asked again once PROBLEM_RETRY_MS passed,
- * so that a quiet poll costs no GET however many hosts name such an origin.
+ * so that a quiet poll costs no GET however many hosts name such an origin; one read before a
+ * host's record named it is read again for that host.
  */
-export type OriginCache = Map<
-  string,
-  { readonly shown: ShownOrigin; readonly askAgainAt?: number }
->;
+export type OriginCache = Map<string, ReadOrigin & { readonly askAgainAt?: number }>;
 
 /** Milliseconds before an origin that could not be told is asked again. */
 export const PROBLEM_RETRY_MS = 5 * 60_000;
@@ -98,52 +110,97 @@ export async function readHostOrigins(
   cache: OriginCache = new Map(),
   now: number = Date.now(),
 ): Promise<Map<string, ShownOrigin>> {
-  const wanted = new Map<string, KnownOrigin>();
-  const known = (ref: string) => {
-    const hit = cache.get(ref);
-    return hit !== undefined && (hit.askAgainAt === undefined || hit.askAgainAt > now);
-  };
-  for (const record of records.values()) {
+  // Every host whose record names an origin, by the origin (each read once, for all of them).
+  const naming = new Map<string, { origin: KnownOrigin; hosts: string[] }>();
+  for (const [host, record] of records) {
     const origin = originOfRecord(record);
-    if (origin !== undefined && !known(refOf(origin))) wanted.set(refOf(origin), origin);
+    if (origin === undefined) continue;
+    const ref = refOf(origin);
+    const named = naming.get(ref) ?? { origin, hosts: [] };
+    named.hosts.push(host);
+    naming.set(ref, named);
   }
-  if (cache.size + wanted.size > CACHE_LIMIT) cache.clear();
-  const fresh = new Map<string, ShownOrigin>();
-  await mapLimit([...wanted], ORIGIN_READS, async ([ref, origin]) => {
-    const shown = await readOrigin(store, origin, keys);
-    fresh.set(ref, shown);
+  const known = (ref: string, hosts: readonly string[]) => {
+    const hit = cache.get(ref);
+    return (
+      hit !== undefined &&
+      (hit.askAgainAt === undefined || hit.askAgainAt > now) &&
+      (hit.gave === undefined || hosts.every((h) => hit.gave?.has(h)))
+    );
+  };
+  const wanted = [...naming].filter(([ref, { hosts }]) => !known(ref, hosts));
+  if (cache.size + wanted.length > CACHE_LIMIT || gaveHeld(cache) > GAVE_LIMIT) cache.clear();
+  const fresh = new Map<string, ReadOrigin>();
+  await mapLimit(wanted, ORIGIN_READS, async ([ref, { origin, hosts }]) => {
+    const read = await readOrigin(store, origin, keys, hosts);
+    fresh.set(ref, read);
     // What could not be told is asked again later (a record written late, a fault).
     cache.set(
       ref,
-      shown.problem === null ? { shown } : { shown, askAgainAt: now + PROBLEM_RETRY_MS },
+      read.shown.problem === null ? read : { ...read, askAgainAt: now + PROBLEM_RETRY_MS },
     );
   });
   const byHost = new Map<string, ShownOrigin>();
   for (const [host, record] of records) {
     const origin = originOfRecord(record);
     if (origin === undefined) continue;
-    const shown = fresh.get(refOf(origin)) ?? cache.get(refOf(origin))?.shown;
-    if (shown !== undefined) byHost.set(host, shown);
+    const read = fresh.get(refOf(origin)) ?? cache.get(refOf(origin));
+    if (read !== undefined) byHost.set(host, boundToHost(read, host, record));
   }
   return byHost;
+}
+
+/** Hosts' systems the cache holds past which it starts again (a few MB). */
+const GAVE_LIMIT = 100_000;
+
+function gaveHeld(cache: OriginCache): number {
+  let held = 0;
+  for (const { gave } of cache.values()) held += gave?.size ?? 0;
+  return held;
+}
+
+/**
+ * The origin as shown for one host: believed only when it gave the host the system its record
+ * says it runs (a boot's record: the one it boots next). A host's record is its own word (an
+ * agent writes it), so one that names a signed rollout or release which never gave it that
+ * system is shown with the problem, not as put there by it.
+ */
+function boundToHost(read: ReadOrigin, host: string, record: StatusRecord): ShownOrigin {
+  const { shown, gave } = read;
+  if (shown.problem !== null || gave === undefined) return shown;
+  const systems = gave.get(host) ?? [];
+  const runs = record.action === "boot" ? record.desired : record.current;
+  if (runs !== null && systems.includes(runs)) return shown;
+  const what = shown.kind === "rollout" ? "its rollout record" : "its release";
+  return {
+    kind: shown.kind,
+    ref: shown.ref,
+    by: null,
+    sources: [],
+    problem:
+      systems.length === 0
+        ? `${what} does not name this host`
+        : `${what} gave this host another system than the one its record says it runs`,
+  };
 }
 
 async function readOrigin(
   store: ObjectStore,
   origin: KnownOrigin,
   keys: OriginKeys,
-): Promise<ShownOrigin> {
+  hosts: readonly string[],
+): Promise<ReadOrigin> {
   const releaseKeys = keys.release;
-  const problem = (ref: string | null, why: string): ShownOrigin => ({
-    kind: origin.kind,
-    ref,
-    by: null,
-    sources: [],
-    problem: why,
+  const problem = (ref: string | null, why: string): ReadOrigin => ({
+    shown: { kind: origin.kind, ref, by: null, sources: [], problem: why },
+    gave: undefined,
   });
   switch (origin.kind) {
     case "rollback":
-      return { kind: "rollback", ref: null, by: origin.by, sources: [], problem: null };
+      return {
+        shown: { kind: "rollback", ref: null, by: origin.by, sources: [], problem: null },
+        gave: undefined,
+      };
     case "rollout": {
       const id = /-([0-9a-f]+)\.json$/.exec(origin.key)?.[1] ?? origin.key;
       try {
@@ -155,12 +212,15 @@ async function readOrigin(
         const { record } = read;
         if (record.by === undefined) return problem(id, "its rollout record names nobody");
         return {
-          kind: "rollout",
-          ref: id,
-          by: record.by,
-          sources: record.sources ?? [],
-          problem: null,
-          ...(record.undoes === undefined ? {} : { undoes: record.undoes }),
+          shown: {
+            kind: "rollout",
+            ref: id,
+            by: record.by,
+            sources: record.sources ?? [],
+            problem: null,
+            ...(record.undoes === undefined ? {} : { undoes: record.undoes }),
+          },
+          gave: rolloutGave(record, hosts),
         };
       } catch (err) {
         if (!(err instanceof NixshipError)) throw err;
@@ -180,11 +240,46 @@ async function readOrigin(
         if (check.status === "untrusted") {
           return problem(ref, `its release's origin is not to be believed: ${check.problem}`);
         }
-        return { kind: "release", ref, by: check.by, sources: check.sources, problem: null };
+        // The origin signs the release's digest: the release is what its signer published.
+        const head = trustedHead(read.bytes, releaseKeys, `${origin.channel}/${origin.seq}`);
+        if (head === undefined) return problem(ref, "its release is not to be believed");
+        const entries = await readHostEntries(store, head, hosts);
+        const gave = new Map(
+          hosts.map((h) => {
+            const path = entries.get(h)?.path;
+            return [h, path === undefined ? [] : [path]] as const;
+          }),
+        );
+        return {
+          shown: { kind: "release", ref, by: check.by, sources: check.sources, problem: null },
+          gave,
+        };
       } catch (err) {
         if (!(err instanceof NixshipError)) throw err;
         return problem(ref, `its release is unreadable: ${err.message}`);
       }
     }
   }
+}
+
+/**
+ * What `record` gave each of `hosts`: the system of its entry, and what the host ran before
+ * where the rollout took it back; nothing for a host it does not name.
+ */
+function rolloutGave(
+  record: RolloutRecord,
+  hosts: readonly string[],
+): Map<string, readonly string[]> {
+  const wanted = new Set(hosts);
+  const gave = new Map<string, readonly string[]>(hosts.map((h) => [h, []]));
+  const entries = [...record.waves.flatMap((w) => w.hosts), ...(record.skipped ?? [])];
+  for (const entry of entries) {
+    if (!wanted.has(entry.host)) continue;
+    const back = entry.state === "rolled-back" || entry.state === "failed";
+    const systems = [entry.system, back ? entry.before : null].filter(
+      (s): s is string => typeof s === "string",
+    );
+    gave.set(entry.host, [...(gave.get(entry.host) ?? []), ...systems]);
+  }
+  return gave;
 }
