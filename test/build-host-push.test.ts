@@ -21,6 +21,7 @@ import { openStore } from "../src/store/url.js";
 import { generatedKey, NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { derivationOf } from "./support/fresh-systems.js";
 import {
   type DeployEventLine,
   deployEvents,
@@ -164,15 +165,7 @@ const event = (events: DeployEventLine[], type: string) =>
 
 /** The web service `system` references, as the deployer's own derivation of it names it. */
 async function shareOf(system: string): Promise<string> {
-  const drv = (
-    await runOk("nix", [
-      "--extra-experimental-features",
-      "nix-command flakes",
-      "eval",
-      "--raw",
-      `path:${flakeDir}#packages.x86_64-linux.${system}.drvPath`,
-    ])
-  ).trim();
+  const drv = await derivationOf(flakeDir, system);
   const shareDrv = (await runOk("nix-store", ["--query", "--requisites", drv]))
     .split("\n")
     .find((p) => p.endsWith("-example-web-share.drv"));

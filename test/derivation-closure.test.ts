@@ -11,7 +11,7 @@ import {
 import { queryClosure } from "../src/cache/local-nix.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { runOk } from "../support/cli.js";
-import { type FreshSystems, freshSystems } from "./support/fresh-systems.js";
+import { derivationOf, type FreshSystems, freshSystems } from "./support/fresh-systems.js";
 
 const NIX = ["--extra-experimental-features", "nix-command flakes"];
 let systems: FreshSystems;
@@ -22,7 +22,7 @@ let made: DerivationClosure;
 beforeAll(async () => {
   systems = await freshSystems(["web-made"]);
   const attr = `path:${systems.dir}#packages.x86_64-linux.web-made`;
-  drv = (await runOk("nix", [...NIX, "eval", "--raw", `${attr}.drvPath`])).trim();
+  drv = await derivationOf(systems.dir, "web-made");
   made = await derivationClosure([drv]);
   const built = await runOk("nix", [...NIX, "build", "--no-link", "--json", attr]);
   out = (JSON.parse(built) as { outputs: { out: StorePath } }[])[0]?.outputs.out as StorePath;

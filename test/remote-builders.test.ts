@@ -8,8 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildOnHost } from "../src/cache/build-host.js";
 import { resolveBuildPlace } from "../src/deploy/build-place.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
-import { run, runOk } from "../support/cli.js";
-import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
+import { run } from "../support/cli.js";
+import {
+  derivationOf,
+  type FreshSystems,
+  freshSystems,
+  setBuildFleet,
+} from "./support/fresh-systems.js";
 import { deployEvents, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -100,15 +105,7 @@ describe("builds elsewhere", () => {
     expect(hang.code, hang.stderr).toBe(0);
     await setFleet("web-hung", undefined);
     const where = await resolveBuildPlace(await loadFleet(lab.fleetFile), "rb1");
-    const drv = (
-      await runOk("nix", [
-        "--extra-experimental-features",
-        "nix-command flakes",
-        "eval",
-        "--raw",
-        `path:${(flake as FreshSystems).dir}#packages.x86_64-linux.web-hung.drvPath`,
-      ])
-    ).trim();
+    const drv = await derivationOf((flake as FreshSystems).dir, "web-hung");
     const hung = `${where.host}?remote-program=/root/hung-daemon`;
     const started = Date.now();
     const error = await buildOnHost([drv], hung, where.place, { copyIdleMs: 3000 }).catch(

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runOk } from "../../support/cli.js";
 import { EXAMPLES_DIR } from "./example-systems.js";
 
 export interface FreshSystems {
@@ -79,4 +80,18 @@ export async function setBuildFleet(
   if (build === undefined) delete doc.build;
   else doc.build = build;
   await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+}
+
+/** The derivation of system `name` of a flake of example systems, instantiated here. */
+export async function derivationOf(dir: string, name: string): Promise<string> {
+  const attr = `path:${dir}#packages.x86_64-linux.${name}.drvPath`;
+  return (
+    await runOk("nix", [
+      "--extra-experimental-features",
+      "nix-command flakes",
+      "eval",
+      "--raw",
+      attr,
+    ])
+  ).trim();
 }
