@@ -1,52 +1,34 @@
 // The plan's word on the hosts it changes that are behind the fleet's last rollout to name them
-// (status/behind.ts): read from the rollout records in the fleet's cache store, judged against
-// what each host runs as the survey found it. A store that cannot be read leaves the plan
-// without it.
+// (status/behind.ts): from what the fleet last asked (plan-records.ts), judged against what
+// each host runs as the survey found it. Without the fleet's records the plan is without it.
 import { NixshipError } from "../errors.js";
-import type { Fleet } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { behindOf } from "../status/behind.js";
 import type { Ask } from "../status/fleet-asks.js";
-import { readLastAsks } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
-import { readStatus } from "../status/status-store.js";
-import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
-import { cacheKeys } from "./deltas.js";
+import type { PlanRecords } from "./plan-records.js";
 
 export async function withBehindRollouts(
-  cache: Fleet["cache"],
+  fleetRecords: PlanRecords | undefined,
   plan: DeployPlan,
 ): Promise<DeployPlan> {
+  // A host the plan leaves alone runs what the fleet asks now, and one it cannot reach is said
+  // unreachable: only those it changes are judged.
   const changed = plan.hosts.filter((h) => h.action === "activate").map((h) => h.host);
-  if (cache === undefined || changed.length === 0) return plan;
-  let asks: Awaited<ReturnType<typeof readLastAsks>>["asks"];
+  if (fleetRecords === undefined || changed.length === 0) return plan;
+  const { asks } = fleetRecords;
+  if (asks.size === 0) return plan;
   const records = new Map<string, StatusRecord | undefined>();
   const current = new Map(plan.hosts.map((h) => [h.host, h.current ?? null] as const));
-  try {
-    const store = await openStore(cache.url);
-    try {
-      // A host the plan leaves alone runs what the fleet asks now, and one it cannot reach
-      // is said unreachable: only those it changes are judged, so that a plan reads no further
-      // back than they need.
-      // Only rollouts a key of cache.publicKeys signed ask anything (status views weigh so).
-      ({ asks } = await readLastAsks(store, changed, cacheKeys(cache)));
-      // A host's own record, newer than the rollout that asked, is the newer word on it (as
-      // every view judges it): read for the hosts the asks alone would call behind.
-      const judged = changed.filter(
-        (h) => behindOf(asks.get(h), undefined, current.get(h)) !== undefined,
-      );
-      await mapLimit(judged, RECORD_READS, async (h) => {
-        records.set(h, await readStatus(store, h).catch(unreadable));
-      });
-    } finally {
-      await store.close();
-    }
-  } catch (err) {
-    if (err instanceof NixshipError) return plan;
-    throw err;
-  }
-  if (asks.size === 0) return plan;
+  // A host's own record, newer than the rollout that asked, is the newer word on it (as every
+  // view judges it): read for the hosts the asks alone would call behind.
+  const judged = changed.filter(
+    (h) => behindOf(asks.get(h), undefined, current.get(h)) !== undefined,
+  );
+  await mapLimit(judged, RECORD_READS, async (h) => {
+    records.set(h, await fleetRecords.status(h).catch(unreadable));
+  });
   return {
     ...plan,
     hosts: plan.hosts.map((h) => {

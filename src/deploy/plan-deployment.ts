@@ -32,6 +32,7 @@ import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
 import { withRecordedOutcomes } from "./plan-recorded-outcomes.js";
+import { readPlanRecords } from "./plan-records.js";
 import { withRefusedFailed } from "./plan-refused-failed.js";
 import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
@@ -149,8 +150,14 @@ export async function planDeployment(
     throwIfInterrupted(signal);
     // A host on its desired system whose last deploy failed there without going back is
     // failed, not up to date (its record says so; the host keeps no marker of it).
-    const found = await withRecordedOutcomes(
+    // What the fleet last asked of the hosts the plan may change, read once for both.
+    const records = await readPlanRecords(
       fleet.cache,
+      hosts.filter((_, i) => asked.states[i]?.kind !== "unreachable").map((h) => h.name),
+    ).catch(interruptedBefore(signal));
+    if (records !== undefined) held.push(() => records.close());
+    const found = await withRecordedOutcomes(
+      records,
       hosts,
       (host) => ready.built.byHost.get(host),
       asked,
@@ -171,7 +178,7 @@ export async function planDeployment(
     );
     const planned = await withRefusedFailed(
       opened.delivery.channel,
-      await withBehindRollouts(fleet.cache, surveyed),
+      await withBehindRollouts(records, surveyed),
     ).catch(interruptedBefore(signal));
     // Where neither the deployer nor the cache has a running system, a mode that can ask
     // its hosts at once (ssh) asks one host that runs it.

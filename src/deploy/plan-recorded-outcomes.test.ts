@@ -15,10 +15,24 @@ import { writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { withRecordedOutcomes } from "./plan-recorded-outcomes.js";
+import { readPlanRecords } from "./plan-records.js";
 import type { Survey } from "./survey.js";
 
 /** The fleet's cache key, which signs its deploys' rollout records. */
 const KEY = generateSecretKey("cache-1");
+/** The survey completed from the fleet's records in the cache at `url`, read as a plan reads them. */
+async function outcomes(url: string, hosts: readonly FleetHost[], found: Survey): Promise<Survey> {
+  const records = await readPlanRecords(
+    cacheAt(url),
+    hosts.map((h) => h.name),
+  );
+  try {
+    return await withRecordedOutcomes(records, hosts, () => V2, found);
+  } finally {
+    await records?.close();
+  }
+}
+
 /** The fleet's cache at `url`, its key listed. */
 const cacheAt = (url: string) => ({
   url,
@@ -112,7 +126,7 @@ describe("withRecordedOutcomes", () => {
     await writeStatus(store, { ...failedRecord("e", true), previous: V2 } as never);
     const hosts = ["a", "b", "c", "d", "e"].map(host);
     const found = survey([reported(V2), reported(V2), reported(V2), reported(V1), reported(V2)]);
-    const out = await withRecordedOutcomes(cacheAt(`file://${dir}`), hosts, () => V2, found);
+    const out = await outcomes(`file://${dir}`, hosts, found);
     expect(out.states.map((s) => (s.kind === "reported" ? (s.failed ?? null) : s.kind))).toEqual([
       "errors: 0.5 is above the maximum 0.1",
       null,
@@ -189,7 +203,7 @@ describe("withRecordedOutcomes", () => {
       generations,
     });
     const found = survey([on(V2), on(V2), on(V2), on(V2), on(V1)]);
-    const out = await withRecordedOutcomes(cacheAt(`file://${dir}`), hosts, () => V2, found);
+    const out = await outcomes(`file://${dir}`, hosts, found);
     const unbaked = out.states.map((s) => (s.kind === "reported" ? (s.unbaked ?? null) : s.kind));
     expect(unbaked[0]).toEqual({
       rollout: "000000000001",
@@ -209,13 +223,6 @@ describe("withRecordedOutcomes", () => {
   it("leaves the survey as it was without a cache, or with a store that names no failure", async () => {
     const found = survey([reported(V2)]);
     expect(await withRecordedOutcomes(undefined, [host("a")], () => V2, found)).toBe(found);
-    expect(
-      await withRecordedOutcomes(
-        cacheAt(`file://${join(dir, "absent")}`),
-        [host("a")],
-        () => V2,
-        found,
-      ),
-    ).toBe(found);
+    expect(await outcomes(`file://${join(dir, "absent")}`, [host("a")], found)).toBe(found);
   });
 });

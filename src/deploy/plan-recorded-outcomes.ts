@@ -9,17 +9,14 @@
 // host is read, and a host's record only where that rollout failed it on its system; a store
 // that cannot be read leaves the survey as it was.
 import { NixshipError } from "../errors.js";
-import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import type { FleetHost } from "../fleet/fleet.js";
 import type { HostState, UnfinishedBake } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
 import { failedOnIt } from "../status/failed-on-it.js";
 import type { Ask } from "../status/fleet-asks.js";
-import { readLastAsks } from "../status/rollout-store.js";
-import { readStatus } from "../status/status-store.js";
 import { unfinishedBake } from "../status/unfinished-bake.js";
-import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
-import { cacheKeys } from "./deltas.js";
+import type { PlanRecords } from "./plan-records.js";
 import type { Survey } from "./survey.js";
 
 /** Status records read at once. */
@@ -28,7 +25,7 @@ const RECORD_READS = 16;
 type Reported = Extract<HostState, { kind: "reported" }>;
 
 export async function withRecordedOutcomes(
-  cache: Fleet["cache"],
+  records: PlanRecords | undefined,
   hosts: readonly FleetHost[],
   desiredOf: (host: string) => StorePath | undefined,
   found: Survey,
@@ -42,34 +39,24 @@ export async function withRecordedOutcomes(
       ? [{ host: h.name, index: i, running, state }]
       : [];
   });
-  if (cache === undefined || candidates.length === 0) return found;
+  if (records === undefined || candidates.length === 0) return found;
+  const { asks } = records;
   const failed = new Map<number, string>();
   const unbaked = new Map<number, UnfinishedBake>();
   try {
-    const store = await openStore(cache.url);
-    try {
-      // Only rollouts a key of cache.publicKeys signed say a host failed or is unbaked.
-      const { asks } = await readLastAsks(
-        store,
-        candidates.map((c) => c.host),
-        cacheKeys(cache),
-      );
-      const told = candidates.filter((c) => {
-        const ask = asks.get(c.host);
-        const state = ask?.entry.state;
-        return (state === "failed" || state === "rolled-back") && ask?.system === c.running;
-      });
-      await mapLimit(told, RECORD_READS, async (c) => {
-        const record = await readStatus(store, c.host);
-        const failure = record === undefined ? undefined : failedOnIt(record, c.running);
-        if (failure !== undefined) failed.set(c.index, failure.reason);
-      });
-      for (const c of candidates) {
-        const bake = failed.has(c.index) ? undefined : unbakedOn(asks.get(c.host), c.state);
-        if (bake !== undefined) unbaked.set(c.index, bake);
-      }
-    } finally {
-      await store.close();
+    const told = candidates.filter((c) => {
+      const ask = asks.get(c.host);
+      const state = ask?.entry.state;
+      return (state === "failed" || state === "rolled-back") && ask?.system === c.running;
+    });
+    await mapLimit(told, RECORD_READS, async (c) => {
+      const record = await records.status(c.host);
+      const failure = record === undefined ? undefined : failedOnIt(record, c.running);
+      if (failure !== undefined) failed.set(c.index, failure.reason);
+    });
+    for (const c of candidates) {
+      const bake = failed.has(c.index) ? undefined : unbakedOn(asks.get(c.host), c.state);
+      if (bake !== undefined) unbaked.set(c.index, bake);
     }
   } catch (err) {
     if (err instanceof NixshipError) return found;

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { withBehindRollouts } from "../deploy/plan-behind.js";
+import { readPlanRecords } from "../deploy/plan-records.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import type { DeployPlan } from "../fleet/plan.js";
@@ -75,6 +76,19 @@ const entry = (host: string, state: RolloutHost["state"]): RolloutHost => ({
 /** The fleet's cache key, which signs its deploys' rollout records. */
 const KEY = generateSecretKey("asks-back-1");
 const KEYS = [publicKeyOf(KEY)];
+/** The plan with its hosts behind a rollout said, from the fleet's records as a plan reads them. */
+async function planBehind(plan: DeployPlan): Promise<DeployPlan> {
+  const records = await readPlanRecords(
+    cache(),
+    plan.hosts.map((h) => h.host),
+  );
+  try {
+    return await withBehindRollouts(records, plan);
+  } finally {
+    await records?.close();
+  }
+}
+
 /** The fleet's cache, as a fleet file gives it. */
 const cache = () => ({
   url: `file://${dir}`,
@@ -279,7 +293,7 @@ describe("rollout records not signed by the fleet's cache key", () => {
     const plan = {
       hosts: [{ host: "web5", action: "activate", current: V1, desired: V2 }],
     } as unknown as DeployPlan;
-    expect((await withBehindRollouts(cache(), plan)).hosts[0]?.behindRollout).toMatchObject({
+    expect((await planBehind(plan)).hosts[0]?.behindRollout).toMatchObject({
       rollout: "00000000",
     });
     // Believed, they would have cleared it (what every view did before it weighed records).
@@ -293,7 +307,7 @@ describe("a plan's word on a host behind a rollout", () => {
   const plan = {
     hosts: [{ host: "web5", action: "activate", current: V1, desired: V2 }],
   } as unknown as DeployPlan;
-  const behind = async () => (await withBehindRollouts(cache(), plan)).hosts[0]?.behindRollout;
+  const behind = async () => (await planBehind(plan)).hosts[0]?.behindRollout;
 
   it("says it, as every view does, until the host's own newer record says otherwise", async () => {
     await skippedThenOthers(2);
