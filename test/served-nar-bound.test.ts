@@ -137,3 +137,40 @@ describe("a NAR swapped for a bomb under its genuine signed narinfo", () => {
     180_000,
   );
 });
+
+describe("a genuine signed narinfo whose URL a bucket writer rewrote", () => {
+  it.each([
+    ["2.8", "a fragment", () => machine],
+    ["2.26", "another server", () => current],
+  ])(
+    "is refused, so Nix %s never asks for the NAR unbounded (%s)",
+    async (version, how, nixOf) => {
+      const cache = await servedCache("zstd", `url-${version}`);
+      try {
+        const narInfoFile = join(cache.dir, `${basename(root).slice(0, 32)}.narinfo`);
+        const text = await readFile(narInfoFile, "utf8");
+        // The bomb beside the cache's NARs; the URL names it so that the bound appended to it
+        // would be a fragment no client sends, or names another server (this one, as another).
+        const bomb = `nar/${"0".repeat(52)}.nar.zst`;
+        await writeFile(join(cache.dir, bomb), zstdBombNar(64 * 1024 * 1024));
+        const url = how === "a fragment" ? `${bomb}#` : `${cache.url}/${bomb}`;
+        await writeFile(narInfoFile, text.replace(/^URL: .*$/m, `URL: ${url}`));
+        const store = join(work, `store-url-${version}`);
+        const copy = await nixOf().run("nix", nixCopyFromArgs(cache.url, store, publicKey, root));
+        expect(copy.code).not.toBe(0);
+        // The narinfo was refused, naming why, and no NAR was asked for at all.
+        const refused = cache.seen.filter((e) => e.key.endsWith(".narinfo") && e.status === 404);
+        expect(refused.length).toBeGreaterThan(0);
+        expect(refused[0]?.error).toContain(
+          `URL '${url}' is no NAR key of this cache (nar/HASH.nar[.zst|.xz|.bz2], delta/HASH.nar), so its NAR cannot be held to its signed size`,
+        );
+        expect(cache.seen.filter((e) => e.key.startsWith("/nar/"))).toEqual([]);
+        const check = await nixOf().run("nix", ["path-info", "--store", store, root]);
+        expect(check.code).not.toBe(0);
+      } finally {
+        cache.server.close();
+      }
+    },
+    180_000,
+  );
+});

@@ -62,11 +62,31 @@ describe("boundNarInfo", () => {
     ]);
   });
 
-  it("replaces a bound a planted URL already carries", () => {
-    const text = narInfoText(`nar/${"1".repeat(52)}.nar.zst?nar-size=999999999999`, "zstd", 7);
-    expect(boundNarInfo(text, "k")).toContain(
-      `URL: nar/${"1".repeat(52)}.nar.zst?nar-size=7&compression=zstd\n`,
+  it.each([
+    `nar/${"1".repeat(52)}.nar.zst?nar-size=999999999999`,
+    `nar/${"1".repeat(52)}.nar.zst#`,
+    `http://elsewhere/nar/${"1".repeat(52)}.nar.zst`,
+    `file:///nar/${"1".repeat(52)}.nar.zst`,
+    `nar/${"1".repeat(52)}.nar.zst `,
+    `nar/${"e".repeat(52)}.nar.zst`,
+    `narinfo/${"1".repeat(52)}.nar`,
+  ])("refuses a URL that is no NAR key of the cache: %s", (url) => {
+    expect(() => boundNarInfo(narInfoText(url, "zstd", 7), "k.narinfo")).toThrow(
+      `k.narinfo: URL '${url}' is no NAR key of this cache`,
     );
+  });
+
+  it("serves a delta's NAR key, and drops a line whose key Nix would read as another", () => {
+    const text = narInfoText(`delta/${"1".repeat(52)}.nar`, "none", 7).replace(
+      "System: x86_64-linux\n",
+      `System: x86_64-linux\nURL:nar/${"2".repeat(52)}.nar#: y\n`,
+    );
+    // Read here as an unknown key "URL:nar/…#"; Nix would take its value as the URL.
+    expect(parseNarInfo(text).extra?.map(([k]) => k)).toContain(`URL:nar/${"2".repeat(52)}.nar#`);
+    const served = boundNarInfo(text, "k");
+    expect(served).not.toContain("#");
+    expect(served).toContain(`URL: delta/${"1".repeat(52)}.nar?nar-size=7&compression=none\n`);
+    expect(served).toContain("System: x86_64-linux\n");
   });
 
   it("says an xz or bzip2 NAR is sent uncompressed, without the stored file's hash and size", () => {

@@ -14,7 +14,7 @@
 // for 128 KiB); xz and bzip2, which decompress in a child process that cannot be kept in step,
 // go decompressed (the narinfo served says `Compression: none`).
 import { InputError, OperationError } from "../errors.js";
-import { type Compression, NAR_EXTENSION, parseNarInfo } from "../nix/narinfo.js";
+import { type Compression, formatNarInfo, NAR_EXTENSION, parseNarInfo } from "../nix/narinfo.js";
 import { decompressor } from "./compression.js";
 import { byteLimit, storedNarBound } from "./read.js";
 import { zstdOutputLimit } from "./zstd-stream.js";
@@ -34,30 +34,45 @@ export function sentAsStored(compression: Compression): boolean {
 }
 
 /**
- * The narinfo `text` as served: its URL carries its bound, and an xz or bzip2 NAR is said to be
- * uncompressed (what will be sent). A narinfo that does not parse cannot be bounded and is
- * refused (InputError), as Nix would refuse most of them.
+ * The URLs a served narinfo may name: the NAR keys nixship and `nix copy` write (narKey, and a
+ * delta's deltaNarKey), nothing else. The URL is not signed: a bucket writer could otherwise
+ * name another server (`http://…`), or end it in `#`, which turns the bound appended to it into
+ * a fragment a client never sends; either way the NAR would come unbounded.
+ */
+const SERVED_NAR_URL =
+  /^(?:nar\/[0-9a-df-np-sv-z]{52}\.nar(?:\.zst|\.xz|\.bz2)?|delta\/[0-9a-df-np-sv-z]{52}\.nar)$/;
+
+/** An unknown line a served narinfo keeps: a plain key, read by Nix as it is read here. */
+const PLAIN_KEY = /^[A-Za-z][A-Za-z0-9-]*$/;
+
+/**
+ * The narinfo `text` as served: what was parsed of it, written again (so that a client reads
+ * the lines this server read: an unknown line whose key Nix would split elsewhere is dropped),
+ * its URL carrying its bound, and an xz or bzip2 NAR said to be uncompressed (what will be
+ * sent). A narinfo that does not parse, or whose URL is no NAR key of the cache, cannot be
+ * bounded and is refused (InputError), as Nix would refuse most of them.
  */
 export function boundNarInfo(text: string, where: string): string {
   const info = parseNarInfo(text, where);
-  const path = info.url.split("?")[0] as string;
+  if (!SERVED_NAR_URL.test(info.url)) {
+    throw new InputError(
+      "bad-narinfo",
+      `${where}: URL '${info.url.slice(0, 120)}' is no NAR key of this cache (nar/HASH.nar[.zst|.xz|.bz2], delta/HASH.nar), so its NAR cannot be held to its signed size`,
+    );
+  }
   const query = new URLSearchParams({
     [SIZE_PARAM]: String(info.narSize),
     [COMPRESSION_PARAM]: info.compression,
   });
   const asStored = sentAsStored(info.compression);
-  const lines = text.split("\n");
-  lines.pop();
-  const served: string[] = [];
-  for (const line of lines) {
-    const key = line.slice(0, line.indexOf(": "));
-    if (key === "URL") served.push(`URL: ${path}?${query}`);
-    else if (asStored || (key !== "Compression" && key !== "FileHash" && key !== "FileSize")) {
-      served.push(line);
-    }
-  }
-  if (!asStored) served.push("Compression: none");
-  return `${served.join("\n")}\n`;
+  const extra = (info.extra ?? []).filter(([key]) => PLAIN_KEY.test(key));
+  const { extra: _all, ...fields } = info;
+  return formatNarInfo({
+    ...fields,
+    url: `${info.url}?${query}`,
+    ...(asStored ? {} : { compression: "none" as const, fileHash: undefined, fileSize: undefined }),
+    ...(extra.length === 0 ? {} : { extra }),
+  });
 }
 
 /**

@@ -516,6 +516,10 @@ describe("logServerFailures", () => {
     const log = logServerFailures((line) => lines.push(line), "agent: ");
     log({ method: "GET", key: "/x.narinfo", status: 200 });
     log({ method: "GET", key: "/nar/a\u001b[2J.nar", status: 502, error: "cut" });
-    expect(lines).toEqual(["agent: GET /nar/a\ufffd[2J.nar: 502: cut\n"]);
+    log({ method: "GET", key: "/b.narinfo", status: 404, error: "URL 'x\u001b]0;owned\u0007'" });
+    expect(lines).toEqual([
+      "agent: GET /nar/a\ufffd[2J.nar: 502: cut\n",
+      "agent: GET /b.narinfo: 404: URL 'x\ufffd]0;owned\ufffd'\n",
+    ]);
   });
 });

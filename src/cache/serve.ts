@@ -59,7 +59,10 @@ export function logServerFailures(
 ): (entry: ServedRequest) => void {
   return ({ method, key, status, error }) => {
     if (error === undefined) return;
-    write(`${prefix}${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${error}\n`);
+    // The error may quote what a bucket writer chose (a narinfo's URL): no terminal controls.
+    write(
+      `${prefix}${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${withoutControls(error.slice(0, 600))}\n`,
+    );
   };
 }
 
