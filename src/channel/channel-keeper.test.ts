@@ -17,11 +17,13 @@ import {
 } from "../../test/support/channel-hosts.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
+import { channelKey, publishRelease } from "../release/release-store.js";
 import type { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
 import { ChannelKeeper, type ChannelKeeperOptions } from "./channel-keeper.js";
 import { readHistory } from "./history-store.js";
 import { secretsBundleKey } from "./secrets-store.js";
+import { readChannelToUpdate } from "./trusted-release.js";
 
 const releaseKeyPair = generateSecretKey("release-1");
 
@@ -257,6 +259,39 @@ describe("ChannelKeeper: the channel never names a failed system", () => {
       hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("b", "web2") } },
     });
     expect(Object.keys(now.hosts)).toEqual(["web1", "web2"]);
+  });
+});
+
+describe("ChannelKeeper: another channel's release copied over the channel", () => {
+  it("is passed over as a planted one: its entries are never signed again as this channel's", async () => {
+    await deployed({ web1: sys("a", "web1"), db1: sys("a", "db1") });
+    // A staging channel signed by the same release key, two releases ahead, copied over prod's
+    // channel file by someone who can write the bucket.
+    for (let i = 0; i < 3; i++) {
+      await publishRelease(store, {
+        channel: "staging",
+        hosts: { web1: { path: sys("s", "web1") } },
+        kind: "deploy",
+        action: "switch",
+        health: NO_HEALTH,
+        confirmTimeout: 0,
+        key: releaseKeyPair,
+      });
+    }
+    const staging = await readAll(store, channelKey("staging"));
+    await store.put(channelKey(CHANNEL), staging ?? new Uint8Array());
+    expect(
+      (await readChannelToUpdate(store, CHANNEL, [publicKeyOf(releaseKeyPair)])).trusted,
+    ).toMatchObject({ release: { channel: CHANNEL, seq: 1 } });
+    await keeper().refresh();
+    // The refresh renews prod's own release 1: both hosts, prod's systems, signed for prod.
+    const now = (await channelRelease(store)).release;
+    expect(now).toMatchObject({
+      channel: CHANNEL,
+      kind: "refresh",
+      hosts: { web1: { path: sys("a", "web1") }, db1: { path: sys("a", "db1") } },
+    });
+    expect(Object.keys(now.hosts).sort()).toEqual(["db1", "web1"]);
   });
 });
 

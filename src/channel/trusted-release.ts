@@ -61,6 +61,12 @@ export async function readChannelToUpdate(
     // Planted (the agents refused it too): carry on from the newest release that verifies.
     return { trusted: await newestVerified(store, channel, keys, 0), basis };
   }
+  // Another channel's release, signed by a key this fleet shares between channels, copied over
+  // this one is as planted: its entries are never signed again as this channel's (the agents
+  // refuse it, as it names another channel).
+  if (head.release.channel !== channel) {
+    return { trusted: await newestVerified(store, channel, keys, 0), basis };
+  }
   // An older release, signed, copied over the channel (a replay: the agents refuse it, as it is
   // older than what they applied) must not be signed again into a newer one: its hosts would be
   // sent back. A newer release that verifies was the channel's when a later one was built on it
