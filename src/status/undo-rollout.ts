@@ -87,10 +87,13 @@ interface LaterRollouts extends NewerRollouts {
  * history); for its other hosts the rollout still counts.
  */
 function changesSince(newer: NewerRollouts): LaterRollouts {
+  // What a rollback undid is believed only from a signed record: an unsigned one may still
+  // refuse a host (its entries), never clear a refusal.
+  const signed = newer.records.filter((r) => !newer.unsigned?.has(r.id));
   return {
     ...newer,
-    undone: undoneHosts(newer.records),
-    ids: new Set(newer.records.map((r) => r.id)),
+    undone: undoneHosts(signed),
+    ids: new Set(signed.map((r) => r.id)),
   };
 }
 
@@ -104,15 +107,23 @@ function changedSince(
     // A dry run changed nothing (its hosts "confirmed" only what they would do).
     if (later.action === "dry-activate") continue;
     if (newer.undone.get(later.id)?.has(host)) continue;
-    // The rollback of a later rollout, for a host it sent back: the pair changed nothing there.
-    if (later.undoes !== undefined && newer.ids.has(later.undoes)) continue;
+    // The rollback of a later rollout, for a host it sent back: the pair changed nothing there
+    // (believed of a signed rollback only).
+    if (later.undoes !== undefined && newer.ids.has(later.undoes) && newer.ids.has(later.id)) {
+      continue;
+    }
     const entry = rolloutEntries(later).find((e) => e.host === host);
-    if (entry === undefined || !mayHaveChanged(entry)) continue;
+    // A record that still says running or paused may be at work on a host it has not reached
+    // (or be an earlier write of a record put back in place of its last): it may change it.
+    const atWork =
+      entry?.state === "pending" && (later.state === "running" || later.state === "paused");
+    if (entry === undefined || !(mayHaveChanged(entry) || atWork)) continue;
     const unsigned = newer.unsigned?.has(later.id)
       ? `; its record is not signed by a cache key: a deploy without --key, or anyone who can write the store, wrote it`
       : "";
-    const what =
-      later.undoes === record.id
+    const what = atWork
+      ? `${later.undoes === record.id ? `rollback ${later.id} of rollout ${record.id}` : `rollout ${later.id}`} (${later.startedAt}${unsigned}) names it and its record still says ${later.state}: it may be at work on it`
+      : later.undoes === record.id
         ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt}${unsigned})`
         : `rollout ${later.id} (${later.startedAt}${unsigned}) changed it since`;
     return {

@@ -275,3 +275,114 @@ describe("a rollback of an ssm rollout", () => {
     ]);
   });
 });
+
+describe("what a rollback believes of the rollouts started since", () => {
+  /** web1 over ssm, which runs what `runs` says (asked live). */
+  const ssmFleet = () =>
+    parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        ssm: { region: "us-east-1" },
+        hosts: { web1: { delivery: "ssm", instanceId: "i-0123456789abcdef0", system: V1 } },
+      },
+      "rollout-undo.test.ts",
+    );
+  const runsV1 = async () => new Map([["web1", V1]]);
+  const one = (id: string, ago: number, state: RolloutHost["state"], to: string, from: string) =>
+    rollout(id, ago, [host("web1", state, to, from)]);
+  /** Signed: A gave web1 V1 (from V0), B moved it to V2, C (a revert deploy) gave it V1 again. */
+  async function aThenBThenC(): Promise<void> {
+    await writeRollout(store, one("aaaaaaaaaaaa", 3 * HOUR, "confirmed", V1, V0), key);
+    await writeRollout(store, one("bbbbbbbbbbbb", 2 * HOUR, "confirmed", V2, V1), key);
+    await writeRollout(store, one("cccccccccccc", HOUR, "confirmed", V1, V2), key);
+  }
+  const stepOf = async () =>
+    (await readUndo(ssmFleet(), { id: "aaaaaaaaaaaa", askLive: runsV1 })).steps[0];
+
+  it("an unsigned record saying a later rollout was undone clears no refusal: the host stays, refused", async () => {
+    await aThenBThenC();
+    expect(await stepOf()).toMatchObject({
+      kind: "refused",
+      why: expect.stringMatching(/^rollout cccccccccccc \(.*\) changed it since/),
+    });
+    // Someone who can write the store but holds no key: two records claiming rollbacks of C and
+    // B that left web1 alone (so that they change nothing themselves).
+    const claim = (id: string, ago: number, undoes: string) =>
+      rollout(id, ago, [host("web1", "left", V1, V1)], undoes);
+    await writeRollout(store, claim("dddddddddddd", 30 * 60_000, "cccccccccccc"));
+    await writeRollout(store, claim("eeeeeeeeeeee", 20 * 60_000, "bbbbbbbbbbbb"));
+    expect(await stepOf()).toMatchObject({
+      kind: "refused",
+      why: expect.stringMatching(/^rollout cccccccccccc \(.*\) changed it since/),
+    });
+  });
+
+  it("a later record put back at an earlier write (still running, the host pending) refuses the host, as one at work", async () => {
+    await writeRollout(store, one("aaaaaaaaaaaa", 3 * HOUR, "confirmed", V1, V0), key);
+    // B's and C's first writes, signed as every write is, put back over their last.
+    const first = (id: string, ago: number, to: string, from: string) => ({
+      ...one(id, ago, "pending", to, from),
+      state: "running" as const,
+    });
+    await writeRollout(store, first("bbbbbbbbbbbb", 2 * HOUR, V2, V1), key);
+    await writeRollout(store, first("cccccccccccc", HOUR, V1, V2), key);
+    expect(await stepOf()).toMatchObject({
+      kind: "refused",
+      why: expect.stringMatching(
+        /^rollout cccccccccccc \(.*\) names it and its record still says running: it may be at work on it/,
+      ),
+    });
+  });
+
+  it("without --rollout, an unsigned dry run that claims to undo a signed rollback clears no refusal", async () => {
+    const fleet = parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        ssm: { region: "us-east-1" },
+        hosts: Object.fromEntries(
+          ["web1", "web2"].map((h, i) => [
+            h,
+            { delivery: "ssm", instanceId: `i-012345678${i}abcdef0`, system: V1 },
+          ]),
+        ),
+      },
+      "rollout-undo.test.ts",
+    );
+    const runs = async () =>
+      new Map([
+        ["web1", V1],
+        ["web2", V1],
+      ]);
+    // A gave web1 and web2 V1; the signed rollback R of A sent web1 back to V0; web1 was put on
+    // V1 again since, outside any rollout. A still stands for web2.
+    await writeRollout(
+      store,
+      rollout("aaaaaaaaaaaa", 3 * HOUR, [
+        host("web1", "confirmed", V1, V0),
+        host("web2", "confirmed", V1, V0),
+      ]),
+      key,
+    );
+    await writeRollout(
+      store,
+      rollout("bbbbbbbbbbbb", 2 * HOUR, [host("web1", "confirmed", V0, V1)], "aaaaaaaaaaaa"),
+      key,
+    );
+    const web1 = async () => {
+      const read = await readUndo(fleet, { askLive: runs });
+      expect(read.record.id).toBe("aaaaaaaaaaaa");
+      return read.steps.find((s) => s.host === "web1");
+    };
+    const refused = {
+      kind: "refused",
+      why: expect.stringMatching(/^rollback bbbbbbbbbbbb of rollout aaaaaaaaaaaa sent it back/),
+    };
+    expect(await web1()).toMatchObject(refused);
+    // Unsigned, and a dry run (passed over before any record is weighed): it claims R undone.
+    await writeRollout(store, {
+      ...rollout("cccccccccccc", HOUR, [host("web1", "confirmed", V1, V0)], "bbbbbbbbbbbb"),
+      action: "dry-activate",
+    });
+    expect(await web1()).toMatchObject(refused);
+  });
+});

@@ -204,6 +204,8 @@ async function findRecord(
   // one a rollback did not finish, interrupted or unreachable, stands for the hosts it did not
   // send back, and is finished). What a rollback undid is believed only when its record is signed.
   const passed: RolloutRecord[] = [];
+  /** The ids of the passed records no cache key signed: they refuse, never clear a refusal. */
+  const passedUnsigned = new Set<string>();
   const undone = new Map<string, Set<string>>();
   /** The newest record naming a selected host that no cache key signed: it is named. */
   let unsigned: InputError | undefined;
@@ -240,9 +242,14 @@ async function findRecord(
       );
       if (record.undoes === undefined && stands) {
         if (unsigned !== undefined) throw namedInstead(unsigned, record);
-        return { key, record, newer: { records: passed, complete: true } };
+        return {
+          key,
+          record,
+          newer: { records: passed, complete: true, unsigned: passedUnsigned },
+        };
       }
     }
+    if (!weighed.trusted) passedUnsigned.add(record.id);
     passed.push(record);
   }
   if (unsigned !== undefined) throw unsigned;
