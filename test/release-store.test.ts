@@ -31,6 +31,7 @@ import { FsStore } from "../src/store/fs-store.js";
 import { listAll, readAll } from "../src/store/helpers.js";
 import type { GetOptions, ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { sayLastWords } from "../src/util/last-words.js";
 import { rootsFromStore } from "../src/views/gc-roots.js";
 import { readReleaseShow } from "../src/views/release-view.js";
 import type { S3Bucket } from "../support/s3-server.js";
@@ -474,6 +475,40 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       );
       expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
       expect((await readAll(store, channelKey("prod")))?.equals(theirs)).toBe(true);
+    });
+
+    it("a publisher made to stop at once between its release file and the channel withdraws the file first (its last words)", async () => {
+      await publishRelease(store, options());
+      let reached: () => void = () => {};
+      let fail: (err: Error) => void = () => {};
+      const atChannel = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
+      // The channel's write never ends (a store that hangs), as the process is made to stop.
+      const stuck = interfering(
+        store,
+        (k) => k === channelKey("prod"),
+        () => {
+          reached();
+          return new Promise<never>((_, reject) => {
+            fail = reject;
+          });
+        },
+      );
+      const stopped = publishRelease(stuck, options()).catch((err: Error) => err);
+      await atChannel;
+      expect(await keys(store, "releases/")).toEqual([
+        releaseKey("prod", 1),
+        releaseKey("prod", 2),
+      ]);
+      await sayLastWords(30_000);
+      expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
+      // (The hung write ends, so that the publisher lets its last word go.)
+      fail(new Error("the store hung"));
+      expect(await stopped).toMatchObject({ message: "the store hung" });
+      // The next publisher builds on release 1 as if nothing happened.
+      const next = await publishRelease(store, options());
+      expect(next.release.seq).toBe(2);
     });
 
     it("writes who published a release and from what beside it; release show names them, and an origin altered in the store as not to be believed", async () => {

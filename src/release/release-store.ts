@@ -14,6 +14,7 @@ import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { listAll, readAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
+import { onLastWord } from "../util/last-words.js";
 import { mapLimit } from "../util/pool.js";
 import type { Release, ReleaseHost, ReleaseKind, SignedRelease } from "./release.js";
 import { releaseDigest } from "./release-canonical.js";
@@ -261,6 +262,55 @@ export async function publishRelease(
       `another publisher published release ${seq} of channel ${channel} at the same time; nothing was written; re-run to publish on top of it`,
     );
   }
+  // From here until the channel names it or it is withdrawn, a process made to stop at once (a
+  // second interrupt, a CI job cancelled) withdraws it first, unless the channel names it: a
+  // release file left above a channel that never named it stops every later publisher
+  // (release-channel-ambiguous) until someone deletes it.
+  const forget = onLastWord(() =>
+    withdrawUnlessNamed(store, channel, seq, signed.digest, options.origin !== undefined),
+  );
+  try {
+    return await pointChannel(store, options, { file, seq, signed, head });
+  } finally {
+    forget();
+  }
+}
+
+/**
+ * Whether the channel names release `seq` (its `digest`) now; when it does not, its file (and
+ * origin) is deleted first. A channel that cannot be read throws, and nothing is deleted.
+ */
+async function withdrawUnlessNamed(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  digest: string,
+  hasOrigin: boolean,
+): Promise<boolean> {
+  const now = await readChannel(store, channel);
+  if (now.status === "found" && releaseDigest(now.bytes) === digest) return true;
+  if (hasOrigin) await store.delete(releaseOriginKey(channel, seq));
+  await store.delete(releaseKey(channel, seq));
+  return false;
+}
+
+/** Steps (5) and (6) of publishRelease, once its release file is written. */
+async function pointChannel(
+  store: ObjectStore,
+  options: PublishOptions,
+  {
+    file,
+    seq,
+    signed,
+    head,
+  }: {
+    readonly file: string;
+    readonly seq: number;
+    readonly signed: SignedRelease;
+    readonly head: { readonly etag: string } | undefined;
+  },
+): Promise<SignedRelease> {
+  const { channel } = options;
   // (5) Who published it and from what, beside it (the number is ours now), before any host
   // can be pointed at it; a write that fails withdraws the release, as a lost race does.
   const originFile = releaseOriginKey(channel, seq);
@@ -281,25 +331,22 @@ export async function publishRelease(
   // retries spent) may yet have landed: the channel is read back, and the release withdrawn
   // unless the channel holds it, so that no release file is left above a channel that never
   // named it (which the next publisher could not tell from a replayed channel).
-  const withdraw = async (): Promise<void> => {
-    if (options.origin !== undefined) await store.delete(originFile);
-    await store.delete(file);
-  };
+  const hasOrigin = options.origin !== undefined;
   const moved = await store
     .put(channelKey(channel), signed.bytes, {
       contentType: "application/json",
       condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
     })
     .catch(async (err: unknown) => {
-      const now = await readChannel(store, channel).catch(() => undefined);
-      if (now?.status === "found" && releaseDigest(now.bytes) === signed.digest) {
-        return { status: "written" as const, etag: now.etag };
-      }
-      if (now !== undefined) await withdraw().catch(() => undefined);
+      const named = await withdrawUnlessNamed(store, channel, seq, signed.digest, hasOrigin).catch(
+        () => false,
+      );
+      if (named) return { status: "written" as const };
       throw err;
     });
   if (moved.status === "precondition-failed") {
-    await withdraw();
+    if (hasOrigin) await store.delete(originFile);
+    await store.delete(file);
     throw conflict(
       `another publisher published a release of channel ${channel} at the same time; release ${seq} was withdrawn and the channel left as they set it; re-run to publish on top of it`,
     );
