@@ -393,10 +393,34 @@ describe("ChannelKeeper.rollBackWave", () => {
     // The channel names it: an agent that polls late applies nothing of the wave.
     expect((await channelRelease(store)).release).toMatchObject({ seq: 2, hosts: {} });
     expect(await k.entries()).toEqual({});
+    // A refresh of it has nothing to name: refused, saying why, with nothing written.
+    await expect(keeper().refresh()).rejects.toMatchObject({
+      code: "usage",
+      message: expect.stringContaining(
+        `channel ${CHANNEL}'s release 2 names no host to refresh (a rollback that withdrew a first wave`,
+      ),
+    });
+    expect((await channelRelease(store)).release.seq).toBe(2);
     // The next wave's release names its own host only, not the ones rolled back to nothing.
     const next = await k.publishWave(wave({ web3: sys("a", "web3") }), "switch");
     expect(next.release.hosts).toEqual({ web3: { path: sys("a", "web3") } });
   });
+});
+
+describe("ChannelKeeper.refresh after a dry run", () => {
+  it("renews the entries the dry run was built on, day after day, past the walk's bound", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    await keeper().publishWave(wave({ web1: sys("b", "web1") }), "dry-activate");
+    // Daily refreshes, more than the 20 releases a carry-over walks back past dry runs.
+    for (let day = 1; day <= 25; day++) {
+      const { release } = await keeper().refresh();
+      expect(release.release).toMatchObject({
+        kind: "refresh",
+        action: "dry-activate",
+        hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("a", "web2") } },
+      });
+    }
+  }, 30_000);
 });
 
 describe("ChannelKeeper: entries and releases", () => {

@@ -290,6 +290,12 @@ export class ChannelKeeper {
           "publish one with 'nixship release publish' or 'nixship deploy --via agent'",
         );
       }
+      if (Object.keys(read.entries).length === 0) {
+        throw new UsageError(
+          `channel ${this.#o.releases.channel}'s release ${current.release.seq} names no host to refresh (a rollback that withdrew a first wave, or a dry run whose base cannot be read): its agents have no entry, and leave their hosts as they are${read.notes.length === 0 ? "" : ` (${read.notes.join("; ")})`}`,
+          "publish a release that names the hosts ('nixship release publish'), or stop refreshing the channel",
+        );
+      }
       const { action, health, confirmTimeout, keepGenerations } = current.release;
       const release = await this.#publish(read, "refresh", action, {
         health,

@@ -179,7 +179,13 @@ export async function carryOverBase(
   trusted: SignedRelease | undefined,
 ): Promise<{ readonly base: SignedRelease | undefined; readonly note?: string }> {
   let at = trusted;
-  for (let walked = 0; at !== undefined && at.release.action === "dry-activate"; walked++) {
+  // A refresh of a dry run carries the entries its dry run was built on already (it was made
+  // here): it is the base, however many daily refreshes came since the dry run.
+  for (
+    let walked = 0;
+    at !== undefined && at.release.action === "dry-activate" && at.release.kind !== "refresh";
+    walked++
+  ) {
     const { previous, seq } = at.release;
     if (previous === null) return { base: undefined };
     const base =
