@@ -189,6 +189,37 @@ describe("nixship secrets", () => {
     expect((await cli(["secrets", "list"])).code).toBe(0);
   });
 
+  it("a file encrypted as another secret (copied over this one's) is never encrypted again under this name: list says of-another, rekey and edit refuse, and its hosts read nothing new", async () => {
+    const tokenFile = secretFile("web-token");
+    const token = readFileSync(tokenFile);
+    // db-password's file (its value) copied over web-token's, as a change to the repository.
+    writeFileSync(tokenFile, readFileSync(secretFile("db-password")));
+    const list = await cli(["secrets", "list"]);
+    expect(list.code).toBe(1);
+    expect(list.stdout).toMatch(/web-token\s+\S+\s.*of-another/);
+    expect(list.stdout).toContain("nixship secrets set web-token");
+    const copied = readFileSync(tokenFile);
+    const refused = {
+      code: 2,
+      stderr: expect.stringContaining(
+        'was encrypted as secret "db-password": it holds that secret\'s value',
+      ),
+    };
+    for (const args of [
+      ["secrets", "rekey", "web-token", "--identity", adminIdentity],
+      ["secrets", "rekey", "--force", "--identity", adminIdentity],
+      ["secrets", "edit", "web-token", "--identity", adminIdentity],
+    ]) {
+      const r = await cli(args, undefined, { EDITOR: "true" });
+      expect(r, args.join(" ")).toMatchObject(refused);
+      expect(readFileSync(tokenFile).equals(copied)).toBe(true);
+    }
+    // web1 never gets to read db-password's value.
+    expect(ageDecrypt(tokenFile, hostKeys.web1?.privateFile as string)).toBeUndefined();
+    writeFileSync(tokenFile, token);
+    expect((await cli(["secrets", "list"])).code).toBe(0);
+  });
+
   it("list and rekey look up the keys of the hosts some secret goes to, and no other's", async () => {
     // An ssh that says whom it was asked about (ssh -G, for a host's known_hosts entries).
     const shims = join(dir, "shims");

@@ -409,7 +409,9 @@ export const secretsList: Command = {
 
 Lists the fleet's secrets: the hosts that get each, where and how they keep it, and whether
 its file is encrypted to exactly the right recipients and names its secret (ok), to others
-or without its name (stale: run 'nixship secrets rekey'), by another tool (unchecked: rekey to check), missing (run 'nixship
+or without its name (stale: run 'nixship secrets rekey'), by another tool (unchecked: rekey to check),
+as another secret (of-another: it holds that secret's value, which rekey and edit refuse to encrypt
+under this name: restore it from version control, or set it anew), missing (run 'nixship
 secrets set'), or damaged (not an age file: restore it from version control, or set it
 anew). Decrypts nothing. Exits 1 when a secret is not ok, a host's key is unknown,
 or a host published another key than the one pinned in ${PINS_FILE} (named, with both

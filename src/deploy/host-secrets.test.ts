@@ -154,7 +154,10 @@ describe("hostSecrets", () => {
           join(dir, "secrets", "api-token.age") +
           ') was encrypted as secret "db-password"',
       ),
-      hint: "encrypt it as api-token: nixship secrets rekey api-token --fleet prod.json",
+      hint:
+        "restore " +
+        join(dir, "secrets", "api-token.age") +
+        " from version control, or set the secret anew: nixship secrets set api-token --fleet prod.json; it is never encrypted again under this name (that would give \"db-password\"'s value to this secret's hosts)",
     });
     await encryptTo("api-token", ["admin", "web1"]);
     expect((await hostSecrets(fleet, fleet.hosts, keys)).get("web1")?.bundle).toContain(

@@ -13,7 +13,7 @@ import {
   secretsManifestDigest,
 } from "../host/secrets-bundle.js";
 import { hostsWithoutKeyError } from "../secrets/recipients.js";
-import { readCiphertext } from "../secrets/secret-file.js";
+import { readCiphertext, requireOwnFile } from "../secrets/secret-file.js";
 import { secretsCommand } from "../secrets/secrets-command.js";
 
 /**
@@ -59,13 +59,12 @@ export async function hostSecrets(
     }
     const header = await readAgeHeader(ciphertext, spec.file);
     // The host refuses it too (activate.sh): found here, before any host changes.
-    if (header.secretName !== undefined && header.secretName !== spec.name) {
-      throw new InputError(
-        "secret-file-of-another",
-        `secret "${spec.name}" (${spec.file}) was encrypted as secret "${header.secretName}", and a host installs a secret's file under the name it was encrypted as alone`,
-        { hint: `encrypt it as ${spec.name}: ${secretsCommand(`rekey ${spec.name}`, fleetArg)}` },
-      );
-    }
+    requireOwnFile(
+      spec.name,
+      spec.file,
+      header.secretName,
+      secretsCommand(`set ${spec.name}`, fleetArg),
+    );
     const tags = new Set(header.sshTags);
     const keyless = receivers.filter((h) => !hostKeys.has(h.name)).map((h) => h.name);
     if (keyless.length > 0) throw hostsWithoutKeyError(spec.name, keyless);

@@ -19,7 +19,13 @@ import {
   secretRecipients,
 } from "./recipients.js";
 import { createScratchFile } from "./scratch-file.js";
-import { MAX_PLAINTEXT, readCiphertext, writeCiphertext, writeCiphertexts } from "./secret-file.js";
+import {
+  MAX_PLAINTEXT,
+  readCiphertext,
+  requireOwnFile,
+  writeCiphertext,
+  writeCiphertexts,
+} from "./secret-file.js";
 import { secretsCommand } from "./secrets-command.js";
 
 type SecretsFleet = Pick<Fleet, "hosts" | "secrets">;
@@ -29,7 +35,8 @@ type SecretsFleet = Pick<Fleet, "hosts" | "secrets">;
  * unchecked: written by another tool, so its recipients cannot be told (rekey to check);
  * missing: no file yet (set).
  */
-export type SecretFileState = "ok" | "stale" | "unchecked" | "missing" | "damaged";
+/** of-another: encrypted as another secret (its value), restored or set anew, never rekeyed. */
+export type SecretFileState = "ok" | "stale" | "unchecked" | "of-another" | "missing" | "damaged";
 
 export interface SecretRow {
   readonly name: string;
@@ -84,15 +91,31 @@ async function fileState(
   r: SecretRecipients,
 ): Promise<SecretFileState> {
   const header = await readAgeHeader(bytes, spec.file);
+  if (header.secretName !== undefined && header.secretName !== spec.name) return "of-another";
   const written = header.recipientsDigest;
   if (written === undefined) return "unchecked";
-  // A file that does not name this secret (written before names were bound, or another
-  // secret's, renamed) is one a pinned host refuses: rekey writes it anew.
+  // A file that names no secret (written before names were bound) is one a pinned host
+  // refuses: rekey writes it anew.
   return written === recipientsDigest(r.recipients) &&
     r.hostsWithoutKey.length === 0 &&
     header.secretName === spec.name
     ? "ok"
     : "stale";
+}
+
+/** Refuses `spec`'s file when it was encrypted as another secret (requireOwnFile). */
+async function requireOwnSecret(
+  spec: SecretSpec,
+  bytes: Uint8Array,
+  fleetArg?: string,
+): Promise<void> {
+  const header = await readAgeHeader(bytes, spec.file);
+  requireOwnFile(
+    spec.name,
+    spec.file,
+    header.secretName,
+    secretsCommand(`set ${spec.name}`, fleetArg),
+  );
 }
 
 /** The recipients of `spec`, refusing a secret that some of its hosts could not read. */
@@ -162,6 +185,7 @@ export async function editSecret(
   const spec = findSecret(fleet, name);
   const r = requireRecipients(fleet, spec, hostKeys);
   const bytes = await readCiphertext(spec.file);
+  if (bytes !== undefined) await requireOwnSecret(spec, bytes);
   const before = bytes === undefined ? new Uint8Array() : await openSecret(spec, bytes, identities);
   const scratch = await createScratchFile(name, before, env);
   let after: Uint8Array;
@@ -266,6 +290,8 @@ export async function rekeySecrets(
         },
       );
     }
+    // Another secret's value is never encrypted again under this name, --force or not.
+    await requireOwnSecret(spec, bytes, options.fleetArg);
     if (!options.force && (await fileState(bytes, spec, r)) === "ok") {
       planned.push({ spec, r, next: undefined });
       continue;

@@ -8,6 +8,8 @@ const ACTION: Record<SecretRow["state"], string | undefined> = {
   ok: undefined,
   stale: "rekey",
   unchecked: "rekey",
+  // Another secret's value: restored from version control, or set anew.
+  "of-another": "set",
   missing: "set",
   damaged: "set",
 };
