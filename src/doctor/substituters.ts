@@ -4,6 +4,7 @@
 // seconds: doctor warns, with the line that fixes it.
 import { access } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { shownUrl } from "../util/url-credentials.js";
 import { type Check, ok, warn } from "./check.js";
 
 /** Milliseconds every probe together may take (they run at once, one request each). */
@@ -37,17 +38,18 @@ export async function probeSubstituters(
 }
 
 async function probeOne(
-  url: string,
+  written: string,
   signal: AbortSignal,
   timeoutMs: number,
 ): Promise<SubstituterReach> {
-  if (/^https?:\/\//.test(url)) {
+  // Said without a user, password or credential query it holds (Nix's curl sends them): never
+  // in a check's text or its --json.
+  const url = shownUrl(written);
+  if (/^https?:\/\//.test(written)) {
     try {
+      const { target, headers } = cacheInfoRequest(written);
       // No redirect is followed: one request per substituter, whatever it answers.
-      const response = await fetch(`${url.replace(/\/+$/, "")}/nix-cache-info`, {
-        signal,
-        redirect: "manual",
-      });
+      const response = await fetch(target, { signal, redirect: "manual", headers });
       await response.body?.cancel();
       return response.status === 200
         ? { url, result: "ok" }
@@ -60,8 +62,14 @@ async function probeOne(
       return { url, result: "unreachable", error: fetchFailure(err, timeoutMs) };
     }
   }
-  if (url.startsWith("file://")) {
-    const dir = fileURLToPath(url.split("?")[0] as string);
+  if (written.startsWith("file://")) {
+    let dir: string;
+    try {
+      dir = fileURLToPath(written.split("?")[0] as string);
+    } catch (err) {
+      // file://HOST/…: no path of this machine.
+      return { url, result: "not-a-cache", error: (err as Error).message };
+    }
     return await access(`${dir}/nix-cache-info`).then(
       (): SubstituterReach => ({ url, result: "ok" }),
       (err: NodeJS.ErrnoException): SubstituterReach => ({
@@ -72,6 +80,28 @@ async function probeOne(
     );
   }
   return { url, result: "not-probed" };
+}
+
+/**
+ * The substituter's nix-cache-info, as Nix asks for it: its store settings (`?priority=…`) are
+ * Nix's own, not sent; a user and password go as the Basic authorization curl sends for them
+ * (fetch refuses a URL that holds them).
+ */
+function cacheInfoRequest(written: string): { target: string; headers: Record<string, string> } {
+  const target = new URL(written);
+  target.pathname = `${target.pathname.replace(/\/+$/, "")}/nix-cache-info`;
+  target.search = "";
+  target.hash = "";
+  if (target.username === "" && target.password === "") {
+    return { target: target.toString(), headers: {} };
+  }
+  const user = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+  target.username = "";
+  target.password = "";
+  return {
+    target: target.toString(),
+    headers: { authorization: `Basic ${Buffer.from(user).toString("base64")}` },
+  };
 }
 
 /** Why a request got no answer, in the system's words (ECONNREFUSED, ENOTFOUND, …). */
