@@ -363,6 +363,54 @@ describe("nixship secrets", () => {
     });
   }
 
+  it("edit starts vi (vim, as Debian's alternatives make it) without its viminfo, swap, undo and backup files, which would keep the old value on disk", async () => {
+    // A vim.basic of this test's own, reached as `vi` through a link: it writes the words it
+    // was started with, then the new value.
+    const bin = join(dir, "vim-bin");
+    mkdirSync(bin, { recursive: true });
+    const argv = join(dir, "vim-argv");
+    const vim = join(bin, "vim.basic");
+    writeFileSync(
+      vim,
+      `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > '${argv}'\neval last=\\\${$#}\nprintf '%s' '${ROTATED}' > "$last"\n`,
+    );
+    await chmod(vim, 0o755);
+    execFileSync("ln", ["-sf", vim, join(bin, "vi")]);
+    const r = await cli(
+      ["secrets", "edit", "db-password", "--identity", adminIdentity],
+      undefined,
+      {
+        EDITOR: "",
+        VISUAL: "",
+        PATH: `${bin}:${process.env.PATH ?? ""}`,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const words = readFileSync(argv, "utf8").trim().split("\n");
+    expect(words.slice(0, -1)).toEqual([
+      "-i",
+      "NONE",
+      "-n",
+      "--cmd",
+      "set noundofile nobackup nowritebackup",
+    ]);
+    expect(words.at(-1)).toMatch(/\/nixship-secret-[0-9a-f]+\/db-password$/);
+    expect(ageDecrypt(secretFile("db-password"), hostKeys.db1?.privateFile as string)).toBe(
+      ROTATED,
+    );
+    // An editor that is not vim is started as written.
+    const plain = join(bin, "myeditor");
+    writeFileSync(plain, `#!/bin/sh\nprintf '%s\\n' "$@" > '${argv}'\n`);
+    await chmod(plain, 0o755);
+    const other = await cli(
+      ["secrets", "edit", "db-password", "--identity", adminIdentity],
+      undefined,
+      { EDITOR: `${plain} --wait` },
+    );
+    expect(other.code, other.stderr).toBe(0);
+    expect(readFileSync(argv, "utf8").trim().split("\n")[0]).toBe("--wait");
+  });
+
   it("edit with a failing editor or an identity that is not an admin's writes nothing", async () => {
     const before = readFileSync(secretFile("db-password"));
     const failing = await cli(

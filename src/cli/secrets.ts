@@ -11,6 +11,7 @@ import { collectHostKeys, type NewPin, pinnedHostKeys } from "../delivery/host-k
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
+import { editorCommand } from "../secrets/editor-command.js";
 import { PINS_FILE, pinsPath, readPins } from "../secrets/host-key-pins.js";
 import { secretHosts } from "../secrets/recipients.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
@@ -264,7 +265,10 @@ export const secretsEdit: Command = {
 Decrypts the secret NAME with an admin's identity (or starts empty) into a private scratch
 file on a tmpfs ($XDG_RUNTIME_DIR or /dev/shm; mode 0600), opens it in $EDITOR (else vi), and
 encrypts it back to its recipients when it changed. The scratch file is overwritten and
-removed afterwards, also when the editor fails or the command is interrupted.
+removed afterwards, also when the editor fails or the command is interrupted. Vim and neovim
+(vi, as Debian installs it) are started without their viminfo or shada (whose registers would
+keep the old value on disk), swap, undo and backup files; another editor's own history or
+backups are its settings'.
 ${PINS_NOTE}
 
 Options:
@@ -293,8 +297,9 @@ ${FLEET_HELP}`,
       second: () => io.stderr.write("secrets edit: stopped\n"),
     });
     try {
+      const editor = await editorCommand(io.env.EDITOR || io.env.VISUAL || "vi", io.env.PATH);
       const outcome = await editSecret(fleet, name, keys, identities, (path) =>
-        runEditor(io.env.EDITOR || io.env.VISUAL || "vi", path, trap.signal),
+        runEditor(editor, path, trap.signal),
       );
       const pinned = sayPins(outcome.changed ? await pin() : [], io);
       if (values.json) writeJson(io, { name, ...outcome, pinned });
