@@ -16,6 +16,7 @@ import {
   channelKey,
   listReleaseSeqs,
   listReleases,
+  MAX_RELEASE_SEQ,
   type PublishOptions,
   publishRelease,
   readChannel,
@@ -24,7 +25,7 @@ import {
   releaseOriginKey,
 } from "../src/release/release-store.js";
 import { loadRelease, loadVerifiedRelease, shardKeys } from "../src/release/shard-store.js";
-import { readSignedRelease } from "../src/release/signed-release-reads.js";
+import { readSignedRelease, successorSigned } from "../src/release/signed-release-reads.js";
 import { progressKey } from "../src/status/status.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { FsStore } from "../src/store/fs-store.js";
@@ -477,6 +478,43 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       expect((await readAll(store, channelKey("prod")))?.equals(theirs)).toBe(true);
     });
 
+    it("has no successor to the highest number a release may have (an agent's poll of it asks none)", async () => {
+      await expect(successorSigned(store, "prod", trusted, MAX_RELEASE_SEQ)).resolves.toBe(false);
+      await publishRelease(store, options());
+      await publishRelease(store, options());
+      expect(await successorSigned(store, "prod", trusted, 1)).toBe(true);
+      expect(await successorSigned(store, "prod", trusted, 2)).toBe(false);
+    });
+
+    it.each([
+      ["the release file", (k: string) => k === releaseKey("prod", 2)],
+      ["the channel", (k: string) => k === channelKey("prod")],
+    ])(
+      "a retried write that meets its own first attempt (%s: the answer lost, the retry told precondition-failed) is taken as written",
+      async (_what, which) => {
+        await publishRelease(store, options());
+        let lost = false;
+        // The write lands, and its answer is the retry's: precondition failed.
+        const retried = wrap(store, {
+          put: async (k: string, body: Uint8Array, opts?: PutOptions) => {
+            const landed = await store.put(k, body, opts);
+            if (lost || !which(k)) return landed;
+            lost = true;
+            return { status: "precondition-failed" as const };
+          },
+        });
+        const second = await publishRelease(retried, options());
+        expect(lost).toBe(true);
+        expect(second.release.seq).toBe(2);
+        const channel = await readChannel(store, "prod");
+        expect(channel.status === "found" && releaseDigest(channel.bytes)).toBe(second.digest);
+        expect(await keys(store, "releases/")).toEqual([
+          releaseKey("prod", 1),
+          releaseKey("prod", 2),
+        ]);
+      },
+    );
+
     it("a publisher made to stop at once between its release file and the channel withdraws the file first (its last words)", async () => {
       await publishRelease(store, options());
       let reached: () => void = () => {};
@@ -667,10 +705,15 @@ function describePublisherRaces(name: string, open: () => Promise<ObjectStore>):
       const firstWritten = new Promise<void>((resolve) => {
         written = resolve;
       });
-      return Array.from({ length: PUBLISHERS }, (_, i) =>
-        wrap(inner, {
+      return Array.from({ length: PUBLISHERS }, (_, i) => {
+        // Each publisher's first read (the channel) waits for all the others': they all read
+        // the same channel. Later reads (a loser looking at what it met) go straight through.
+        let first = true;
+        return wrap(inner, {
           get: async (k: string) => {
             const got = await inner.get(k);
+            if (!first) return got;
+            first = false;
             await new Promise<void>((resolve) => {
               waiting.push(resolve);
               if (waiting.length === PUBLISHERS) {
@@ -693,8 +736,8 @@ function describePublisherRaces(name: string, open: () => Promise<ObjectStore>):
             if (k.startsWith("releases/") && result.status === "written") written();
             return result;
           },
-        }),
-      );
+        });
+      });
     }
 
     it(`lets exactly one of ${PUBLISHERS} concurrent publishers win each round`, async () => {

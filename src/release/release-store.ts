@@ -257,7 +257,9 @@ export async function publishRelease(
     contentType: "application/json",
     condition: { ifAbsent: true },
   });
-  if (written.status === "precondition-failed") {
+  // A retried write (its first answer lost) that meets its own first attempt is ours, not a
+  // race lost: the file holds these very bytes.
+  if (written.status === "precondition-failed" && !(await holds(store, file, signed.bytes))) {
     throw conflict(
       `another publisher published release ${seq} of channel ${channel} at the same time; nothing was written; re-run to publish on top of it`,
     );
@@ -274,6 +276,16 @@ export async function publishRelease(
   } finally {
     forget();
   }
+}
+
+/** Whether the object at `key` holds exactly `bytes` (a write of ours that landed). */
+async function holds(store: ObjectStore, key: string, bytes: Uint8Array): Promise<boolean> {
+  // Another's, larger than these bytes, is refused past them: not ours either.
+  const now = await readAll(store, key, bytes.length).catch((err: unknown) => {
+    if (err instanceof InputError) return undefined;
+    throw err;
+  });
+  return now !== undefined && Buffer.from(now).equals(bytes);
 }
 
 /**
@@ -344,9 +356,11 @@ async function pointChannel(
       if (named) return { status: "written" as const };
       throw err;
     });
-  if (moved.status === "precondition-failed") {
-    if (hasOrigin) await store.delete(originFile);
-    await store.delete(file);
+  // The same for the channel: withdrawn only when it names another release.
+  if (
+    moved.status === "precondition-failed" &&
+    !(await withdrawUnlessNamed(store, channel, seq, signed.digest, hasOrigin))
+  ) {
     throw conflict(
       `another publisher published a release of channel ${channel} at the same time; release ${seq} was withdrawn and the channel left as they set it; re-run to publish on top of it`,
     );

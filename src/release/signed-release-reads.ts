@@ -5,7 +5,7 @@ import type { PublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { SignedHead, SignedRelease } from "./release.js";
 import { trustedHead } from "./release-sign.js";
-import { listedSeqs, readRelease, releaseKey } from "./release-store.js";
+import { listedSeqs, MAX_RELEASE_SEQ, readRelease, releaseKey } from "./release-store.js";
 import { readShards } from "./shard-store.js";
 
 /** Release files above a channel's release that are read, at most, for one that verifies. */
@@ -84,5 +84,7 @@ export async function successorSigned(
   keys: readonly PublicKey[],
   seq: number,
 ): Promise<boolean> {
+  // The highest number a release may have has none (one numbered so was planted there).
+  if (seq >= MAX_RELEASE_SEQ) return false;
   return typeof (await readSignedHead(store, channel, seq + 1, keys)) !== "string";
 }
