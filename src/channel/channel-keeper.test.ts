@@ -508,6 +508,48 @@ describe("ChannelKeeper: entries and releases", () => {
     expect((await channelRelease(store)).release.seq).toBe(3);
   });
 
+  it("a refresh that reads the channel while another publisher is between its release file and the channel waits for it, and builds on its release", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    let reached: () => void = () => {};
+    const atChannel = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    // Publisher A's channel write waits at the gate (a slow store).
+    const slow = new Proxy(store, {
+      get(target, prop) {
+        if (prop === "put") {
+          return async (k: string, body: Uint8Array, o?: unknown) => {
+            if (k === `channels/${CHANNEL}.json`) {
+              reached();
+              await gate;
+            }
+            return target.put(k, body, o as never);
+          };
+        }
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const a = keeper({ store: slow }).publishWave(wave({ web1: sys("b", "web1") }), "switch");
+    await atChannel;
+    // B reads release 1 on the channel and A's release 2 on file; A moves the channel a moment
+    // later.
+    const b = keeper().refresh();
+    setTimeout(open, 500);
+    expect((await a).release.seq).toBe(2);
+    const { replaced, release } = await b;
+    expect(replaced.release.seq).toBe(2);
+    expect(release.release).toMatchObject({
+      seq: 3,
+      kind: "refresh",
+      hosts: { web1: { path: sys("b", "web1") } },
+    });
+  });
+
   it("refresh signs no release copied one step back over the channel (a replay): refused while no host reported on the newer, built on it once one did", async () => {
     await deployed({ web1: sys("a", "web1") });
     await keeper().publishWave(wave({ web1: sys("b", "web1") }), "switch");
@@ -519,7 +561,7 @@ describe("ChannelKeeper: entries and releases", () => {
       exitCode: 2,
       code: "release-channel-ambiguous",
       message: `channel prod names release 1, but release 2 (${store.url} releases/prod/2.json) is on file and signed by a release key, and no host reported on it: either its publisher stopped before it moved the channel, or release 1 was copied over the channel (a replay, which a new release built on it would sign again, sending hosts back); nothing was published`,
-      hint: "if a publish was stopped (killed, a crash), delete releases/prod/2.json; if the channel was replayed, copy releases/prod/2.json over channels/prod.json; then run the command again",
+      hint: "if a publish was stopped (killed, a crash) and none is running now, delete releases/prod/2.json; if the channel was replayed, copy releases/prod/2.json over channels/prod.json; then run the command again",
     });
     // Nothing was written: no release 3, the channel as the writer left it.
     expect(await readAll(store, "releases/prod/3.json")).toBeUndefined();

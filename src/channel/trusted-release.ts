@@ -3,7 +3,7 @@
 // release key is never signed again into the next release; nor an older release copied over the
 // channel (a replay), which would send its hosts back: a newer signed release on file is built on
 // when it was the channel's, and a publish is refused when that cannot be told.
-import { InputError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedRelease } from "../release/release.js";
 import { releaseDigest } from "../release/release-canonical.js";
@@ -80,6 +80,17 @@ export async function readChannelToUpdate(
   ) {
     return { trusted: newer, basis, replayed: { named: seq, newest: newer.release.seq } };
   }
+  // A publisher at work may be between its release file and the channel (its origin, then the
+  // channel's write): once that has had time to end, a channel that moved is a race lost, read
+  // again (release-conflict), not a refusal.
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  const again = await readChannel(store, channel);
+  if (again.status !== "found" || releaseDigest(again.bytes) !== basis) {
+    throw new OperationError(
+      "release-conflict",
+      `another publisher moved channel ${channel} while this one read it (release ${newer.release.seq} was being published); nothing was published; read it again and publish on top of it`,
+    );
+  }
   // Else it is a publisher's stopped between the release file and the channel (a crash), or
   // the channel was replayed and the hosts' reports removed: which, the operator knows.
   const newerFile = releaseKey(channel, newer.release.seq);
@@ -87,10 +98,16 @@ export async function readChannelToUpdate(
     "release-channel-ambiguous",
     `channel ${channel} names release ${seq}, but release ${newer.release.seq} (${store.url} ${newerFile}) is on file and signed by a release key, and no host reported on it: either its publisher stopped before it moved the channel, or release ${seq} was copied over the channel (a replay, which a new release built on it would sign again, sending hosts back); nothing was published`,
     {
-      hint: `if a publish was stopped (killed, a crash), delete ${newerFile}; if the channel was replayed, copy ${newerFile} over ${channelKey(channel)}; then run the command again`,
+      hint: `if a publish was stopped (killed, a crash) and none is running now, delete ${newerFile}; if the channel was replayed, copy ${newerFile} over ${channelKey(channel)}; then run the command again`,
     },
   );
 }
+
+/**
+ * Milliseconds a publisher that finds a signed release above the channel gives the one that
+ * may be publishing it to move the channel: far more than its origin's and channel's writes.
+ */
+const SETTLE_MS = 3000;
 
 /**
  * Whether a host reported on a release numbered above `seq`, up to `newest` (its progress

@@ -27,7 +27,8 @@ does not (planted) is passed over for the newest release that does. An older rel
 over the channel (a replay) is never signed again: a newer signed release on file is built on
 when it was the channel's (a release was built on it, or a host reported on it), and the
 refresh is refused (exit 2, release-channel-ambiguous, nothing written) when that cannot be
-told: the error names the file to delete or to copy back.
+told once a publisher that may be at work has had 3 s to move the channel: the error names
+the file to delete or to copy back.
 
 Options:
 ${FLEET_FILE_HELP}
