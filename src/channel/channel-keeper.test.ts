@@ -262,6 +262,18 @@ describe("ChannelKeeper: the channel never names a failed system", () => {
   });
 });
 
+describe("ChannelKeeper: release numbers", () => {
+  it("are taken from what a release key signed: a file planted far above (or a channel claiming a number) never numbers the next release", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    await store.put(`releases/${CHANNEL}/999999999999998.json`, new TextEncoder().encode("{}"));
+    const { release } = await keeper().refresh();
+    expect(release.release.seq).toBe(2);
+    // A stopped publisher's file just above is never reused.
+    await store.put(`releases/${CHANNEL}/3.json`, new TextEncoder().encode("{}"));
+    expect((await keeper().refresh()).release.release.seq).toBe(4);
+  });
+});
+
 describe("ChannelKeeper: another channel's release copied over the channel", () => {
   it("is passed over as a planted one: its entries are never signed again as this channel's", async () => {
     await deployed({ web1: sys("a", "web1"), db1: sys("a", "db1") });

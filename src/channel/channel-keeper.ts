@@ -516,6 +516,8 @@ export class ChannelKeeper {
       maxAge: this.#o.releases.maxAge,
       ...(this.#o.origin === undefined ? {} : { origin: this.#o.origin }),
       basis: read.basis,
+      // Numbered from what a release key signed, never from what a bucket writer planted.
+      after: read.trusted?.release.seq ?? 0,
     });
     this.#lastNamed = { ...read.entries };
     this.#published.push(signed);

@@ -34,7 +34,7 @@ export const releaseList: Command = {
   help: `Usage: nixship release list [--channel NAME] [--store URL] [--fleet FILE] [--json]
 
 Lists the release files of a channel (releases/<channel>/<seq>.json in the store), oldest
-first: number, creation time, kind (deploy or rollback), host count and digest. The release
+first: number, creation time, kind (deploy, rollback or refresh), host count and digest. The release
 the channel points at (channels/<channel>.json) is marked '*'. A file that does not parse as
 a release is listed with the reason. Signatures are not checked here: use 'release show
 --trusted-key'.

@@ -65,7 +65,19 @@ export interface PublishOptions {
    * never replaced by entries read before it (release-conflict). Absent: over what it holds now.
    */
   readonly basis?: string | null;
+  /**
+   * The number of the newest release a release key signed that this one follows (0: none):
+   * the publisher's verified read. Given, the number is taken past it and past the files
+   * listed within MAX_SKIP above it (a stopped publisher's, never reused), never from a
+   * channel that did not verify or a file far above (planted by someone without a key, which
+   * would number this release up to the last a release may have). Absent: past the channel's
+   * and every listed file's number.
+   */
+  readonly after?: number;
 }
+
+/** Listed release numbers above the verified one that are taken past; those above are planted. */
+export const MAX_SKIP = 1000;
 
 /** One release file of a channel, as `release list` shows it. */
 export type ReleaseEntry =
@@ -210,9 +222,14 @@ export async function publishRelease(
       `another publisher published release ${head?.seq ?? "?"} of channel ${channel} since this one read it; nothing was written; read it again and publish on top of it`,
     );
   }
-  // (2) Past every release file, so one left by an interrupted publisher is never reused.
-  const listed = await highestListed(store, channel);
-  const seq = Math.max(head?.seq ?? 0, listed) + 1;
+  // (2) Past every release file, so one left by an interrupted publisher is never reused (with
+  // `after`, past those near it only).
+  const { after } = options;
+  const listed =
+    after === undefined
+      ? await highestListed(store, channel)
+      : ((await listedSeqs(store, channel)).filter((n) => n <= after + MAX_SKIP).at(-1) ?? 0);
+  const seq = Math.max(after ?? head?.seq ?? 0, listed) + 1;
   if (seq > MAX_RELEASE_SEQ) {
     // Only a file planted by someone without a release key numbers a release that high.
     const where =
@@ -223,7 +240,7 @@ export async function publishRelease(
       "release-seq-exhausted",
       `channel ${channel}: ${where}, so the next release would be past the highest a release may have (${MAX_RELEASE_SEQ}); nothing was written`,
       {
-        hint: "a release numbered that high was not published by nixship: remove that file (nixship release list shows which releases verify)",
+        hint: "a file numbered that high was planted, or the channel was: remove it ('nixship release show N --trusted-key KEY' tells whether a release key signed it; a publisher numbers its release from the newest a release key signed, past files planted far above it)",
       },
     );
   }
