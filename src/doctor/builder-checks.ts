@@ -155,7 +155,21 @@ async function probeBuilder(fleet: Fleet, machine: BuilderMachine): Promise<Prob
         r.stderr.trim().split(/\r?\n/).filter(Boolean).at(-1) ?? `ssh exited with ${r.code}`;
       return {
         machine,
-        checks: [fail(area, "ssh", said, sshFix(said, target))],
+        checks: [
+          fail(
+            area,
+            "ssh",
+            said,
+            // The entry's own key is written to a file of this probe's, gone once it ends.
+            sshFix(
+              said,
+              target,
+              keyLine
+                ? `its PUBLIC_HOST_KEY in build.builders (base64 of the host's key line)`
+                : undefined,
+            ),
+          ),
+        ],
         system: undefined,
       };
     }

@@ -466,9 +466,13 @@ function judgeHostSubstituter(
   );
 }
 
-/** The fix for what ssh said when a new connection failed (hosts and builders alike). */
-export function sshFix(said: string, target: SshTarget): string {
-  const knownHosts = target.knownHosts ?? "ssh's known_hosts (~/.ssh/known_hosts)";
+/**
+ * The fix for what ssh said when a new connection failed (hosts and builders alike); `keyAt`
+ * says where the host's key is kept when it is not a known_hosts file of the user's (a
+ * builder entry's PUBLIC_HOST_KEY).
+ */
+export function sshFix(said: string, target: SshTarget, keyAt?: string): string {
+  const knownHosts = keyAt ?? target.knownHosts ?? "ssh's known_hosts (~/.ssh/known_hosts)";
   const outOfBand =
     "check it out of band (ssh-keyscan HOST, compared with the host's own /etc/ssh/ssh_host_ed25519_key.pub)";
   if (/No .* host key is known/i.test(said)) {
@@ -481,8 +485,13 @@ export function sshFix(said: string, target: SshTarget): string {
   if (/Host key verification failed/i.test(said)) {
     return `the host's key is not the one in ${knownHosts}, or not in it: ${outOfBand}, then replace or add its line`;
   }
-  if (/Permission denied/i.test(said))
-    return `authorise your ssh key for ${target.user}@ on the host`;
+  if (/Permission denied/i.test(said)) {
+    const user =
+      target.user === undefined
+        ? "the ssh user (ssh_config's, else your login name)"
+        : `${target.user}@`;
+    return `authorise your ssh key for ${user} on the host`;
+  }
   if (/Connection refused|timed out|No route|Could not resolve/i.test(said)) {
     return "check the host is up, sshd runs, and the address (or ssh_config alias) is right";
   }
