@@ -529,6 +529,15 @@ describe("nixship secrets", () => {
       doc.hosts.web3 = { tags: ["web"], address: "10.77.0.3", system: SYSTEM };
       doc.hosts.web2 = { tags: ["old"], address: "10.77.0.2", system: SYSTEM };
     });
+    // A plaintext file in the Nix store (a flake's ./token, copied there): exposed already.
+    const flakeToken = join(dir, "token-in-flake");
+    writeFileSync(flakeToken, "a-value-every-user-may-read");
+    const stored = execFileSync("nix-store", ["--add", flakeToken], { encoding: "utf8" }).trim();
+    const inStore = await cli(["secrets", "set", "db-password", "--from", stored]);
+    expect(inStore.code).toBe(2);
+    expect(inStore.stderr).toContain(
+      "is in the Nix store, where every user of the machine may read it: the value is exposed already",
+    );
     // A missing plaintext file, and an identity file others may read or that is not there.
     const missing = await cli(["secrets", "set", "db-password", "--from", join(dir, "nope")]);
     expect(missing.code).toBe(2);

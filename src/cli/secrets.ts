@@ -11,6 +11,7 @@ import { collectHostKeys, type NewPin, pinnedHostKeys } from "../delivery/host-k
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
+import { STORE_DIR } from "../nix/store-path.js";
 import { editorCommand } from "../secrets/editor-command.js";
 import { PINS_FILE, pinsPath, readPins } from "../secrets/host-key-pins.js";
 import { secretHosts } from "../secrets/recipients.js";
@@ -133,6 +134,18 @@ const FROM_HINT =
 
 async function readBounded(file: string): Promise<Uint8Array> {
   const shown = await shownSource(file);
+  // A file in the Nix store (a flake's ./token copied there) is readable by every user of the
+  // machine: the value is out already, and encrypting it would hide that.
+  const real = await realpath(file).catch(() => file);
+  if (real.startsWith(`${STORE_DIR}/`)) {
+    throw new InputError(
+      "secret-source-in-store",
+      `${shown} is in the Nix store, where every user of the machine may read it: the value is exposed already`,
+      {
+        hint: "make a new value (the one there is out), and give it on stdin or in a file of mode 0600 outside the flake",
+      },
+    );
+  }
   const bytes = await readFileBounded(file, MAX_PLAINTEXT, () => tooLarge(shown)).catch(
     (err: NodeJS.ErrnoException) => {
       if (err instanceof OperationError) throw err;
