@@ -432,3 +432,49 @@ describe("agent hosts", () => {
     });
   });
 });
+
+describe("a cache whose endpoint takes connections and never answers", () => {
+  it("fails the cache's check within its deadline, naming the cache", async () => {
+    const sockets: import("node:net").Socket[] = [];
+    const silent = (await import("node:net")).createServer((socket) => {
+      sockets.push(socket);
+    });
+    silent.listen(0, "127.0.0.1");
+    await new Promise((resolve) => silent.once("listening", resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const fleet = join(work, "silent-cache.json");
+      const url = `s3://fleet-cache?endpoint=http://127.0.0.1:${port}&region=us-east-1`;
+      const key = join(work, "silent.sec");
+      const pub = (await nixship(["key", "generate", "--name", "silent-1", "--out", key])).stdout;
+      await writeFile(
+        fleet,
+        JSON.stringify({
+          cache: { url, publicKeys: [pub.trim()] },
+          releases: { channel: "prod", publicKeys: [pub.trim()] },
+          hosts: {
+            ag1: { delivery: "agent", system: "/nix/store/00000000000000000000000000000000-s" },
+          },
+        }),
+      );
+      const started = Date.now();
+      const r = await nixship(["doctor", "--fleet", fleet, "--json", "--key", key], {
+        env: {
+          NIXSHIP_DOCTOR_CACHE_TIMEOUT: "2",
+          AWS_ACCESS_KEY_ID: "doctor-test",
+          AWS_SECRET_ACCESS_KEY: "doctor-test-secret",
+        },
+      });
+      // Bounded by the 2 s deadline (and doctor's other checks), not the client's minutes.
+      expect(Date.now() - started).toBeLessThan(60_000);
+      const checks = (JSON.parse(r.stdout) as { checks: Found[] }).checks;
+      expect(find(checks, "cache", "cache")).toMatchObject({
+        status: "fail",
+        detail: `${url} gave no answer within 2 s (doctor's bound for the cache's checks)`,
+      });
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+  }, 120_000);
+});

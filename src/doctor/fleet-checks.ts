@@ -6,7 +6,7 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { sshTarget } from "../delivery/ssh.js";
 import { runActivate, runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { SERVE_CACHE_FIX } from "../deploy/served-cache.js";
-import { InputError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Fleet, FleetHost, SshHost } from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
@@ -21,6 +21,7 @@ import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { testWait } from "../util/test-waits.js";
+import { shownUrl } from "../util/url-credentials.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
 import { judgeNixVersion } from "./local-nix.js";
 import { checkPrometheus } from "./prometheus-checks.js";
@@ -28,6 +29,13 @@ import { checkPrometheus } from "./prometheus-checks.js";
 /** Seconds one host's ssh check may take ($NIXSHIP_DOCTOR_HOST_TIMEOUT shortens it for tests). */
 const HOST_TIMEOUT = 20;
 const hostTimeout = () => testWait("NIXSHIP_DOCTOR_HOST_TIMEOUT", HOST_TIMEOUT, HOST_TIMEOUT);
+/**
+ * Seconds the cache's checks may take in all ($NIXSHIP_DOCTOR_CACHE_TIMEOUT shortens it for
+ * tests): an endpoint that takes connections and never answers would otherwise hold doctor for
+ * the S3 client's three attempts of a minute each, per request.
+ */
+const CACHE_TIMEOUT = 30;
+const cacheTimeout = () => testWait("NIXSHIP_DOCTOR_CACHE_TIMEOUT", CACHE_TIMEOUT, CACHE_TIMEOUT);
 /** What the host's login shell says on stderr before it starts `sh -s` with the probe. */
 const LOGIN_MARK = "nixship-doctor-login";
 /** Hosts checked at once. */
@@ -161,12 +169,32 @@ async function checkCache(input: FleetCheckInput): Promise<Check[]> {
   }
   const checks: Check[] = [];
   let store: Awaited<ReturnType<typeof openStore>> | undefined;
+  const seconds = cacheTimeout();
+  const deadline = startDeadline(seconds * 1000);
+  const expired = new Promise<"expired">((resolve) =>
+    deadline.signal.addEventListener("abort", () => resolve("expired"), { once: true }),
+  );
+  const within = async <T>(work: Promise<T>): Promise<T> => {
+    const first = await Promise.race([work, expired]);
+    if (first === "expired") {
+      // (What is still under way is let go: the store is closed below.)
+      work.catch(() => undefined);
+      throw new OperationError(
+        "cache-timeout",
+        `${shownUrl(cache.url)} gave no answer within ${seconds} s (doctor's bound for the cache's checks)`,
+        {
+          hint: `check ${shownUrl(cache.url)}: its endpoint, the network to it, and the credentials that reach it`,
+        },
+      );
+    }
+    return first as T;
+  };
   try {
-    store = await openStore(cache.url);
-    await requireCacheInfo(store);
+    store = await within(openStore(cache.url));
+    await within(requireCacheInfo(store));
     checks.push(ok("cache", "cache", `${store.url} holds a binary cache`));
     if (input.hosts.some((h) => h.delivery === "agent")) {
-      await ensureConditionalWrites(store);
+      await within(ensureConditionalWrites(store));
       checks.push(
         ok(
           "cache",
@@ -186,6 +214,7 @@ async function checkCache(input: FleetCheckInput): Promise<Check[]> {
       ),
     );
   } finally {
+    deadline.clear();
     await store?.close();
   }
   return checks;

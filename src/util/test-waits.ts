@@ -6,6 +6,7 @@ import { InputError } from "../errors.js";
 export const TEST_WAITS = {
   NIXSHIP_STATUS_TIMEOUT: "seconds an ssh status query may take (60)",
   NIXSHIP_DOCTOR_HOST_TIMEOUT: "seconds doctor's ssh check of one host may take (20)",
+  NIXSHIP_DOCTOR_CACHE_TIMEOUT: "seconds doctor's check of the fleet's cache may take (30)",
   NIXSHIP_PAUSE_POLL_MS: "milliseconds between a paused deployer's reads of its answer (2000)",
   NIXSHIP_REBOOT_PROBE_MS: "milliseconds between two probes of a host rebooting (2000)",
   NIXSHIP_SSM_POLL_MS: "milliseconds between two polls of a running SSM command (2000)",
