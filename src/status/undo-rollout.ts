@@ -19,6 +19,8 @@ export interface NewerRollouts {
   readonly complete: boolean;
   /** The ids of those whose record no cache key signed (said when one refuses a host). */
   readonly unsigned?: ReadonlySet<string>;
+  /** The keys of those that could not be read (why the list is not complete). */
+  readonly unreadable?: readonly string[];
 }
 
 export type UndoStep =
@@ -132,7 +134,7 @@ function changedSince(
   }
   if (!newer.complete) {
     return {
-      why: `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (${forcing(record, host)})`,
+      why: `${newer.unreadable?.[0] === undefined ? `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read)` : `the rollout record ${newer.unreadable[0]}, started since rollout ${record.id}, cannot be read (remove it if no deploy of yours wrote it)`}: whether one changed it cannot be told (${forcing(record, host)})`,
       standing: true,
     };
   }

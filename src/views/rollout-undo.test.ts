@@ -11,7 +11,7 @@ import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
-import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
+import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
 import {
   ASK_BYTES,
   ASK_LOOKBACK,
@@ -97,6 +97,25 @@ describe("a rollback without --rollout", () => {
     );
     // Given by id, it is read with the unsigned record among those started since.
     expect((await readUndo(fleet, { id: "bbbbbbbbbbbb" })).record.id).toBe("bbbbbbbbbbbb");
+  });
+
+  it("names a newer record that cannot be read, and the signed rollout it would undo in its place, where it stopped at it", async () => {
+    await twoRollouts();
+    const garbage = rolloutKey(new Date(Date.now() - 60_000), "cccccccccccc");
+    await store.put(garbage, Buffer.from("not a record"));
+    const refused = await readUndo(fleet, {}).then(
+      () => undefined,
+      (err: unknown) => err as InputError,
+    );
+    expect(refused).toMatchObject({
+      code: "rollout-unreadable",
+      message: expect.stringContaining(
+        `the rollout record file://${dir} ${garbage} cannot be read (`,
+      ),
+      hint: expect.stringMatching(
+        /^the newest rollout a cache key signed that names these hosts is bbbbbbbbbbbb .*'nixship rollback --rollout bbbbbbbbbbbb' undoes it\. remove it if no deploy of yours wrote it$/,
+      ),
+    });
   });
 
   it("reads no more than ASK_BYTES of the newer records that name no selected host (the newest always)", async () => {
@@ -298,6 +317,18 @@ describe("what a rollback believes of the rollouts started since", () => {
   }
   const stepOf = async () =>
     (await readUndo(ssmFleet(), { id: "aaaaaaaaaaaa", askLive: runsV1 })).steps[0];
+
+  it("a newer record that cannot be read refuses the host, named, as one that may have changed it", async () => {
+    await writeRollout(store, one("aaaaaaaaaaaa", 3 * HOUR, "confirmed", V1, V0), key);
+    const garbage = rolloutKey(new Date(Date.now() - HOUR), "cccccccccccc");
+    await store.put(garbage, Buffer.from("not a record"));
+    expect(await stepOf()).toMatchObject({
+      kind: "refused",
+      why: expect.stringContaining(
+        `the rollout record ${garbage}, started since rollout aaaaaaaaaaaa, cannot be read (remove it if no deploy of yours wrote it)`,
+      ),
+    });
+  });
 
   it("an unsigned record saying a later rollout was undone clears no refusal: the host stays, refused", async () => {
     await aThenBThenC();

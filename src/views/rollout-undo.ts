@@ -220,7 +220,16 @@ async function findRecord(
         "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
       );
     }
-    const weighed = await readWeighedRollout(store, key, keys);
+    const weighed = await readWeighedRollout(store, key, keys).catch((err: unknown) => {
+      if (!(err instanceof InputError)) throw err;
+      // One that cannot be read may be a stranger's, as an unsigned one: named, not a stop.
+      unsigned ??= new InputError(
+        "rollout-unreadable",
+        `the rollout record ${store.url} ${key} cannot be read (${err.message}); anyone who can write the store could have put it there`,
+        { hint: "remove it if no deploy of yours wrote it" },
+      );
+      return undefined;
+    });
     if (weighed === undefined) continue;
     const record = weighed.record;
     // A dry run changed nothing: it is passed over, never undone in place of a rollout.
@@ -281,14 +290,16 @@ async function readNewer(
   trusted: readonly PublicKey[],
 ): Promise<NewerRollouts> {
   let complete = !more;
+  const unreadable: string[] = [];
   const read = await mapLimit(keys, 8, (key) =>
     readWeighedRollout(store, key, trusted).catch((err: unknown) => {
       if (!(err instanceof InputError)) throw err;
       complete = false;
+      unreadable.push(key);
       return undefined;
     }),
   );
   const weighed = read.flatMap((r) => (r === undefined ? [] : [r]));
   const unsigned = new Set(weighed.flatMap((w) => (w.trusted ? [] : [w.record.id])));
-  return { records: weighed.map((w) => w.record), complete, unsigned };
+  return { records: weighed.map((w) => w.record), complete, unsigned, unreadable };
 }
