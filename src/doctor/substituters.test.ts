@@ -16,6 +16,10 @@ const asked: { path: string; auth: string | undefined }[] = [];
 beforeAll(async () => {
   server = createServer((req, res) => {
     asked.push({ path: req.url ?? "", auth: req.headers.authorization });
+    if (req.url?.startsWith("/moved/")) {
+      res.writeHead(302, { location: "/elsewhere/nix-cache-info" }).end();
+      return;
+    }
     const good = `Basic ${Buffer.from(`bob:${PASSWORD}`).toString("base64")}`;
     if (req.headers.authorization !== good) {
       res.writeHead(401).end();
@@ -45,16 +49,29 @@ describe("substituters with credentials in their URL", () => {
     expect(JSON.stringify(checks)).not.toContain(PASSWORD);
   });
 
-  it("a wrong password is said as the cache's answer, never with the password", async () => {
-    const reach = await probeSubstituters([`http://bob:wrong-${PASSWORD}@127.0.0.1:${port}`]);
-    expect(reach).toEqual([
-      {
-        url: `http://127.0.0.1:${port}`,
-        result: "not-a-cache",
-        error: "it answers HTTP 401 for nix-cache-info",
-      },
+  it("one that asks for credentials (a wrong password, or none: Nix's netrc-file may have them) is not judged, and never said with the password", async () => {
+    const reach = await probeSubstituters([
+      `http://bob:wrong-${PASSWORD}@127.0.0.1:${port}`,
+      `http://127.0.0.1:${port}/`,
     ]);
-    expect(JSON.stringify(judgeSubstituters(reach))).not.toContain(PASSWORD);
+    expect(reach).toEqual([
+      { url: `http://127.0.0.1:${port}`, result: "guarded", status: 401 },
+      { url: `http://127.0.0.1:${port}/`, result: "guarded", status: 401 },
+    ]);
+    const checks = judgeSubstituters(reach);
+    expect(checks).toEqual([
+      expect.objectContaining({
+        status: "ok",
+        detail: `ask for credentials, not judged (Nix may give them from its netrc-file): http://127.0.0.1:${port} (HTTP 401), http://127.0.0.1:${port}/ (HTTP 401)`,
+      }),
+    ]);
+    expect(JSON.stringify(checks)).not.toContain(PASSWORD);
+  });
+
+  it("one that redirects is taken as Nix's curl takes it: it answers", async () => {
+    expect(await probeSubstituters([`http://127.0.0.1:${port}/moved`])).toEqual([
+      { url: `http://127.0.0.1:${port}/moved`, result: "ok" },
+    ]);
   });
 
   it("a file:// URL of another host is no cache here, and the others are still asked", async () => {

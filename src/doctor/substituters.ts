@@ -18,7 +18,9 @@ export type SubstituterReach =
   | { readonly url: string; readonly result: "unreachable"; readonly error: string }
   | { readonly url: string; readonly result: "not-a-cache"; readonly error: string }
   /** A kind of store this check does not ask (s3://, ssh://, the daemon, …). */
-  | { readonly url: string; readonly result: "not-probed" };
+  | { readonly url: string; readonly result: "not-probed" }
+  /** It asks for credentials (HTTP 401, 403), which Nix may give from its netrc-file. */
+  | { readonly url: string; readonly result: "guarded"; readonly status: number };
 
 /** The substituters Nix's shown configuration names; undefined when it names none at all. */
 export function configuredSubstituters(
@@ -51,8 +53,12 @@ async function probeOne(
       // No redirect is followed: one request per substituter, whatever it answers.
       const response = await fetch(target, { signal, redirect: "manual", headers });
       await response.body?.cancel();
-      return response.status === 200
-        ? { url, result: "ok" }
+      // Nix's curl follows a redirect; one request is all this check makes.
+      if (response.status === 200 || (response.status >= 301 && response.status <= 308)) {
+        return { url, result: "ok" };
+      }
+      return response.status === 401 || response.status === 403
+        ? { url, result: "guarded", status: response.status }
         : {
             url,
             result: "not-a-cache",
@@ -145,6 +151,9 @@ export function judgeSubstituters(reach: readonly SubstituterReach[]): Check[] {
   if (problems.length > 0) return problems;
   const probed = reach.filter((r) => r.result === "ok").map((r) => r.url);
   const other = reach.filter((r) => r.result === "not-probed").map((r) => r.url);
+  const guarded = reach.flatMap((r) =>
+    r.result === "guarded" ? [`${r.url} (HTTP ${r.status})`] : [],
+  );
   return [
     ok(
       AREA,
@@ -154,6 +163,11 @@ export function judgeSubstituters(reach: readonly SubstituterReach[]): Check[] {
           ? [`${probed.join(", ")} answer${probed.length === 1 ? "s" : ""}`]
           : []),
         ...(other.length > 0 ? [`not asked: ${other.join(", ")}`] : []),
+        ...(guarded.length > 0
+          ? [
+              `ask for credentials, not judged (Nix may give them from its netrc-file): ${guarded.join(", ")}`,
+            ]
+          : []),
       ].join("; "),
     ),
   ];
