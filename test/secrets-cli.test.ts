@@ -286,7 +286,7 @@ describe("nixship secrets", () => {
     expect(r.stdout).toContain("db-password: encrypted to 2 recipients");
     const [scratch, mode] = readFileSync(seen, "utf8").trim().split("\n");
     expect(scratch).toMatch(
-      /^(\/dev\/shm|\/run\/user\/\d+)\/nixship-secret-[0-9a-f]+\/db-password$/,
+      /^(\/dev\/shm|\/run\/user\/\d+)\/nixship-secret-[1-9]\d*-[0-9a-f]{16}\/db-password$/,
     );
     expect(mode).toBe("600");
     expect(existsSync(scratch as string)).toBe(false);
@@ -394,7 +394,7 @@ describe("nixship secrets", () => {
       "--cmd",
       "set noundofile nobackup nowritebackup",
     ]);
-    expect(words.at(-1)).toMatch(/\/nixship-secret-[0-9a-f]+\/db-password$/);
+    expect(words.at(-1)).toMatch(/\/nixship-secret-[1-9]\d*-[0-9a-f]{16}\/db-password$/);
     expect(ageDecrypt(secretFile("db-password"), hostKeys.db1?.privateFile as string)).toBe(
       ROTATED,
     );

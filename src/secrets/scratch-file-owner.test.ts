@@ -1,9 +1,11 @@
 // The scratch file of `secrets edit` goes only where no other user can redirect it: not into a
 // $XDG_RUNTIME_DIR of another user (`sudo -E`) or one others may write, and a link put in its
 // place is never followed, when it is written nor when it is zeroed.
+import { execFileSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -107,6 +109,24 @@ describe.skipIf(!shmIsTmpfs)("the scratch file", () => {
     symlinkSync(victim, scratch.path);
     await scratch.remove();
     expect(readFileSync(victim, "utf8")).toBe("keep me");
+  });
+
+  it("the scratch directories of this user's edits that died (killed outright) go before the next edit's; a live one's stay", async () => {
+    const dead = execFileSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).trim();
+    const left = join(base, `nixship-secret-${dead}-0123456789abcdef`);
+    mkdirSync(left, { mode: 0o700 });
+    writeFileSync(join(left, "db-password"), SECRET, { mode: 0o600 });
+    const live = join(base, `nixship-secret-${process.pid}-fedcba9876543210`);
+    mkdirSync(live, { mode: 0o700 });
+    writeFileSync(join(live, "api-token"), SECRET, { mode: 0o600 });
+    chmodSync(base, 0o700);
+    const scratch = await createScratchFile("web-token", SECRET, { XDG_RUNTIME_DIR: base });
+    try {
+      expect(existsSync(left)).toBe(false);
+      expect(readFileSync(join(live, "api-token"))).toEqual(Buffer.from(SECRET));
+    } finally {
+      await scratch.remove();
+    }
   });
 
   it("is zeroed, then removed, when it is a file", async () => {

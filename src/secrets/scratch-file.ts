@@ -3,7 +3,7 @@
 // also when a second interrupt has the process exit at once (it is one of its last words).
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, realpath, rm, stat, statfs } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, realpath, rm, stat, statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { onLastWord } from "../util/last-words.js";
@@ -97,27 +97,69 @@ export async function scratchDirectory(
   );
 }
 
-/** A new file (mode 0600, in a directory of mode 0700) holding `content`. */
+/** A scratch directory's name: the process that made it, so that a later one can tell it died. */
+const SCRATCH_NAME = /^nixship-secret-([1-9][0-9]*)-[0-9a-f]{16}$/;
+
+/**
+ * Removes, zeroed first, the scratch directories of this user in `base` whose process is gone:
+ * an edit killed outright (SIGKILL, SIGQUIT) says no last words, and its plaintext stays on the
+ * tmpfs until the next edit, or the next boot.
+ */
+async function sweepScratch(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  for (const entry of names) {
+    const pid = Number(SCRATCH_NAME.exec(entry)?.[1] ?? Number.NaN);
+    if (!Number.isSafeInteger(pid) || alive(pid)) continue;
+    const dir = join(base, entry);
+    const info = await lstat(dir).catch(() => undefined);
+    if (info === undefined || !info.isDirectory() || info.uid !== euid()) continue;
+    for (const file of await readdir(dir).catch(() => [] as string[])) {
+      await zeroFile(join(dir, file));
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether process `pid` lives (one of another user's too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Overwrites a regular file with zeros, never through a link put in its place. */
+async function zeroFile(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDWR | NO_FOLLOW).catch(() => undefined);
+  if (handle === undefined) return;
+  try {
+    const info = await handle.stat();
+    if (info.isFile()) await handle.write(Buffer.alloc(info.size), 0, info.size, 0);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A new file (mode 0600, in a directory of mode 0700) holding `content`; the scratch
+ * directories of edits that died before are removed first (sweepScratch).
+ */
 export async function createScratchFile(
   name: string,
   content: Uint8Array,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ScratchFile> {
-  const dir = join(await scratchDirectory(env), `nixship-secret-${randomBytes(8).toString("hex")}`);
+  const base = await scratchDirectory(env);
+  await sweepScratch(base);
+  const dir = join(base, `nixship-secret-${process.pid}-${randomBytes(8).toString("hex")}`);
   await mkdir(dir, { mode: 0o700 });
   const path = join(dir, name);
   let forget = () => {};
   // Forgotten as a last word only once gone: a second interrupt may come while it is removed.
   const remove = async () => {
-    const handle = await open(path, constants.O_RDWR | NO_FOLLOW).catch(() => undefined);
-    if (handle !== undefined) {
-      try {
-        const info = await handle.stat();
-        if (info.isFile()) await handle.write(Buffer.alloc(info.size), 0, info.size, 0);
-      } finally {
-        await handle.close();
-      }
-    }
+    await zeroFile(path);
     await rm(dir, { recursive: true, force: true });
     forget();
   };
